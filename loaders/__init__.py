@@ -1,0 +1,1 @@
+"""mirdata-style dataset loaders."""

@@ -1,0 +1,5 @@
+import sys
+
+from m2e_plugin.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,94 @@
+"""The seam between the predictor (and the extractor, the realtime sidecar) and a concrete emotion model.
+
+A backend turns mono float32 audio at its own ``sample_rate`` into a :class:`Prediction`. Two entry points:
+
+* ``predict_track(blocks)``: a whole track, given as consecutive blocks of ``block_seconds`` (the last may be
+  shorter), so that hours of audio never need to sit in memory. This is the model's faithful track-level output.
+* ``predict_window(audio)``: one analysis window (timeline, realtime). Any length, even 0.1 s: backends pad
+  what is shorter than their receptive field.
+
+Backends are registered by name in :data:`BUILTIN_BACKENDS` and built by :func:`get_backend`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+
+@dataclass
+class Prediction:
+    """One model output. ``mood_probabilities`` is aligned with the backend's ``mood_tags``."""
+
+    valence: float  # 1-9
+    arousal: float  # 1-9
+    mood_probabilities: np.ndarray  # (len(mood_tags),) in [0, 1]
+    key: dict[str, Any] | None = None  # {"tonic": "C#", "mode": "minor", "confidence": 0.8} when the model uses one
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class EmotionBackend(ABC):
+    """A model that predicts valence/arousal (1-9) and mood probabilities from audio."""
+
+    name: str = ""
+    version: str = ""
+    sample_rate: int = 0
+    block_seconds: float = 30.0  # unit of predict_track's streamed blocks
+    window_seconds: float = 10.0  # default timeline / realtime window
+    hop_seconds: float = 5.0  # default timeline hop
+    mood_tags: tuple[str, ...] = ()
+    device: str = "cpu"
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The model card (JSON-able): name, version, sample rate, outputs, classes, training data, metrics."""
+        return {"name": self.name, "version": self.version, "sample_rate": self.sample_rate,
+                "mood_tags": list(self.mood_tags)}
+
+    @abstractmethod
+    def predict_track(self, blocks: Iterable[np.ndarray]) -> Prediction:
+        """Whole-track prediction from consecutive blocks at ``sample_rate``."""
+
+    def predict_window(self, audio: np.ndarray) -> Prediction:
+        """Prediction for one window of audio at ``sample_rate``."""
+        return self.predict_track([audio])
+
+    def predict_windows(self, windows: list[np.ndarray]) -> list[Prediction]:
+        """Several windows at once; backends that batch on a GPU override this."""
+        return [self.predict_window(w) for w in windows]
+
+
+# name -> "module:Class"; imported lazily so that `lite` never imports transformers.
+BUILTIN_BACKENDS: dict[str, str] = {
+    "lite": "m2e_plugin.backends.lite:LiteBackend",
+    "music2emo": "m2e_plugin.backends.music2emo:Music2EmoBackend",
+}
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``"auto"`` picks CUDA when available, else CPU; other values are passed through (``"cuda:1"``, ``"cpu"``)."""
+    if device in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but CUDA is not available (use device='cpu' or 'auto')")
+    return str(device)
+
+
+def get_backend(name: str, *, device: str | None = "auto", **options) -> EmotionBackend:
+    """Build the backend registered under ``name`` (``"lite"`` or ``"music2emo"``)."""
+    try:
+        target = BUILTIN_BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(BUILTIN_BACKENDS))}") from None
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(device=resolve_device(device), **options)

@@ -1,0 +1,43 @@
+"""`m2e` entry point. Each subcommand lives in ``m2e_plugin/cli/<name>.py`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a ``run(args) -> int``.
+
+Conventions: machine-readable output is JSON on stdout; human text, warnings and progress go to stderr.
+Subcommand modules import heavy libraries (torch, transformers) inside ``run`` so ``m2e --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Module names under m2e_plugin.cli, in the order `m2e --help` lists them.
+SUBCOMMANDS = (
+    "predict",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from m2e_plugin import __version__
+
+    parser = argparse.ArgumentParser(prog="m2e", description="Music emotion recognition (Music2Emo) toolkit.")
+    parser.add_argument("--version", action="version", version=f"m2e {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"m2e_plugin.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("m2e: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Harmony: chord recognition (offline and BTC) and key estimation."""

@@ -1,0 +1,1 @@
+"""Prediction heads and checkpoint loading (Music2Emo multitask head, lite head)."""

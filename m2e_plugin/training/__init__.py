@@ -1,0 +1,1 @@
+"""Training, distillation and evaluation (metrics as in the paper)."""

@@ -1,0 +1,1 @@
+"""Realtime DAW sidecar: live capture, sliding-window inference, OSC out."""
