@@ -1,0 +1,216 @@
+"""4Q Audio Emotion Dataset loader.
+
+.. admonition:: Dataset Info
+    :class: dropdown
+
+    The 4Q audio emotion dataset (Panda, Malheiro & Paiva, IEEE TAFFC 2018) holds 900 30-second AllMusic clips,
+    225 in each quadrant of Russell's circumplex (Q1 +valence +arousal, Q2 -valence +arousal, Q3 -valence -arousal,
+    Q4 +valence -arousal). Quadrants were derived from the clips' AllMusic mood tags and checked by listeners.
+
+    Layout read (as distributed)::
+
+        <data_home>/
+            Q1/<Song>.mp3  Q2/...  Q3/...  Q4/...
+            panda_dataset_taffc_annotations.csv   Song,Quadrant
+            panda_dataset_taffc_metadata.csv      Song,Artist,Title,Quadrant,PQuad,...,MoodsStrSplit,...,GenresStr,...
+
+    Track ids are the ``Song`` ids (``MT0000040632``); the audio is ``Q<n>/<Song>.mp3`` with ``<n>`` from the
+    annotations file. Any subset of the release works (the shared copy holds 600 clips, 150 per quadrant): the track
+    list is the annotations file's rows.
+
+    4Q has **no numeric valence/arousal**: tracks expose ``quadrant``, the booleans ``valence_positive`` /
+    ``arousal_positive`` implied by it, and the AllMusic ``moods`` (``MoodsStrSplit``, ``"; "``-separated, compound
+    moods such as ``Tense/Anxious`` already split). It has no official split; use ``get_random_track_splits``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+from mirdata import core
+
+from .core import (
+    DatasetFileError,
+    EmotionDataset,
+    EmotionTrack,
+    find_column,
+    load_audio,
+    make_indexes,
+    optional_column,
+    read_csv_dicts,
+)
+
+NAME = "fourq"
+
+BIBTEX = """@article{panda2018novel,
+    author = {Panda, Renato and Malheiro, Ricardo and Paiva, Rui Pedro},
+    title = {Novel Audio Features for Music Emotion Recognition},
+    journal = {IEEE Transactions on Affective Computing},
+    volume = {11},
+    number = {4},
+    pages = {614--626},
+    year = {2020},
+    doi = {10.1109/TAFFC.2018.2820691}
+}"""
+
+INDEXES = make_indexes(NAME)
+
+REMOTES = None
+
+DOWNLOAD_INFO = """
+    The 4Q Audio Emotion Dataset is distributed by the MIR group of the University of Coimbra:
+    http://mir.dei.uc.pt/downloads.html ("4QAED", research use). Unzip it so that data_home holds the folders
+    Q1/ Q2/ Q3/ Q4/ with <Song>.mp3 clips and the files panda_dataset_taffc_annotations.csv and
+    panda_dataset_taffc_metadata.csv.
+"""
+
+LICENSE_INFO = (
+    "4Q Audio Emotion Dataset: free for research and non-commercial use (see the dataset's page at "
+    "http://mir.dei.uc.pt/downloads.html); the clips are AllMusic previews whose rights stay with their owners."
+)
+
+ANNOTATIONS_FILE = "panda_dataset_taffc_annotations.csv"
+METADATA_FILE = "panda_dataset_taffc_metadata.csv"
+QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
+
+
+def _split_list(value: Optional[str]) -> List[str]:
+    if not value:
+        return []
+    return [v.strip() for v in value.split(";") if v.strip()]
+
+
+class Track(EmotionTrack):
+    """4Q track
+
+    Args:
+        track_id (str): the ``Song`` id, e.g. ``"MT0000040632"``
+
+    Attributes:
+        audio_path (str): path of ``Q<n>/<Song>.mp3``
+        track_id (str): track id
+
+    Cached Properties:
+        quadrant (str): ``"Q1"``..``"Q4"`` (Russell: Q1 +V+A, Q2 -V+A, Q3 -V-A, Q4 +V-A)
+        valence_positive (bool): True for Q1 and Q4
+        arousal_positive (bool): True for Q1 and Q2
+        moods (list): AllMusic mood tags (``MoodsStrSplit``); empty when the metadata file is absent
+        artist (str or None): artist name
+        title (str or None): song title
+        genres (list): AllMusic genres (``GenresStr``)
+
+    """
+
+    _download_info = DOWNLOAD_INFO
+
+    @core.cached_property
+    def quadrant(self) -> str:
+        """str: quadrant label Q1..Q4"""
+        return self._track_metadata["quadrant"]
+
+    @core.cached_property
+    def valence_positive(self) -> bool:
+        """bool: whether the quadrant has positive valence (Q1, Q4)"""
+        return self.quadrant in ("Q1", "Q4")
+
+    @core.cached_property
+    def arousal_positive(self) -> bool:
+        """bool: whether the quadrant has positive arousal (Q1, Q2)"""
+        return self.quadrant in ("Q1", "Q2")
+
+    @core.cached_property
+    def moods(self) -> List[str]:
+        """list: AllMusic mood tags"""
+        return list(self._track_metadata.get("moods", []))
+
+    @core.cached_property
+    def artist(self) -> Optional[str]:
+        """str or None: artist"""
+        return self._track_metadata.get("artist")
+
+    @core.cached_property
+    def title(self) -> Optional[str]:
+        """str or None: title"""
+        return self._track_metadata.get("title")
+
+    @core.cached_property
+    def genres(self) -> List[str]:
+        """list: AllMusic genres"""
+        return list(self._track_metadata.get("genres", []))
+
+
+@core.docstring_inherit(core.Dataset)
+class Dataset(EmotionDataset):
+    """The 4Q audio emotion dataset"""
+
+    def __init__(self, data_home=None, version="default"):
+        super().__init__(
+            data_home,
+            version,
+            name=NAME,
+            track_class=Track,
+            bibtex=BIBTEX,
+            indexes=INDEXES,
+            remotes=REMOTES,
+            download_info=DOWNLOAD_INFO,
+            license_info=LICENSE_INFO,
+        )
+
+    def _metadata_files(self):
+        files = {"annotations": ANNOTATIONS_FILE}
+        if os.path.isfile(os.path.join(self.data_home, METADATA_FILE)):
+            files["metadata"] = METADATA_FILE
+        return files
+
+    def _audio_relpath(self, track_id, meta):
+        return os.path.join(meta["quadrant"], f"{track_id}.mp3")
+
+    @core.cached_property
+    def _metadata(self):
+        ann_path = os.path.join(self.data_home, ANNOTATIONS_FILE)
+        if not os.path.isfile(ann_path):
+            raise self._missing_labels([ANNOTATIONS_FILE])
+        rows = read_csv_dicts(ann_path)
+        meta = {}
+        if rows:
+            song_col = find_column(rows[0].keys(), ["Song", "song_id", "id"], ann_path, "song id")
+            quad_col = find_column(rows[0].keys(), ["Quadrant"], ann_path, "quadrant")
+        for row in rows:
+            song = row[song_col]
+            quad = row[quad_col].upper()
+            if quad not in QUADRANTS:
+                raise DatasetFileError(ann_path, f"row {song!r}: quadrant {row[quad_col]!r} is not one of Q1..Q4")
+            if song in meta:
+                raise DatasetFileError(ann_path, f"song {song!r} appears twice")
+            meta[song] = {"quadrant": quad}
+
+        meta_path = os.path.join(self.data_home, METADATA_FILE)
+        if os.path.isfile(meta_path):
+            mrows = read_csv_dicts(meta_path)
+            if mrows:
+                keys = mrows[0].keys()
+                song_col = find_column(keys, ["Song"], meta_path, "song id")
+                moods_col = optional_column(keys, ["MoodsStrSplit", "MoodsStr"])
+                genres_col = optional_column(keys, ["GenresStr"])
+            for row in mrows:
+                entry = meta.get(row[song_col])
+                if entry is None:  # metadata rows for clips not in the annotations file are ignored
+                    continue
+                entry["artist"] = row.get("Artist") or None
+                entry["title"] = row.get("Title") or None
+                entry["moods"] = _split_list(row.get(moods_col)) if moods_col else []
+                entry["genres"] = _split_list(row.get(genres_col)) if genres_col else []
+        return meta
+
+    def get_track_splits(self):
+        """4Q has no official split.
+
+        Raises:
+            NotImplementedError: always; use ``get_random_track_splits``
+
+        """
+        raise NotImplementedError(f"The {NAME} dataset has no official split. Use get_random_track_splits instead.")
+
+
+__all__ = ["Dataset", "Track", "load_audio", "BIBTEX", "DOWNLOAD_INFO", "LICENSE_INFO", "INDEXES", "REMOTES"]

@@ -1,0 +1,164 @@
+"""MTG-Jamendo autotagging mood/theme loader: mirdata's loader, made to work offline.
+
+.. admonition:: Dataset Info
+    :class: dropdown
+
+    The mood/theme subset of the MTG-Jamendo dataset (Bogdanov et al., ICML 2019 ML4MD workshop): 18,486 full
+    tracks from Jamendo (Creative Commons) tagged with 59 mood/theme tags, and five official train/validation/test
+    splits that keep 56 tags (``ambiental``, ``horror`` and ``mellow`` are dropped, and with them tracks left
+    without tags: split-0 has 9,949 / 3,802 / 4,231 tracks). MediaEval's "Emotion and Theme Recognition" task and
+    Music2Emo use split-0.
+
+    This module subclasses ``mirdata.datasets.mtg_jamendo_autotagging_moodtheme`` (its metadata parsing, tags and
+    ``get_track_splits(split_number)`` are reused as is). mirdata ships no index for it and downloads one into its
+    own package; here the index is built from ``data/autotagging_moodtheme.tsv`` instead, so nothing is downloaded
+    and nothing is written into site-packages.
+
+    Layout read (the MTG repository's ``data/`` folder plus the audio from its download script)::
+
+        <data_home>/
+            data/autotagging_moodtheme.tsv      TRACK_ID  ARTIST_ID  ALBUM_ID  PATH  DURATION  TAGS...   (CRLF)
+            data/splits/split-<k>/autotagging_moodtheme-{train,validation,test}.tsv
+            audios/<PATH>                        e.g. audios/48/948.mp3 (mirdata's layout); ``audio/<PATH>`` or
+                                                 ``<PATH>`` directly under data_home are found too
+
+    Labels: ``moods`` is the list of the track's mood/theme tags without the ``mood/theme---`` prefix (the same as
+    mirdata's ``tags``). Tracks carry no valence/arousal.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Tuple
+
+import numpy as np
+from mirdata import core
+from mirdata.datasets import mtg_jamendo_autotagging_moodtheme as _mirdata_mtg
+
+from .core import EmotionDataset, MissingAudioError, file_exists, load_audio, make_indexes
+
+NAME = "mtg_jamendo_moodtheme"
+
+BIBTEX = _mirdata_mtg.BIBTEX
+
+INDEXES = make_indexes(NAME)
+
+REMOTES = None
+
+DOWNLOAD_INFO = """
+    Metadata: clone https://github.com/MTG/mtg-jamendo-dataset (or download its data/ folder) and use the folder
+    holding data/ as data_home. Audio (152 GB for mood/theme) comes from the MTG download script:
+        python3 scripts/download/download.py --dataset autotagging_moodtheme --type audio <data_home>/audios --unpack --remove
+    so that data_home holds audios/00/ ... audios/99/.
+"""
+
+LICENSE_INFO = (
+    "MTG-Jamendo metadata: Creative Commons Attribution NonCommercial Share Alike 4.0 International; "
+    "the audio is under the Creative Commons licence each Jamendo artist chose."
+)
+
+METADATA_FILE = os.path.join("data", "autotagging_moodtheme.tsv")
+SPLIT_FILE = os.path.join("data", "splits", "split-{k}", "autotagging_moodtheme-{name}.tsv")
+AUDIO_ROOTS = ("audios", "audio", "")
+
+
+class Track(_mirdata_mtg.Track):
+    """MTG-Jamendo mood/theme track (mirdata's Track, with mono audio and ``moods``)
+
+    Args:
+        track_id (str): track id, e.g. ``"track_0000948"``
+
+    Attributes:
+        audio_path (str): path of the track's mp3
+        track_id (str): track id
+
+    Cached Properties:
+        artist_id (str): Jamendo artist id
+        album_id (str): Jamendo album id
+        duration (float): duration in seconds
+        tags (list): mood/theme tags (mirdata's property)
+        moods (list): the same tags, m2e's common name
+
+    """
+
+    _download_info = DOWNLOAD_INFO
+
+    @property
+    def audio(self) -> Tuple[np.ndarray, int]:
+        """tuple: (mono float32 np.ndarray, native sample rate int), decoded on each access"""
+        if not file_exists(self.audio_path):
+            raise MissingAudioError(self.audio_path, self.track_id, self._dataset_name, self._download_info)
+        return load_audio(self.audio_path)
+
+    @core.cached_property
+    def moods(self) -> List[str]:
+        """list: mood/theme tags without prefix"""
+        return list(self.tags)
+
+
+@core.docstring_inherit(core.Dataset)
+class Dataset(EmotionDataset, _mirdata_mtg.Dataset):
+    """The MTG-Jamendo autotagging mood/theme dataset"""
+
+    def __init__(self, data_home=None, version="default"):
+        EmotionDataset.__init__(
+            self,
+            data_home,
+            version,
+            name=NAME,
+            track_class=Track,
+            bibtex=BIBTEX,
+            indexes=INDEXES,
+            remotes=REMOTES,
+            download_info=DOWNLOAD_INFO,
+            license_info=LICENSE_INFO,
+        )
+
+    @core.cached_property
+    def _metadata(self):
+        expected = [METADATA_FILE] + [
+            SPLIT_FILE.format(k=k, name=n) for k in range(5) for n in ("train", "validation", "test")
+        ]
+        missing = [p for p in expected if not os.path.isfile(os.path.join(self.data_home, p))]
+        if missing:
+            raise FileNotFoundError(
+                f"{NAME}: {len(missing)} metadata file(s) missing under {self.data_home}, first: "
+                f"{os.path.join(self.data_home, missing[0])}\n{DOWNLOAD_INFO.strip()}"
+            )
+        # mirdata's parser (full TSV + the 15 split files).
+        return _mirdata_mtg.Dataset._metadata.func(self)
+
+    @core.cached_property
+    def _audio_root(self):
+        for root in AUDIO_ROOTS:
+            if os.path.isdir(os.path.join(self.data_home, root, "00")):
+                return root
+        return AUDIO_ROOTS[0]
+
+    def _metadata_files(self):
+        return {"metadata": METADATA_FILE}
+
+    @core.cached_property
+    def _index(self):
+        meta = self._metadata
+        tracks = {
+            tid: {"audio": [os.path.join(self._audio_root, m["PATH"]), None]}
+            for tid, m in meta.items()
+            if tid != "splits"  # mirdata keeps the split lists in the same dict
+        }
+        return {"version": INDEXES["default"], "tracks": tracks, "metadata": {"metadata": [METADATA_FILE, None]}}
+
+    def get_track_splits(self, split_number=0):
+        """Get one of the five official splits.
+
+        Args:
+            split_number (int): 0 to 4 (Music2Emo and MediaEval use 0)
+
+        Returns:
+            dict: ``{"train": [...], "validation": [...], "test": [...]}`` of track ids
+
+        """
+        return _mirdata_mtg.Dataset.get_track_splits(self, split_number=split_number)
+
+
+__all__ = ["Dataset", "Track", "load_audio", "BIBTEX", "DOWNLOAD_INFO", "LICENSE_INFO", "INDEXES", "REMOTES"]

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from m2e_plugin.labels import MOOD_TAGS, TAG_PRIORS, TAG_VALENCE_AROUSAL, normalise_va, quadrant
+
+
+def test_mood_tags_are_the_56_split_tags_in_model_order():
+    assert len(MOOD_TAGS) == 56
+    assert list(MOOD_TAGS) == sorted(MOOD_TAGS)  # Music2Emo's output order is alphabetical
+    assert MOOD_TAGS[0] == "action" and MOOD_TAGS[-1] == "uplifting"
+    assert {"ambiental", "horror", "mellow"}.isdisjoint(MOOD_TAGS)
+
+
+def test_tables_match_the_reference_files(shared_data):
+    import csv
+
+    rows = list(csv.DictReader(open(shared_data / "music2emo-meta" / "moodtag_va_scores.csv")))
+    assert [r["MoodTag"] for r in rows] == list(MOOD_TAGS)
+    for r in rows:
+        assert TAG_VALENCE_AROUSAL[r["MoodTag"]] == (float(r["Valence"]), float(r["Arousal"]))
+    priors = np.load(shared_data / "music2emo-meta" / "probas_train.npy", allow_pickle=False)
+    np.testing.assert_allclose(TAG_PRIORS, priors)
+    split_tags = (shared_data / "mtg-jamendo" / "data" / "tags" / "moodtheme_split.txt").read_text().split()
+    assert [t.split("---")[1] for t in split_tags] == list(MOOD_TAGS)
+
+
+@pytest.mark.parametrize("v,a,q", [(7, 7, "Q1"), (3, 7, "Q2"), (3, 3, "Q3"), (7, 3, "Q4"), (5, 5, "Q1"), (4.99, 5, "Q2")])
+def test_quadrant(v, a, q):
+    assert quadrant(v, a) == q
+
+
+def test_normalise_va_clips_to_unit_range():
+    assert normalise_va(1) == 0.0 and normalise_va(9) == 1.0 and normalise_va(5) == 0.5
+    assert normalise_va(-3) == 0.0 and normalise_va(12) == 1.0

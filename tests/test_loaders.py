@@ -1,0 +1,188 @@
+"""Contract every loader keeps (mirdata's test_loaders pattern, looping over all datasets), and the CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from mirdata import core
+
+from loaders_testing import AUDIO, build_home
+from m2e_plugin import loaders
+from m2e_plugin.cli.main import main
+from m2e_plugin.loaders.core import MissingAudioError, OfflineIndex, VAData
+
+VA_DATASETS = ("deam", "emomusic", "pmemo")
+
+
+def test_list_and_initialize():
+    assert loaders.list_datasets() == ["deam", "emomusic", "fourq", "mtg_jamendo_moodtheme", "pmemo"]
+    with pytest.raises(ValueError, match="Invalid dataset 'nope'"):
+        loaders.initialize("nope")
+    assert "Default version: 1.0" in loaders.list_dataset_versions("deam")
+    ds = loaders.initialize("deam")  # mirdata's default home
+    assert ds.data_home.endswith(os.path.join("mir_datasets", "deam"))
+
+
+@pytest.mark.parametrize("name", loaders.DATASETS)
+def test_module_constants(name):
+    module = __import__(f"m2e_plugin.loaders.{name}", fromlist=["Dataset"])
+    for const in ("BIBTEX", "LICENSE_INFO", "DOWNLOAD_INFO"):
+        assert isinstance(getattr(module, const), str) and len(getattr(module, const)) > 40, const
+    assert module.BIBTEX.lstrip().startswith("@")
+    assert "http" in module.DOWNLOAD_INFO
+    assert issubclass(module.Dataset, core.Dataset) and issubclass(module.Track, core.Track)
+    assert module.Dataset.__init__.__code__.co_varnames[1:3] == ("data_home", "version")
+    assert isinstance(module.INDEXES[module.INDEXES["default"]], OfflineIndex)
+
+
+@pytest.mark.parametrize("name", loaders.DATASETS)
+def test_contract(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("M2E_CACHE_DIR", str(tmp_path / "cache"))
+    rels = AUDIO[name]
+    home = build_home(tmp_path, name, skip=(rels[0],), corrupt=(rels[1],))
+    ds = loaders.initialize(name, data_home=str(home))
+
+    # index: built from disk, never pointing into an installed package
+    assert ds.track_ids and len(set(ds.track_ids)) == len(ds.track_ids)
+    assert ds.index_path.startswith(str(tmp_path / "cache"))
+    saved = ds.save_index()
+    with open(saved) as fh:
+        index = json.load(fh)
+    assert set(index["tracks"]) == set(ds.track_ids) and index["version"] == "1.0"
+    assert all(entry["audio"][0] and not os.path.isabs(entry["audio"][0]) for entry in index["tracks"].values())
+
+    tracks = ds.load_tracks()
+    for track in tracks.values():
+        assert track.audio_path.startswith(str(home))
+        repr(track)
+        if name in VA_DATASETS:
+            assert 1.0 <= track.valence <= 9.0 and 1.0 <= track.arousal <= 9.0
+            for std in (track.valence_std, track.arousal_std):
+                assert std is None or 0.0 <= std <= 8.0
+            assert track.quadrant in ("Q1", "Q2", "Q3", "Q4")
+            if track.dynamic is not None:
+                assert isinstance(track.dynamic, VAData)
+                assert track.dynamic.valence.min() >= 1.0 and track.dynamic.valence.max() <= 9.0
+        if name in ("fourq", "mtg_jamendo_moodtheme"):
+            assert isinstance(track.moods, list) and all(isinstance(m, str) and m for m in track.moods)
+
+    # validate: reports the missing and the corrupt file, never raises
+    missing, invalid = ds.validate(verbose=True)
+    assert [os.path.relpath(p, home) for ps in missing.values() for p in ps] == [rels[0]]
+    assert len(invalid) == 1 and rels[1] in next(iter(invalid.values()))[0]
+    assert "1 missing, 1 corrupt" in capsys.readouterr().err
+
+    by_path = {os.path.relpath(t.audio_path, home): t for t in tracks.values()}
+    with pytest.raises(MissingAudioError, match="Where to get it"):
+        by_path[rels[0]].audio
+    with pytest.raises(ValueError, match=rels[1].split("/")[-1]):  # AudioError names the file
+        by_path[rels[1]].audio
+    audio, sr = by_path[rels[2]].audio
+    assert audio.dtype == np.float32 and audio.ndim == 1 and sr > 0 and np.abs(audio).max() > 0.05
+
+    # seeded random splits cover every track once
+    parts = ds.get_random_track_splits([0.6, 0.2, 0.2], seed=7, split_names=["train", "validation", "test"])
+    assert sorted(i for v in parts.values() for i in v) == sorted(ds.track_ids)
+
+    ds.cite()
+    ds.license()
+    assert "BibTeX" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", loaders.DATASETS)
+def test_full_decode_validation(name, tmp_path):
+    home = build_home(tmp_path, name)
+    # truncate one file to its first bytes: the header may parse, a full decode must fail or be empty-handed
+    target = home / AUDIO[name][0]
+    target.write_bytes(target.read_bytes()[:64])
+    missing, invalid = loaders.initialize(name, data_home=str(home)).validate(verbose=False, decode=True)
+    assert not missing and len(invalid) == 1
+
+
+def test_package_split_lists():
+    from m2e_plugin.loaders.core import read_package_split
+
+    deam = read_package_split("deam")
+    emo = read_package_split("emomusic")
+    assert [len(deam[k]) for k in ("train", "validation", "test")] == [1261, 271, 270]
+    assert [len(emo[k]) for k in ("train", "validation", "test")] == [495, 124, 125]
+    for lists in (deam, emo):
+        ids = [i for v in lists.values() for i in v]
+        assert len(ids) == len(set(ids))
+    assert read_package_split("pmemo") is None
+
+
+def test_vadata_validation():
+    t = np.array([0.0, 0.5])
+    v = np.array([5.0, 6.0])
+    data = VAData(t, "s", v, v.copy(), "nine_point")
+    assert len(data) == 2
+    with pytest.raises(ValueError, match="within 1-9"):
+        VAData(t, "s", np.array([0.5, 6.0]), v, "nine_point")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        VAData(np.array([1.0, 0.5]), "s", v, v, "nine_point")
+    with pytest.raises(ValueError):
+        VAData(t, "s", v, np.array([5.0]), "nine_point")
+    with pytest.raises(ValueError):
+        VAData(t, "s", v, v, "percent")
+
+
+def _cli(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_list_info_validate(tmp_path, capsys):
+    home = build_home(tmp_path, "fourq", skip=(AUDIO["fourq"][3],))
+    rc, out, _ = _cli(capsys, "datasets", "--data-home", f"fourq={home}", "--data-home", f"deam={tmp_path / 'none'}")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rc == 0 and rows["fourq"]["tracks"] == 4 and rows["deam"]["tracks"] is None
+    assert set(rows) == set(loaders.DATASETS)
+
+    rc, out, _ = _cli(capsys, "datasets", "info", "fourq", "--data-home", str(home))
+    info = json.loads(out)
+    assert rc == 0 and info["tracks"] == 4 and info["audio_present"] == 3
+    assert info["quadrants"] == {"Q1": 1, "Q2": 1, "Q3": 1, "Q4": 1}
+
+    rc, out, err = _cli(capsys, "datasets", "validate", "fourq", "--data-home", str(home))
+    report = json.loads(out)
+    assert rc == 1 and report["missing"] == 1 and report["usable"] == 3
+    assert list(report["missing_tracks"]) == ["MT0000054705"]
+    assert "1 missing" in err
+
+
+@pytest.mark.filterwarnings("ignore:.*split are not in this copy")
+def test_cli_info_va_dataset_and_errors(tmp_path, capsys):
+    home = build_home(tmp_path, "emomusic")
+    rc, out, _ = _cli(capsys, "datasets", "info", "emomusic", "--data-home", str(home))
+    info = json.loads(out)
+    assert rc == 0 and info["valence_range"] == [3.0, 5.5] and info["arousal_range"] == [3.1, 5.7]
+    assert info["splits"]["mediaeval2013"] == {"development": 2, "evaluation": 1}
+
+    rc, _, err = _cli(capsys, "datasets", "info", "deam", "--data-home", str(tmp_path / "missing"))
+    assert rc == 2 and "static_annotations_averaged_songs_1_2000.csv" in err
+    rc, _, err = _cli(capsys, "datasets", "--data-home", "nope=/x")
+    assert rc == 2 and "unknown dataset" in err
+
+
+def test_csv_reader_quirks(tmp_path):
+    from m2e_plugin.loaders.core import read_csv_dicts, read_wide_dynamic
+
+    f = tmp_path / "quirks.csv"
+    # UTF-8 BOM, CRLF, padded fixed-width cells, a quoted field with a comma and a line break
+    f.write_bytes(b'\xef\xbb\xbfsong_id, valence_mean , title\r\n   2,  3.1 ,"a, b\r\nc"\r\n\r\n 3, 4 ,"\tx\t"\r\n')
+    assert read_csv_dicts(str(f)) == [
+        {"song_id": "2", "valence_mean": "3.1", "title": "a, b\r\nc"},
+        {"song_id": "3", "valence_mean": "4", "title": "x"},
+    ]
+    # latin-1 bytes, including 0x85 (which str.splitlines would treat as a line break)
+    f.write_bytes("Song,Artist\nMT1,Bj\xf6rk \x85 live\n".encode("latin-1"))
+    assert read_csv_dicts(str(f)) == [{"Song": "MT1", "Artist": "Bj\xf6rk \x85 live"}]
+    f.write_text("")
+    with pytest.raises(ValueError, match="quirks.csv: file is empty"):
+        read_csv_dicts(str(f))
+    f.write_text("song_id,sample_15000ms,bogus\n2,0.1,0.2\n")
+    with pytest.raises(ValueError, match="column 'bogus' is not of the form"):
+        read_wide_dynamic(str(f))

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from mirdata.datasets import mtg_jamendo_autotagging_moodtheme as mirdata_mtg
+
+from loaders_testing import build_home, run_track_tests
+from m2e_plugin.loaders import mtg_jamendo_moodtheme as mtg
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return mtg.Dataset(str(build_home(tmp_path, "mtg_jamendo_moodtheme")))
+
+
+def test_wraps_mirdata(dataset):
+    assert isinstance(dataset, mirdata_mtg.Dataset)
+    assert isinstance(dataset.track("track_0000948"), mirdata_mtg.Track)
+
+
+def test_track(dataset):
+    track = dataset.track("track_0001105")
+    expected_attributes = {
+        "track_id": "track_0001105",
+        "audio_path": f"{dataset.data_home}/audios/05/1105.mp3",
+        "artist_id": "artist_000104",
+        "album_id": "album_000182",
+        "duration": 312.3,
+        "tags": ["happy", "energetic", "positive"],  # tags spread over extra TSV columns, CRLF stripped
+        "moods": ["happy", "energetic", "positive"],
+    }
+    run_track_tests(track, expected_attributes, {"audio": tuple})
+    audio, sr = track.audio
+    assert audio.ndim == 1 and audio.dtype == np.float32 and sr == 22050
+
+
+def test_index_built_offline(dataset):
+    assert dataset.track_ids == ["track_0000948", "track_0000950", "track_0001105", "track_0001120", "track_0001200"]
+    assert "site-packages" not in dataset.index_path
+
+
+def test_official_splits_drop_the_three_tags(dataset):
+    split = dataset.get_track_splits(0)
+    assert split == {
+        "train": ["track_0000948", "track_0000950"],
+        "validation": ["track_0001105"],  # track_0001120 had only "mellow": not in any split
+        "test": ["track_0001200"],
+    }
+    assert len(dataset.get_track_splits(3)["train"]) == 1
+    with pytest.raises(ValueError):
+        dataset.get_track_splits(5)
+
+
+def test_other_audio_roots(tmp_path):
+    home = build_home(tmp_path, "mtg_jamendo_moodtheme")
+    (home / "audios").rename(home / "audio")
+    assert mtg.Dataset(str(home)).track("track_0000948").audio_path.endswith("/audio/48/948.mp3")
+
+
+def test_missing_metadata_named(tmp_path):
+    home = build_home(tmp_path, "mtg_jamendo_moodtheme")
+    (home / "data/splits/split-2/autotagging_moodtheme-test.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"split-2/autotagging_moodtheme-test\.tsv"):
+        mtg.Dataset(str(home)).track_ids
