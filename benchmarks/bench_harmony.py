@@ -1,0 +1,269 @@
+"""Harmony benchmark: chord recognition and key estimation on rendered audio, and speed.
+
+What it measures (printed as tables):
+
+1. Synthetic progressions with known chords and key: random diatonic progressions (triads and sevenths) in
+   random keys, written as MIDI and rendered with fluidsynth through several General MIDI instruments.
+   * offline chord recogniser: mir_eval root / majmin / sevenths / mirex (duration-weighted, all renders pooled);
+   * keys: MIREX weighted key score and exact accuracy of ``estimate_key`` (audio), ``key_from_chords`` on the
+     recognised chords and on the true chords;
+   * ``key_from_chords`` vs the reference's own path (chords -> pretty_midi file -> music21 ``analyze('key')``):
+     agreement on the recognised chords.
+2. VGMIDI piano pieces (``../shared/data/vgmidi``, when present): ``estimate_key`` on the rendered audio against
+   music21's key of the symbolic MIDI (agreement with a symbolic analysis, not ground truth).
+3. Speed on CPU: offline recogniser, audio key, the BTC network (published size, random weights: timing only),
+   as multiples of real time.
+
+Needs fluidsynth and a General MIDI soundfont (Debian: ``fluidsynth timgm6mb-soundfont``) and music21
+(``pip install -e .[harmony]``). Run: ``python benchmarks/bench_harmony.py [--n 40] [--vgmidi 30]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from m2e_plugin.audio import load_audio
+from m2e_plugin.harmony import estimate_key, key_from_chords, recognize_chords
+from m2e_plugin.harmony.vocabulary import PITCH_CLASSES, QUALITY_INTERVALS, chord_pitch_classes, split_label
+
+SR = 22050
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2",
+              "/usr/share/soundfonts/default.sf2")
+PROGRAMS = {"piano": 0, "e-piano": 4, "organ": 19, "guitar": 24, "strings": 48}
+# Diatonic chords per scale degree (semitones above the tonic, quality); sevenths appear with lower weight.
+MAJOR_DEGREES = [(0, "maj"), (2, "min"), (4, "min"), (5, "maj"), (7, "maj"), (9, "min"), (0, "maj7"),
+                 (2, "min7"), (7, "7"), (11, "hdim7"), (5, "maj7"), (9, "min7")]
+MINOR_DEGREES = [(0, "min"), (5, "min"), (7, "maj"), (8, "maj"), (3, "maj"), (10, "maj"), (7, "7"), (0, "min7"),
+                 (2, "dim"), (5, "min7"), (8, "maj7"), (2, "hdim7")]
+ROOT_PATH = Path(__file__).resolve().parents[1]
+
+
+def find_soundfont(explicit: str | None) -> str:
+    for candidate in ([explicit] if explicit else []) + list(SOUNDFONTS):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    sys.exit("no General MIDI soundfont found: install timgm6mb-soundfont or pass --soundfont PATH")
+
+
+def random_progression(rng: np.random.Generator):
+    tonic = int(rng.integers(12))
+    mode = "major" if rng.random() < 0.5 else "minor"
+    degrees = MAJOR_DEGREES if mode == "major" else MINOR_DEGREES
+    weights = np.array([3.0] * 6 + [1.0] * 6)
+    chords, t = [], 0.0
+    first = (0, "maj") if mode == "major" else (0, "min")
+    picks = [first] + [degrees[i] for i in rng.choice(len(degrees), size=int(rng.integers(6, 11)),
+                                                      p=weights / weights.sum())] + [first]
+    for interval, quality in picks:
+        d = 0.5 * int(rng.integers(2, 7))  # 1-3 s on a half-second grid
+        chords.append((t, t + d, f"{PITCH_CLASSES[(tonic + interval) % 12]}:{quality}"))
+        t += d
+    return chords, PITCH_CLASSES[tonic], mode
+
+
+def write_chord_midi(chords, program: int, path: Path) -> None:
+    """Root in octave 2 plus close-position chord tones from octave 4, one note-on per chord."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=program)
+    for start, end, label in chords:
+        root, quality = split_label(label)
+        base = 60 + PITCH_CLASSES.index(root)
+        pitches = [base - 24] + [base + i for i in QUALITY_INTERVALS[quality]]
+        for pitch in pitches:
+            inst.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=start, end=end - 0.02))
+    pm.instruments.append(inst)
+    pm.write(str(path))
+
+
+def render(midi: Path, wav: Path, soundfont: str) -> np.ndarray:
+    subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", str(SR), "-F", str(wav), soundfont, str(midi)],
+                   check=True, capture_output=True)
+    return load_audio(str(wav), target_sr=SR)[0]
+
+
+def reference_key_path(chords, tmp: Path):
+    """Music2Emo's key: chords -> MIDI (pitch 48 + pc per run, velocity 120) with pretty_midi -> music21."""
+    import pretty_midi
+    from music21 import converter
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=0)
+    for p in range(12):
+        run = None
+        for i, (start, end, label) in enumerate(chords):
+            on = bool(chord_pitch_classes(label)[p])
+            if on and run is None:
+                run = start
+            if run is not None and (not on or i == len(chords) - 1):
+                inst.notes.append(pretty_midi.Note(velocity=120, pitch=48 + p, start=run, end=end if on else start))
+                run = None
+    pm.instruments.append(inst)
+    path = tmp / "ref_key.mid"
+    pm.write(str(path))
+    try:
+        k = converter.parse(str(path)).analyze("key")
+    except Exception:
+        return None, None
+    return PITCH_CLASSES[k.tonic.pitchClass], k.mode
+
+
+def chord_scores(reference, estimate):
+    import mir_eval
+
+    ref_i = np.array([[s, e] for s, e, _ in reference])
+    est_i = np.array([[s, e] for s, e, _ in estimate])
+    est_i, est_l = mir_eval.util.adjust_intervals(est_i, [c[2] for c in estimate], ref_i.min(), ref_i.max(),
+                                                  "N", "N")
+    intervals, ref_l, est_l = mir_eval.util.merge_labeled_intervals(ref_i, [c[2] for c in reference], est_i, est_l)
+    durations = mir_eval.util.intervals_to_durations(intervals)
+    out = {}
+    for metric in ("root", "majmin", "sevenths", "mirex"):
+        comparisons = getattr(mir_eval.chord, metric)(ref_l, est_l)
+        valid = comparisons >= 0
+        out[metric] = (float((comparisons[valid] * durations[valid]).sum()), float(durations[valid].sum()))
+    return out
+
+
+def key_score(truth, estimate):
+    import mir_eval
+
+    if estimate[0] is None:
+        return 0.0, False
+    ref = f"{truth[0]} {truth[1]}"
+    est = f"{estimate[0]} {estimate[1]}"
+    return float(mir_eval.key.weighted_score(ref, est)), truth[:2] == estimate[:2]
+
+
+def bench_synthetic(n: int, seed: int, soundfont: str, tmp: Path, vocabulary: str):
+    rng = np.random.default_rng(seed)
+    totals: dict[str, list[float]] = {}
+    keys: dict[str, list[tuple[float, bool]]] = {"estimate_key (audio)": [], "key_from_chords (recognised)": [],
+                                                 "key_from_chords (true chords)": []}
+    agree = []
+    programs = list(PROGRAMS.items())
+    for i in range(n):
+        chords, tonic, mode = random_progression(rng)
+        name, program = programs[i % len(programs)]
+        write_chord_midi(chords, program, tmp / "prog.mid")
+        y = render(tmp / "prog.mid", tmp / "prog.wav", soundfont)
+        estimate = recognize_chords(y, SR, vocabulary=vocabulary)
+        for metric, (hit, dur) in chord_scores(chords, estimate).items():
+            acc = totals.setdefault(metric, [0.0, 0.0])
+            acc[0] += hit
+            acc[1] += dur
+        truth = (tonic, mode)
+        keys["estimate_key (audio)"].append(key_score(truth, estimate_key(y, SR)))
+        from_est = key_from_chords(estimate)
+        keys["key_from_chords (recognised)"].append(key_score(truth, from_est))
+        keys["key_from_chords (true chords)"].append(key_score(truth, key_from_chords(chords)))
+        agree.append(reference_key_path(estimate, tmp) == from_est[:2])
+    print(f"\nChord recognition (offline, vocabulary={vocabulary}), {n} fluidsynth renders "
+          f"({', '.join(PROGRAMS)}), {sum(v[1] for v in totals.values()) / len(totals):.0f} s of audio")
+    print("| metric | duration-weighted accuracy |\n|---|---|")
+    for metric, (hit, dur) in totals.items():
+        print(f"| {metric} | {hit / dur:.3f} |")
+    print("\nKey estimation on the same renders")
+    print("| method | MIREX weighted score | exact accuracy |\n|---|---|---|")
+    for method, scores in keys.items():
+        print(f"| {method} | {np.mean([s for s, _ in scores]):.3f} | {np.mean([e for _, e in scores]):.3f} |")
+    print(f"\nkey_from_chords == reference path (pretty_midi + music21 analyze('key')) on recognised chords: "
+          f"{np.mean(agree):.3f} ({sum(agree)}/{len(agree)})")
+
+
+def bench_vgmidi(k: int, soundfont: str, tmp: Path):
+    from music21 import converter
+
+    shared = Path(os.environ.get("M2E_SHARED_DATA", ROOT_PATH.parent / "shared" / "data"))
+    root = shared / "vgmidi" / "labelled" / "midi"
+    files = sorted(root.glob("*.mid"))[:k] if root.is_dir() else []
+    if not files:
+        print("\nVGMIDI: skipped (../shared/data/vgmidi not found)")
+        return
+    agree, weighted = [], []
+    import mir_eval
+
+    for f in files:
+        try:
+            sym = converter.parse(str(f)).analyze("key")
+        except Exception:
+            continue
+        y = render(f, tmp / "vg.wav", soundfont)[: 60 * SR]
+        est = estimate_key(y, SR)
+        truth = (PITCH_CLASSES[sym.tonic.pitchClass], sym.mode)
+        agree.append(est[:2] == truth)
+        weighted.append(mir_eval.key.weighted_score(f"{truth[0]} {truth[1]}", f"{est[0]} {est[1]}")
+                        if est[0] else 0.0)
+    print(f"\nVGMIDI ({len(agree)} piano pieces, first 60 s rendered): estimate_key vs music21 key of the MIDI: "
+          f"agreement {np.mean(agree):.3f}, MIREX weighted {np.mean(weighted):.3f}")
+
+
+def bench_speed(soundfont: str, tmp: Path, threads: int):
+    import torch
+
+    from m2e_plugin.harmony.btc import BTCRecognizer, build_btc
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    chords, t = [], 0.0
+    while t < 60:
+        chords.append((t, t + 2.0, f"{PITCH_CLASSES[rng.integers(12)]}:maj"))
+        t += 2.0
+    write_chord_midi(chords, 0, tmp / "speed.mid")
+    y = render(tmp / "speed.mid", tmp / "speed.wav", soundfont)
+    seconds = y.size / SR
+    btc = BTCRecognizer(build_btc(), 0.0, 1.0)
+    rows = [("recognize_chords offline", lambda: recognize_chords(y, SR)),
+            ("estimate_key", lambda: estimate_key(y, SR)),
+            ("BTC (published size, random weights)", lambda: btc.recognize(y, SR))]
+    print(f"\nSpeed on {seconds:.0f} s of audio, CPU, torch threads={threads} (best of 3, after one warm-up run)")
+    print("| step | seconds | x real time |\n|---|---|---|")
+    for name, fn in rows:
+        fn()
+        best = min(_timed(fn) for _ in range(3))
+        print(f"| {name} | {best:.3f} | {seconds / best:.0f} |")
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=40, help="synthetic progressions to render")
+    parser.add_argument("--vgmidi", type=int, default=30, help="VGMIDI pieces (0 to skip)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vocabulary", default="sevenths")
+    parser.add_argument("--soundfont")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("fluidsynth") is None:
+        sys.exit("fluidsynth not found (apt-get install fluidsynth)")
+    soundfont = find_soundfont(args.soundfont)
+    print(f"soundfont: {Path(soundfont).name}")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if args.n:
+            bench_synthetic(args.n, args.seed, soundfont, tmp, args.vocabulary)
+        if args.vgmidi:
+            bench_vgmidi(args.vgmidi, soundfont, tmp)
+        if not args.skip_speed:
+            bench_speed(soundfont, tmp, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

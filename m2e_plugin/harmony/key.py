@@ -1,0 +1,152 @@
+"""Key estimation: from a chord sequence (Music2Emo's method) and from audio (chroma + key profiles).
+
+Both correlate a 12-bin pitch-class distribution with the 24 rotations of a major and a minor key profile
+(Krumhansl-Schmuckler) and return the key with the highest Pearson correlation, which also serves as confidence
+(clipped to 0-1). Tonics are spelled with sharps (``"C#"``, ``"A#"``), modes are ``"major"`` / ``"minor"``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from m2e_plugin.harmony.vocabulary import PITCH_CLASSES, chord_pitch_classes, check_chords
+
+KeyResult = tuple["str | None", "str | None", float]
+
+# Key profiles (weight of each scale degree, tonic first). Aarden-Essen is music21's default `analyze('key')`
+# method, which Music2Emo uses; Krumhansl-Kessler and Temperley-Kostka-Payne are the classic alternatives.
+PROFILES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "aarden": (
+        (17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494, 0.232998,
+         4.95122),
+        (18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186, 7.37619,
+         1.75623),
+    ),
+    "krumhansl": (
+        (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
+        (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
+    ),
+    "temperley": (
+        (0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400),
+        (0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330),
+    ),
+}
+
+MODES = ("major", "minor")
+
+_SILENCE = 1e-4  # peak amplitude below which a signal is treated as silence
+_SILENT_FRAME = 1e-3  # frames this far below the loudest frame are ignored
+
+
+def key_correlations(distribution: Sequence[float], profile: str = "aarden") -> np.ndarray:
+    """Pearson correlation of a pitch-class distribution with all 24 keys.
+
+    Returns
+    -------
+    np.ndarray
+        ``(2, 12)``: row 0 major, row 1 minor; column = tonic pitch class (0 = C). All zeros when the
+        distribution is flat (it carries no key information).
+    """
+    try:
+        major, minor = PROFILES[profile]
+    except KeyError:
+        raise ValueError(f"unknown key profile {profile!r}; available: {', '.join(PROFILES)}") from None
+    d = np.asarray(distribution, dtype=np.float64)
+    if d.shape != (12,):
+        raise ValueError(f"pitch-class distribution must have 12 values, got shape {d.shape}")
+    dc = d - d.mean()
+    d_norm = np.sqrt((dc ** 2).sum())
+    out = np.zeros((2, 12))
+    if d_norm == 0:
+        return out
+    for row, weights in enumerate((major, minor)):
+        w = np.asarray(weights) - np.mean(weights)
+        # Rotating the profile so that its tonic sits on pitch class t: weight of pc j is w[(j - t) % 12].
+        rotated = np.stack([np.roll(w, t) for t in range(12)])
+        out[row] = rotated @ dc / (np.sqrt((w ** 2).sum()) * d_norm)
+    return out
+
+
+def best_key(distribution: Sequence[float], profile: str = "aarden") -> KeyResult:
+    """The key whose profile correlates best with ``distribution``: ``(tonic, mode, confidence 0-1)``.
+
+    ``(None, None, 0.0)`` when the distribution is empty or flat.
+    """
+    corr = key_correlations(distribution, profile)
+    if not np.any(corr):
+        return None, None, 0.0
+    mode_idx, tonic = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    return PITCH_CLASSES[tonic], MODES[mode_idx], float(np.clip(corr[mode_idx, tonic], 0.0, 1.0))
+
+
+def chord_pitch_distribution(chords: Iterable[Sequence]) -> np.ndarray:
+    """Seconds each pitch class sounds in a chord sequence (N and X contribute nothing)."""
+    dist = np.zeros(12)
+    cache: dict[str, np.ndarray] = {}
+    for start, end, label in check_chords(chords):
+        if label not in cache:
+            cache[label] = chord_pitch_classes(label)
+        dist += (end - start) * cache[label]
+    return dist
+
+
+def key_from_chords(chords: Iterable[Sequence], *, profile: str = "aarden") -> KeyResult:
+    """Key of a chord sequence, Music2Emo's way, in memory.
+
+    Music2Emo writes the chord sequence as a MIDI file (one note per pitch class per run of chords containing it)
+    and runs music21's ``analyze('key')``: Aarden-Essen profiles correlated with the duration-weighted
+    pitch-class distribution. This computes the same distribution directly from the segment durations, without
+    temporary files or MIDI quantisation.
+
+    Parameters
+    ----------
+    chords : iterable of (start_s, end_s, label)
+        Harte labels; ``"N"``/``"X"`` segments are ignored.
+    profile : {"aarden", "krumhansl", "temperley"}
+        Key profile; ``"aarden"`` reproduces Music2Emo.
+
+    Returns
+    -------
+    (tonic, mode, confidence)
+        e.g. ``("D#", "major", 0.87)``; ``(None, None, 0.0)`` when no chord sounds (Music2Emo's ``"None"``).
+        Differences from the reference, both deliberate: a sequence of one single segment gets a key (the
+        reference's MIDI writer emits no note for it), and tonics are spelled with sharps.
+    """
+    return best_key(chord_pitch_distribution(chords), profile)
+
+
+def estimate_key(audio: np.ndarray, sr: int, *, profile: str = "temperley") -> KeyResult:
+    """Key of an audio signal from its tuning-corrected chroma.
+
+    Parameters
+    ----------
+    audio : np.ndarray
+        Samples, mono or multichannel (channels are averaged).
+    sr : int
+        Sample rate of ``audio``.
+    profile : {"temperley", "krumhansl", "aarden"}
+        Key profile correlated with the track's summed chroma.
+
+    Returns
+    -------
+    (tonic, mode, confidence)
+        ``(None, None, 0.0)`` for silence.
+
+    Raises
+    ------
+    m2e_plugin.audio.AudioError
+        Empty audio, NaN/inf samples or an invalid sample rate.
+    """
+    from m2e_plugin.harmony.features import chroma, prepare
+
+    y = prepare(audio, sr)
+    if not np.any(np.abs(y) > _SILENCE):
+        return None, None, 0.0
+    treble, _, energy = chroma(y)
+    voiced = energy > _SILENT_FRAME * max(float(energy.max()), 1e-12)
+    if not voiced.any():
+        return None, None, 0.0
+    return best_key(treble[voiced].sum(axis=0), profile)
+
