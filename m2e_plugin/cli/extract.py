@@ -1,0 +1,107 @@
+"""`m2e extract INPUT... -o OUT`: descriptors for a collection, one output per track, resumable.
+
+Exit status: 0 when every input track has an output, 1 when some failed (see OUT/errors.jsonl), 2 when the batch
+could not start (bad arguments, unknown extractor, model unavailable), 130 when interrupted (finished tracks kept).
+A JSON summary goes to stdout; progress and messages to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "extract",
+        help="extract emotion descriptors for many files into an output folder (resumable)",
+        description="Extract Essentia-style emotion descriptors for files, folders (recursive, by audio extension), "
+        "text files listing paths (.txt/.lst/.m3u) or a dataset. One output per track, written atomically; "
+        "a re-run skips finished tracks; failures go to OUT/errors.jsonl and never stop the batch.",
+    )
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="audio files, folders, or .txt lists of paths")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--extractor", default="lite",
+                   help="extractor name: lite (default), music2emo, or a plugin's (see `m2e plugins`)")
+    p.add_argument("--format", dest="fmt", choices=("json", "yaml", "csv", "parquet"), default="json",
+                   help="json/yaml: one file per track; csv/parquet: one table OUT/descriptors.<fmt>")
+    p.add_argument("--flat", action="store_true", help="json/yaml with flat dotted keys (default: nested)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers, one model each (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local process pool (default) or a Ray cluster (pip install 'm2e[ray]')")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster address (e.g. auto, ray://host:10001); default starts a local one")
+    p.add_argument("--dataset", default=None, help="extract a dataset's tracks (see `m2e datasets`), e.g. fourq")
+    p.add_argument("--data-home", default=None, help="the dataset's folder")
+    p.add_argument("--dataset-version", default="default", help="the dataset index version")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (built-in extractors)")
+    p.add_argument("--threshold", type=float, default=None, help="mood threshold (built-in extractors; 0.5)")
+    p.add_argument("--window", type=float, default=None, help="statistics window in seconds (model default)")
+    p.add_argument("--hop", type=float, default=None, help="statistics hop in seconds (model default)")
+    p.add_argument("--frames", action="store_true", help="also write the per-window series")
+    p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra extractor option (value parsed as JSON when it can be), repeatable")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default 1 when jobs > 1)")
+    p.add_argument("--retry-failed", action="store_true", help="retry tracks listed in OUT/errors.jsonl")
+    p.add_argument("--overwrite", action="store_true", help="recompute finished tracks too")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def extractor_options(args: argparse.Namespace) -> dict:
+    """Options for the extractor class: only those the user gave, so plugins need not accept the built-ins'."""
+    options = {}
+    for name in ("device", "threshold", "window", "hop"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    if args.frames:
+        options["frames"] = True
+    for item in args.option:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from pluggy import PluginValidationError
+
+    from m2e_plugin.batch import BatchError, expand_inputs, run_batch
+
+    if not args.inputs and not args.dataset:
+        print("m2e extract: give INPUT files/folders/lists or --dataset NAME", file=sys.stderr)
+        return 2
+    try:
+        options = extractor_options(args)
+        tracks, ignored = expand_inputs(args.inputs, dataset=args.dataset, data_home=args.data_home,
+                                        dataset_version=args.dataset_version)
+        if not tracks:
+            print("m2e extract: no audio files found in the inputs", file=sys.stderr)
+            return 2
+        result = run_batch(tracks, args.output, extractor=args.extractor, options=options, fmt=args.fmt,
+                           jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
+                           retry_failed=args.retry_failed, overwrite=args.overwrite, flat=args.flat,
+                           progress=False if args.no_progress else None, threads=args.threads)
+    except (BatchError, ValueError, PluginValidationError) as exc:  # the batch cannot start
+        print(f"m2e extract: {exc}", file=sys.stderr)
+        return 2
+    result.ignored_files = ignored
+    summary = result.as_dict()
+    print(json.dumps(summary), flush=True)
+    rate = f", {60 * result.done / result.seconds:.1f} tracks/min" if result.done and result.seconds > 0 else ""
+    print(f"m2e extract: {result.done} extracted, {result.already_done} already done, {result.failed} failed"
+          f"{f', {result.previously_failed} failed before' if result.previously_failed else ''}"
+          f"{f', {ignored} non-audio files ignored' if ignored else ''} in {result.seconds:.1f} s{rate}"
+          f"{'; see ' + result.errors_file if result.failed or result.previously_failed else ''}",
+          file=sys.stderr)
+    if result.interrupted:
+        print("m2e extract: interrupted; finished tracks are kept, run again to resume", file=sys.stderr)
+        return 130
+    return 0 if result.ok else 1

@@ -1,0 +1,63 @@
+"""`m2e plugins`: the installed plugins, their versions, hooks and extractors (JSON on stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plugins",
+        help="list plugins, their versions, hooks and extractors",
+        description="List m2e plugins (built-ins and the 'm2e' entry-point group; M2E_LOAD_PLUGINS restricts "
+        "which load). JSON on stdout; a plugin that failed to load is listed with its error.",
+    )
+    p.add_argument("--format", choices=("json", "table"), default="json", help="json (default) or a table")
+    p.add_argument("--extractors", action="store_true",
+                   help="list extractors (name, version, plugin, number of outputs) instead of plugins")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    import pluggy
+
+    from m2e_plugin import plugins
+
+    with warnings.catch_warnings():
+        # Failures are in the listing itself (the "error" field); no need to repeat them as warnings.
+        warnings.simplefilter("ignore", plugins.PluginLoadWarning)
+        try:
+            listing = plugins.list_plugins()
+        except pluggy.PluginValidationError as exc:
+            print(f"m2e plugins: {exc}", file=sys.stderr)
+            return 2
+        if args.extractors:
+            owners = {e: p["name"] for p in listing for e in p["extractors"]}
+            listing = [{"name": name, "version": cls.version, "plugin": owners.get(name),
+                        "class": f"{cls.__module__}.{cls.__qualname__}", "outputs": len(tuple(cls.outputs))}
+                       for name, cls in sorted(plugins.get_extractors().items())]
+    if args.format == "json":
+        print(json.dumps(listing, indent=1))
+    else:
+        print(_table(listing, args.extractors))
+    for p in listing:
+        if p.get("error"):
+            print(f"m2e plugins: {p['name']}: {p['error']}", file=sys.stderr)
+    return 0
+
+
+def _table(listing: list[dict], extractors: bool) -> str:
+    if extractors:
+        rows = [("extractor", "version", "plugin", "outputs")]
+        rows += [(e["name"], e["version"], e["plugin"] or "-", str(e["outputs"])) for e in listing]
+    else:
+        rows = [("plugin", "version", "hooks", "extractors")]
+        rows += [(p["name"], p["version"] or "-", ", ".join(p["hooks"]) or "-",
+                  "ERROR: " + p["error"] if p.get("error") else ", ".join(p["extractors"]) or "-")
+                 for p in listing]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)

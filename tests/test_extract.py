@@ -1,0 +1,288 @@
+"""The built-in extractors and batch extraction with the embedded `lite` model: descriptor layout, input expansion,
+a folder with bad files (errors.jsonl, exit status, resume), formats, --jobs, datasets and Ray."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from m2e_plugin import batch, plugins
+from m2e_plugin.cli.main import main
+from m2e_plugin.demo import synth_music
+from m2e_plugin.labels import MOOD_TAGS
+
+NS = "highlevel.music2emo"
+
+
+@pytest.fixture(scope="module")
+def lite():
+    """The real embedded `lite` extractor (weights shipped in the package)."""
+    plugins.reset()
+    return plugins.get_extractor("lite", device="cpu", frames=True)
+
+
+def _write_clips(folder: Path) -> list[str]:
+    """Three good clips of different lengths, rates and channel counts; returns their ids."""
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    sf.write(folder / "a.wav", synth_music(3.0, 22050, seed=1), 22050)
+    y = synth_music(5.5, 44100, seed=2, tempo=90.0, progression=((57, 60, 64), (53, 57, 60)))
+    sf.write(folder / "sub" / "b.flac", np.stack([y, 0.5 * y], axis=1), 44100)
+    sf.write(folder / "sub" / "c.ogg", synth_music(2.0, 16000, seed=3, tempo=150.0), 16000)
+    return ["a.wav", "sub/b.flac", "sub/c.ogg"]
+
+
+def _write_bad_files(folder: Path) -> dict[str, str]:
+    """A corrupt, an empty and a non-audio file (all with audio extensions), plus a text file that is ignored."""
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + b"\xff" * 64)  # broken fmt chunk
+    (folder / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)  # FLAC magic, then no stream info
+    (folder / "empty.mp3").write_bytes(b"")
+    (folder / "notes.mp3").write_text("these are liner notes, not audio\n" * 20)
+    (folder / "readme.txt").write_text("no audio extension: not picked up from a folder")
+    return {"corrupt.wav": "not a readable audio file", "corrupt.flac": "not a readable audio file",
+            "empty.mp3": "file is empty",
+            "notes.mp3": "not a readable audio file"}
+
+
+def _read_pool(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------------------------ the extractor
+
+def test_lite_descriptors(lite):
+    y = synth_music(12.0, 22050, seed=4)
+    pool = lite.compute(np.stack([y, y], axis=1), 22050)
+    assert set(pool) == set(lite.outputs)  # everything declared is there, nothing undeclared
+    for dim in ("valence", "arousal"):
+        s = {k: pool[f"{NS}.{dim}.{k}"] for k in ("mean", "stdev", "median", "min", "max", "value")}
+        assert all(1.0 <= s[k] <= 9.0 for k in ("mean", "median", "min", "max", "value"))
+        assert s["min"] <= s["median"] <= s["max"] and s["min"] <= s["mean"] <= s["max"] and s["stdev"] >= 0
+        series = np.array(pool[f"{NS}.frames.{dim}"])
+        assert s["mean"] == pytest.approx(series.mean()) and s["max"] == pytest.approx(series.max())
+        assert pool[f"{NS}.{dim}_norm.value"] == pytest.approx((s["value"] - 1) / 8)
+    starts, ends = pool[f"{NS}.frames.start"], pool[f"{NS}.frames.end"]
+    assert starts[0] == 0 and ends[-1] == pytest.approx(12.0, abs=1e-3) and len(starts) >= 2
+    tags = lite._model.backend.mood_tags  # lite predicts the subset of the 56 tags its card lists
+    assert set(tags) <= set(MOOD_TAGS) and len(tags) >= 8
+    probs = {t: pool[f"highlevel.moodtheme.all.{t}"] for t in tags}
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    above = sorted([t for t, p in probs.items() if p > 0.5], key=lambda t: -probs[t])
+    assert pool["highlevel.moodtheme.value"] == above
+    assert pool["highlevel.moodtheme.probability"] == max(probs.values())
+    assert pool["metadata.models.lite.name"] == "lite" and pool["metadata.models.lite.sample_rate"] == lite.sample_rate
+    assert pool["metadata.audio_properties.length"] == pytest.approx(12.0, abs=1e-3)
+
+    # The track-level values are exactly what the Python API predicts for the same audio.
+    from m2e_plugin.predictor import Music2emo
+
+    api = Music2emo("lite", device="cpu").predict((y, 22050))
+    assert pool[f"{NS}.valence.value"] == pytest.approx(api["valence"])
+    assert pool[f"{NS}.arousal.value"] == pytest.approx(api["arousal"])
+    assert pool[f"{NS}.quadrant"] == api["quadrant"]
+
+
+def test_lite_extractor_rejects_empty_audio(lite):
+    from m2e_plugin.audio import AudioError
+
+    with pytest.raises(AudioError, match="empty"):
+        lite.compute(np.zeros(0, dtype=np.float32), 22050)
+
+
+def test_music2emo_extractor_with_local_weights(tmp_path):
+    """The paper model's extractor on tiny local weights in the published formats (HF is not reachable in tests):
+    same layout, plus the key it feeds the head, and weight provenance."""
+    from music2emo_fixtures import make_music2emo_weights
+
+    mert, ckpt = make_music2emo_weights(tmp_path)
+    ex = plugins.get_extractor("music2emo", device="cpu", mert=str(mert), checkpoint=str(ckpt), chords="offline",
+                               local_files_only=True, cache_dir=str(tmp_path / "cache"))
+    assert ex.sample_rate == 24000
+    pool = ex.compute(synth_music(6.0, 22050, seed=5), 22050)
+    assert set(pool) == set(ex.outputs)
+    assert pool["tonal.key_music2emo.scale"] in ("major", "minor") and 0 <= pool["tonal.key_music2emo.strength"] <= 1
+    assert pool["metadata.models.music2emo.weights.checkpoint"] == str(ckpt)
+    assert 1 <= pool[f"{NS}.valence.mean"] <= 9 and pool[f"{NS}.valence.stdev"] == 0.0  # one 10 s window
+
+
+# --------------------------------------------------------------------------------------------- helpers, inputs
+
+def test_nest_and_serialise():
+    assert batch.nest({"a.b.c": 1, "a.b.d": 2, "a.e": 3}) == {"a": {"b": {"c": 1, "d": 2}, "e": 3}}
+    with pytest.raises(ValueError, match="clashes"):
+        batch.nest({"a.b": 1, "a.b.c": 2})
+    with pytest.raises(ValueError, match="prefix"):
+        batch.nest({"a.b.c": 1, "a.b": 2})
+    assert batch.to_builtin({"x": np.float32(0.5), "y": np.arange(2), "z": float("nan")}) == \
+        {"x": 0.5, "y": [0, 1], "z": None}
+    with pytest.raises(TypeError):
+        batch.to_builtin(object())
+
+
+def test_write_atomic_is_all_or_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "deep" / "x.json"
+    batch.write_atomic(target, "{}")
+    assert target.read_text() == "{}"
+
+    def interrupted_rename(src, dst):  # Ctrl-C arriving between writing and renaming
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch.os, "replace", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt):
+        batch.write_atomic(target, '{"new": 1}')
+    assert target.read_text() == "{}"  # the old complete file, and no temporary left beside it
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["x.json"]
+
+
+def test_expand_inputs(tmp_path):
+    root = tmp_path / "music"
+    ids = _write_clips(root)
+    (root / ".hidden").mkdir()
+    sf.write(root / ".hidden" / "h.wav", np.zeros(100), 8000)
+    (root / "cover.jpg").write_bytes(b"\xff\xd8")
+    tracks, ignored = batch.expand_inputs([root])
+    assert [t.id for t in tracks] == ids and ignored == 1
+    assert all(Path(t.path).is_absolute() for t in tracks)
+
+    # A list of paths (relative to the list's folder, comments and blank lines skipped) and loose files.
+    lst = tmp_path / "paths.txt"
+    lst.write_text("# my picks\nmusic/a.wav\n\n" + str(root / "sub" / "b.flac") + "\n")
+    tracks, _ = batch.expand_inputs([lst])
+    assert [t.id for t in tracks] == ["a.wav", "sub/b.flac"]  # ids relative to the common parent
+    tracks, _ = batch.expand_inputs([root / "sub" / "c.ogg", root / "sub" / "c.ogg"])
+    assert [t.id for t in tracks] == ["c.ogg"]  # the same file twice is one track
+
+    other = tmp_path / "other"
+    other.mkdir()
+    sf.write(other / "a.wav", np.zeros(100), 8000)
+    with pytest.raises(batch.BatchError, match="same output 'a.wav'"):
+        batch.expand_inputs([root, other])
+    with pytest.raises(batch.BatchError, match="nope.wav: input not found"):
+        batch.expand_inputs([tmp_path / "nope.wav"])
+
+
+# ---------------------------------------------------------------------------------------------------- batches
+
+def test_folder_with_bad_files_errors_resume_and_retry(lite, tmp_path, capsys):
+    src = tmp_path / "in"
+    ids = _write_clips(src)
+    bad = _write_bad_files(src)
+    out = tmp_path / "out"
+
+    rc = main(["extract", str(src), "-o", str(out), "--no-progress"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 1 and not summary["ok"]
+    for tid in ids:
+        pool = _read_pool(out / f"{tid}.json")
+        assert pool["metadata"]["input"]["id"] == tid
+        assert 1 <= pool["highlevel"]["music2emo"]["valence"]["mean"] <= 9
+        assert set(pool["highlevel"]["moodtheme"]["all"]) == set(lite._model.backend.mood_tags)
+    errors = {}
+    for line in (out / "errors.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        errors[rec["id"]] = rec
+    assert sorted(errors) == sorted(bad)  # every bad file, and only those
+    for tid, cause in bad.items():
+        assert cause in errors[tid]["error"] and tid in errors[tid]["error"]  # names the file and the cause
+        assert errors[tid]["error_type"] == "AudioError" and not (out / f"{tid}.json").exists()
+    assert summary["done"] + summary["failed"] == len(ids) + len(bad) == summary["total"]
+    assert summary["failed"] == len(bad) and summary["ignored_files"] == 1
+
+    # Second run: nothing new to do, and it still says that the collection is incomplete.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+    rc = main(["extract", str(src), "-o", str(out), "--no-progress"])
+    again = json.loads(capsys.readouterr().out)
+    assert rc == 1 and again["done"] == 0 and again["failed"] == 0
+    assert again["already_done"] == summary["done"] and again["previously_failed"] == summary["failed"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == mtimes
+
+    # Fix the files and retry the failures: the collection completes and errors.jsonl empties.
+    for tid in errors:
+        fmt = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3"}[tid.rsplit(".", 1)[1]]
+        sf.write(src / tid, synth_music(1.5, 16000), 16000, format=fmt)
+    rc = main(["extract", str(src), "-o", str(out), "--no-progress", "--retry-failed"])
+    fixed = json.loads(capsys.readouterr().out)
+    assert rc == 0 and fixed["ok"], fixed
+    assert (out / "errors.jsonl").read_text() == ""
+
+
+def test_jobs_2_and_table_formats_match_one_job(lite, tmp_path, capsys):
+    src = tmp_path / "in"
+    ids = _write_clips(src)
+    assert main(["extract", str(src), "-o", str(tmp_path / "one"), "--no-progress", "--format", "csv"]) == 0
+    assert main(["extract", str(src), "-o", str(tmp_path / "two"), "--no-progress", "--jobs", "2",
+                 "--format", "parquet"]) == 0
+    capsys.readouterr()
+    rows = {r["metadata.input.id"]: r for r in csv.DictReader(open(tmp_path / "one" / "descriptors.csv"))}
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "two" / "descriptors.parquet").to_pylist()
+    assert sorted(rows) == sorted(r["metadata.input.id"] for r in table) == sorted(ids)
+    for r in table:
+        one = rows[r["metadata.input.id"]]
+        for key in (f"{NS}.valence.mean", f"{NS}.arousal.median", "highlevel.moodtheme.all.happy"):
+            assert r[key] == pytest.approx(float(one[key]), abs=1e-5)
+        assert json.loads(one["highlevel.moodtheme.value"]) == list(r["highlevel.moodtheme.value"])
+
+    # Another extractor setting in the same folder is refused rather than mixed in.
+    rc = main(["extract", str(src), "-o", str(tmp_path / "one"), "--format", "csv", "--threshold", "0.3"])
+    assert rc == 2 and "other settings" in capsys.readouterr().err
+
+
+def test_yaml_flat_and_frames(lite, tmp_path, capsys):
+    import yaml
+
+    src = tmp_path / "in"
+    _write_clips(src)
+    assert main(["extract", str(src / "a.wav"), "-o", str(tmp_path / "y"), "--format", "yaml", "--flat",
+                 "--frames", "--no-progress"]) == 0
+    capsys.readouterr()
+    pool = yaml.safe_load((tmp_path / "y" / "a.wav.yaml").read_text())
+    assert set(pool) >= set(lite.outputs)
+    assert len(pool[f"{NS}.frames.valence"]) == len(pool[f"{NS}.frames.start"]) >= 1
+
+
+def test_dataset_input(lite, shared_data, tmp_path, capsys):
+    """`--dataset fourq --data-home DIR` on a two-clip copy of the 4Q layout (links to the shared clips) with one
+    annotated clip whose audio is missing."""
+    real = shared_data / "4q-dev"
+    rows = [line.split(",") for line in (real / "panda_dataset_taffc_annotations.csv").read_text().splitlines()[1:3]]
+    home = tmp_path / "4q"
+    for song, quad in rows:
+        (home / quad).mkdir(parents=True, exist_ok=True)
+        (home / quad / f"{song}.mp3").symlink_to(real / quad / f"{song}.mp3")
+    lines = ["Song,Quadrant"] + [f"{s},{q}" for s, q in rows] + ["MT9999999999,Q2"]
+    (home / "panda_dataset_taffc_annotations.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    rc = main(["extract", "--dataset", "fourq", "--data-home", str(home), "-o", str(out), "--no-progress"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 1 and summary["done"] == 2 and summary["failed"] == 1
+    for song, _ in rows:
+        pool = _read_pool(out / f"{song}.json")
+        assert pool["metadata"]["audio_properties"]["length"] > 20  # 30 s clips
+    err = json.loads((out / "errors.jsonl").read_text())
+    assert err["id"] == "MT9999999999" and "not found" in err["error"]
+
+
+def test_ray_backend_matches_local(lite, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is optional: pip install 'm2e[ray]'")
+    src = tmp_path / "in"
+    _write_clips(src)
+    tracks, _ = batch.expand_inputs([src])
+    local = batch.run_batch(tracks, tmp_path / "local", extractor="lite", options={"device": "cpu"}, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")  # a local cluster for this test
+    try:
+        remote = batch.run_batch(tracks, tmp_path / "ray", extractor="lite", options={"device": "cpu"}, jobs=2,
+                                 backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert local.ok and remote.ok and remote.done == len(tracks)
+    for t in tracks:
+        a = _read_pool(tmp_path / "local" / f"{t.id}.json")["highlevel"]["music2emo"]
+        b = _read_pool(tmp_path / "ray" / f"{t.id}.json")["highlevel"]["music2emo"]
+        assert b["valence"]["mean"] == pytest.approx(a["valence"]["mean"], abs=1e-5)
+        assert b["arousal"]["value"] == pytest.approx(a["arousal"]["value"], abs=1e-5)
