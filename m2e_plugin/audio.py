@@ -58,6 +58,8 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
         return x
     if x.ndim != 2:
         raise ValueError(f"audio must be 1-D or 2-D, got shape {x.shape}")
+    if x.size == 0:  # averaging an empty axis would invent NaN samples
+        return np.zeros(0, dtype=np.float32)
     # soundfile/sounddevice give (frames, channels); torch-style arrays give (channels, frames).
     channel_axis = 0 if (x.shape[0] <= 64 and x.shape[0] < x.shape[1]) else 1
     return x.mean(axis=channel_axis)
@@ -74,6 +76,16 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     with torch.no_grad():
         y = AF.resample(torch.from_numpy(x), int(orig_sr), int(target_sr))
     return y.numpy()
+
+
+def _pcm_to_float(x: np.ndarray) -> np.ndarray:
+    """Integer PCM arrays (int16, int32, uint8, ...) to float in [-1, 1], as soundfile does for files."""
+    if np.issubdtype(x.dtype, np.signedinteger):
+        return x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
+    if np.issubdtype(x.dtype, np.unsignedinteger):
+        half = float(2 ** (8 * x.dtype.itemsize - 1))
+        return (x.astype(np.float32) - half) / half
+    return x
 
 
 def check_samples(samples: np.ndarray, source="<array>") -> np.ndarray:
@@ -127,13 +139,15 @@ def load_audio(source: AudioInput, sr: int | None = None, *, target_sr: int | No
             raise TypeError("an audio array needs its sample rate: load_audio((samples, sr)) or sr=...")
         if int(sr) <= 0:
             raise AudioError("<array>", f"invalid sample rate {sr}")
-        x = check_samples(to_mono(np.asarray(source)), "<array>")
+        x = check_samples(to_mono(_pcm_to_float(np.asarray(source))), "<array>")
         native = int(sr)
         label = "<array>"
     else:
         path = _existing_file(source)
         x, native = _decode_file(path)
-        x = check_samples(to_mono(x), path)
+        # Decoders give (frames, channels): average axis 1 (to_mono's shape guess could pick the wrong axis
+        # for files with fewer frames than channels).
+        x = check_samples(x.mean(axis=1) if x.shape[0] else x[:, 0], path)
         label = path
     if target_sr is not None and int(target_sr) != native:
         x = resample(x, native, int(target_sr))

@@ -100,18 +100,28 @@ class Music2emo:
             raise ValueError(f"window and hop must be positive, got window={window}, hop={hop}")
         blocks, _ = self._blocks(audio, sr)
         entries = []
+        pending: list[tuple[float, np.ndarray]] = []
+
+        def flush():
+            # Windows go to the backend in small groups so GPU backends can batch them (predict_windows).
+            for (start, segment), p in zip(pending, backend.predict_windows([seg for _, seg in pending])):
+                formatted = self.format(p, threshold)
+                probs = formatted["mood_probabilities"]
+                entries.append({
+                    "start": round(start, 3),
+                    "end": round(start + segment.size / backend.sample_rate, 3),
+                    "valence": formatted["valence"],
+                    "arousal": formatted["arousal"],
+                    "quadrant": formatted["quadrant"],
+                    "top_moods": sorted(probs, key=probs.get, reverse=True)[:top_k],
+                })
+            pending.clear()
+
         for start, segment in sliding_windows(blocks, backend.sample_rate, window, hop):
-            p = backend.predict_window(segment)
-            formatted = self.format(p, threshold)
-            probs = formatted["mood_probabilities"]
-            entries.append({
-                "start": round(start, 3),
-                "end": round(start + segment.size / backend.sample_rate, 3),
-                "valence": formatted["valence"],
-                "arousal": formatted["arousal"],
-                "quadrant": formatted["quadrant"],
-                "top_moods": sorted(probs, key=probs.get, reverse=True)[:top_k],
-            })
+            pending.append((start, segment.copy()))  # copy: the window may be a view of a reused buffer
+            if len(pending) == 8:
+                flush()
+        flush()
         return entries
 
     def _blocks(self, audio: AudioInput, sr: int | None) -> tuple[Iterator[np.ndarray], list[float]]:

@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     p.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
     p.add_argument("--checkpoint", default=None, help="music2emo: head checkpoint (.ckpt / .safetensors)")
     p.add_argument("--chord-model", default=None, help="music2emo: BTC chord model (.pt)")
+    p.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
+                   help="music2emo: chord recogniser (auto = BTC when its weights are available)")
+    p.add_argument("--key-input", choices=("estimated", "major"), default=None,
+                   help="music2emo: key-mode token fed to the head (major = the reference script's constant 0)")
     p.set_defaults(func=run)
 
 
@@ -36,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from m2e_plugin.predictor import Music2emo
 
     options = {k: v for k, v in (("mert", args.mert), ("checkpoint", args.checkpoint),
-                                 ("chord_model", args.chord_model)) if v is not None}
+                                 ("chord_model", args.chord_model), ("chords", args.chords),
+                                 ("key_input", args.key_input)) if v is not None}
     try:
         model = Music2emo(model=args.model, device=args.device, threshold=args.threshold, **options)
     except Exception as exc:  # model cannot be built: nothing to do for any file

@@ -1,0 +1,219 @@
+"""Where the ``music2emo`` model's weights come from: explicit local paths, or the Hugging Face hub cache.
+
+Three pieces, each from an explicit argument, else an environment variable, else ``huggingface_hub``:
+
+=============  ==========================  ======================  =============================================
+piece          argument / CLI option       environment variable    hub location
+=============  ==========================  ======================  =============================================
+MERT           ``mert=`` / ``--mert``      ``M2E_MERT``            model ``m-a-p/MERT-v1-95M`` (config + weights)
+head           ``checkpoint=``             ``M2E_CHECKPOINT``      model ``amaai-lab/music2emo``,
+               / ``--checkpoint``                                  ``saved_models/J_all.ckpt``
+BTC chords     ``chord_model=``            ``M2E_CHORD_MODEL``     Space ``amaai-lab/music2emo``,
+               / ``--chord-model``                                 ``inference/data/btc_model_large_voca.pt``
+=============  ==========================  ======================  =============================================
+
+Downloads go to the standard hub cache (``HF_HOME`` / ``HF_HUB_CACHE``); ``HF_HUB_OFFLINE=1`` (read at call
+time) means cache only. When MERT or the head cannot be had, :class:`WeightsUnavailableError` lists everything
+missing at once and how to provide it. BTC is optional: without it the backend uses the offline chord recogniser
+and says so in its model card.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MERT_REPO = "m-a-p/MERT-v1-95M"
+HEAD_REPO = "amaai-lab/music2emo"
+HEAD_FILE = "saved_models/J_all.ckpt"
+BTC_REPO = "amaai-lab/music2emo"
+BTC_REPO_TYPE = "space"
+BTC_FILE = "inference/data/btc_model_large_voca.pt"
+
+# "owner/name" as the hub spells repository ids.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+ENV_MERT = "M2E_MERT"
+ENV_CHECKPOINT = "M2E_CHECKPOINT"
+ENV_CHORD_MODEL = "M2E_CHORD_MODEL"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The ``music2emo`` weights could not be found locally or fetched; the message says how to provide them."""
+
+    def __init__(self, missing: dict[str, str], offline: bool):
+        self.missing = dict(missing)
+        self.offline = offline
+        lines = ["model 'music2emo' cannot be loaded: " + ", ".join(missing) + " unavailable"
+                 + (" (offline: HF_HUB_OFFLINE is set or local_files_only=True)" if offline else "") + "."]
+        for what, why in missing.items():
+            lines.append(f"  - {what}: {why}")
+        lines += [
+            "Provide them in one of these ways:",
+            f"  * go online once so huggingface_hub caches {MERT_REPO}, {HEAD_REPO}:{HEAD_FILE} and the Space "
+            f"{BTC_REPO}:{BTC_FILE} (standard HF cache; unset HF_HUB_OFFLINE);",
+            "  * or give local paths: Music2emo(model='music2emo', mert=DIR, checkpoint='J_all.ckpt', "
+            "chord_model='btc_model_large_voca.pt'), CLI --mert/--checkpoint/--chord-model, or the environment "
+            f"variables {ENV_MERT}, {ENV_CHECKPOINT}, {ENV_CHORD_MODEL} "
+            "(MERT DIR = config.json + model.safetensors or pytorch_model.bin).",
+            "The embedded model works offline with nothing to download: Music2emo(model='lite') / m2e predict "
+            "--model lite.",
+        ]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class Music2EmoWeights:
+    """Resolved locations: a MERT directory, the head checkpoint, and the BTC weights (``None`` if unavailable)."""
+
+    mert: Path
+    checkpoint: Path
+    chord_model: Path | None
+    sources: dict[str, str] = field(default_factory=dict)  # piece -> "argument" | "env M2E_..." | "hub ..."
+    notes: dict[str, str] = field(default_factory=dict)  # why an optional piece is missing
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set to a truthy value right now."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _download(repo_id: str, filename: str, *, repo_type: str | None = None, local_files_only: bool,
+              cache_dir=None) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    # huggingface_hub reads HF_HUB_CACHE once at import; honour a value set later (tests, notebooks) too.
+    cache_dir = cache_dir if cache_dir is not None else os.environ.get("HF_HUB_CACHE") or None
+    return Path(hf_hub_download(repo_id, filename, repo_type=repo_type, local_files_only=local_files_only,
+                                cache_dir=cache_dir))
+
+
+_UNREACHABLE = "not in the local Hugging Face cache and the hub could not be reached"
+
+
+def _why(exc: Exception, offline: bool) -> str:
+    name = type(exc).__name__
+    if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or offline:
+        return "not in the local Hugging Face cache" if offline else _UNREACHABLE
+    text = str(exc).strip().splitlines()
+    return f"{name}: {text[0] if text else ''}".strip()
+
+
+def fetch_mert(repo_id: str = MERT_REPO, *, local_files_only: bool | None = None, cache_dir=None) -> Path:
+    """Directory (a hub snapshot) holding MERT's ``config.json`` and weights; downloads into the HF cache.
+
+    Raises :class:`WeightsUnavailableError` when the files are neither cached nor downloadable.
+    """
+    offline = hub_offline() if local_files_only is None else bool(local_files_only)
+    try:
+        config = _download(repo_id, "config.json", local_files_only=offline, cache_dir=cache_dir)
+    except Exception as exc:
+        raise WeightsUnavailableError({f"MERT ({repo_id})": _why(exc, offline)}, offline) from exc
+    errors = []
+    # safetensors first (no pickle at all); the MERT repos publish pytorch_model.bin.
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            weights = _download(repo_id, name, local_files_only=offline, cache_dir=cache_dir)
+        except Exception as exc:
+            errors.append(exc)
+            continue
+        if weights.parent != config.parent:  # same snapshot folder normally; keep them together otherwise
+            raise WeightsUnavailableError({f"MERT ({repo_id})": f"{config} and {weights} are in different "
+                                           "folders; pass a local directory with mert=..."}, offline)
+        return config.parent
+    raise WeightsUnavailableError({f"MERT ({repo_id})": "weights " + _why(errors[-1], offline)}, offline)
+
+
+def resolve_music2emo_weights(mert: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
+                              chord_model: str | os.PathLike | None = None, *,
+                              local_files_only: bool | None = None, cache_dir=None,
+                              use_btc: bool = True) -> Music2EmoWeights:
+    """Find (or fetch) the three pieces of the ``music2emo`` model.
+
+    Parameters
+    ----------
+    mert : str or path, optional
+        Local MERT directory or hub id; default ``$M2E_MERT``, else ``m-a-p/MERT-v1-95M``.
+    checkpoint : str or path, optional
+        Head checkpoint (``J_all.ckpt`` or our ``.safetensors``); default ``$M2E_CHECKPOINT``, else the hub.
+    chord_model : str or path, optional
+        BTC ``btc_model_large_voca.pt``; default ``$M2E_CHORD_MODEL``, else the hub Space.
+    local_files_only : bool, optional
+        Never touch the network; default: ``HF_HUB_OFFLINE``.
+    cache_dir : path, optional
+        Hub cache directory (default: the standard one).
+    use_btc : bool
+        ``False`` skips looking for BTC (the backend then uses the offline chord recogniser).
+
+    Raises
+    ------
+    WeightsUnavailableError
+        MERT or the head is unavailable (the message lists every missing piece and how to provide it).
+    """
+    offline = hub_offline() if local_files_only is None else bool(local_files_only)
+    cache_only = offline
+    missing: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    notes: dict[str, str] = {}
+
+    def explicit(value, env):
+        if value is not None:
+            return value, "argument"
+        if os.environ.get(env):
+            return os.environ[env], f"env {env}"
+        return None, None
+
+    # MERT: a directory, or a hub id.
+    mert_value, how = explicit(mert, ENV_MERT)
+    mert_dir = None
+    if mert_value is not None and Path(os.fspath(mert_value)).expanduser().is_dir():
+        mert_dir, sources["mert"] = Path(os.fspath(mert_value)).expanduser(), how
+    else:
+        repo = str(mert_value) if mert_value is not None else MERT_REPO
+        if mert_value is not None and (not HUB_ID.match(repo) or Path(repo).expanduser().exists()):
+            missing["MERT"] = f"{repo} is not a MERT directory or hub id (given by {how})"
+        else:
+            try:
+                mert_dir = fetch_mert(repo, local_files_only=offline, cache_dir=cache_dir)
+                sources["mert"] = f"hub {repo}"
+            except WeightsUnavailableError as exc:
+                missing.update(exc.missing)
+                if any("could not be reached" in why for why in exc.missing.values()):
+                    cache_only = True  # hub unreachable: the other pieces come from the cache or not at all,
+                    # instead of paying huggingface_hub's retries once more per file
+
+    def file_piece(key, value_env, repo, filename, repo_type=None):
+        value, how = value_env
+        if value is not None:
+            p = Path(os.fspath(value)).expanduser()
+            if p.is_file():
+                sources[key] = how
+                return p
+            return f"{p} not found (given by {how})"
+        try:
+            p = _download(repo, filename, repo_type=repo_type, local_files_only=cache_only, cache_dir=cache_dir)
+            sources[key] = f"hub {repo_type + ':' if repo_type else ''}{repo}/{filename}"
+            return p
+        except Exception as exc:
+            return f"{repo}/{filename}: {_why(exc, offline) if not cache_only or offline else _UNREACHABLE}"
+
+    head = file_piece("checkpoint", explicit(checkpoint, ENV_CHECKPOINT), HEAD_REPO, HEAD_FILE)
+    if not isinstance(head, Path):
+        missing["head checkpoint (J_all.ckpt)"] = head
+    btc: Path | str | None = None
+    if use_btc:
+        btc = file_piece("chord_model", explicit(chord_model, ENV_CHORD_MODEL), BTC_REPO, BTC_FILE,
+                         BTC_REPO_TYPE)
+        if not isinstance(btc, Path):
+            notes["chord_model"] = btc
+            if chord_model is not None or os.environ.get(ENV_CHORD_MODEL):
+                missing["BTC chord model"] = btc  # explicitly asked for: a wrong path is an error
+            btc = None
+    if missing:
+        if "chord_model" in notes and "BTC chord model" not in missing:
+            missing["BTC chord model (optional)"] = notes["chord_model"]
+        raise WeightsUnavailableError(missing, offline)
+    return Music2EmoWeights(mert=mert_dir, checkpoint=head, chord_model=btc, sources=sources, notes=notes)

@@ -1,0 +1,124 @@
+"""`m2e predict`: JSON Lines, a bad file among good ones, --format table, --plot, --timeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from m2e_plugin.cli.main import main
+from m2e_plugin.demo import synth_music
+from music2emo_fixtures import make_music2emo_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return make_music2emo_weights(tmp_path_factory.mktemp("cli-weights"))
+
+
+@pytest.fixture
+def music2emo_args(weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network; BTC absent -> offline chord recogniser
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    mert, ckpt = weights
+    return ["--model", "music2emo", "--device", "cpu", "--mert", str(mert), "--checkpoint", str(ckpt)]
+
+
+@pytest.fixture
+def files(tmp_path):
+    good1 = tmp_path / "a.wav"
+    sf.write(good1, synth_music(4.0, 22050), 22050)
+    good2 = tmp_path / "b.flac"
+    sf.write(good2, synth_music(3.0, 44100, seed=2), 44100)
+    bad = tmp_path / "broken.mp3"
+    bad.write_text("not audio")
+    return good1, bad, good2
+
+
+def _lines(text):
+    return [json.loads(line) for line in text.strip().splitlines()]
+
+
+def test_bad_file_among_good_ones(music2emo_args, files, capsys):
+    good1, bad, good2 = files
+    code = main(["predict", *music2emo_args, str(good1), str(bad), str(good2), str(good1.parent / "missing.wav")])
+    out = _lines(capsys.readouterr().out)
+    assert code == 1
+    assert [o["file"] for o in out] == [str(good1), str(bad), str(good2), str(good1.parent / "missing.wav")]
+    assert out[1]["error_type"] == "AudioError" and "broken.mp3: not a readable audio file" in out[1]["error"]
+    assert "file not found" in out[3]["error"]
+    for o in (out[0], out[2]):
+        assert "error" not in o and o["model"] == "music2emo" and len(o["mood_probabilities"]) == 56
+        assert np.isfinite(o["valence"]) and np.isfinite(o["arousal"])
+    assert out[0]["duration"] == pytest.approx(4.0, abs=1e-3)
+
+
+def test_all_good_exit_zero_and_threshold(music2emo_args, files, capsys):
+    good1, _, _ = files
+    assert main(["predict", *music2emo_args, "--threshold", "1.0", "--chords", "offline", "--key-input", "major",
+                 str(good1)]) == 0
+    (o,) = _lines(capsys.readouterr().out)
+    assert o["predicted_moods"] == []
+
+
+def test_table_format(music2emo_args, files, capsys):
+    good1, bad, _ = files
+    assert main(["predict", *music2emo_args, "--format", "table", str(good1), str(bad)]) == 1
+    text = capsys.readouterr().out
+    lines = text.strip().splitlines()
+    assert lines[0].split()[:4] == ["file", "valence", "arousal", "quadrant"]
+    assert str(good1) in lines[1] and any(q in lines[1] for q in ("Q1", "Q2", "Q3", "Q4"))
+    assert "ERROR: " in lines[2] and "not a readable audio file" in lines[2]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(lines[1])
+
+
+def test_plot_and_timeline(music2emo_args, tmp_path, capsys):
+    clip = tmp_path / "long.wav"
+    sf.write(clip, synth_music(8.0, 22050), 22050)
+    png = tmp_path / "va.png"
+    assert main(["predict", *music2emo_args, "--plot", str(png), "--window", "4", "--hop", "2", str(clip)]) == 0
+    captured = capsys.readouterr()
+    (o,) = _lines(captured.out)
+    assert [e["start"] for e in o["timeline"]] == [0.0, 2.0, 4.0]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert "wrote" in captured.err
+
+
+def test_missing_weights_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    for var in ("M2E_MERT", "M2E_CHECKPOINT", "M2E_CHORD_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    clip = tmp_path / "a.wav"
+    sf.write(clip, synth_music(1.0, 22050), 22050)
+    assert main(["predict", "--model", "music2emo", str(clip)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be loaded" in err and "model='lite'" in err
+
+
+# ---- the default, embedded `lite` model -----------------------------------------------------------------------
+def test_lite_default_bad_file_table_and_plot(files, tmp_path, capsys):
+    good1, bad, good2 = files
+    assert main(["predict", str(good1), str(bad), str(good2)]) == 1
+    out = _lines(capsys.readouterr().out)
+    assert [o.get("model") for o in out] == ["lite", None, "lite"]
+    assert "not a readable audio file" in out[1]["error"]
+    assert main(["predict", "--format", "table", str(good1)]) == 0
+    assert str(good1) in capsys.readouterr().out.splitlines()[1]
+    png = tmp_path / "lite.png"
+    assert main(["predict", "--plot", str(png), str(good1), str(good2)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_console_entry_point_demo():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "m2e_plugin", "predict", "--demo"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (o,) = _lines(proc.stdout)
+    assert o["file"] == "<demo>" and o["model"] == "lite" and o["duration"] == pytest.approx(20.0)

@@ -1,0 +1,73 @@
+"""The predictor's streaming helpers: sliding_windows covers every sample, whatever the block sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from m2e_plugin.predictor import sliding_windows
+
+
+def _blocks(x, size):
+    return [x[i : i + size] for i in range(0, x.size, size)]
+
+
+@pytest.mark.parametrize("n,block", [(100, 7), (100, 100), (100, 1000), (95, 10), (21, 3), (10, 4), (3, 2)])
+def test_windows_cover_every_sample(n, block):
+    sr, window, hop = 10, 1.0, 0.5  # 10-sample windows every 5 samples
+    x = np.arange(n, dtype=np.float32)
+    out = list(sliding_windows(_blocks(x, block), sr, window, hop))
+    covered = np.zeros(n, dtype=bool)
+    for start, seg in out:
+        i = int(round(start * sr))
+        np.testing.assert_array_equal(seg, x[i : i + seg.size])  # the right samples, in order
+        covered[i : i + seg.size] = True
+        assert seg.size == min(10, n)
+    assert covered.all()
+    starts = [int(round(s * sr)) for s, _ in out]
+    # Regular hops, plus at most one final window aligned to the end of the audio.
+    regular = [s for s in starts if s % 5 == 0]
+    assert regular == list(range(0, len(regular) * 5, 5))
+    assert starts[-1] + min(10, n) == n
+    assert starts == sorted(set(starts))
+
+
+def test_independent_of_block_size():
+    x = np.random.default_rng(0).standard_normal(997).astype(np.float32)
+    ref = [(s, w.copy()) for s, w in sliding_windows(_blocks(x, 997), 100, 2.0, 0.7)]
+    for size in (1, 13, 250, 5000):
+        got = list(sliding_windows(_blocks(x, size), 100, 2.0, 0.7))
+        assert [s for s, _ in got] == [s for s, _ in ref]
+        for (_, a), (_, b) in zip(got, ref):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_short_and_empty_inputs():
+    out = list(sliding_windows([np.ones(3, dtype=np.float32)], 10, 1.0, 0.5))
+    assert len(out) == 1 and out[0][0] == 0.0 and out[0][1].size == 3
+    assert list(sliding_windows([], 10, 1.0, 0.5)) == []
+    # Exact multiple: no duplicate tail window.
+    out = list(sliding_windows([np.zeros(20, dtype=np.float32)], 10, 1.0, 1.0))
+    assert [s for s, _ in out] == [0.0, 1.0]
+
+
+
+def test_default_model_result_contract(music_wav):
+    import soundfile as sf
+
+    from m2e_plugin import Music2emo
+
+    m = Music2emo()
+    assert m.model_name == "lite"
+    out = m.predict(str(music_wav), timeline=True)
+    assert {"valence", "arousal", "predicted_moods", "mood_probabilities", "quadrant", "model", "duration",
+            "timeline"} <= set(out)
+    assert out["duration"] == pytest.approx(5.0, abs=1e-3)
+    probs = out["mood_probabilities"]
+    assert out["predicted_moods"] == [t for t in sorted(probs, key=probs.get, reverse=True) if probs[t] > 0.5]
+    assert out["timeline"][-1]["end"] == pytest.approx(5.0, abs=1e-3)
+    # The same audio given as an array gives the same answer.
+    y, sr = sf.read(music_wav, dtype="float32")
+    again = m.predict((y, sr))
+    assert again["valence"] == pytest.approx(out["valence"], abs=1e-5)
+    assert m.predict((y, sr), threshold=1.0)["predicted_moods"] == []
