@@ -1,0 +1,138 @@
+"""OSC control in: pause/resume and live parameter changes, on a UDP port bound to 127.0.0.1 by default.
+
+Addresses (one argument where a value is needed; ints and floats are both accepted for numbers):
+
+``/m2e/ctl/pause``, ``/m2e/ctl/resume``
+    Stop / restart inference (OSC keeps flowing with the last values; the heartbeat says ``paused``).
+``/m2e/ctl/window <seconds>``, ``/m2e/ctl/hop <seconds>``
+    Window length and hop, from the next window on.
+``/m2e/ctl/model <name>``
+    Load another model in the background and switch when it is ready.
+``/m2e/ctl/threshold <0-1>``
+    Probability a secondary tag needs to be listed in ``/m2e/moods``.
+
+Anything else (unknown address, wrong argument count or type, a datagram that is not OSC) is ignored with a
+log line; the stream is never affected.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+from pythonosc import osc_packet
+
+log = logging.getLogger("m2e.realtime.control")
+
+PREFIX = "/m2e/ctl/"
+
+
+class ControlServer:
+    """Receive control messages and apply them to a running sidecar.
+
+    Parameters
+    ----------
+    sidecar : Sidecar
+        What the messages act on (``engine``, ``runner``, ``output``).
+    port : int
+        UDP port (0: pick a free one; read :attr:`port` after construction).
+    host : str
+        Interface to bind; 127.0.0.1 by default so that only this machine can steer the show.
+    """
+
+    def __init__(self, sidecar, port: int, host: str = "127.0.0.1"):
+        self.sidecar = sidecar
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._sock.bind((host, int(port)))
+        except OSError as exc:
+            self._sock.close()
+            raise OSError(f"cannot bind the OSC control port {host}:{port}: {exc}") from exc
+        self._sock.settimeout(0.1)  # so stop() is noticed quickly
+        self.host, self.port = self._sock.getsockname()[:2]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.applied = 0
+        self.rejected = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="m2e-control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._sock.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self._sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            try:
+                messages = [m.message for m in osc_packet.OscPacket(data).messages]
+            except Exception as exc:
+                self.rejected += 1
+                log.warning("control: ignored a datagram from %s:%s that is not OSC (%s)", addr[0], addr[1], exc)
+                continue
+            for msg in messages:
+                try:
+                    self.apply(msg.address, list(msg.params))
+                    self.applied += 1
+                except (ValueError, TypeError) as exc:
+                    self.rejected += 1
+                    log.warning("control: ignored %s %s: %s", msg.address, list(msg.params), exc)
+
+    def apply(self, address: str, args: list[Any]) -> None:
+        """Apply one control message; raises ValueError/TypeError for malformed ones (nothing is changed)."""
+        if not address.startswith(PREFIX):
+            raise ValueError(f"unknown address (control messages start with {PREFIX})")
+        command = address[len(PREFIX):]
+        sc = self.sidecar
+        if command in ("pause", "resume"):
+            _expect(args, 0, command)
+            (sc.engine.pause if command == "pause" else sc.engine.resume)()
+            log.info("control: %s", command)
+        elif command in ("window", "hop"):
+            _expect(args, 1, command)
+            value = _number(args[0])
+            (sc.engine.set_window if command == "window" else sc.engine.set_hop)(value)
+            log.info("control: %s = %g s", command, value)
+        elif command == "threshold":
+            _expect(args, 1, command)
+            value = _number(args[0])
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"threshold must be in [0, 1], got {value}")
+            sc.output.threshold = value
+            log.info("control: threshold = %g", value)
+        elif command == "model":
+            _expect(args, 1, command)
+            if not isinstance(args[0], str) or not args[0]:
+                raise TypeError("model needs a name (string)")
+            from m2e_plugin.backends.base import BUILTIN_BACKENDS
+
+            if args[0] not in BUILTIN_BACKENDS:
+                raise ValueError(f"unknown model {args[0]!r}; available: {', '.join(sorted(BUILTIN_BACKENDS))}")
+            sc.runner.request(args[0])
+            log.info("control: loading model %s", args[0])
+        else:
+            raise ValueError("unknown control command")
+
+
+def _expect(args: list, n: int, command: str) -> None:
+    if len(args) != n:
+        raise TypeError(f"{command} takes {n} argument{'s' if n != 1 else ''}, got {len(args)}")
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
+    return float(value)

@@ -1,0 +1,174 @@
+"""The `m2e stream` sidecar: source -> ring buffer -> engine (windows, model) -> output (smoothing, OSC) + control
+and monitor. :class:`Sidecar` wires the parts, runs until a duration, the end of a file, or :meth:`Sidecar.request_stop`
+(the CLI calls it from SIGINT/SIGTERM), and shuts everything down in order: input first, sockets last.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from m2e_plugin.realtime.capture import Source
+from m2e_plugin.realtime.control import ControlServer
+from m2e_plugin.realtime.engine import Engine, ModelRunner
+from m2e_plugin.realtime.monitor import MonitorServer
+from m2e_plugin.realtime.osc import Destination, OscOut
+from m2e_plugin.realtime.output import Output
+
+log = logging.getLogger("m2e.realtime")
+
+
+class Sidecar:
+    """A running emotion follower (heartbeat state ``no input`` when a live input is silent for 2 s).
+
+    Parameters
+    ----------
+    source : Source
+        Live device or file.
+    runner : ModelRunner
+        The model (swappable while running).
+    destinations : list of Destination
+        OSC receivers (may be empty when only the monitor page is wanted).
+    window, hop : float
+        Analysis window and hop in seconds.
+    control_port : int, optional
+        UDP port for OSC control messages (None: no control; 0: any free port).
+    control_host : str
+        Interface for the control port (127.0.0.1 by default).
+    monitor_port : int, optional
+        TCP port of the monitor page (None: none; 0: any free port). Always bound to 127.0.0.1.
+    **output_options
+        Passed to :class:`~m2e_plugin.realtime.output.Output` (rate, smoothing, amount, dwell, margin, top_k,
+        threshold...).
+    """
+
+    NO_INPUT_S = 2.0
+
+    def __init__(self, source: Source, runner: ModelRunner, destinations: list[Destination], *,
+                 window: float, hop: float, control_port: int | None = None, control_host: str = "127.0.0.1",
+                 monitor_port: int | None = None, **output_options):
+        self.source = source
+        self.runner = runner
+        self.osc = OscOut(destinations) if destinations else None
+        self.monitor = MonitorServer(monitor_port) if monitor_port is not None else None
+        listeners = [self.monitor.publish] if self.monitor is not None else []
+        self.output = Output(self.osc, status=self.status, listeners=listeners, **output_options)
+        self.engine = Engine(source, runner, window=window, hop=hop, on_result=self.output.push)
+        self.control = ControlServer(self, control_port, control_host) if control_port is not None else None
+        self._stop = threading.Event()
+        self._started = 0.0
+        self._stopped = False
+        self._warned_no_input = False
+        self.stop_reason = ""
+
+    def status(self) -> dict[str, Any]:
+        """Heartbeat fields: state, uptime, counters, model."""
+        e = self.engine
+        state = "paused" if e.paused else ("running" if self.output.sent_fresh else "warming up")
+        last = self.source.ring.last_write_time
+        now = time.monotonic()
+        if self.source.realtime and self._started and now - (last or self._started) > self.NO_INPUT_S:
+            # A live input that stopped delivering (device unplugged, JACK graph changed): say so, keep sending.
+            state = "no input"
+            if not self._warned_no_input:
+                self._warned_no_input = True
+                log.warning("no audio has arrived for %.0f s from %s", now - (last or self._started),
+                            self.source.description)
+        elif last is not None:
+            self._warned_no_input = False
+        return {"state": state, "uptime": time.monotonic() - self._started if self._started else 0.0,
+                "updates": e.updates, "skipped": e.skipped, "overflows": self.source.overflows,
+                "model": self.runner.name, "level_db": e.level_db}
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        if self.monitor is not None:
+            self.monitor.info = {"model": self.runner.name, "source": self.source.description}
+            self.monitor.start()
+        self.output.start()
+        self.engine.start()
+        if self.control is not None:
+            self.control.start()
+        self.source.start()  # last: everything that consumes audio is ready
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        """Ask :meth:`wait` to return (safe from a signal handler: it only sets an event)."""
+        if not self._stop.is_set():
+            self.stop_reason = reason
+        self._stop.set()
+
+    def wait(self, duration: float | None = None) -> str:
+        """Block until ``duration`` seconds passed, the input ended, or a stop was requested; returns why."""
+        deadline = None if duration is None else time.monotonic() + float(duration)
+        while not self._stop.is_set():
+            if self.engine.done.is_set():
+                # Let the output thread send the last result before reporting the end.
+                end = time.monotonic() + 2.0
+                while not self.output.idle() and time.monotonic() < end:
+                    time.sleep(0.01)
+                self.request_stop("end of input")
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                self.request_stop("duration reached")
+                break
+            self._stop.wait(0.1 if remaining is None else min(0.1, remaining))
+        return self.stop_reason
+
+    def stop(self) -> None:
+        """Shut down in order: input, engine, output (final heartbeat ``stopped``), control, monitor, socket."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for step in (self.source.stop, self.engine.stop, self.output.stop,
+                     *(x.stop for x in (self.control, self.monitor) if x is not None),
+                     *((self.osc.close,) if self.osc is not None else ())):
+            try:
+                step()
+            except Exception as exc:  # keep closing the rest
+                log.error("shutdown step %s failed: %s", getattr(step, "__qualname__", step), exc)
+
+    def run(self, duration: float | None = None) -> dict[str, Any]:
+        """Start, wait, stop; returns :meth:`summary`."""
+        self.start()
+        try:
+            self.wait(duration)
+        finally:
+            self.stop()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """Counters and latency statistics (JSON-able)."""
+        lat = np.asarray(self.output.latencies_ms, dtype=float)
+        e = self.engine
+        out = {
+            "stop_reason": self.stop_reason,
+            "model": self.runner.name,
+            "source": self.source.description,
+            "seconds": round(time.monotonic() - self._started, 3) if self._started else 0.0,
+            "audio_seconds": round(self.source.ring.written / self.source.sample_rate, 3),
+            "window": e.window,
+            "hop": e.hop,
+            "windows": e.windows,
+            "updates": e.updates,
+            "skipped_windows": e.skipped,
+            "overruns": e.overruns,
+            "model_errors": e.errors,
+            "input_overflows": self.source.overflows,
+            "input_level_db": round(e.level_db, 1),
+            "bundles_sent": self.output.sent,
+            "latency_ms_median": round(float(np.median(lat)), 2) if lat.size else None,
+            "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat.size else None,
+            "inference_ms_median": round(float(np.median(e.inference_ms)), 2) if e.inference_ms else None,
+        }
+        if self.osc is not None:
+            out["destinations"] = [{"destination": d.label, "sent": d.sent, "errors": d.errors,
+                                    **({"last_error": d.last_error} if d.last_error else {})}
+                                   for d in self.osc.destinations]
+        if self.source.error is not None:
+            out["source_error"] = str(self.source.error)
+        return out

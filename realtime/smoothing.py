@@ -1,0 +1,149 @@
+"""Smoothing between model updates: valence/arousal filters and a flicker-free top mood.
+
+The model updates once per hop (0.5-2 Hz) while OSC goes out at a steady rate (20-60 Hz). Each output tick
+filters towards the latest model value, so the receivers see a glide instead of steps, and the top mood only
+changes when a challenger leads clearly for a while (hysteresis + dwell time).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class ExponentialSmoother:
+    """Time-aware exponential moving average: ``y += (1 - exp(-dt / tau)) * (x - y)``.
+
+    Parameters
+    ----------
+    tau : float
+        Time constant in seconds (0 = no smoothing). Independent of the tick rate, unlike a per-sample alpha.
+    """
+
+    def __init__(self, tau: float = 0.5):
+        if tau < 0:
+            raise ValueError(f"smoothing time constant must be >= 0, got {tau}")
+        self.tau = float(tau)
+        self.value = None
+        self._t = None
+
+    def reset(self) -> None:
+        self.value = None
+        self._t = None
+
+    def __call__(self, x, t: float):
+        """Filter ``x`` (float or array) observed at time ``t`` (seconds); returns the smoothed value."""
+        x = np.asarray(x, dtype=np.float64) if not np.isscalar(x) else float(x)
+        if self.value is None or self.tau == 0:
+            self.value, self._t = x, t
+            return self.value
+        dt = max(0.0, t - self._t)
+        self._t = t
+        alpha = 1.0 - math.exp(-dt / self.tau)
+        self.value = self.value + alpha * (x - self.value)
+        return self.value
+
+
+class OneEuroFilter:
+    """One-euro filter (Casiez, Roussel & Vogel, CHI 2012): smooth when still, responsive when moving.
+
+    Parameters
+    ----------
+    min_cutoff : float
+        Cutoff frequency (Hz) at rest; lower = smoother.
+    beta : float
+        How fast the cutoff rises with speed; higher = less lag on fast changes.
+    d_cutoff : float
+        Cutoff (Hz) for the derivative estimate.
+    """
+
+    def __init__(self, min_cutoff: float = 0.5, beta: float = 0.5, d_cutoff: float = 1.0):
+        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError("one-euro filter needs min_cutoff > 0, d_cutoff > 0 and beta >= 0")
+        self.min_cutoff = float(min_cutoff)
+        self.beta = float(beta)
+        self.d_cutoff = float(d_cutoff)
+        self.reset()
+
+    def reset(self) -> None:
+        self.value = None
+        self._dx = 0.0
+        self._t = None
+
+    @staticmethod
+    def _alpha(cutoff: float, dt: float) -> float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x: float, t: float) -> float:
+        x = float(x)
+        if self.value is None:
+            self.value, self._t = x, t
+            return x
+        dt = t - self._t
+        if dt <= 0:
+            return self.value
+        self._t = t
+        dx = (x - self.value) / dt
+        a_d = self._alpha(self.d_cutoff, dt)
+        self._dx = self._dx + a_d * (dx - self._dx)
+        cutoff = self.min_cutoff + self.beta * abs(self._dx)
+        self.value = self.value + self._alpha(cutoff, dt) * (x - self.value)
+        return self.value
+
+
+def make_smoother(kind: str, amount: float):
+    """Build a scalar smoother: ``kind`` is ``"ema"`` (amount = time constant, s), ``"euro"`` (amount =
+    min cutoff, Hz) or ``"none"``."""
+    if kind == "ema":
+        return ExponentialSmoother(amount)
+    if kind == "euro":
+        return OneEuroFilter(min_cutoff=amount)
+    if kind == "none":
+        return ExponentialSmoother(0.0)
+    raise ValueError(f"unknown smoothing {kind!r}; use ema, euro or none")
+
+
+class MoodHysteresis:
+    """Keep the top mood stable: switch only when a challenger beats it by ``margin`` for ``dwell`` seconds.
+
+    Parameters
+    ----------
+    tags : sequence of str
+        Tag names aligned with the probability vectors given to :meth:`update`.
+    margin : float
+        Probability lead the challenger needs over the current top mood.
+    dwell : float
+        Seconds the same challenger must keep that lead before the switch.
+    """
+
+    def __init__(self, tags, margin: float = 0.05, dwell: float = 1.0):
+        self.tags = tuple(tags)
+        self.margin = float(margin)
+        self.dwell = float(dwell)
+        self.current: int | None = None
+        self._challenger: int | None = None
+        self._since = 0.0
+        self.switches = 0
+
+    def update(self, probs, t: float) -> str | None:
+        """Feed the (smoothed) probabilities at time ``t``; returns the current top tag."""
+        p = np.asarray(probs, dtype=np.float64)
+        if p.size == 0:
+            return None
+        best = int(np.argmax(p))
+        if self.current is None or self.current >= p.size:
+            self.current = best
+            self._challenger = None
+            return self.tags[best]
+        if best != self.current and p[best] > p[self.current] + self.margin:
+            if self._challenger != best:
+                self._challenger, self._since = best, t
+            if t - self._since >= self.dwell:
+                self.current = best
+                self._challenger = None
+                self.switches += 1
+        else:
+            self._challenger = None
+        return self.tags[self.current]

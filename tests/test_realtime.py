@@ -1,0 +1,354 @@
+"""Realtime sidecar: ring buffer, smoothing, OSC profiles, engine scheduling, control port, faults.
+
+Everything runs in-process against the test backends of ``test_realtime_support`` (fast and deterministic);
+``test_realtime_cli.py`` runs the real ``m2e stream`` command with the embedded model.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from m2e_plugin.demo import synth_music
+from m2e_plugin.labels import MOOD_TAGS
+from m2e_plugin.realtime.capture import CaptureError, FileSource, import_sounddevice
+from m2e_plugin.realtime.engine import ModelRunner
+from m2e_plugin.realtime.osc import (PROFILES, EmotionState, OscOut, build_bundle, parse_destination)
+from m2e_plugin.realtime.ringbuffer import RingBuffer
+from m2e_plugin.realtime.sidecar import Sidecar
+from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, OneEuroFilter
+from test_realtime_support import OscCollector, SlowBackend, free_udp_port, register_test_backends
+
+
+@pytest.fixture
+def backends(monkeypatch):
+    register_test_backends(monkeypatch)
+
+
+@pytest.fixture
+def collector():
+    c = OscCollector()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def wav(tmp_path):
+    path = tmp_path / "music.wav"
+    sf.write(path, synth_music(6.0, 44100), 44100)
+    return path
+
+
+def wait_for(predicate, timeout=10.0, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+# -- ring buffer ----------------------------------------------------------------------------------------------
+
+def test_ring_buffer_wraps_and_reports_lost_spans():
+    ring = RingBuffer(10)
+    ring.write(np.arange(7, dtype=np.float32))
+    assert ring.read(7, 3).tolist() == [4, 5, 6]
+    assert ring.read(8, 3) is None  # not written yet
+    ring.write(np.arange(7, 15, dtype=np.float32))  # wraps around
+    assert ring.written == 15
+    assert ring.read(15, 10).tolist() == list(range(5, 15))
+    assert ring.read(15, 11) is None  # longer than the ring
+    assert ring.read(6, 2) is None  # overwritten
+    ring.write(np.arange(100, 125, dtype=np.float32))  # one write larger than the ring keeps the tail
+    assert ring.written == 40
+    assert ring.read(40, 10).tolist() == list(range(115, 125))
+    assert ring.arrival_time(40) is not None and ring.arrival_time(41) is None
+
+
+def test_ring_buffer_mixes_channels_and_back_pressure():
+    ring = RingBuffer(8)
+    ring.write_mixed(np.array([[1.0, 3.0], [0.0, 2.0]], dtype=np.float32))
+    assert ring.read(2, 2).tolist() == [2.0, 1.0]
+    assert ring.free_space() == 8
+    ring.reader_floor = 1
+    assert ring.free_space() == 7
+
+
+# -- smoothing ------------------------------------------------------------------------------------------------
+
+def test_exponential_smoother_follows_its_time_constant():
+    ema = ExponentialSmoother(tau=1.0)
+    ema(0.0, 0.0)
+    assert ema(1.0, 1.0) == pytest.approx(1 - math.exp(-1))
+    # The same total time in ten small ticks gives the same value (rate independent).
+    ema2 = ExponentialSmoother(tau=1.0)
+    ema2(0.0, 0.0)
+    for k in range(1, 11):
+        v = ema2(1.0, k / 10)
+    assert v == pytest.approx(1 - math.exp(-1))
+
+
+def test_one_euro_filter_is_steady_at_rest_and_converges_without_overshoot():
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.5)
+    assert f(5.0, 0.0) == 5.0
+    assert f(5.0, 0.1) == 5.0
+    values = [f(7.0, 0.1 + k / 30) for k in range(1, 200)]
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert values[0] < 7.0 and values[-1] == pytest.approx(7.0, abs=1e-3) and max(values) <= 7.0
+
+
+def test_mood_hysteresis_ignores_flicker_and_switches_on_a_sustained_lead():
+    h = MoodHysteresis(("calm", "happy", "sad"), margin=0.05, dwell=1.0)
+    t = 0.0
+    for k in range(50):  # two tags trading a 0.02 lead every step
+        p = [0.50, 0.52, 0.1] if k % 2 else [0.52, 0.50, 0.1]
+        top = h.update(p, t)
+        t += 0.05
+    assert h.switches == 0 and top == "calm"
+    start = t
+    while h.update([0.3, 0.6, 0.1], t) == "calm":
+        t += 0.05
+        assert t - start < 2.0
+    assert 1.0 <= t - start < 1.1 and h.switches == 1
+
+
+# -- OSC ------------------------------------------------------------------------------------------------------
+
+def test_parse_destination():
+    d = parse_destination("10.0.0.2:7000@resolume")
+    assert (d.host, d.port, d.profile) == ("10.0.0.2", 7000, "resolume")
+    assert parse_destination("9001").host == "127.0.0.1"
+    assert parse_destination("localhost:6448", "wekinator").profile == "wekinator"
+    for bad in ("host:notaport", "host:70000", "host:9000@unknown"):
+        with pytest.raises(ValueError, match="OSC destination"):
+            parse_destination(bad)
+
+
+def _state(**kw):
+    probs = np.linspace(0.0, 1.0, len(MOOD_TAGS))
+    base = dict(valence=7.0, arousal=3.0, quadrant=4, moods=["uplifting", "travel"], tags=MOOD_TAGS, probs=probs,
+                latency_ms=12.5, fresh=True)
+    base.update(kw)
+    return EmotionState(**base)
+
+
+def test_profiles_map_the_same_values_onto_each_hosts_conventions():
+    msgs = dict(PROFILES["default"].build(_state()))
+    assert msgs["/m2e/valence"] == [pytest.approx(0.75)] and msgs["/m2e/arousal"] == [pytest.approx(0.25)]
+    assert msgs["/m2e/valence_raw"] == [7.0] and msgs["/m2e/quadrant"] == [4]
+    assert msgs["/m2e/moods"] == ["uplifting", "travel"] and msgs["/m2e/latency_ms"] == [12.5]
+    assert len([a for a in msgs if a.startswith("/m2e/mood/")]) == 56
+    res = dict(PROFILES["resolume"].build(_state()))
+    assert all(isinstance(v[0], float) and 0 <= v[0] <= 1 for v in res.values())  # Resolume takes 0-1 floats
+    assert [res[f"/m2e/quadrant/{q}"][0] for q in (1, 2, 3, 4)] == [0.0, 0.0, 0.0, 1.0]
+    td = dict(PROFILES["touchdesigner"].build(_state()))
+    assert all(a.count("/") == 1 for a in td)  # flat names -> one CHOP channel each
+    assert td["/m2e_top_index"] == [float(MOOD_TAGS.index("uplifting"))]
+    wek = PROFILES["wekinator"].build(_state())
+    assert [a for a, _ in wek] == ["/wek/inputs"] and len(wek[0][1]) == 58
+    assert PROFILES["wekinator"].default_port == 6448 and PROFILES["resolume"].default_port == 7000
+
+
+def test_bundle_carries_one_timetag():
+    from pythonosc.osc_bundle import OscBundle
+
+    data = build_bundle(PROFILES["default"].build(_state()), 1_800_000_000.25)
+    b = OscBundle(data)
+    assert b.timestamp == pytest.approx(1_800_000_000.25, abs=1e-6)
+    assert b.num_contents == 7 + 56  # 7 fixed addresses + one per tag
+
+
+def test_unreachable_destinations_never_stop_the_others(collector):
+    dead = parse_destination(f"127.0.0.1:{free_udp_port()}")
+    unresolvable = parse_destination("no-such-host.invalid:9000")
+    live = parse_destination(f"127.0.0.1:{collector.port}")
+    out = OscOut([dead, unresolvable, live])
+    try:
+        for _ in range(20):
+            out.send_state(_state())
+            time.sleep(0.005)
+        assert wait_for(lambda: len(collector.bundles()) == 20)
+        assert unresolvable.errors >= 1 and unresolvable.sent == 0 and live.sent == 20
+    finally:
+        out.close()
+
+
+# -- engine + sidecar -----------------------------------------------------------------------------------------
+
+def test_file_without_pace_analyses_every_window_and_sends_bundles(backends, wav, collector):
+    sc = Sidecar(FileSource(wav, pace=False), ModelRunner("rt-feature"),
+                 [parse_destination(f"127.0.0.1:{collector.port}")], window=2.0, hop=0.5, rate=0)
+    summary = sc.run(duration=60)
+    assert summary["stop_reason"] == "end of input"
+    assert summary["windows"] == summary["updates"] == 9  # (6 s - 2 s) / 0.5 s + 1
+    assert summary["skipped_windows"] == 0 and summary["overruns"] == 0 and summary["model_errors"] == 0
+    assert wait_for(lambda: len(collector.bundles()) == 9)
+    tags = [tt for tt, _ in collector.bundles()]
+    assert all(b > a for a, b in zip(tags, tags[1:]))
+    def status():
+        return [m[1] for _, _, msgs in collector.packets for m in msgs if m[0] == "/m2e/status"]
+
+    assert wait_for(lambda: status() and status()[-1][0] == "stopped")  # the final heartbeat
+    assert status()[-1][2] == 9 and status()[-1][6] == "rt-feature"
+
+
+def test_short_input_gives_one_window(backends, tmp_path, collector):
+    path = tmp_path / "short.wav"
+    sf.write(path, synth_music(0.5, 16000), 16000)
+    sc = Sidecar(FileSource(path, pace=False), ModelRunner("rt-feature"),
+                 [parse_destination(f"127.0.0.1:{collector.port}")], window=2.0, hop=0.5, rate=0)
+    assert sc.run(duration=30)["updates"] == 1
+
+
+def test_slow_model_and_dead_destination_do_not_stop_the_stream(backends, wav, collector, monkeypatch):
+    """The fault test: inference slower than the hop and a destination with nothing listening."""
+    monkeypatch.setattr(SlowBackend, "DELAY", 0.6)
+    dead = free_udp_port()
+    sc = Sidecar(FileSource(wav, pace=True, loop=True), ModelRunner("rt-slow"),
+                 [parse_destination(f"127.0.0.1:{dead}"), parse_destination(f"127.0.0.1:{collector.port}")],
+                 window=1.0, hop=0.1, rate=20)
+    summary = sc.run(duration=4.0)
+    assert summary["stop_reason"] == "duration reached"
+    # Windows every 0.1 s but 0.6 s per inference: most are skipped, none queue up, updates keep coming.
+    assert summary["updates"] >= 3 and summary["skipped_windows"] >= 15
+    assert summary["windows"] - summary["skipped_windows"] - summary["updates"] <= 2
+    bundles = collector.bundles()
+    times = sorted(tt for tt, _ in bundles)
+    # Steady output between slow updates: ~20 Hz after the first result, no gap near a whole inference.
+    assert len(bundles) >= 40 and max(np.diff(times)) < 0.3
+    assert all(0 <= m["/m2e/valence"][0] <= 1 and 0 <= m["/m2e/arousal"][0] <= 1 for _, m in bundles)
+    dests = {d["destination"]: d for d in summary["destinations"]}
+    assert dests[f"127.0.0.1:{dead}@default"]["sent"] == dests[f"127.0.0.1:{collector.port}@default"]["sent"]
+
+
+def test_failing_model_is_counted_and_the_stream_goes_on(backends, wav, collector):
+    sc = Sidecar(FileSource(wav, pace=False), ModelRunner("rt-flaky"),
+                 [parse_destination(f"127.0.0.1:{collector.port}")], window=2.0, hop=0.5, rate=0)
+    summary = sc.run(duration=60)
+    assert summary["model_errors"] == 5 and summary["updates"] == 4
+
+
+def test_control_port_steers_the_stream_and_ignores_malformed_messages(backends, wav, collector):
+    from pythonosc.udp_client import SimpleUDPClient
+
+    sc = Sidecar(FileSource(wav, pace=True, loop=True), ModelRunner("rt-feature"),
+                 [parse_destination(f"127.0.0.1:{collector.port}")], window=1.0, hop=0.25, rate=10,
+                 control_port=0)
+    sc.start()
+    try:
+        assert sc.control.host == "127.0.0.1"
+        ctl = SimpleUDPClient("127.0.0.1", sc.control.port)
+        assert wait_for(lambda: sc.engine.updates >= 2)
+        ctl.send_message("/m2e/ctl/pause", [])
+        assert wait_for(lambda: sc.engine.paused)
+        time.sleep(0.4)  # let a window in flight finish
+        frozen = sc.engine.updates
+        time.sleep(0.8)
+        assert sc.engine.updates == frozen  # no inference while paused
+        assert sc.status()["state"] == "paused"
+        ctl.send_message("/m2e/ctl/resume", [])
+        assert wait_for(lambda: sc.engine.updates > frozen)
+        ctl.send_message("/m2e/ctl/window", 1.5)
+        ctl.send_message("/m2e/ctl/hop", 0.5)
+        ctl.send_message("/m2e/ctl/threshold", 0.2)
+        assert wait_for(lambda: sc.engine.window == 1.5 and sc.engine.hop == 0.5 and abs(sc.output.threshold - 0.2) < 1e-6)
+        # Malformed: wrong types, counts, ranges, unknown addresses and models, and a non-OSC datagram.
+        before = sc.control.rejected
+        for address, args in (("/m2e/ctl/window", "long"), ("/m2e/ctl/window", -3.0), ("/m2e/ctl/hop", []),
+                              ("/m2e/ctl/threshold", 7.0), ("/m2e/ctl/model", "no-such-model"),
+                              ("/m2e/ctl/model", 3), ("/m2e/ctl/explode", []), ("/other", 1)):
+            ctl.send_message(address, args)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw.sendto(b"definitely not osc", ("127.0.0.1", sc.control.port))
+        raw.close()
+        assert wait_for(lambda: sc.control.rejected == before + 9)
+        assert sc.engine.window == 1.5 and sc.engine.hop == 0.5 and abs(sc.output.threshold - 0.2) < 1e-6
+        ctl.send_message("/m2e/ctl/model", "rt-flaky")
+        assert wait_for(lambda: sc.runner.name == "rt-flaky")
+        assert wait_for(lambda: sc.engine.errors >= 1)  # the new model really runs (it fails every other window)
+        assert not sc.engine.paused
+    finally:
+        sc.stop()
+
+
+def test_missing_sounddevice_gives_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    with pytest.raises(CaptureError, match="--input FILE"):
+        import_sounddevice()
+
+
+def test_bad_input_file_names_the_file(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio")
+    with pytest.raises(CaptureError, match="notes.txt"):
+        FileSource(bad)
+
+
+def test_a_live_input_that_stops_delivering_is_reported(backends, collector, monkeypatch):
+    from m2e_plugin.realtime.capture import Source
+
+    class DeadInput(Source):  # a "device" whose callbacks never come (unplugged interface)
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(Sidecar, "NO_INPUT_S", 0.3)
+    sc = Sidecar(DeadInput(48000, 5.0), ModelRunner("rt-feature"),
+                 [parse_destination(f"127.0.0.1:{collector.port}")], window=1.0, hop=0.5, rate=10)
+    sc.start()
+    try:
+        assert wait_for(lambda: sc.status()["state"] == "no input", timeout=5)
+        # The heartbeat keeps going and says so.
+        assert wait_for(lambda: any(m[0] == "/m2e/status" and m[1][0] == "no input"
+                                    for _, _, msgs in collector.packets for m in msgs), timeout=5)
+    finally:
+        sc.stop()
+    assert sc.summary()["updates"] == 0
+
+
+def test_engine_resampler_matches_the_library_resampler():
+    from m2e_plugin.audio import resample
+    from m2e_plugin.realtime.engine import Engine
+
+    x = synth_music(1.0, 44100)
+    engine = Engine.__new__(Engine)  # only the resampler cache is needed
+    engine._resamplers = {}
+    y = engine._resample(x, 44100, 16000)
+    assert y.shape == (16000,) and np.allclose(y, resample(x, 44100, 16000), atol=1e-4)
+    engine._resample(x, 44100, 16000)
+    assert len(engine._resamplers) == 1  # the kernel is built once per rate pair
+
+
+def test_output_survives_a_model_switch_to_another_tag_set(collector):
+    from m2e_plugin.realtime.engine import WindowResult
+    from m2e_plugin.realtime.output import Output
+
+    def result(tags, v):
+        probs = np.linspace(0.1, 0.9, len(tags))
+        return WindowResult(result={"valence": v, "arousal": 5.0}, tags=tuple(tags), probs=probs, stream_time=1.0,
+                            window_end_time=time.monotonic(), window_seconds=1.0, inference_ms=1.0, model="x")
+
+    osc = OscOut([parse_destination(f"127.0.0.1:{collector.port}")])
+    out = Output(osc, rate=50, smoothing="ema", amount=0.2)
+    out.start()
+    try:
+        out.push(result(MOOD_TAGS, 7.0))
+        assert wait_for(lambda: out.sent_fresh == 1)
+        out.push(result(("calm", "dark", "happy", "sad"), 3.0))  # e.g. music2emo -> lite
+        assert wait_for(lambda: out.sent_fresh == 2 and out.sent > 10)
+        assert out.state.tags == ("calm", "dark", "happy", "sad") and out.state.moods[0] == "sad"
+        assert wait_for(lambda: out.state.valence < 3.5)  # glides to the new value
+    finally:
+        out.stop()
+        osc.close()
+    last = dict(collector.bundles()[-1][1])
+    assert "/m2e/mood/sad" in last and "/m2e/mood/uplifting" not in last

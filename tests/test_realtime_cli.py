@@ -1,0 +1,159 @@
+"""`m2e stream` / `m2e devices` end to end, as subprocesses: a real audio file in, python-osc receives bundles.
+
+The stream uses the embedded default model ``lite`` when it is installed; before it exists, the test-only
+``rt-feature`` backend stands in (the command line and code path are the same).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_realtime_support import OscCollector, free_udp_port
+
+TESTS = Path(__file__).resolve().parent
+MODEL = "lite" if importlib.util.find_spec("m2e_plugin.backends.lite") else "rt-feature"
+# Runs the real CLI entry point after registering the test backends (a subprocess does not see monkeypatches).
+LAUNCH = ("import sys, test_realtime_support as s; from m2e_plugin.backends import base; "
+          "base.BUILTIN_BACKENDS.update({n: 'test_realtime_support:' + c for n, c in "
+          "(('rt-feature', 'FeatureBackend'), ('rt-slow', 'SlowBackend'))}); "
+          "from m2e_plugin.cli.main import main; sys.exit(main(sys.argv[1:]))")
+
+
+def m2e(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    full_env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(
+        [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.Popen([sys.executable, "-c", LAUNCH, *args], env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.fixture
+def collector():
+    c = OscCollector()
+    yield c
+    c.close()
+
+
+def check_bundles(collector: OscCollector, minimum: int) -> None:
+    bundles = collector.bundles()
+    assert len(bundles) >= minimum, f"only {len(bundles)} bundles arrived"
+    timetags = [tt for tt, _ in bundles]
+    assert all(b > a for a, b in zip(timetags, timetags[1:])), "timetags must increase"
+    for _, m in bundles:
+        assert 0.0 <= m["/m2e/valence"][0] <= 1.0 and 0.0 <= m["/m2e/arousal"][0] <= 1.0
+        assert 1.0 <= m["/m2e/valence_raw"][0] <= 9.0 and 1.0 <= m["/m2e/arousal_raw"][0] <= 9.0
+        assert m["/m2e/quadrant"][0] in (1, 2, 3, 4)
+        assert m["/m2e/moods"] and all(isinstance(t, str) for t in m["/m2e/moods"])
+        moods = {a: v[0] for a, v in m.items() if a.startswith("/m2e/mood/")}
+        assert len(moods) >= 1 and all(0.0 <= p <= 1.0 for p in moods.values())
+        assert m["/m2e/latency_ms"][0] >= 0.0
+
+
+def run_stream(audio: Path, collector: OscCollector, *extra: str, timeout: float = 120) -> dict:
+    dead = free_udp_port()  # a second destination with nothing listening must not matter
+    proc = m2e("stream", "--input", str(audio), "--osc", f"127.0.0.1:{collector.port}", "--osc",
+               f"127.0.0.1:{dead}", "--model", MODEL, "--compute", "cpu", *extra)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_stream_a_file_in_real_time_to_osc(music_wav, collector):
+    summary = run_stream(music_wav, collector, "--window", "2", "--hop", "0.5", "--rate", "20")
+    assert summary["stop_reason"] == "end of input" and summary["model"] == MODEL
+    assert summary["updates"] >= 5 and summary["model_errors"] == 0
+    assert 4.5 <= summary["seconds"] <= 30  # paced: a 5 s file takes about 5 s
+    assert summary["latency_ms_median"] is not None and summary["latency_ms_median"] < 1000
+    check_bundles(collector, summary["updates"])
+    assert any(d["errors"] == 0 and d["sent"] > 0 for d in summary["destinations"])
+
+
+def test_stream_a_real_recording(shared_data, collector):
+    clip = shared_data / "pmemo" / "samples" / "108.mp3"
+    if not clip.exists():
+        pytest.skip(f"{clip} is absent")
+    summary = run_stream(clip, collector, "--no-pace", "--window", "5", "--hop", "2", "--rate", "0")
+    assert summary["stop_reason"] == "end of input" and summary["skipped_windows"] == 0
+    assert summary["audio_seconds"] == pytest.approx(49.0, abs=0.5)
+    expected = int((summary["audio_seconds"] - 5) // 2) + 1  # every window analysed, none skipped
+    assert summary["updates"] == summary["windows"] == expected
+    check_bundles(collector, summary["updates"])
+    values = {round(m["/m2e/arousal_raw"][0], 4) for _, m in collector.bundles()}
+    assert len(values) > 1, "the output should follow the music, not stay constant"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stream_shuts_down_cleanly_on_signals(music_wav, collector, sig):
+    ctl = free_udp_port()
+    proc = m2e("stream", "--input", str(music_wav), "--loop", "--osc", f"127.0.0.1:{collector.port}",
+               "--model", MODEL, "--compute", "cpu", "--window", "1", "--hop", "0.25", "--control", str(ctl))
+    try:
+        deadline = time.monotonic() + 60
+        while len(collector.bundles()) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert len(collector.bundles()) >= 3
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stop_reason"] == f"signal {sig.name}"
+    time.sleep(0.2)
+    status = [m[1] for _, _, msgs in collector.packets for m in msgs if m[0] == "/m2e/status"]
+    assert status[-1][0] == "stopped"
+    # Sockets were closed: the control port is free again.
+    import socket
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", ctl))
+    s.close()
+
+
+def test_duration_and_profiles(music_wav, collector):
+    proc = m2e("stream", "--input", str(music_wav), "--loop", "--duration", "2.5", "--model", MODEL,
+               "--compute", "cpu", "--window", "1", "--hop", "0.5", "--osc", f"127.0.0.1:{collector.port}@wekinator")
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stop_reason"] == "duration reached" and 2.4 <= summary["seconds"] <= 10
+    wek = [m for _, _, msgs in collector.packets for m in msgs if m[0] == "/wek/inputs"]
+    assert wek and all(len(args) >= 3 and all(0 <= v <= 1 for v in args) for _, args in wek)
+    assert not any(m[0] == "/m2e/status" for _, _, msgs in collector.packets for m in msgs)
+
+
+def test_bad_arguments_give_clear_errors(tmp_path):
+    missing = tmp_path / "missing.wav"
+    proc = m2e("stream", "--input", str(missing), "--model", MODEL, "--compute", "cpu")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "missing.wav" in err and "not found" in err
+    proc = m2e("stream", "--input", str(missing), "--osc", "localhost:nope")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "localhost:nope" in err
+    proc = m2e("stream", "--device", "no-such-device-xyz", "--model", MODEL, "--compute", "cpu")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and ("no-such-device-xyz" in err or "no audio input devices" in err), err
+
+
+def test_devices_lists_inputs_or_says_there_are_none():
+    proc = m2e("devices", "--format", "json")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 2), err
+    for line in out.splitlines():
+        d = json.loads(line)
+        assert {"index", "name", "hostapi", "channels", "samplerate", "default"} <= d.keys() and d["channels"] > 0
