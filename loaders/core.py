@@ -258,7 +258,8 @@ def read_static_va(path: str, *, scale: str = "nine_point", std_scale: Optional[
     rows = read_csv_dicts(path)
     out: Dict[str, dict] = {}
     if not rows:
-        return out
+        # A header alone (or a binary/garbage file read as one "header" line) used to give a silent 0-track dataset.
+        raise DatasetFileError(path, "no rows under the header (truncated, or not a CSV label file)")
     keys = list(rows[0].keys())
     id_col = find_column(keys, _ID_ALIASES, path, "song id")
     cols = {k: find_column(keys, _COLUMN_ALIASES[k], path, k) for k in ("valence", "arousal")}

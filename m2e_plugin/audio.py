@@ -14,8 +14,10 @@ Behaviour every face of m2e relies on (documented in the README, "Audio input"):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
@@ -110,11 +112,13 @@ def info(path) -> AudioInfo:
     try:
         i = sf.info(path)
         return AudioInfo(path, int(i.samplerate), int(i.channels), int(i.frames))
-    except Exception:
-        pass
+    except Exception as exc:
+        sf_error = exc
     probe = _ffprobe(path)
     if probe is None:
-        raise AudioError(path, "not a readable audio file (soundfile cannot decode it and ffmpeg is not available)")
+        if shutil.which("ffprobe") is None:
+            raise AudioError(path, f"not a readable audio file ({_short(sf_error)}; ffmpeg is not installed to try)")
+        raise AudioError(path, f"not a readable audio file ({_short(sf_error)})")
     return probe
 
 
@@ -160,8 +164,8 @@ def load_audio(source: AudioInput, sr: int | None = None, *, target_sr: int | No
 def stream_audio(source: AudioInput, target_sr: int, *, block_seconds: float = 30.0, sr: int | None = None) -> Iterator[np.ndarray]:
     """Yield consecutive mono float32 blocks of ``block_seconds`` at ``target_sr`` (the last one may be shorter).
 
-    Files that soundfile reads are decoded block by block, so memory stays at one block whatever the file's length;
-    other formats and arrays are decoded whole first (arrays are already in memory anyway).
+    Files are decoded block by block (soundfile, or an ``ffmpeg`` pipe for formats soundfile lacks), so memory stays
+    at one block whatever the file's length; arrays are cut into blocks (they are in memory already).
     """
     block_out = max(1, int(round(block_seconds * target_sr)))
     if isinstance(source, (str, os.PathLike)):
@@ -182,8 +186,8 @@ def stream_audio(source: AudioInput, target_sr: int, *, block_seconds: float = 3
                         data = handle.read(block_in, dtype="float32", always_2d=True)
                     except Exception as exc:  # truncated/corrupt stream mid-file
                         if produced:
-                            raise AudioError(path, f"decoding failed part-way: {exc}") from exc
-                        raise AudioError(path, f"not a readable audio file: {exc}") from exc
+                            raise AudioError(path, f"decoding failed part-way ({_short(exc)})") from exc
+                        raise AudioError(path, f"not a readable audio file ({_short(exc)})") from exc
                     if data.shape[0] == 0:
                         break
                     block = check_samples(data.mean(axis=1), path)
@@ -191,6 +195,11 @@ def stream_audio(source: AudioInput, target_sr: int, *, block_seconds: float = 3
                     yield resample(block, native, target_sr)
                 if not produced:
                     raise AudioError(path, "audio is empty (zero samples)")
+            return
+        # Formats soundfile lacks (M4A/AAC, WMA, ...): stream ffmpeg's PCM output so long files stay bounded too.
+        piped = _stream_with_ffmpeg(path, target_sr, block_seconds)
+        if piped is not None:
+            yield from piped
             return
     samples, _ = load_audio(source, sr=sr, target_sr=target_sr)
     for start in range(0, samples.size, block_out):
@@ -223,7 +232,13 @@ def _decode_file(path: str) -> tuple[np.ndarray, int]:
 
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    line = text[-1] if text else type(exc).__name__
+    # libsndfile reports undecodable MP3 data as "File does not exist or is not a regular file"; the file was
+    # checked to exist before decoding, so that text would send the user looking in the wrong place.
+    if "does not exist or is not a regular file" in line:
+        return "unrecognised format or corrupt data"
+    # soundfile quotes the path ("Error opening '/x/y.mp3': ..."); the AudioError already names the file.
+    return re.sub(r"^Error opening .*?: ", "", line)
 
 
 def _ffprobe(path: str) -> AudioInfo | None:
@@ -244,6 +259,51 @@ def _ffprobe(path: str) -> AudioInfo | None:
     except (KeyError, ValueError):
         return None
     return AudioInfo(path, sr, ch, int(dur * sr))
+
+
+def _stream_with_ffmpeg(path: str, target_sr: int, block_seconds: float) -> Iterator[np.ndarray] | None:
+    """Blocks of ffmpeg-decoded mono audio at ``target_sr``; None when ffmpeg cannot read the file at all."""
+    exe = shutil.which("ffmpeg")
+    probe = _ffprobe(path)
+    if exe is None or probe is None or probe.channels <= 0 or probe.sample_rate <= 0:
+        return None
+    cmd = [exe, "-nostdin", "-v", "error", "-i", path, "-f", "f32le", "-acodec", "pcm_f32le",
+           "-ac", str(probe.channels), "-ar", str(probe.sample_rate), "-"]
+
+    def generate() -> Iterator[np.ndarray]:
+        frame_bytes = 4 * probe.channels
+        block_bytes = max(1, int(round(block_seconds * probe.sample_rate))) * frame_bytes
+        # stderr goes to a file: a pipe nobody drains could fill up on a corrupt stream and stall ffmpeg.
+        errfile = tempfile.TemporaryFile()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errfile)
+        produced = False
+        try:
+            while True:
+                chunk = proc.stdout.read(block_bytes)
+                usable = len(chunk) - len(chunk) % frame_bytes
+                if usable:
+                    data = np.frombuffer(chunk[:usable], dtype=np.float32).reshape(-1, probe.channels)
+                    block = check_samples(data.mean(axis=1), path)
+                    produced = True
+                    yield resample(block, probe.sample_rate, target_sr)
+                if len(chunk) < block_bytes:
+                    break
+            proc.stdout.close()
+            code = proc.wait()
+            errfile.seek(0)
+            err = errfile.read().decode("utf-8", "replace").strip()
+        finally:
+            if proc.poll() is None:  # consumer stopped early (or an error): do not leave ffmpeg running
+                proc.kill()
+                proc.wait()
+            errfile.close()
+        if not produced:
+            cause = err.splitlines()[-1] if err else "no audio decoded"
+            raise AudioError(path, f"not a readable audio file (ffmpeg: {cause})" if code else "audio is empty (zero samples)")
+        if code != 0:
+            raise AudioError(path, f"decoding failed part-way (ffmpeg: {err.splitlines()[-1] if err else code})")
+
+    return generate()
 
 
 def _decode_with_ffmpeg(path: str) -> tuple[np.ndarray, int] | None:

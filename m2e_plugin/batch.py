@@ -328,14 +328,21 @@ def build_table(out_dir: str | os.PathLike, fmt: str, tracks: Iterable[Track] | 
 # ------------------------------------------------------------------------------------------------- extraction
 
 def extract_track(extractor, track: Track) -> dict[str, Any]:
-    """Decode ``track`` at the extractor's rate, run ``compute`` and return the JSON-safe pool (with provenance).
+    """Run the extractor on ``track`` and return the JSON-safe pool (with provenance).
+
+    Extractors with a ``compute_file(path)`` method (the built-ins) stream the file; others get the whole track
+    decoded at their ``sample_rate`` through ``compute(audio, sr)``.
 
     Raises whatever decoding or the extractor raises (the batch runner records it).
     """
-    from m2e_plugin.audio import load_audio
+    compute_file = getattr(extractor, "compute_file", None)
+    if callable(compute_file):  # streams the file: bounded memory for hours-long tracks
+        pool = compute_file(track.path)
+    else:  # plugins that only implement the protocol's compute(audio, sr) get the whole track
+        from m2e_plugin.audio import load_audio
 
-    samples, sr = load_audio(track.path, target_sr=int(extractor.sample_rate))
-    pool = extractor.compute(samples, sr)
+        samples, sr = load_audio(track.path, target_sr=int(extractor.sample_rate))
+        pool = extractor.compute(samples, sr)
     if not isinstance(pool, dict):
         raise TypeError(f"extractor {extractor.name!r} returned {type(pool).__name__}, not a dict")
     declared = set(extractor.outputs)

@@ -45,7 +45,11 @@ _MOOD_NS = "highlevel.moodtheme"
 
 @runtime_checkable
 class Extractor(Protocol):
-    """What a host needs from an extractor (plugins register classes following it; see :mod:`m2e_plugin.hookspecs`)."""
+    """What a host needs from an extractor (plugins register classes following it; see :mod:`m2e_plugin.hookspecs`).
+
+    An extractor may also define ``compute_file(path) -> dict``: the batch runner then calls it instead of decoding
+    the whole track for ``compute``, so that it can stream long files (the built-in extractors do).
+    """
 
     name: str
     version: str
@@ -150,9 +154,10 @@ class Music2emoExtractor:
         self._model = Music2emo(model=self.model_name, device=device, threshold=threshold, **model_options)
         backend = self._model.backend
         self.threshold = float(threshold)
-        self.window = float(window or backend.window_seconds)
-        self.hop = float(hop or backend.hop_seconds)
-        if self.window <= 0 or self.hop <= 0:
+        # "is None", not "or": an explicit 0 is an error to report, not a request for the default.
+        self.window = float(backend.window_seconds if window is None else window)
+        self.hop = float(backend.hop_seconds if hop is None else hop)
+        if not (self.window > 0 and self.hop > 0):  # also rejects NaN
             raise ValueError(f"window and hop must be positive, got window={self.window}, hop={self.hop}")
         self.frames = bool(frames)
         self.batch_windows = max(1, int(batch_windows))
@@ -164,20 +169,39 @@ class Music2emoExtractor:
 
         Raises :class:`m2e_plugin.audio.AudioError` for empty or non-finite audio.
         """
-        from m2e_plugin import __version__
         from m2e_plugin.audio import load_audio
-        from m2e_plugin.labels import normalise_va
-        from m2e_plugin.predictor import sliding_windows
 
         backend = self._model.backend
         rate = int(backend.sample_rate)
         samples, _ = load_audio((np.asarray(audio), int(sr)), target_sr=rate)
         step = max(1, int(backend.block_seconds * rate))
-        blocks = [samples[i : i + step] for i in range(0, samples.size, step)]
+        return self._compute_blocks(samples[i : i + step] for i in range(0, samples.size, step))
 
-        track = self._model.format(backend.predict_track(iter(blocks)), self.threshold)
+    def compute_file(self, path) -> dict[str, Any]:
+        """Descriptors for an audio file, decoded block by block: memory stays bounded whatever its length.
+
+        The batch runner prefers this to :meth:`compute` (which needs the whole track in memory). Raises
+        :class:`m2e_plugin.audio.AudioError` for a missing, unreadable, empty or non-finite file.
+        """
+        from m2e_plugin.audio import stream_audio
+
+        backend = self._model.backend
+        return self._compute_blocks(stream_audio(path, int(backend.sample_rate), block_seconds=backend.block_seconds))
+
+    def _compute_blocks(self, blocks) -> dict[str, Any]:
+        """Track prediction and window statistics in one pass over consecutive blocks at the model's rate."""
+        from collections import deque
+
+        from m2e_plugin import __version__
+        from m2e_plugin.labels import normalise_va
+        from m2e_plugin.predictor import sliding_windows
+
+        backend = self._model.backend
+        rate = int(backend.sample_rate)
         starts, ends, valence, arousal = [], [], [], []
         pending: list[tuple[float, np.ndarray]] = []
+        decoded: deque = deque()  # blocks the window pass has read and the track prediction has not yet
+        total = [0]
 
         def flush():
             for (start, seg), p in zip(pending, backend.predict_windows([seg for _, seg in pending])):
@@ -187,11 +211,26 @@ class Music2emoExtractor:
                 arousal.append(float(p.arousal))
             pending.clear()
 
-        for start, segment in sliding_windows(iter(blocks), rate, self.window, self.hop):
-            pending.append((start, segment.copy()))  # copy: windows may be views of the stream's buffer
-            if len(pending) >= self.batch_windows:
-                flush()
-        flush()
+        def source():
+            for block in blocks:
+                total[0] += block.size
+                decoded.append(block)
+                yield block
+
+        def track_blocks():
+            # The window pass drives decoding; each block is handed on to predict_track as soon as it is read,
+            # so a single decode serves both and only a block or two is ever held.
+            for start, segment in sliding_windows(source(), rate, self.window, self.hop):
+                pending.append((start, segment.copy()))  # copy: windows may be views of the stream's buffer
+                if len(pending) >= self.batch_windows:
+                    flush()
+                while decoded:
+                    yield decoded.popleft()
+            flush()
+            while decoded:
+                yield decoded.popleft()
+
+        track = self._model.format(backend.predict_track(track_blocks()), self.threshold)
 
         out: dict[str, Any] = {}
         for dim, series in (("valence", valence), ("arousal", arousal)):
@@ -211,7 +250,7 @@ class Music2emoExtractor:
             out["tonal.key_music2emo.scale"] = key.get("mode")
             out["tonal.key_music2emo.strength"] = key.get("confidence")
         out["metadata.version.m2e"] = __version__
-        out["metadata.audio_properties.length"] = samples.size / rate
+        out["metadata.audio_properties.length"] = total[0] / rate
         out["metadata.audio_properties.analysis_sample_rate"] = rate
         out.update(self._provenance)
         if self.frames:

@@ -94,9 +94,10 @@ class Music2emo:
                  hop: float | None = None, threshold: float | None = None, top_k: int = 3) -> list[dict[str, Any]]:
         """Per-window predictions over the whole input, streamed (constant memory in the file's length)."""
         backend = self.backend
-        window = float(window or backend.window_seconds)
-        hop = float(hop or backend.hop_seconds)
-        if window <= 0 or hop <= 0:
+        # "is None", not "or": an explicit 0 is an error to report, not a request for the default.
+        window = float(backend.window_seconds if window is None else window)
+        hop = float(backend.hop_seconds if hop is None else hop)
+        if not (window > 0 and hop > 0):  # also rejects NaN
             raise ValueError(f"window and hop must be positive, got window={window}, hop={hop}")
         blocks, _ = self._blocks(audio, sr)
         entries = []

@@ -44,6 +44,18 @@ def test_not_audio(tmp_path):
         list(stream_audio(text, 24000))
 
 
+def test_random_bytes_mp3_error_does_not_claim_the_file_is_missing(tmp_path):
+    # libsndfile words undecodable MP3 data as "File does not exist or is not a regular file"; the error must
+    # name the file and say the data is corrupt instead.
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(np.random.default_rng(0).bytes(50_000))
+    for call in (lambda: load_audio(junk), lambda: list(stream_audio(junk, 24000)), lambda: info(junk)):
+        with pytest.raises(AudioError, match="junk.mp3: not a readable audio file") as e:
+            call()
+        assert "does not exist" not in str(e.value) and "not available" not in str(e.value)
+        assert str(e.value).count(str(junk)) == 1  # soundfile's own quoting of the path is dropped
+
+
 def test_zero_length_audio(tmp_path):
     path = tmp_path / "zero.wav"
     sf.write(path, np.zeros((0, 2), dtype=np.float32), SR)
@@ -169,6 +181,32 @@ def test_streaming_blocks_and_bounded_memory(tmp_path):
     assert sizes == [30 * rate] * 20
     # Ten minutes of float32 would be 19.2 MB; streaming holds about one 30 s block (0.96 MB) at a time.
     assert peak < 5_000_000, peak
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_ffmpeg_formats_stream_with_bounded_memory(tmp_path):
+    # Regression: M4A & co. used to be decoded whole through ffmpeg before streaming (a 2-hour file = GBs).
+    rate, seconds = 8000, 600
+    m4a = tmp_path / "long.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"anoisesrc=a=0.1:r={rate}:d={seconds}", "-c:a", "aac", "-b:a", "32k", str(m4a)], check=True)
+    tracemalloc.start()
+    try:
+        total = sum(block.size for block in stream_audio(m4a, rate, block_seconds=30))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert abs(total / rate - seconds) < 1.0
+    # The whole decoded file would be 19.2 MB of float32; one 30 s block is ~1 MB.
+    assert peak < 6_000_000, peak
+    # Stopping early must not leave an ffmpeg process behind, and a truncated file still names the file.
+    gen = stream_audio(m4a, rate, block_seconds=30)
+    next(gen)
+    gen.close()
+    broken = tmp_path / "broken.m4a"
+    broken.write_bytes(m4a.read_bytes()[:3000])
+    with pytest.raises(AudioError, match="broken.m4a"):
+        list(stream_audio(broken, rate))
 
 
 def test_array_inputs(tone):

@@ -122,3 +122,53 @@ def test_console_entry_point_demo():
     assert proc.returncode == 0, proc.stderr
     (o,) = _lines(proc.stdout)
     assert o["file"] == "<demo>" and o["model"] == "lite" and o["duration"] == pytest.approx(20.0)
+
+
+# ---- bad options: rejected up front (exit 2, no traceback, no model load) --------------------------------------
+@pytest.mark.parametrize("option, value, message", [
+    ("--window", "0", "--window must be a positive"),  # used to fall back silently to the model's 10 s window
+    ("--hop", "-1", "--hop must be a positive"),  # used to fail each file with exit 1
+    ("--window", "nan", "--window must be a positive"),
+    ("--threshold", "5", "--threshold is a probability"),
+])
+def test_bad_options_exit_2_before_loading_a_model(files, option, value, message, capsys, monkeypatch):
+    import m2e_plugin.predictor as predictor
+
+    monkeypatch.setattr(predictor, "Music2emo", None)  # a model load would fail loudly
+    good1, _, _ = files
+    assert main(["predict", option, value, "--timeline", str(good1)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+
+
+def test_plot_into_a_missing_folder_is_a_clear_error(files, tmp_path, capsys, monkeypatch):
+    import m2e_plugin.predictor as predictor
+
+    monkeypatch.setattr(predictor, "Music2emo", None)
+    good1, _, _ = files
+    target = tmp_path / "no" / "such" / "va.png"
+    assert main(["predict", "--plot", str(target), str(good1)]) == 2  # used to crash with a traceback at the end
+    assert f"cannot write {target}" in capsys.readouterr().err
+
+
+@pytest.fixture
+def light_model(monkeypatch):
+    """A signal-statistics backend (tests/test_realtime_support.py): these tests are about the CLI, not a model."""
+    from m2e_plugin.backends import base
+
+    monkeypatch.setitem(base.BUILTIN_BACKENDS, "qa-light", "test_realtime_support:FeatureBackend")
+    return ["--model", "qa-light"]
+
+
+def test_timeline_rejects_zero_window_in_the_api(music_wav, light_model):
+    from m2e_plugin.predictor import Music2emo
+
+    model = Music2emo(model=light_model[1], device="cpu")
+    with pytest.raises(ValueError, match="window and hop must be positive"):
+        model.timeline(music_wav, window=0)
+
+
+def test_plot_when_every_file_failed_says_so(tmp_path, capsys, light_model):
+    png = tmp_path / "va.png"
+    assert main(["predict", *light_model, "--plot", str(png), str(tmp_path / "missing.wav")]) == 1
+    assert "not written" in capsys.readouterr().err and not png.exists()

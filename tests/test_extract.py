@@ -286,3 +286,90 @@ def test_ray_backend_matches_local(lite, tmp_path):
         b = _read_pool(tmp_path / "ray" / f"{t.id}.json")["highlevel"]["music2emo"]
         assert b["valence"]["mean"] == pytest.approx(a["valence"]["mean"], abs=1e-5)
         assert b["arousal"]["value"] == pytest.approx(a["arousal"]["value"], abs=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-j", "0"], "--jobs must be at least 1"),  # -j 0 / --threads 0 / --threshold 7 used to run silently
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--window", "0"], "--window must be a positive"),  # used to fall back to the model's window
+    (["--hop", "nan"], "--hop must be a positive"),
+    (["--threshold", "7"], "--threshold is a probability"),
+])
+def test_bad_numbers_exit_2_before_any_work(tmp_path, args, message, capsys):
+    clip = tmp_path / "a.wav"
+    sf.write(clip, synth_music(1.0, 22050), 22050)
+    out = tmp_path / "out"
+    assert main(["extract", str(clip), "-o", str(out), "--no-progress", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not any(out.glob("*.json"))
+
+
+def test_extractor_rejects_zero_window_instead_of_using_the_default(monkeypatch):
+    from m2e_plugin.backends import base
+    from m2e_plugin.extractor import LiteExtractor
+
+    # A signal-statistics backend under the name `lite`: this is about option handling, not the model.
+    monkeypatch.setitem(base.BUILTIN_BACKENDS, "lite", "test_realtime_support:FeatureBackend")
+    with pytest.raises(ValueError, match="window and hop must be positive"):
+        LiteExtractor(device="cpu", window=0)
+    assert LiteExtractor(device="cpu").window > 0
+
+
+class _EnergyBackend:
+    """A streaming-friendly stand-in model (per-block energy): keeps nothing but running sums, like the real ones."""
+
+    name, version, sample_rate, block_seconds, window_seconds, hop_seconds = "lite", "test", 8000, 30.0, 10.0, 5.0
+    mood_tags, device = MOOD_TAGS, "cpu"
+
+    def __init__(self, device="cpu", **_):
+        pass
+
+    @property
+    def card(self):
+        return {"name": self.name, "version": self.version}
+
+    def predict_track(self, blocks):
+        from m2e_plugin.backends.base import Prediction
+
+        energy, n = 0.0, 0
+        for block in blocks:
+            energy += float(np.sum(np.square(block, dtype=np.float64)))
+            n += block.size
+        level = min(1.0, 4.0 * np.sqrt(energy / max(n, 1)))
+        return Prediction(1.0 + 8.0 * level, 9.0 - 8.0 * level, np.full(len(MOOD_TAGS), level))
+
+    def predict_windows(self, windows):
+        return [self.predict_track([w]) for w in windows]
+
+
+def test_long_file_is_streamed_not_loaded_whole(tmp_path, monkeypatch):
+    """Regression: extract_track used to decode the whole file (a 2-hour FLAC took 4.5 GB of RAM)."""
+    import tracemalloc
+
+    from m2e_plugin.backends import base
+    from m2e_plugin.extractor import LiteExtractor
+
+    monkeypatch.setitem(base.BUILTIN_BACKENDS, "lite", "test_extract:_EnergyBackend")
+    rate, minutes = 8000, 15
+    path = tmp_path / "long.wav"
+    rng = np.random.default_rng(1)
+    with sf.SoundFile(path, "w", rate, 2, subtype="PCM_16") as f:
+        for _ in range(minutes):
+            f.write((0.1 * rng.standard_normal((60 * rate, 2))).astype(np.float32))
+    extractor = LiteExtractor(device="cpu", frames=True)
+    tracemalloc.start()
+    try:
+        pool = batch.extract_track(extractor, batch.Track("long", str(path)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Decoded whole, 15 min of stereo float32 at 8 kHz is 57.6 MB (+ the mono mix); one 30 s block is ~2 MB.
+    assert peak < 12_000_000, peak
+    assert pool["metadata.audio_properties.length"] == pytest.approx(minutes * 60)
+    assert len(pool["highlevel.music2emo.frames.start"]) == (minutes * 60 - 10) // 5 + 1
+    # Streaming gives the same descriptors as the in-memory compute() on the same samples.
+    samples, sr = sf.read(path, dtype="float32")
+    whole = extractor.compute(samples.mean(axis=1), sr)
+    for key in ("highlevel.music2emo.valence.value", "highlevel.music2emo.arousal.mean",
+                "highlevel.music2emo.frames.valence", "metadata.audio_properties.length"):
+        assert pool[key] == pytest.approx(whole[key], rel=1e-5), key

@@ -276,3 +276,15 @@ def test_estimate_key_silence_and_bad_input():
     assert estimate_key(np.zeros(SR), SR) == (None, None, 0.0)
     with pytest.raises(AudioError):
         estimate_key(np.full(10, np.inf), SR)
+
+
+def test_short_input_works_for_chords_and_key():
+    y, _ = render([("E:min", 0.2)])
+    y = y[: int(0.2 * SR)]
+    chords = recognize_chords(y, SR)
+    assert chords[0][0] == 0.0 and chords[-1][1] == pytest.approx(0.2)
+    tonic, mode, conf = estimate_key(y, SR)
+    assert (tonic is None) == (mode is None) and 0.0 <= conf <= 1.0
+    # Silence of the same length: only N, no key.
+    assert recognize_chords(np.zeros_like(y), SR) == [(0.0, pytest.approx(0.2), "N")]
+    assert estimate_key(np.zeros_like(y), SR) == (None, None, 0.0)

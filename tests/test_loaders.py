@@ -183,6 +183,13 @@ def test_csv_reader_quirks(tmp_path):
     f.write_text("")
     with pytest.raises(ValueError, match="quirks.csv: file is empty"):
         read_csv_dicts(str(f))
+    # a label file with a header and no rows, or binary junk, must not load as an empty dataset
+    from m2e_plugin.loaders.core import read_static_va
+
+    for junk in (b"song_id,valence_mean,arousal_mean\n", b"\xff\xfe\x00garbage"):
+        f.write_bytes(junk)
+        with pytest.raises(ValueError, match="quirks.csv: no rows under the header"):
+            read_static_va(str(f))
     f.write_text("song_id,sample_15000ms,bogus\n2,0.1,0.2\n")
     with pytest.raises(ValueError, match="column 'bogus' is not of the form"):
         read_wide_dynamic(str(f))

@@ -145,6 +145,10 @@ def test_bad_arguments_give_clear_errors(tmp_path):
     proc = m2e("stream", "--input", str(missing), "--osc", "localhost:nope")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "localhost:nope" in err
+    for bad in ("-1", "0", "nan"):  # used to start and stop at once with exit 0
+        proc = m2e("stream", "--input", str(missing), "--duration", bad)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and "--duration must be a positive number" in err, err
     proc = m2e("stream", "--device", "no-such-device-xyz", "--model", MODEL, "--compute", "cpu")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and ("no-such-device-xyz" in err or "no audio input devices" in err), err
@@ -157,3 +161,24 @@ def test_devices_lists_inputs_or_says_there_are_none():
     for line in out.splitlines():
         d = json.loads(line)
         assert {"index", "name", "hostapi", "channels", "samplerate", "default"} <= d.keys() and d["channels"] > 0
+
+
+def test_busy_monitor_and_control_ports_fail_at_start(music_wav):
+    import socket
+
+    tcp = socket.socket()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        udp.bind(("127.0.0.1", 0))
+        for flag, port, what in (("--monitor", tcp.getsockname()[1], "monitor"),
+                                 ("--control", udp.getsockname()[1], "control")):
+            proc = m2e("stream", "--input", str(music_wav), "--model", "rt-feature", "--compute", "cpu",
+                       "--osc", f"127.0.0.1:{free_udp_port()}", flag, str(port), "--duration", "5")
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 2, err
+            assert what in err and str(port) in err and "in use" in err and "Traceback" not in err, err
+    finally:
+        tcp.close()
+        udp.close()

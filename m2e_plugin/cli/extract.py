@@ -70,6 +70,22 @@ def extractor_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Reject values that used to be clamped or ignored silently (-j 0, --window 0, --threshold 7)."""
+    import math
+
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    for name in ("window", "hop"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{name} must be a positive number of seconds, got {value:g}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold is a probability between 0 and 1, got {args.threshold:g}")
+
+
 def run(args: argparse.Namespace) -> int:
     from pluggy import PluginValidationError
 
@@ -79,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         print("m2e extract: give INPUT files/folders/lists or --dataset NAME", file=sys.stderr)
         return 2
     try:
+        _check_numbers(args)
         options = extractor_options(args)
         tracks, ignored = expand_inputs(args.inputs, dataset=args.dataset, data_home=args.data_home,
                                         dataset_version=args.dataset_version)

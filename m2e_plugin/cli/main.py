@@ -14,6 +14,15 @@ import sys
 # Module names under m2e_plugin.cli, in the order `m2e --help` lists them.
 SUBCOMMANDS = (
     "predict",
+    "extract",
+    "plugins",
+    "datasets",
+    "stream",
+    "devices",
+    "features",
+    "train",
+    "evaluate",
+    "evaluate_harmony",
 )
 
 

@@ -37,6 +37,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = _check_arguments(args)
+    if problem:  # before the model loads: a typo should not cost a model load and every file's prediction
+        print(f"m2e predict: {problem}", file=sys.stderr)
+        return 2
     from m2e_plugin.predictor import Music2emo
 
     options = {k: v for k, v in (("mert", args.mert), ("checkpoint", args.checkpoint),
@@ -73,10 +77,34 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(results))
     if args.plot:
         ok = [r for r in results if "error" not in r]
-        if ok:
-            plot_timelines(ok, args.plot)
+        if not ok:
+            print(f"m2e predict: no prediction succeeded, {args.plot} not written", file=sys.stderr)
+        else:
+            try:
+                plot_timelines(ok, args.plot)
+            except OSError as exc:
+                print(f"m2e predict: cannot write {args.plot}: {exc.strerror or exc}", file=sys.stderr)
+                return 1
             print(f"m2e predict: wrote {args.plot}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_arguments(args: argparse.Namespace) -> str | None:
+    """The reason the options cannot work, or None."""
+    import math
+    import os
+
+    for name in ("window", "hop"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            return f"--{name} must be a positive number of seconds, got {value:g}"
+    if not 0.0 <= args.threshold <= 1.0:
+        return f"--threshold is a probability between 0 and 1, got {args.threshold:g}"
+    if args.plot:
+        folder = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(folder):
+            return f"cannot write {args.plot}: folder {folder} does not exist"
+    return None
 
 
 def format_table(results: list[dict]) -> str:

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--window and --hop must be positive")
         if args.rate < 0:
             raise ValueError("--rate must be >= 0")
+        if args.duration is not None and not args.duration > 0:  # "not >": NaN is rejected too
+            raise ValueError(f"--duration must be a positive number of seconds, got {args.duration:g}")
     except ValueError as exc:
         print(f"m2e stream: {exc}", file=sys.stderr)
         return 2

@@ -117,7 +117,7 @@ def key_from_chords(chords: Iterable[Sequence], *, profile: str = "aarden") -> K
     return best_key(chord_pitch_distribution(chords), profile)
 
 
-def estimate_key(audio: np.ndarray, sr: int, *, profile: str = "temperley") -> KeyResult:
+def estimate_key(audio: np.ndarray, sr: int, *, profile: str = "aarden") -> KeyResult:
     """Key of an audio signal from its tuning-corrected chroma.
 
     Parameters
@@ -126,8 +126,9 @@ def estimate_key(audio: np.ndarray, sr: int, *, profile: str = "temperley") -> K
         Samples, mono or multichannel (channels are averaged).
     sr : int
         Sample rate of ``audio``.
-    profile : {"temperley", "krumhansl", "aarden"}
-        Key profile correlated with the track's summed chroma.
+    profile : {"aarden", "temperley", "krumhansl"}
+        Key profile correlated with the track's summed chroma. Aarden-Essen scored best on the rendered corpus
+        (`m2e evaluate-harmony`: 0.82 weighted score vs 0.73 Temperley, 0.59 Krumhansl).
 
     Returns
     -------

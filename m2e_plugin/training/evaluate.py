@@ -1,0 +1,94 @@
+"""End-to-end evaluation of a model (audio in, product outputs out) on a dataset split, with the paper's metrics."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from m2e_plugin.labels import MOOD_TAGS
+
+VA_DATASETS = ("deam", "emomusic", "pmemo")
+
+
+def split_track_ids(ds, dataset: str, split: str) -> list[str]:
+    """Track ids of ``split``; ``all`` (or 4Q, which has no official split) gives every track."""
+    if split == "all" or dataset == "fourq":
+        return list(ds.track_ids)
+    splits = ds.get_track_splits(0) if dataset == "mtg_jamendo_moodtheme" else ds.get_track_splits()
+    if split not in splits:
+        raise ValueError(f"{dataset}: no split {split!r}; available: {', '.join(splits)} or all")
+    return list(splits[split])
+
+
+def evaluate_model(model: str, dataset: str, data_home, split: str = "test", *, limit: int | None = None,
+                   device: str = "auto", progress: bool = True, **model_options) -> dict:
+    """Predict every track of the split with ``Music2emo(model)`` and score it.
+
+    Returns a dict with ``model``, ``dataset``, ``split``, ``n_tracks``, ``failed`` and the metrics: for 4Q
+    quadrant accuracy / macro-F1 and valence / arousal ROC-AUC; for DEAM, EmoMusic, PMEmo R^2 (and RMSE) per
+    dimension; for MTG-Jamendo macro PR-AUC / ROC-AUC over the tags the model predicts.
+    """
+    from m2e_plugin import loaders
+    from m2e_plugin.predictor import Music2emo
+    from m2e_plugin.training.metrics import binary_roc_auc, macro_f1, mood_scores, va_scores
+
+    ds = loaders.initialize(dataset, data_home=str(data_home))
+    ids = split_track_ids(ds, dataset, split)[:limit] if limit else split_track_ids(ds, dataset, split)
+    m = Music2emo(model, device=device, **model_options)
+    tags = [t for t in m.backend.mood_tags if t in MOOD_TAGS]
+    rows, failed = [], {}
+    for i, tid in enumerate(ids, 1):
+        track = ds.track(tid)
+        try:
+            out = m.predict(track.audio_path)
+            rows.append((track, out))
+        except Exception as exc:  # keep going: one bad file must not lose the evaluation
+            failed[tid] = str(exc)
+        if progress:
+            print(f"\rm2e evaluate: {i}/{len(ids)} ({len(failed)} failed)", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    if len(rows) < 2:
+        raise ValueError(f"{dataset}/{split}: only {len(rows)} tracks could be predicted ({len(failed)} failed)")
+    result = {"model": model, "dataset": dataset, "split": "all" if dataset == "fourq" else split,
+              "n_tracks": len(rows), "failed": failed}
+    if dataset == "fourq":
+        y = np.array([int(t.quadrant[1]) - 1 for t, _ in rows])
+        pred = np.array([int(o["quadrant"][1]) - 1 for _, o in rows])
+        v = np.array([o["valence"] for _, o in rows])
+        a = np.array([o["arousal"] for _, o in rows])
+        result.update(quadrant_accuracy=float(np.mean(pred == y)), quadrant_macro_f1=macro_f1(y, pred, 4),
+                      valence_roc_auc=binary_roc_auc(np.isin(y, [0, 3]), v),
+                      arousal_roc_auc=binary_roc_auc(np.isin(y, [0, 1]), a))
+    elif dataset in VA_DATASETS:
+        truth = np.array([[t.valence, t.arousal] for t, _ in rows], dtype=float)
+        pred = np.array([[o["valence"], o["arousal"]] for _, o in rows], dtype=float)
+        result.update(va_scores(truth, pred))
+    else:
+        if not tags:
+            raise ValueError(f"model {model!r} predicts no MTG-Jamendo tags")
+        truth = np.array([[1 if t in {x.split('---')[-1] for x in tr.moods} else 0 for t in tags] for tr, _ in rows])
+        score = np.array([[o["mood_probabilities"][t] for t in tags] for _, o in rows])
+        s = mood_scores(truth, score)
+        result.update(pr_auc=s["pr_auc"], roc_auc=s["roc_auc"], n_tags=s["n_tags"])
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The paper's table layout (markdown) for one evaluation result."""
+    head = "| Model | Dataset | Split | N |"
+    row = f"| {result['model']} | {result['dataset']} | {result['split']} | {result['n_tracks']} |"
+    if "quadrant_accuracy" in result:
+        head += " Quadrant acc | Macro-F1 | Valence ROC-AUC | Arousal ROC-AUC |"
+        row += (f" {result['quadrant_accuracy']:.4f} | {result['quadrant_macro_f1']:.4f} | "
+                f"{result['valence_roc_auc']:.4f} | {result['arousal_roc_auc']:.4f} |")
+    elif "r2_valence" in result:
+        head += " R² V | R² A | RMSE V | RMSE A |"
+        row += (f" {result['r2_valence']:.4f} | {result['r2_arousal']:.4f} | {result['rmse_valence']:.4f} | "
+                f"{result['rmse_arousal']:.4f} |")
+    else:
+        head += " PR-AUC | ROC-AUC | tags |"
+        row += f" {result['pr_auc']:.4f} | {result['roc_auc']:.4f} | {result['n_tags']} |"
+    sep = "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"
+    return "\n".join([head, sep, row])

@@ -1,0 +1,105 @@
+"""`m2e evaluate-harmony`: RomanText -> Harte conversion, score/analysis alignment, and one chorale end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+music21 = pytest.importorskip("music21", reason="music21 (extra 'harmony') is needed for the corpus evaluation")
+mir_eval = pytest.importorskip("mir_eval")
+
+from m2e_plugin.harmony import evaluation as ev  # noqa: E402
+
+
+def analysis(name: str) -> str:
+    found = [path for n, path in ev.corpus_analyses() if n == name]
+    if not found:
+        pytest.skip(f"music21's corpus lacks {name}")
+    return found[0]
+
+
+def test_corpus_lists_all_68_analyses():
+    names = [n for n, _ in ev.corpus_analyses()]
+    assert sum(n.startswith("riemenschneider") for n in names) == 20
+    assert sum(n.startswith("madrigal.") for n in names) == 48
+
+
+@pytest.mark.parametrize("figure, key, label", [
+    ("I", "C", "C:maj"), ("V7", "C", "G:7"), ("I6", "C", "C:maj/3"), ("V6/5", "G", "D:7/3"),
+    ("i", "a", "A:min"), ("viio7", "c", "B:dim7"), ("iiø7", "a", "B:hdim7"), ("IV64", "F", "A#:maj/5"),
+    ("It6", "C", "X"),  # an augmented sixth is no Harte quality: left out of the scores
+])
+def test_harte_labels_from_roman_numerals(figure, key, label):
+    from music21 import roman
+
+    rn = roman.RomanNumeral(figure, key)
+    assert ev.harte_label(rn) == label
+    if label != "X":
+        mir_eval.chord.encode(label)  # parses
+
+
+def test_chorale_annotations_line_up_with_the_score():
+    piece, notes = ev.parse_piece("riemenschneider001", analysis("riemenschneider001"), bpm=60.0)
+    assert piece.key == ("G", "major")
+    assert piece.chords[0] == (0.0, 1.0, "G:maj")  # m0 b3 upbeat: one quarter = 1 s at 60 bpm
+    assert all(a[1] == pytest.approx(b[0]) for a, b in zip(piece.chords, piece.chords[1:]))  # contiguous
+    assert piece.chords[-1][1] <= piece.duration + 1e-9
+    assert (piece.transpose, piece.shift_quarters) == (0, 0.0)
+    assert piece.fit > 0.9  # >90 % of the notes' duration are chord tones of the analysis
+    assert min(n[2] for n in notes) >= 36 and len(notes) > 100
+
+
+def test_an_analysis_of_another_edition_is_transposed_to_the_score():
+    # BWV 145.5 sits a whole tone higher in the corpus than in its analysis (E minor -> F# minor).
+    piece, _ = ev.parse_piece("riemenschneider017", analysis("riemenschneider017"), bpm=60.0)
+    assert piece.transpose == 2
+    assert piece.key == ("F#", "minor")
+    assert piece.chords[0][2] == "F#:min"
+    assert piece.fit > 0.9
+
+
+def test_madrigal_parts_are_placed_by_bar_number():
+    # madrigal.4.1: some parts store multi-bar rests as one over-long bar; bar 8 must still start at 28 quarters.
+    piece, notes = ev.parse_piece("madrigal.4.1", analysis("madrigal.4.1"), bpm=60.0)
+    assert piece.fit > 0.75
+    starts = {round(s, 3) for s, _, _ in notes}
+    assert 28.0 in starts
+    # Its analysis starts at bar 7 (bars 1-6 are a two-voice opening): unanalysed ("X", not scored) before 24 quarters.
+    assert piece.chords[0] == (0.0, 24.0, "X")
+
+
+def test_find_soundfont_errors(tmp_path):
+    with pytest.raises(ev.EvaluationError, match="not found"):
+        ev.find_soundfont(str(tmp_path / "missing.sf2"))
+
+
+needs_render = pytest.mark.skipif(shutil.which("fluidsynth") is None or not any(Path(p).is_file()
+                                                                                 for p in ev.SOUNDFONTS),
+                                  reason="needs the fluidsynth program and a General MIDI soundfont")
+
+
+@needs_render
+def test_evaluate_harmony_end_to_end_on_one_chorale(tmp_path, capsys):
+    from m2e_plugin.cli.main import main
+
+    argv = ["evaluate-harmony", "--pieces", "riemenschneider001", "--cache", str(tmp_path), "--json", "--jobs", "1"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pieces"] == 1 and out["left_out"] == []
+    assert 35 < out["seconds"] < 45  # 63 quarters at 100 bpm = 37.8 s, plus the synth's release tail
+    chord = out["chord"]["offline"]
+    # A correct pipeline scores ~0.75 majmin on this chorale; misaligned labels or a broken render score < 0.3.
+    assert 0.6 < chord["majmin"] <= 1.0 and 0.6 < chord["mirex"] <= 1.0
+    assert out["key"]["audio"] == 1.0  # G major
+    wavs = list(tmp_path.rglob("riemenschneider001.flac"))
+    assert len(wavs) == 1
+    # Resumable: a second run reuses the cached render instead of writing it again.
+    stamp = wavs[0].stat().st_mtime_ns
+    pieces, errors = ev.prepare_corpus(["riemenschneider001"], cache=tmp_path, jobs=1)
+    assert errors == [] and wavs[0].stat().st_mtime_ns == stamp
+    assert pieces[0]["chords"][0][2] == "G:maj" and np.isclose(pieces[0]["chords"][0][1], 0.6)
+    assert not list(tmp_path.rglob("*.tmp*"))  # no temporary file left behind

@@ -1,0 +1,46 @@
+"""Feature cache: stored once per track, resumable, failures recorded without stopping the run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from m2e_plugin.demo import synth_music
+from m2e_plugin.training.features import build_cache, lite_extractor, load_cache
+
+
+def test_lite_cache_is_resumable_and_records_failures(tmp_path):
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"t{i}.wav"
+        sf.write(p, synth_music(12.0, 44100, seed=i), 44100)
+        paths.append((f"t{i}", str(p)))
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    tracks = paths + [("bad", str(tmp_path / "bad.wav"))]
+    extract, desc = lite_extractor()
+    calls = []
+
+    def counting(path):
+        calls.append(path)
+        return extract(path)
+
+    out = tmp_path / "cache"
+    manifest = build_cache(tracks, out, counting, desc, progress=False)
+    assert manifest["done"] == ["t0", "t1"] and "bad" in manifest["failed"]
+    assert "bad.wav" in manifest["failed"]["bad"]
+    clip, windows = load_cache(out, ["t0"], "clip")[0], load_cache(out, ["t0"], "windows")[0]
+    assert clip.ndim == 1 and windows.shape == (2, clip.size)  # 12 s -> windows at 0 s and the end-aligned one
+    # second run: only the failed track is tried again
+    calls.clear()
+    build_cache(tracks, out, counting, desc, progress=False)
+    assert calls == [str(tmp_path / "bad.wav")]
+    assert json.loads((out / "manifest.json").read_text())["description"]["version"] == desc["version"]
+    with pytest.raises(ValueError, match="features"):
+        build_cache(tracks, out, counting, {"version": "other"}, progress=False)
+    with pytest.raises(FileNotFoundError, match="m2e features"):
+        load_cache(out, ["t0", "missing"], "clip")
+    np.testing.assert_allclose(load_cache(out, ["t1"], "clip")[0],
+                               extract(paths[1][1])["clip"], rtol=1e-6)
