@@ -136,10 +136,10 @@ def plot_timelines(results: list[dict], out_path: str) -> None:
         ax.plot(t, [e["valence"] for e in r["timeline"]], label="valence", marker="o")
         ax.plot(t, [e["arousal"] for e in r["timeline"]], label="arousal", marker="s")
         ax.axhline(5.0, color="grey", lw=0.8, ls="--")
-        ax.set_ylim(1, 9)
+        ax.set_ylim(0.7, 9.3)  # a margin: values at the ends of the scale would be half-hidden by the frame
         ax.set_ylabel("1-9")
         ax.set_title(f"{r['file']} ({r['model']})", fontsize=9)
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)  # values often sit at the top of the scale
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
