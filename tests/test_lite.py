@@ -158,3 +158,24 @@ def test_fourq_reader_and_mood_targets(shared_data):
     # "sad" clips sit in Q3 overwhelmingly, "happy" in Q1
     sad = y[:, LITE_MOOD_TAGS.index("sad")] == 1
     assert np.mean([c.quadrant == 2 for c, s in zip(clips, sad) if s]) > 0.8
+
+
+def test_silence_has_the_documented_neutral_result():
+    from m2e_plugin import Music2emo
+    from m2e_plugin.demo import synth_music
+
+    m = Music2emo()
+    sr = 22050
+    for silent in (np.zeros(sr * 5, np.float32), np.full(sr, 1e-5, np.float32), np.zeros(int(0.1 * sr), np.float32)):
+        out = m.predict((silent, sr))
+        assert (out["valence"], out["arousal"]) == (5.0, 1.0)
+        assert out["predicted_moods"] == [] and max(out["mood_probabilities"].values()) == 0.0
+    # A silent intro does not vote: the track equals the music alone.
+    music = synth_music(30.0, sr)
+    with_intro = np.concatenate([np.zeros(sr * 30, np.float32), music])
+    a, b = m.predict((music, sr)), m.predict((with_intro, sr))
+    assert abs(a["valence"] - b["valence"]) < 1e-6 and abs(a["arousal"] - b["arousal"]) < 1e-6
+    # Timeline windows over silence are neutral, those over music are not.
+    timeline = m.predict((with_intro, sr), timeline=True, window=10, hop=10)["timeline"]
+    assert (timeline[0]["valence"], timeline[0]["arousal"]) == (5.0, 1.0)
+    assert (timeline[-1]["valence"], timeline[-1]["arousal"]) != (5.0, 1.0)

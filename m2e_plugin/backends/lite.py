@@ -19,6 +19,16 @@ from m2e_plugin.backends.base import EmotionBackend, Prediction
 
 # Blocks shorter than this are merged into the previous one's weight only (a 0.2 s tail says little about a track).
 _MIN_BLOCK_SECONDS = 2.0
+# Audio whose RMS is below this (dBFS) is silence: the descriptors of digital or near-digital silence are outside
+# anything the model saw, and it would answer with a confident, arbitrary quadrant.
+SILENCE_DBFS = -70.0
+_SILENCE_RMS = 10 ** (SILENCE_DBFS / 20)
+
+
+def is_silent(audio: np.ndarray) -> bool:
+    """True when the RMS level of ``audio`` is below :data:`SILENCE_DBFS` (or it has no samples)."""
+    x = np.asarray(audio, dtype=np.float64)
+    return x.size == 0 or float(np.sqrt(np.mean(x * x))) < _SILENCE_RMS
 
 
 def default_weights() -> Path:
@@ -67,6 +77,8 @@ class LiteBackend(EmotionBackend):
         self.sample_rate = SAMPLE_RATE
         self.version = str(self._card.get("version", ""))
         self._torch = torch
+        # Temperature fitted on the cross-validation's out-of-fold logits (model card); 1.0 for uncalibrated weights.
+        self._temperature = float(self._card.get("calibration", {}).get("quadrant_temperature", 1.0))
         self.threads = threads
 
     @contextmanager
@@ -91,7 +103,7 @@ class LiteBackend(EmotionBackend):
         with torch.no_grad():
             x = torch.from_numpy(np.atleast_2d(features).astype(np.float32)).to(self.device)
             out = self._model(x)
-            q = torch.softmax(out["quadrant"], -1).cpu().numpy()
+            q = torch.softmax(out["quadrant"] / self._temperature, -1).cpu().numpy()
             m = torch.sigmoid(out["moods"]).cpu().numpy()
         return q, m
 
@@ -101,21 +113,30 @@ class LiteBackend(EmotionBackend):
         return Prediction(valence=1.0 + 8.0 * pv, arousal=1.0 + 8.0 * pa, mood_probabilities=moods.astype(np.float64),
                           extras={"quadrant_probabilities": {f"Q{i + 1}": float(p) for i, p in enumerate(quad)}})
 
+    def _silent_prediction(self) -> Prediction:
+        """Documented result for silence: valence 5 (undecided), arousal 1 (no energy), every mood 0."""
+        return Prediction(valence=5.0, arousal=1.0, mood_probabilities=np.zeros(len(self.mood_tags)),
+                          extras={"silent": True})
+
     def predict_track(self, blocks: Iterable[np.ndarray]) -> Prediction:
         from m2e_plugin.backbones.lite import clip_features
 
         feats, weights = [], []
+        saw_audio = False
         for block in blocks:
             block = np.asarray(block, dtype=np.float32)
             if block.size == 0:
                 continue
+            saw_audio = True
             seconds = block.size / self.sample_rate
-            if feats and seconds < _MIN_BLOCK_SECONDS:
-                continue  # short tail after full blocks
+            if (feats and seconds < _MIN_BLOCK_SECONDS) or is_silent(block):
+                continue  # short tail after full blocks; silent passages do not vote
             with self._threads():
                 feats.append(clip_features(block, self.sample_rate))
             weights.append(seconds)
         if not feats:
+            if saw_audio:
+                return self._silent_prediction()
             raise ValueError("lite: no audio to score (all blocks empty)")
         q, m = self._score(np.stack(feats))
         w = np.asarray(weights)[:, None] / np.sum(weights)
@@ -124,6 +145,8 @@ class LiteBackend(EmotionBackend):
     def predict_window(self, audio: np.ndarray) -> Prediction:
         from m2e_plugin.backbones.lite import clip_features
 
+        if is_silent(audio):
+            return self._silent_prediction()
         with self._threads():
             q, m = self._score(clip_features(np.asarray(audio, dtype=np.float32), self.sample_rate))
         return self._prediction(q[0], m[0])
@@ -133,7 +156,13 @@ class LiteBackend(EmotionBackend):
 
         if not windows:
             return []
-        with self._threads():
-            feats = np.stack([clip_features(np.asarray(w, dtype=np.float32), self.sample_rate) for w in windows])
-            q, m = self._score(feats)
-        return [self._prediction(qi, mi) for qi, mi in zip(q, m)]
+        results: list[Prediction | None] = [None] * len(windows)
+        audible = [i for i, w in enumerate(windows) if not is_silent(w)]
+        if audible:
+            with self._threads():
+                feats = np.stack([clip_features(np.asarray(windows[i], dtype=np.float32), self.sample_rate)
+                                  for i in audible])
+                q, m = self._score(feats)
+            for i, qi, mi in zip(audible, q, m):
+                results[i] = self._prediction(qi, mi)
+        return [r if r is not None else self._silent_prediction() for r in results]

@@ -109,12 +109,40 @@ def fit_lite(config: dict, clip_x, windows, y_q, y_m, train_idx, val_idx=None, *
     return model, history
 
 
-def predict_probs(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(quadrant probabilities (N, 4), mood probabilities (N, K)) for clip descriptors ``x``."""
+def predict_logits(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(quadrant logits (N, 4), mood logits (N, K)) for clip descriptors ``x``."""
     model.eval()
     with torch.no_grad():
         out = model(torch.from_numpy(np.asarray(x, dtype=np.float32)))
-    return torch.softmax(out["quadrant"], -1).numpy(), torch.sigmoid(out["moods"]).numpy()
+    return out["quadrant"].numpy().astype(np.float64), out["moods"].numpy().astype(np.float64)
+
+
+def quadrant_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def predict_probs(model, x: np.ndarray, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(quadrant probabilities (N, 4), mood probabilities (N, K)) for clip descriptors ``x``."""
+    q, m = predict_logits(model, x)
+    return quadrant_softmax(q, temperature), 1.0 / (1.0 + np.exp(-m))
+
+
+def fit_temperature(logits: np.ndarray, y_q: np.ndarray) -> dict:
+    """Temperature scaling (Guo et al. 2017) of the quadrant softmax on out-of-fold logits: the temperature that
+    minimises the negative log-likelihood. It keeps every clip's ranking of quadrants and makes the probabilities
+    (hence lite's valence/arousal, which are probabilities on the 1-9 axis) mean what they say."""
+
+    def nll(t: float) -> float:
+        p = quadrant_softmax(logits, t)[np.arange(len(y_q)), y_q]
+        return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
+
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 141))
+    losses = [nll(t) for t in grid]
+    best = float(grid[int(np.argmin(losses))])
+    return {"quadrant_temperature": round(best, 4), "nll_uncalibrated": round(nll(1.0), 4),
+            "nll_calibrated": round(nll(best), 4), "fitted_on": "pooled out-of-fold logits of the cross-validation"}
 
 
 def quadrant_metrics(y_q: np.ndarray, quad_probs: np.ndarray) -> dict:
@@ -150,7 +178,7 @@ def cross_validate(config: dict, clip_x, windows, y_q, y_m, groups, *, progress:
     from m2e_plugin.training.metrics import binary_roc_auc
 
     folds = stratified_group_folds(y_q, groups, int(config["folds"]), int(config["seed"]))
-    quad_probs = np.zeros((len(y_q), 4))
+    quad_logits = np.zeros((len(y_q), 4))
     mood_probs = np.zeros(y_m.shape)
     best_epochs = []
     for k, test_idx in enumerate(folds):
@@ -161,12 +189,16 @@ def cross_validate(config: dict, clip_x, windows, y_q, y_m, groups, *, progress:
         fit_idx = np.setdiff1d(train_idx, val_idx)
         model, hist = fit_lite(config, clip_x, windows, y_q, y_m, fit_idx, val_idx)
         best_epochs.append(hist.best_epoch + 1)
-        quad_probs[test_idx], mood_probs[test_idx] = predict_probs(model, clip_x[test_idx])
+        quad_logits[test_idx], fold_moods = predict_logits(model, clip_x[test_idx])
+        mood_probs[test_idx] = 1.0 / (1.0 + np.exp(-fold_moods))
         if progress:
-            acc = np.mean(quad_probs[test_idx].argmax(1) == y_q[test_idx])
+            acc = np.mean(quad_logits[test_idx].argmax(1) == y_q[test_idx])
             print(f"fold {k + 1}/{len(folds)}: {len(test_idx)} clips, best epoch {hist.best_epoch + 1}, "
                   f"argmax accuracy {acc:.3f}", file=sys.stderr)
-    metrics = quadrant_metrics(y_q, quad_probs)
+    calibration = fit_temperature(quad_logits, y_q)
+    metrics = quadrant_metrics(y_q, quadrant_softmax(quad_logits, calibration["quadrant_temperature"]))
+    metrics["calibration"] = calibration
+    metrics["uncalibrated"] = quadrant_metrics(y_q, quadrant_softmax(quad_logits))
     mood_auc = {t: binary_roc_auc(y_m[:, j], mood_probs[:, j]) for j, t in enumerate(LITE_MOOD_TAGS)
                 if 0 < y_m[:, j].sum() < len(y_m)}
     metrics["mood_roc_auc_macro"] = float(np.mean(list(mood_auc.values())))
@@ -222,6 +254,7 @@ def train_lite(data_home, cache, *, config: dict | None = None, out=None, cv: bo
                      "protocol": f"{config['folds']}-fold CV, stratified by quadrant, grouped by artist, seed "
                                  f"{config['seed']}; pooled out-of-fold predictions of whole 30 s clips"}
                     if metrics else None),
+        "calibration": (metrics or {}).get("calibration", {"quadrant_temperature": 1.0}),
         "licence": "weights: MIT (this project); trained on 4Q clips (research use, University of Coimbra)",
     }
     if out:
