@@ -679,7 +679,8 @@ class EmotionDataset(core.Dataset):
     # -- index -------------------------------------------------------------------------------------------------------
 
     def _audio_relpath(self, track_id: str, meta: dict) -> Optional[str]:
-        raise NotImplementedError
+        """Audio path of a track relative to data_home; every dataset module overrides it (abstract hook)."""
+        raise NotImplementedError(f"{type(self).__name__} must define where its audio files live")
 
     def _shared_track_files(self) -> Dict[str, str]:
         """``{index key: path relative to data_home}`` of annotation files every track reads (dynamic VA files that
