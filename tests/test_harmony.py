@@ -288,3 +288,46 @@ def test_short_input_works_for_chords_and_key():
     # Silence of the same length: only N, no key.
     assert recognize_chords(np.zeros_like(y), SR) == [(0.0, pytest.approx(0.2), "N")]
     assert estimate_key(np.zeros_like(y), SR) == (None, None, 0.0)
+
+
+def test_every_btc_class_round_trips_through_labels_and_tokens():
+    """Exhaustive over the 170 classes: label -> (root, quality) -> Music2Emo token ids, consistent with the index."""
+    import mir_eval
+
+    from m2e_plugin.harmony.vocabulary import BTC_LABELS, split_label
+
+    reference_attrs = {"N": 0, "maj": 1, "dim": 2, "sus4": 3, "min7": 4, "min": 5, "sus2": 6, "aug": 7, "dim7": 8,
+                       "maj6": 9, "hdim7": 10, "7": 11, "min6": 12, "maj7": 13}
+    qualities = ["min", "maj", "dim", "aug", "min6", "maj6", "min7", "minmaj7", "maj7", "7", "dim7", "hdim7", "sus2",
+                 "sus4"]
+    notes = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    for index, label in enumerate(BTC_LABELS):
+        if index >= 168:
+            assert label == ("X" if index == 168 else "N")
+            roots, attrs = encode_music2emo([(0.0, 1.0, label)], None, None, max_len=1)
+            assert (roots[0], attrs[0]) == (0, 0)
+            continue
+        root, quality = split_label(label)
+        assert (root, quality) == (notes[index // 14], qualities[index % 14])
+        mir_eval.chord.encode(label)  # every label is valid Harte syntax
+        roots, attrs = encode_music2emo([(0.0, 1.0, label)], None, None, max_len=1)
+        assert roots[0] == index // 14 + 1
+        expected = reference_attrs.get(quality, reference_attrs["min"])  # minmaj7 -> min (documented decision)
+        assert attrs[0] == expected
+
+
+@pytest.mark.parametrize("mode", ["major", "minor"])
+def test_every_key_transposes_its_tonic_chord_to_c_major_or_a_minor(mode):
+    spellings = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B",
+                 "B#", "C#", "D#", "Fb", "E#", "Gb", "G#", "A#", "Cb"]
+    target = "C:maj" if mode == "major" else "A:min"
+    quality = "maj" if mode == "major" else "min"
+    for tonic in spellings:
+        chords = [(0.0, 1.0, f"{tonic}:{quality}"), (1.0, 2.0, "N")]
+        (start, end, label), rest = normalise_chords(chords, tonic, mode)[0], normalise_chords(chords, tonic, mode)[1]
+        assert label == target, (tonic, mode, label)
+        assert (start, end) == (0.0, 1.0) and rest[2] == "N"
+        # The dominant lands on G (major) / E (minor) whatever the spelling of the tonic.
+        dominant = (pitch_class(tonic) + 7) % 12
+        dom_label = normalise_chords([(0, 1, f"{PITCH_CLASSES[dominant]}:7")], tonic, mode)[0][2]
+        assert dom_label == ("G:7" if mode == "major" else "E:7")
