@@ -132,6 +132,17 @@ class MissingAudioError(FileNotFoundError):
         super().__init__(msg)
 
 
+def metadata_property(name: str, doc: str):
+    """A lazily cached track attribute read from the track's metadata row (``None`` when the row lacks it)."""
+
+    def getter(self):
+        return self._track_metadata.get(name)
+
+    getter.__name__ = name  # mirdata's cached_property caches under the function's name
+    getter.__doc__ = doc
+    return core.cached_property(getter)
+
+
 def file_exists(path: Optional[str]) -> bool:
     """True when ``path`` names an existing regular file."""
     return bool(path) and os.path.isfile(path)
@@ -623,15 +634,9 @@ class VATrack(EmotionTrack):
         """float: mean arousal, 1-9 scale"""
         return self._track_metadata["arousal"]
 
-    @core.cached_property
-    def valence_std(self) -> Optional[float]:
-        """float or None: across-annotator standard deviation of valence, 1-9 scale units"""
-        return self._track_metadata.get("valence_std")
+    valence_std = metadata_property("valence_std", "float or None: across-annotator standard deviation of valence, 1-9 scale units")
 
-    @core.cached_property
-    def arousal_std(self) -> Optional[float]:
-        """float or None: across-annotator standard deviation of arousal, 1-9 scale units"""
-        return self._track_metadata.get("arousal_std")
+    arousal_std = metadata_property("arousal_std", "float or None: across-annotator standard deviation of arousal, 1-9 scale units")
 
     @core.cached_property
     def quadrant(self) -> str:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Optional
 
 from mirdata import core
 
@@ -42,6 +41,7 @@ from .core import (
     VATrack,
     load_audio,
     make_indexes,
+    metadata_property,
     normalise_id,
     optional_column,
     read_csv_dicts,
@@ -114,20 +114,11 @@ class Track(VATrack):
     _download_info = DOWNLOAD_INFO
     _dynamic_scale = "bipolar"
 
-    @core.cached_property
-    def artist(self) -> Optional[str]:
-        """str or None: artist"""
-        return self._track_metadata.get("artist")
+    artist = metadata_property("artist", "str or None: artist")
 
-    @core.cached_property
-    def title(self) -> Optional[str]:
-        """str or None: song title"""
-        return self._track_metadata.get("title")
+    title = metadata_property("title", "str or None: song title")
 
-    @core.cached_property
-    def genre(self) -> Optional[str]:
-        """str or None: genre"""
-        return self._track_metadata.get("genre")
+    genre = metadata_property("genre", "str or None: genre")
 
 
 @core.docstring_inherit(core.Dataset)

@@ -45,6 +45,7 @@ from .core import (
     find_column,
     load_audio,
     make_indexes,
+    metadata_property,
     normalise_id,
     optional_column,
     read_csv_dicts,
@@ -130,35 +131,17 @@ class Track(VATrack):
     _download_info = DOWNLOAD_INFO
     _dynamic_scale = "bipolar"
 
-    @core.cached_property
-    def artist(self) -> Optional[str]:
-        """str or None: artist"""
-        return self._track_metadata.get("artist")
+    artist = metadata_property("artist", "str or None: artist")
 
-    @core.cached_property
-    def title(self) -> Optional[str]:
-        """str or None: song title"""
-        return self._track_metadata.get("title")
+    title = metadata_property("title", "str or None: song title")
 
-    @core.cached_property
-    def genre(self) -> Optional[str]:
-        """str or None: genre"""
-        return self._track_metadata.get("genre")
+    genre = metadata_property("genre", "str or None: genre")
 
-    @core.cached_property
-    def segment_start(self) -> Optional[float]:
-        """float or None: clip start in the full song (s)"""
-        return self._track_metadata.get("segment_start")
+    segment_start = metadata_property("segment_start", "float or None: clip start in the full song (s)")
 
-    @core.cached_property
-    def segment_end(self) -> Optional[float]:
-        """float or None: clip end in the full song (s)"""
-        return self._track_metadata.get("segment_end")
+    segment_end = metadata_property("segment_end", "float or None: clip end in the full song (s)")
 
-    @core.cached_property
-    def mediaeval2013_set(self) -> Optional[str]:
-        """str or None: MediaEval 2013 set"""
-        return self._track_metadata.get("mediaeval2013_set")
+    mediaeval2013_set = metadata_property("mediaeval2013_set", "str or None: MediaEval 2013 set")
 
 
 @core.docstring_inherit(core.Dataset)

@@ -37,6 +37,7 @@ from .core import (
     find_column,
     load_audio,
     make_indexes,
+    metadata_property,
     optional_column,
     read_csv_dicts,
 )
@@ -124,15 +125,9 @@ class Track(EmotionTrack):
         """list: AllMusic mood tags"""
         return list(self._track_metadata.get("moods", []))
 
-    @core.cached_property
-    def artist(self) -> Optional[str]:
-        """str or None: artist"""
-        return self._track_metadata.get("artist")
+    artist = metadata_property("artist", "str or None: artist")
 
-    @core.cached_property
-    def title(self) -> Optional[str]:
-        """str or None: title"""
-        return self._track_metadata.get("title")
+    title = metadata_property("title", "str or None: title")
 
     @core.cached_property
     def genres(self) -> List[str]:

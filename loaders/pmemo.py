@@ -38,7 +38,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from mirdata import core
 
@@ -48,6 +47,7 @@ from .core import (
     find_column,
     load_audio,
     make_indexes,
+    metadata_property,
     normalise_id,
     optional_column,
     parse_float,
@@ -118,25 +118,13 @@ class Track(VATrack):
     _download_info = DOWNLOAD_INFO
     _dynamic_scale = "unit"
 
-    @core.cached_property
-    def title(self) -> Optional[str]:
-        """str or None: song title"""
-        return self._track_metadata.get("title")
+    title = metadata_property("title", "str or None: song title")
 
-    @core.cached_property
-    def artist(self) -> Optional[str]:
-        """str or None: artist"""
-        return self._track_metadata.get("artist")
+    artist = metadata_property("artist", "str or None: artist")
 
-    @core.cached_property
-    def album(self) -> Optional[str]:
-        """str or None: album"""
-        return self._track_metadata.get("album")
+    album = metadata_property("album", "str or None: album")
 
-    @core.cached_property
-    def duration(self) -> Optional[float]:
-        """float or None: clip duration in seconds"""
-        return self._track_metadata.get("duration")
+    duration = metadata_property("duration", "float or None: clip duration in seconds")
 
 
 @core.docstring_inherit(core.Dataset)
