@@ -239,6 +239,22 @@ def test_offline_recognizer_inputs():
                for q in [split_label(lab)[1]] if lab != "N")
 
 
+def test_chroma_takes_a_notes_fifth_harmonic_back_out():
+    from m2e_plugin.harmony.features import chroma
+
+    # One C3 with a strong 5th harmonic (E5): that E is not a played note and would make a C minor chord look major.
+    t = np.arange(2 * SR) / SR
+    f = 440.0 * 2 ** ((48 - 69) / 12)
+    y = sum((0.3 / h) * np.sin(2 * np.pi * f * h * t) for h in range(1, 6)).astype(np.float32)
+    e = PITCH_CLASSES.index("E")
+    plain, energy = chroma(y)
+    suppressed, _ = chroma(y, fifth_harmonic=0.5)
+    assert plain.shape == suppressed.shape and plain.shape[1] == 12 and energy.shape == (plain.shape[0],)
+    assert int(np.argmax(plain.mean(axis=0))) == 0  # C
+    assert suppressed[:, e].mean() < 0.8 * plain[:, e].mean()
+    assert suppressed[:, 0].mean() == pytest.approx(plain[:, 0].mean(), rel=0.02)  # the note itself stays
+
+
 def test_recognize_chords_errors():
     y = np.zeros(100, dtype=np.float32)
     with pytest.raises(ValueError, match="unknown chord method"):

@@ -297,8 +297,10 @@ def test_ctrl_c_leaves_only_complete_files_and_the_rerun_resumes(plugin_site, tm
         sf.write(clips / f"c{i:02d}.wav", synth_music(0.5, 8000, seed=i), 8000)
     out = tmp_path / "out"
     args = ["extract", str(clips), "-o", str(out), "--extractor", "toy", "-O", "delay=0.4", "--jobs", str(jobs)]
+    # A shell's background job inherits SIGINT ignored (POSIX); the child must see Ctrl-C as a terminal user's would.
     proc = subprocess.Popen([sys.executable, "-m", "m2e_plugin", *args], env=_env(plugin_site),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.glob("*.json"))) < 2:
         time.sleep(0.05)

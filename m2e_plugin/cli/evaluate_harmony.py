@@ -14,8 +14,8 @@ def register(subparsers) -> None:
         help="score chord recognition and key estimation on music21's RomanText corpus",
         description="Render the scores of music21's 68 RomanText analyses (Bach chorales, Monteverdi madrigals) "
         "with fluidsynth into a cache (resumable, parallel-safe), run the offline chord recogniser and the key "
-        "estimators, and print mir_eval chord majmin/mirex (duration-weighted over the corpus) and key weighted "
-        "scores (reference key = the analysis's first key). Needs music21 and the fluidsynth program.",
+        "estimators, and print mir_eval chord majmin/mirex/sevenths (duration-weighted over the corpus) and key "
+        "weighted scores (reference key = the analysis's first key). Needs music21 and the fluidsynth program.",
     )
     p.add_argument("--pieces", nargs="*", default=None,
                    help="only these analyses (name or prefix, e.g. riemenschneider001 madrigal.3)")

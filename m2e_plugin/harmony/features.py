@@ -3,8 +3,7 @@
 * :func:`btc_cqt` reproduces the BTC / Music2Emo feature exactly: 22.05 kHz mono, a constant-Q transform computed
   per 10 s chunk (144 bins, 24 per octave from C1, hop 2048) and concatenated, then ``log(|CQT| + 1e-6)``. Each
   full chunk gives 108 frames, so a frame stands for 10/108 s (the chunking makes that exact on average).
-* :func:`chroma` is a tuning-corrected 12-bin chroma (plus a bass chroma) for the template recogniser and the
-  audio key estimator.
+* :func:`chroma` is a tuning-corrected 12-bin chroma for the template recogniser and the audio key estimator.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ BTC_FRAME_SECONDS = BTC_CHUNK_SECONDS / BTC_FRAMES_PER_CHUNK
 CHROMA_HOP = 2048  # at BTC_SR: ~93 ms frames, the same grid as BTC
 _CHROMA_BPO = 36  # 3 bins per semitone, so tuning can be estimated and folded out
 _CHROMA_OCTAVES = 6  # C1 .. B6
-_BASS_OCTAVES = 2  # C1 .. B2 for the bass chroma
+_FIFTH_HARMONIC_OFFSET = 28  # semitones from a note to its 5th harmonic (two octaves and a major third)
 
 
 def prepare(audio: np.ndarray, sr: int, target_sr: int = BTC_SR, source: str = "<array>") -> np.ndarray:
@@ -69,15 +68,27 @@ def _cqt(librosa, y: np.ndarray) -> np.ndarray:
                            hop_length=BTC_HOP, tuning=0.0)
 
 
-def chroma(y: np.ndarray, *, hop: int = CHROMA_HOP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def chroma(y: np.ndarray, *, hop: int = CHROMA_HOP, filter_scale: float = 1.0, compression: float = 10.0,
+           fifth_harmonic: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Tuning-corrected chroma of 22.05 kHz mono audio.
+
+    The defaults are the audio key estimator's; the chord recogniser passes its own (see ``chords.py``).
+
+    Parameters
+    ----------
+    hop : int
+        Hop in samples at 22.05 kHz.
+    filter_scale : float
+        CQT window length relative to librosa's default (shorter windows blur changes less, resolve bass less).
+    compression : float
+        ``log1p(compression * x)`` of the summed magnitudes.
+    fifth_harmonic : float
+        Share of each semitone's magnitude removed two octaves and a major third above it (its 5th harmonic).
 
     Returns
     -------
     treble : np.ndarray
         ``(frames, 12)`` non-negative chroma over C1..B6 (pitch class 0 = C), compressed with ``log1p``.
-    bass : np.ndarray
-        ``(frames, 12)`` chroma of C1..B2 only, for the chord root.
     energy : np.ndarray
         ``(frames,)`` total magnitude per frame before compression (silence detection).
     """
@@ -92,18 +103,20 @@ def chroma(y: np.ndarray, *, hop: int = CHROMA_HOP) -> tuple[np.ndarray, np.ndar
         if not np.isfinite(tuning):
             tuning = 0.0
         mag = np.abs(librosa.cqt(y, sr=BTC_SR, hop_length=hop, n_bins=_CHROMA_BPO * _CHROMA_OCTAVES,
-                                 bins_per_octave=_CHROMA_BPO, tuning=tuning))
+                                 bins_per_octave=_CHROMA_BPO, tuning=tuning, filter_scale=filter_scale))
     # Semitone spectrum: the centre bin of each semitone plus half of its two neighbours. Bin 0 is the (tuned)
     # C1 itself, so semitone s owns bins 3s-1, 3s, 3s+1: shift by one zero row and group in threes.
     weights = np.array([0.5, 1.0, 0.5])
     padded = np.concatenate([np.zeros((1, mag.shape[1])), mag], axis=0)[: _CHROMA_BPO * _CHROMA_OCTAVES]
     semis = padded.reshape(_CHROMA_OCTAVES * 12, 3, -1)
     semitone = np.tensordot(weights, semis, axes=([0], [1]))  # (72, frames)
+    # The 5th harmonic of a note sounds its major third two octaves up, which makes minor chords look major.
+    if fifth_harmonic:
+        semitone[_FIFTH_HARMONIC_OFFSET:] = np.maximum(
+            semitone[_FIFTH_HARMONIC_OFFSET:] - fifth_harmonic * semitone[:-_FIFTH_HARMONIC_OFFSET], 0.0)
     energy = semitone.sum(axis=0)
-    octaves = semitone.reshape(_CHROMA_OCTAVES, 12, -1)
-    treble = np.log1p(octaves.sum(axis=0) * 10.0).T
-    bass = np.log1p(octaves[:_BASS_OCTAVES].sum(axis=0) * 10.0).T
-    return treble.astype(np.float32), bass.astype(np.float32), energy.astype(np.float32)
+    treble = np.log1p(semitone.reshape(_CHROMA_OCTAVES, 12, -1).sum(axis=0) * compression).T
+    return treble.astype(np.float32), energy.astype(np.float32)
 
 
 def frame_times(n_frames: int, hop: int = CHROMA_HOP, sr: int = BTC_SR) -> np.ndarray:

@@ -145,7 +145,7 @@ def estimate_key(audio: np.ndarray, sr: int, *, profile: str = "aarden") -> KeyR
     y = prepare(audio, sr)
     if not np.any(np.abs(y) > _SILENCE):
         return None, None, 0.0
-    treble, _, energy = chroma(y)
+    treble, energy = chroma(y)
     voiced = energy > _SILENT_FRAME * max(float(energy.max()), 1e-12)
     if not voiced.any():
         return None, None, 0.0
