@@ -6,23 +6,13 @@ Public entry points: :class:`Music2emo` (prediction API), :data:`hookimpl` (plug
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from m2e_plugin._lazy import lazy_exports
+
 try:
     __version__ = _version("m2e")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-
-def __getattr__(name):
-    # Lazy: `import m2e_plugin` stays cheap (no torch) for plugin discovery and CLI start-up.
-    if name == "Music2emo":
-        from m2e_plugin.predictor import Music2emo
-
-        return Music2emo
-    if name == "hookimpl":
-        from m2e_plugin.hookspecs import hookimpl
-
-        return hookimpl
-    raise AttributeError(f"module 'm2e_plugin' has no attribute {name!r}")
-
-
-__all__ = ["Music2emo", "hookimpl", "__version__"]
+__getattr__, _exports = lazy_exports(__name__, {"Music2emo": "m2e_plugin.predictor",
+                                                "hookimpl": "m2e_plugin.hookspecs"})
+__all__ = [*_exports, "__version__"]

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 
 import pytest
 
 from test_realtime_cli import MODEL, check_bundles, m2e
-from test_realtime_support import OscCollector
+from test_realtime_support import OscCollector, stop_process_group
 
 JACK_TOOLS = ("jackd", "jack_wait", "jack_lsp", "jack_connect", "jack_metro")
 pytestmark = [
@@ -24,16 +23,6 @@ pytestmark = [
                        reason=f"JACK tools missing ({', '.join(JACK_TOOLS)}; apt-get install jackd2)"),
     pytest.mark.timeout(180),
 ]
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -56,8 +45,8 @@ def jack_server():
         yield env
     finally:
         for p in clients:
-            _kill(p)
-        _kill(server)
+            stop_process_group(p)
+        stop_process_group(server)
 
 
 def _ports(env) -> list[str]:
@@ -94,7 +83,7 @@ def test_live_capture_through_jack(jack_server):
         assert link.returncode == 0, link.stderr
         out, err = proc.communicate(timeout=duration + 60)
     finally:
-        _kill(proc)
+        stop_process_group(proc)
         collector.close()
     assert proc.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])

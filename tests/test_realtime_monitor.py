@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -16,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from m2e_plugin.demo import synth_music
-from test_realtime_support import DevToolsPage, register_test_backends
+from test_realtime_support import DevToolsPage, register_test_backends, stop_process_group
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -118,9 +116,4 @@ def test_monitor_page_in_headless_chromium(sidecar_with_monitor, tmp_path):
     finally:
         if page is not None:
             page.close()
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc)

@@ -8,7 +8,10 @@ registered per test by monkeypatching ``BUILTIN_BACKENDS`` (see :func:`register_
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -107,6 +110,23 @@ class OscCollector:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and its whole group; SIGKILL after 10 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the group is gone already
+        proc.wait(timeout=10)
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
 
 
 def free_udp_port() -> int:

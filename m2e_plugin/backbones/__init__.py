@@ -1,7 +1,9 @@
 """Feature extractors that feed the heads: MERT (music2emo) and the lite spectral front end.
 
-Names are resolved lazily so that importing this package does not import torch/transformers.
+Names are resolved lazily (see :mod:`m2e_plugin._lazy`).
 """
+
+from m2e_plugin._lazy import lazy_exports
 
 _LAZY = {
     "load_mert": "m2e_plugin.backbones.mert",
@@ -12,12 +14,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'm2e_plugin.backbones' has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -1,7 +1,9 @@
 """Prediction heads and checkpoint loading (Music2Emo multitask head, lite head).
 
-Names are resolved lazily so that importing this package stays cheap.
+Names are resolved lazily (see :mod:`m2e_plugin._lazy`).
 """
+
+from m2e_plugin._lazy import lazy_exports
 
 _LAZY = {
     "load_music2emo_head": "m2e_plugin.models.music2emo",
@@ -12,12 +14,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'm2e_plugin.models' has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)
