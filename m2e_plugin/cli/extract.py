@@ -22,8 +22,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="audio files, folders, or .txt lists of paths")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
-    p.add_argument("--extractor", default="lite",
-                   help="extractor name: lite (default), music2emo, or a plugin's (see `m2e plugins`)")
+    p.add_argument("--model", "--extractor", dest="extractor", default="lite",
+                   help="model or extractor name: lite (default), music2emo, or a plugin's (see `m2e plugins`)")
     p.add_argument("--format", dest="fmt", choices=("json", "yaml", "csv", "parquet"), default="json",
                    help="json/yaml: one file per track; csv/parquet: one table OUT/descriptors.<fmt>")
     p.add_argument("--flat", action="store_true", help="json/yaml with flat dotted keys (default: nested)")

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="*", metavar="FILE", help="audio files (wav, flac, ogg, mp3, m4a, ...)")
     p.add_argument("--demo", action="store_true",
                    help="predict on a built-in 20 s synthetic clip (a smoke run for a fresh install)")
-    p.add_argument("--model", default="lite", help="lite (default, offline) or music2emo")
+    p.add_argument("--model", default="lite",
+                   help="lite (default, offline), music2emo, or a plugin's model (see `m2e plugins --models`)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--threshold", type=float, default=0.5, help="mood probability threshold (default 0.5)")
     p.add_argument("--timeline", action="store_true", help="add per-window valence/arousal")
