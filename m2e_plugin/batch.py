@@ -427,7 +427,7 @@ class _RayWorker:
 def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor: str | type = "lite",
               options: dict[str, Any] | None = None, fmt: str = "json", jobs: int = 1, backend: str = "local",
               ray_address: str | None = None, retry_failed: bool = False, overwrite: bool = False,
-              flat: bool = False, progress: bool | None = None, threads: int | None = None,
+              flat: bool = False, progress: str | bool | None = "auto", threads: int | None = None,
               log: Callable[[str], None] | None = None) -> BatchResult:
     """Extract descriptors for ``tracks`` into ``out_dir``; failures go to ``errors.jsonl`` and never stop the batch.
 
@@ -455,8 +455,9 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         Recompute tracks that already have an output and accept different settings from the previous run.
     flat : bool
         JSON/YAML with flat dotted keys instead of the nested Essentia layout.
-    progress : bool, optional
-        Progress bar on stderr; ``None`` shows it when stderr is a terminal.
+    progress : {"auto", "always", "never"}
+        Progress on stderr (:class:`m2e_plugin.progress.Progress`): ``auto`` only on a terminal, ``always`` also
+        as plain lines in a log, ``never``. (``True``/``False``/``None`` mean always/never/auto.)
     threads : int, optional
         torch threads per worker; default: the extractor class's ``torch_threads`` if it declares one, else 1 when
         ``jobs > 1`` (workers share the cores) and torch's default for one job.
@@ -506,10 +507,10 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         log(f"m2e extract: {result.already_done} already done, {result.previously_failed} failed before "
             f"(not retried{'' if retry_failed else '; use --retry-failed'}), {len(todo)} to do")
 
-    from tqdm import tqdm
+    from m2e_plugin.progress import Progress
 
-    bar = tqdm(total=len(todo), desc=f"m2e extract ({cls.name})", unit="track", file=sys.stderr,
-               disable=(not sys.stderr.isatty()) if progress is None else not progress, dynamic_ncols=True)
+    mode = {None: "auto", True: "always", False: "never"}.get(progress, progress)
+    bar = Progress(len(todo), f"m2e extract ({cls.name})", unit="track", mode=mode)
 
     def record(outcome: tuple[Track, str, Any]) -> None:
         track, status, payload = outcome
@@ -523,8 +524,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
                 fh.write(json.dumps(payload) + "\n")  # one write per line: a whole line or none
             result.failed += 1
             result.failures.append(payload)
-            bar.write(f"m2e extract: failed {track.id}: {payload['error']}", file=sys.stderr)
-        bar.update(1)
+            bar.write(f"m2e extract: failed {track.id}: {payload['error']}")
+        bar.update(1, failed=status != "ok")
 
     try:
         if todo:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from m2e_plugin.cli.options import add_device, add_format, add_progress, checkpoint_option
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -18,16 +20,19 @@ def register(subparsers) -> None:
     p.add_argument("--demo", action="store_true",
                    help="predict on a built-in 20 s synthetic clip (a smoke run for a fresh install)")
     p.add_argument("--model", default="lite", help="lite (default, offline) or music2emo")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    add_device(p)
     p.add_argument("--threshold", type=float, default=0.5, help="mood probability threshold (default 0.5)")
     p.add_argument("--timeline", action="store_true", help="add per-window valence/arousal")
     p.add_argument("--window", type=float, default=None, help="timeline window in seconds (model default)")
     p.add_argument("--hop", type=float, default=None, help="timeline hop in seconds (model default)")
-    p.add_argument("--format", choices=("json", "table"), default="json", help="json lines (default) or table")
+    add_format(p, help="json: one JSON object per line (default); table: a readable table")
+    add_progress(p)
     p.add_argument("--plot", metavar="OUT.png", default=None,
                    help="write a PNG of the valence/arousal timeline (needs matplotlib; implies --timeline)")
     p.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
-    p.add_argument("--checkpoint", default=None, help="music2emo: head checkpoint (.ckpt / .safetensors)")
+    p.add_argument("--checkpoint", default=None,
+                   help="another checkpoint for the model's head (music2emo: .ckpt / .safetensors; lite: .safetensors "
+                        "with its card beside it)")
     p.add_argument("--chord-model", default=None, help="music2emo: BTC chord model (.pt)")
     p.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
                    help="music2emo: chord recogniser (auto = BTC when its weights are available)")
@@ -43,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from m2e_plugin.predictor import Music2emo
 
-    options = {k: v for k, v in (("mert", args.mert), ("checkpoint", args.checkpoint),
-                                 ("chord_model", args.chord_model), ("chords", args.chords),
+    options = {k: v for k, v in (("mert", args.mert), ("chord_model", args.chord_model), ("chords", args.chords),
                                  ("key_input", args.key_input)) if v is not None}
+    options.update(checkpoint_option(args.model, args.checkpoint))
     try:
         model = Music2emo(model=args.model, device=args.device, threshold=args.threshold, **options)
     except Exception as exc:  # model cannot be built: nothing to do for any file
