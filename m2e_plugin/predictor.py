@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -54,6 +54,7 @@ class Music2emo:
         timeline: bool = False,
         window: float | None = None,
         hop: float | None = None,
+        on_audio: Callable[[str, float], None] | None = None,
     ) -> dict[str, Any]:
         """Predict emotion for a file path or ``(samples, sr)``.
 
@@ -62,14 +63,17 @@ class Music2emo:
         ``quadrant`` ("Q1".."Q4"), ``model``, ``duration`` (seconds) and ``key`` (when the model estimates one).
         With ``timeline=True`` it adds ``timeline``: one entry per window (``window``/``hop`` seconds, model
         defaults otherwise) with ``start``, ``end``, ``valence``, ``arousal``, ``quadrant`` and ``top_moods``.
+        ``on_audio(stage, seconds)`` is called as the audio is read (``stage`` is ``"track"`` or ``"timeline"``,
+        ``seconds`` the audio read so far), for progress on long files.
         """
         threshold = self.threshold if threshold is None else float(threshold)
         backend = self.backend
-        blocks, duration_box = self._blocks(audio, sr)
+        blocks, duration_box = self._blocks(audio, sr, on_audio and (lambda s: on_audio("track", s)))
         result = self.format(backend.predict_track(blocks), threshold)
         result["duration"] = round(duration_box[0], 3)
         if timeline:
-            result["timeline"] = self.timeline(audio, sr, window=window, hop=hop, threshold=threshold)
+            result["timeline"] = self.timeline(audio, sr, window=window, hop=hop, threshold=threshold,
+                                               on_audio=on_audio and (lambda s: on_audio("timeline", s)))
         return result
 
     def format(self, prediction: Prediction, threshold: float | None = None) -> dict[str, Any]:
@@ -91,15 +95,17 @@ class Music2emo:
         return out
 
     def timeline(self, audio: AudioInput, sr: int | None = None, *, window: float | None = None,
-                 hop: float | None = None, threshold: float | None = None, top_k: int = 3) -> list[dict[str, Any]]:
-        """Per-window predictions over the whole input, streamed (constant memory in the file's length)."""
+                 hop: float | None = None, threshold: float | None = None, top_k: int = 3,
+                 on_audio: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+        """Per-window predictions over the whole input, streamed (constant memory in the file's length).
+        ``on_audio(seconds)`` is called as the audio is read."""
         backend = self.backend
         # "is None", not "or": an explicit 0 is an error to report, not a request for the default.
         window = float(backend.window_seconds if window is None else window)
         hop = float(backend.hop_seconds if hop is None else hop)
         if not (window > 0 and hop > 0):  # also rejects NaN
             raise ValueError(f"window and hop must be positive, got window={window}, hop={hop}")
-        blocks, _ = self._blocks(audio, sr)
+        blocks, _ = self._blocks(audio, sr, on_audio)
         entries = []
         pending: list[tuple[float, np.ndarray]] = []
 
@@ -125,7 +131,8 @@ class Music2emo:
         flush()
         return entries
 
-    def _blocks(self, audio: AudioInput, sr: int | None) -> tuple[Iterator[np.ndarray], list[float]]:
+    def _blocks(self, audio: AudioInput, sr: int | None, on_audio: Callable[[float], None] | None = None
+                ) -> tuple[Iterator[np.ndarray], list[float]]:
         """Stream the input as backend-rate blocks; the returned box holds the duration once consumed."""
         backend = self.backend
         duration_box = [0.0]
@@ -139,6 +146,8 @@ class Music2emo:
                 it = stream_audio(audio, backend.sample_rate, block_seconds=backend.block_seconds)
             for block in it:
                 duration_box[0] += block.size / backend.sample_rate
+                if on_audio is not None:
+                    on_audio(duration_box[0])
                 yield block
 
         return generate(), duration_box

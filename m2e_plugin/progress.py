@@ -29,7 +29,8 @@ def _is_terminal(stream) -> bool:
         return False
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
     seconds = int(max(0.0, seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -98,9 +99,9 @@ class Progress:
 
     def position(self, label: str, done_s: float, total_s: float | None = None) -> None:
         """Where the current item is: ``done_s`` seconds of audio of ``total_s`` (when known)."""
-        where = f"{label} {_clock(done_s)}"
+        where = f"{label} {clock(done_s)}"
         if total_s:
-            where += f"/{_clock(total_s)} ({min(100.0, 100.0 * done_s / total_s):.0f}%)"
+            where += f"/{clock(total_s)} ({min(100.0, 100.0 * done_s / total_s):.0f}%)"
         self._where = where
         if self._bar is not None:
             self._bar.set_postfix_str(where)  # tqdm throttles the redraw itself
@@ -123,7 +124,7 @@ class Progress:
         rate = f", {self.count / elapsed:.2f} {self.unit}s/s" if self.count and elapsed > 0 else ""
         failed = f", {self.failed} failed" if self.failed else ""
         where = f", {self._where}" if self._where else ""
-        print(f"{self.desc}: {self.count}/{self.total} {self.unit}s{rate}{failed}{where} [{_clock(elapsed)}]",
+        print(f"{self.desc}: {self.count}/{self.total} {self.unit}s{rate}{failed}{where} [{clock(elapsed)}]",
               file=self.stream, flush=True)
 
     def close(self) -> None:
