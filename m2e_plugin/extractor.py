@@ -177,16 +177,20 @@ class Music2emoExtractor:
         step = max(1, int(backend.block_seconds * rate))
         return self._compute_blocks(samples[i : i + step] for i in range(0, samples.size, step))
 
-    def compute_file(self, path) -> dict[str, Any]:
+    def compute_file(self, path, on_audio=None) -> dict[str, Any]:
         """Descriptors for an audio file, decoded block by block: memory stays bounded whatever its length.
 
         The batch runner prefers this to :meth:`compute` (which needs the whole track in memory). Raises
         :class:`m2e_plugin.audio.AudioError` for a missing, unreadable, empty or non-finite file.
+        ``on_audio(seconds)``, when given, is called with the audio read so far (progress inside long files).
         """
         from m2e_plugin.audio import stream_audio
 
         backend = self._model.backend
-        return self._compute_blocks(stream_audio(path, int(backend.sample_rate), block_seconds=backend.block_seconds))
+        blocks = stream_audio(path, int(backend.sample_rate), block_seconds=backend.block_seconds)
+        if on_audio is not None:
+            blocks = _reporting(blocks, int(backend.sample_rate), on_audio)
+        return self._compute_blocks(blocks)
 
     def _compute_blocks(self, blocks) -> dict[str, Any]:
         """Track prediction and window statistics in one pass over consecutive blocks at the model's rate."""
@@ -308,6 +312,14 @@ class LiteExtractor(Music2emoExtractor):
 
         card = json.loads(default_weights().with_suffix(".json").read_text(encoding="utf-8"))
         return descriptor_names(cls.model_name, tuple(card["classes"]["mood_tags"]), key=False)
+
+
+def _reporting(blocks, rate: int, on_audio):
+    read = 0
+    for block in blocks:
+        read += block.size
+        on_audio(read / rate)
+        yield block
 
 
 def _stats(series: list[float]) -> dict[str, float]:

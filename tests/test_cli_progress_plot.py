@@ -138,3 +138,14 @@ def test_plot_paths_one_image_per_file():
     assert plot_paths([{"file": "a/x.mp3"}], "out/va.png") == ["out/va.png"]
     assert plot_paths([{"file": "a/x.mp3"}, {"file": "b/x.mp3"}, {"file": "<demo>"}], "va.png") == [
         "va-x.png", "va-x-2.png", "va-demo.png"]
+
+
+def test_extract_decoder_noise_and_position_in_a_log(corrupt_mp3, tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr("m2e_plugin.progress._LINE_INTERVAL_S", 0.0)
+    out = tmp_path / "out"
+    assert main(["extract", str(corrupt_mp3), "-o", str(out), "--progress", "always", "--device", "cpu"]) == 0
+    err = capfd.readouterr().err
+    assert err.count("the decoder reported") == 1
+    assert not [line for line in err.splitlines() if line.startswith(("Note:", "[src/libmpg123"))]
+    assert "damaged.mp3 0:" in err and "/0:12" in err  # position inside the file, of its 12 s
+    assert "m2e extract (lite): 1/1 tracks" in err and "\r" not in err
