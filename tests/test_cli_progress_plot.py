@@ -149,3 +149,27 @@ def test_extract_decoder_noise_and_position_in_a_log(corrupt_mp3, tmp_path, capf
     assert not [line for line in err.splitlines() if line.startswith(("Note:", "[src/libmpg123"))]
     assert "damaged.mp3 0:" in err and "/0:12" in err  # position inside the file, of its 12 s
     assert "m2e extract (lite): 1/1 tracks" in err and "\r" not in err
+
+
+def test_lite_predict_imports_neither_transformers_nor_matplotlib():
+    """The default path stays light: MERT's transformers and the plot's matplotlib load only when asked for."""
+    import subprocess
+
+    code = ("import sys; from m2e_plugin.cli.main import main; assert main(['predict', '--demo', '-q']) == 0; "
+            "print(sorted(m for m in ('transformers', 'matplotlib', 'huggingface_hub') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_console_entry_exits_quickly_with_the_status_and_flushed_output(tmp_path):
+    """`m2e` ends with os._exit after the command (torch teardown skipped): status and output must survive."""
+    import subprocess
+
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    proc = subprocess.run([sys.executable, "-m", "m2e_plugin", "predict", "--demo", str(bad)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o["file"] for o in lines] == [str(bad), "<demo>"] and "error" in lines[0]
