@@ -120,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
     summary = result.as_dict()
     print(json.dumps(summary), flush=True)
     rate = f", {60 * result.done / result.seconds:.1f} tracks/min" if result.done and result.seconds > 0 else ""
-    print(f"m2e extract: {result.done} extracted, {result.already_done} already done, {result.failed} failed"
-          f"{f', {result.previously_failed} failed before' if result.previously_failed else ''}"
-          f"{f', {ignored} non-audio files ignored' if ignored else ''} in {result.seconds:.1f} s{rate}"
-          f"{'; see ' + result.errors_file if result.failed or result.previously_failed else ''}",
-          file=sys.stderr)
+    if not args.quiet or not result.ok:  # -q: the summary only when something failed
+        print(f"m2e extract: {result.done} extracted, {result.already_done} already done, {result.failed} failed"
+              f"{f', {result.previously_failed} failed before' if result.previously_failed else ''}"
+              f"{f', {ignored} non-audio files ignored' if ignored else ''} in {result.seconds:.1f} s{rate}"
+              f"{'; see ' + result.errors_file if result.failed or result.previously_failed else ''}",
+              file=sys.stderr)
     if result.interrupted:
         print("m2e extract: interrupted; finished tracks are kept, run again to resume", file=sys.stderr)
         return 130
