@@ -544,12 +544,10 @@ def check_audio_file(path: str, decode: bool = False) -> Optional[str]:
 
 
 def user_cache_dir() -> str:
-    """Directory for saved indexes: ``$M2E_CACHE_DIR`` or ``$XDG_CACHE_HOME/m2e`` (``~/.cache/m2e``)."""
-    base = os.environ.get("M2E_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.path.join(xdg, "m2e")
-    return os.path.join(base, "indexes")
+    """Directory for saved indexes: ``indexes`` under the one m2e cache root (:func:`m2e_plugin.cache.cache_root`)."""
+    from m2e_plugin.cache import cache_dir
+
+    return str(cache_dir("indexes"))
 
 
 class OfflineIndex(core.Index):
@@ -566,7 +564,7 @@ class OfflineIndex(core.Index):
 
     @property
     def indexes_dir(self) -> str:
-        """The user cache directory, read at each use so ``M2E_CACHE_DIR`` can change at run time."""
+        """The user cache directory, read at each use so ``M2E_CACHE`` can change at run time."""
         return user_cache_dir()
 
     @indexes_dir.setter

@@ -38,7 +38,7 @@ def test_module_constants(name):
 
 @pytest.mark.parametrize("name", loaders.DATASETS)
 def test_contract(name, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("M2E_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("M2E_CACHE", str(tmp_path / "cache"))
     rels = AUDIO[name]
     home = build_home(tmp_path, name, skip=(rels[0],), corrupt=(rels[1],))
     ds = loaders.initialize(name, data_home=str(home))

@@ -39,7 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_CACHE = Path("~/.cache/m2e/harmony-eval").expanduser()
+from m2e_plugin.cache import cache_dir
+
+DEFAULT_CACHE = cache_dir("harmony-eval")
 DEFAULT_BPM = 100.0
 RENDER_SR = 22050  # the recognisers' own rate, so nothing is resampled
 ANNOTATION_VERSION = 11  # bump when the analysis -> labels conversion changes

@@ -29,8 +29,10 @@ WINDOW_HOP = 5.0
 
 
 def default_cache_root() -> Path:
-    """``$M2E_CACHE`` or ``~/.cache/m2e``: features live outside the repository."""
-    return Path(os.environ.get("M2E_CACHE", Path.home() / ".cache" / "m2e"))
+    """:func:`m2e_plugin.cache.cache_root`: features live outside the repository."""
+    from m2e_plugin.cache import cache_root
+
+    return cache_root()
 
 
 def lite_track_arrays(audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:

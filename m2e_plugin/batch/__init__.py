@@ -1,0 +1,191 @@
+"""Batch extraction over large collections: input expansion, atomic per-track outputs, resume, error log,
+process-pool or Ray parallelism, and Ctrl-C safety.
+
+Layout of an output folder ``OUT``:
+
+* ``OUT/<id>.json`` (or ``.yaml``): one descriptor pool per track, Essentia-style nested by the dotted names.
+  ``<id>`` is the track's path relative to the folder it was found in (``Q1/song.mp3``) or its dataset track id.
+* ``OUT/descriptors.csv`` / ``descriptors.parquet`` for the table formats: one row per track, rebuilt from the
+  per-track parts in ``OUT/.m2e/parts/`` at the end of each run (and on Ctrl-C).
+* ``OUT/errors.jsonl``: one JSON line per track that failed (``id``, ``path``, ``error``, ``error_type``, ...).
+* ``OUT/.m2e/manifest.json``: the extractor, its version, options and format, so a re-run with different
+  settings is refused instead of mixing results.
+
+Every file is written to a temporary name and renamed into place, so an interrupted run leaves only complete
+files. A re-run skips tracks that have an output and tracks listed in ``errors.jsonl`` (``retry_failed`` retries
+them), so it does no new work once a collection is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from m2e_plugin.batch.inputs import LIST_EXTENSIONS, BatchError, Track, expand_inputs
+from m2e_plugin.batch.outputs import (ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX, build_table,
+                                      check_manifest, nest, output_path, read_errors, rewrite_errors, serialise,
+                                      sweep_tmp, to_builtin, write_atomic)
+from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_inline, run_pool, run_ray
+
+__all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "TABLE_FORMATS",
+           "Track", "build_table", "expand_inputs", "extract_track", "nest", "output_path", "read_errors",
+           "run_batch", "serialise", "to_builtin", "write_atomic", "ERRORS_FILE", "STATE_DIR", "TMP_SUFFIX"]
+
+
+@dataclass
+class BatchResult:
+    """Counts of one :func:`run_batch` call."""
+
+    total: int = 0
+    done: int = 0  # extracted in this run
+    already_done: int = 0  # had an output before this run
+    failed: int = 0  # failed in this run
+    previously_failed: int = 0  # listed in errors.jsonl and not retried
+    interrupted: bool = False
+    seconds: float = 0.0
+    output: str = ""
+    errors_file: str = ""
+    table: str | None = None
+    ignored_files: int = 0  # files without an audio extension found in input folders
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every input track has an output."""
+        return not self.interrupted and self.failed == 0 and self.previously_failed == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "total": self.total, "done": self.done, "already_done": self.already_done,
+                "failed": self.failed, "previously_failed": self.previously_failed,
+                "interrupted": self.interrupted, "seconds": round(self.seconds, 3), "output": self.output,
+                "errors_file": self.errors_file, "table": self.table, "ignored_files": self.ignored_files}
+
+
+def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor: str | type = "lite",
+              options: dict[str, Any] | None = None, fmt: str = "json", jobs: int = 1, backend: str = "local",
+              ray_address: str | None = None, retry_failed: bool = False, overwrite: bool = False,
+              flat: bool = False, progress: str | bool | None = "auto", threads: int | None = None,
+              log: Callable[[str], None] | None = None) -> BatchResult:
+    """Extract descriptors for ``tracks`` into ``out_dir``; failures go to ``errors.jsonl`` and never stop the batch.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+        From :func:`expand_inputs`.
+    out_dir : path
+        Output folder (created). See the module docstring for its layout.
+    extractor : str or extractor class
+        A registered extractor name (``"lite"``, ``"music2emo"``, a plugin's) or a class following the protocol.
+    options : dict
+        Keyword arguments for the extractor class (``device``, ``threshold``, ``frames``...).
+    fmt : {"json", "yaml", "csv", "parquet"}
+        Per-track JSON/YAML files, or one CSV/Parquet table (``descriptors.<fmt>``).
+    jobs : int
+        Parallel workers (processes, or Ray actors), each with its own model; 1 runs in this process.
+    backend : {"local", "ray"}
+        ``ray`` runs on a Ray cluster: the one already initialised in this process, ``ray_address``, or a local
+        one with ``jobs`` CPUs. Input paths must be readable by the Ray workers; results come back to this process,
+        which writes every file.
+    retry_failed : bool
+        Retry tracks listed in ``errors.jsonl`` (by default a re-run skips them).
+    overwrite : bool
+        Recompute tracks that already have an output and accept different settings from the previous run.
+    flat : bool
+        JSON/YAML with flat dotted keys instead of the nested Essentia layout.
+    progress : {"auto", "always", "never"}
+        Progress on stderr (:class:`m2e_plugin.progress.Progress`): ``auto`` only on a terminal, ``always`` also
+        as plain lines in a log, ``never``. (``True``/``False``/``None`` mean always/never/auto.)
+    threads : int, optional
+        torch threads per worker; default: the extractor class's ``torch_threads`` if it declares one, else 1 when
+        ``jobs > 1`` (workers share the cores) and torch's default for one job.
+
+    Returns
+    -------
+    BatchResult
+        ``result.ok`` is False when any track failed (now or in an earlier run) or the run was interrupted.
+    """
+    from m2e_plugin.plugins import get_extractor_class
+
+    if fmt not in FORMATS:
+        raise BatchError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if backend not in ("local", "ray"):
+        raise BatchError(f"unknown backend {backend!r}; choose local or ray")
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise BatchError("--format parquet needs pyarrow: pip install 'm2e[parquet]'") from None
+    jobs = max(1, int(jobs))
+    options = dict(options or {})
+    cls = get_extractor_class(extractor) if isinstance(extractor, str) else extractor
+    # An extractor may declare the torch thread count that suits it (lite: 1, its ops are too small to split).
+    threads = threads or getattr(cls, "torch_threads", None)
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    check_manifest(out, cls, options, fmt, overwrite)
+    sweep_tmp(out)
+
+    started = time.perf_counter()
+    result = BatchResult(total=len(tracks), output=str(out), errors_file=str(out / ERRORS_FILE))
+    errors = read_errors(out)
+    todo: list[Track] = []
+    for t in tracks:
+        if not overwrite and output_path(out, t.id, fmt).exists():
+            result.already_done += 1
+        elif t.id in errors and not (retry_failed or overwrite):
+            result.previously_failed += 1
+        else:
+            todo.append(t)
+    retried = {t.id for t in todo} & set(errors)
+    if retried:  # their old error lines go; a new failure writes a new one
+        rewrite_errors(out, {k: v for k, v in errors.items() if k not in retried})
+    if result.already_done or result.previously_failed:
+        log(f"m2e extract: {result.already_done} already done, {result.previously_failed} failed before "
+            f"(not retried{'' if retry_failed else '; use --retry-failed'}), {len(todo)} to do")
+
+    from m2e_plugin.progress import Progress
+
+    mode = {None: "auto", True: "always", False: "never"}.get(progress, progress)
+    bar = Progress(len(todo), f"m2e extract ({cls.name})", unit="track", mode=mode)
+
+    def record(outcome: tuple[Track, str, Any, str | None]) -> None:
+        track, status, payload, warning = outcome
+        if warning:
+            bar.write(f"m2e extract: {warning}")
+        if status == "fatal":
+            raise ExtractorUnavailable(f"extractor {cls.name!r} could not be created: {payload}")
+        if status == "ok":
+            write_atomic(output_path(out, track.id, fmt), serialise(payload, fmt, flat=flat))
+            result.done += 1
+        else:
+            with open(out / ERRORS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(payload) + "\n")  # one write per line: a whole line or none
+            result.failed += 1
+            result.failures.append(payload)
+            bar.write(f"m2e extract: failed {track.id}: {payload['error']}")
+        bar.update(1, failed=status != "ok")
+
+    try:
+        if todo:
+            if backend == "ray":
+                run_ray(todo, cls, options, jobs, ray_address, threads, record)
+            elif jobs == 1:
+                run_inline(todo, cls, options, threads, record, bar)
+            else:
+                run_pool(todo, cls, options, jobs, threads, record, log)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        bar.close()
+        if fmt in TABLE_FORMATS and (result.done or not (out / f"descriptors.{fmt}").exists()):
+            result.table = str(build_table(out, fmt, tracks))
+        elif fmt in TABLE_FORMATS:
+            result.table = str(out / f"descriptors.{fmt}")
+        result.seconds = time.perf_counter() - started
+    return result

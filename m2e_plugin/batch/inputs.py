@@ -1,0 +1,136 @@
+"""Batch inputs: files, folders, lists of paths and datasets expanded into :class:`Track` units of work."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from m2e_plugin.audio import AUDIO_EXTENSIONS
+
+LIST_EXTENSIONS = (".txt", ".lst", ".list", ".m3u", ".m3u8")
+
+
+class BatchError(ValueError):
+    """The batch cannot start (bad inputs, output folder made with other settings...)."""
+
+
+@dataclass(frozen=True)
+class Track:
+    """One unit of work: an id (names the output) and the audio path."""
+
+    id: str
+    path: str
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike], *, dataset: str | None = None, data_home: str | None = None,
+                  dataset_version: str = "default", extensions: Sequence[str] = AUDIO_EXTENSIONS
+                  ) -> tuple[list[Track], int]:
+    """Turn CLI-style inputs into tracks.
+
+    Parameters
+    ----------
+    inputs : sequence of paths
+        Audio files (taken whatever their extension: a bad one becomes an error line, not a silent skip),
+        folders (searched recursively for ``extensions``; hidden entries skipped), or text files of paths
+        (``.txt``, ``.lst``, ``.list``, ``.m3u``, ``.m3u8``: one path a line, ``#`` comments, relative paths
+        taken from the list's folder).
+    dataset, data_home, dataset_version : str, optional
+        A dataset from :mod:`m2e_plugin.loaders` (e.g. ``"fourq"``); its track ids name the outputs.
+
+    Returns
+    -------
+    tracks : list of Track
+        In input order, duplicates removed.
+    ignored : int
+        Files inside input folders skipped for not having an audio extension.
+
+    Raises
+    ------
+    BatchError
+        An input does not exist, or two inputs would write the same output.
+    """
+    exts = tuple(e.lower() for e in extensions)
+    tracks: list[Track] = []
+    loose: list[Path] = []
+    ignored = 0
+    for item in inputs:
+        p = Path(os.fspath(item)).expanduser()
+        if p.is_dir():
+            found, skipped = _scan_folder(p, exts)
+            ignored += skipped
+            tracks += [Track(f.relative_to(p).as_posix(), str(f.resolve())) for f in found]
+        elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
+            loose += _read_list(p)
+        elif p.exists() or p.is_symlink():
+            loose.append(p)
+        else:
+            raise BatchError(f"{p}: input not found (give audio files, folders or a .txt list of paths)")
+    if loose:
+        absolute = [Path(os.path.abspath(f)) for f in loose]
+        base = Path(os.path.commonpath([str(f.parent) for f in absolute]))
+        tracks += [Track(f.relative_to(base).as_posix(), str(f)) for f in absolute]
+    if dataset:
+        tracks += _dataset_tracks(dataset, data_home, dataset_version)
+    unique: dict[str, Track] = {}
+    for t in tracks:
+        _check_id(t.id)
+        if t.id in unique:
+            if unique[t.id].path == t.path:
+                continue  # the same file named twice
+            raise BatchError(f"two inputs would write the same output {t.id!r}: {unique[t.id].path} and {t.path} "
+                             "(give their common parent folder instead)")
+        unique[t.id] = t
+    return list(unique.values()), ignored
+
+
+def _scan_folder(folder: Path, exts: tuple[str, ...]) -> tuple[list[Path], int]:
+    found, ignored = [], 0
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            if name.lower().endswith(exts):
+                found.append(Path(root) / name)
+            else:
+                ignored += 1
+    return found, ignored
+
+
+def _read_list(list_file: Path) -> list[Path]:
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BatchError(f"{list_file}: cannot read the list of paths ({exc})") from None
+    paths = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        p = Path(line).expanduser()
+        paths.append(p if p.is_absolute() else list_file.parent / p)
+    return paths
+
+
+def _dataset_tracks(name: str, data_home: str | None, version: str) -> list[Track]:
+    from m2e_plugin import loaders
+
+    try:
+        ds = loaders.initialize(name, data_home=data_home, version=version)
+        track_ids = list(ds.track_ids)
+    except Exception as exc:  # unknown name, missing index or labels: nothing to extract
+        raise BatchError(f"dataset {name!r} (data_home={data_home}): {exc}") from None
+    tracks = []
+    for tid in track_ids:
+        track = ds.track(tid)
+        path = getattr(track, "audio_path", None) or os.path.join(data_home or "", f"<no audio for {tid}>")
+        tracks.append(Track(str(tid), str(path)))
+    return tracks
+
+
+def _check_id(track_id: str) -> None:
+    parts = PurePosixPath(track_id).parts
+    if not parts or track_id.startswith("/") or any(p in ("..", ".") for p in parts):
+        raise BatchError(f"track id {track_id!r} cannot name an output file")

@@ -1,0 +1,180 @@
+"""Batch outputs: per-track files written atomically, the table formats, the error log and the resume manifest.
+
+Every file is written to a temporary name and renamed into place, so an interrupted run leaves only complete
+files; ``OUT/.m2e/manifest.json`` records the extractor and its settings so that a re-run with other settings is
+refused instead of mixing results.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from m2e_plugin.batch.inputs import BatchError, Track
+
+FORMATS = ("json", "yaml", "csv", "parquet")
+TABLE_FORMATS = ("csv", "parquet")
+STATE_DIR = ".m2e"
+ERRORS_FILE = "errors.jsonl"
+TMP_SUFFIX = ".m2e-tmp"
+
+
+def output_path(out_dir: str | os.PathLike, track_id: str, fmt: str) -> Path:
+    """Where the per-track output of ``track_id`` goes (the part file for table formats)."""
+    out = Path(out_dir)
+    if fmt in TABLE_FORMATS:
+        return out / STATE_DIR / "parts" / f"{track_id}.json"
+    return out / f"{track_id}.{fmt}"
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place (all or nothing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # includes KeyboardInterrupt: never leave the half-written file behind
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b.c": 1}`` -> ``{"a": {"b": {"c": 1}}}`` (Essentia pool layout); ``ValueError`` on a name clash."""
+    root: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = root
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"descriptor {key!r} clashes with the value descriptor of its prefix {part!r}")
+            node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise ValueError(f"descriptor {key!r} is also the prefix of other descriptors")
+        node[parts[-1]] = value
+    return root
+
+
+def to_builtin(value: Any) -> Any:
+    """JSON/YAML-safe Python values: numpy scalars and arrays become floats/ints/lists, NaN/inf become None."""
+    if isinstance(value, dict):
+        return {str(k): to_builtin(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_builtin(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_builtin(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"descriptor value of type {type(value).__name__} cannot be serialised")
+
+
+def serialise(pool: dict[str, Any], fmt: str, *, flat: bool = False) -> str:
+    """Text of one track's pool in ``json`` or ``yaml`` (table formats store JSON parts)."""
+    data = pool if flat or fmt in TABLE_FORMATS else nest(pool)
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return json.dumps(data, indent=None if fmt in TABLE_FORMATS else 1, allow_nan=False) + "\n"
+
+
+def read_errors(out_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Failed tracks recorded in ``OUT/errors.jsonl``, by id (the last line for an id wins)."""
+    path = Path(out_dir) / ERRORS_FILE
+    records: dict[str, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return records
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a hard kill: the track is simply retried
+            continue
+        if isinstance(rec, dict) and "id" in rec:
+            records[str(rec["id"])] = rec
+    return records
+
+
+def build_table(out_dir: str | os.PathLike, fmt: str, tracks: Iterable[Track] | None = None) -> Path:
+    """(Re)build ``OUT/descriptors.<fmt>`` from the per-track parts; rows in id order; written atomically."""
+    out = Path(out_dir)
+    parts_dir = out / STATE_DIR / "parts"
+    wanted = None if tracks is None else {t.id for t in tracks}
+    rows = []
+    for part in sorted(parts_dir.rglob("*.json")) if parts_dir.is_dir() else []:
+        pool = json.loads(part.read_text(encoding="utf-8"))
+        if wanted is None or pool.get("metadata.input.id") in wanted:
+            rows.append(pool)
+    rows.sort(key=lambda r: str(r.get("metadata.input.id")))
+    first = ["metadata.input.id", "metadata.input.path"]
+    columns = first + sorted({k for r in rows for k in r} - set(first))
+    target = out / f"descriptors.{fmt}"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow(["" if r.get(c) is None else
+                             json.dumps(r[c]) if isinstance(r.get(c), (list, dict)) else r[c] for c in columns])
+        write_atomic(target, buf.getvalue())
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows],
+                                     schema=None) if rows else pa.table({c: [] for c in columns})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        write_atomic(target, sink.getvalue().to_pybytes())
+    return target
+
+
+def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite: bool) -> None:
+    manifest = {"extractor": cls.name, "extractor_version": cls.version, "format": fmt,
+                "options": json.loads(json.dumps(options, default=str, sort_keys=True))}
+    path = out / STATE_DIR / "manifest.json"
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        previous = None
+    if previous is not None and previous != manifest and not overwrite:
+        diff = ", ".join(f"{k}: {previous.get(k)!r} then, {manifest[k]!r} now" for k in manifest
+                         if previous.get(k) != manifest[k])
+        raise BatchError(f"{out} holds results made with other settings ({diff}); use another output folder "
+                         "or --overwrite to recompute everything")
+    if previous != manifest:
+        write_atomic(path, json.dumps(manifest, indent=1) + "\n")
+
+
+def rewrite_errors(out: Path, records: dict[str, dict[str, Any]]) -> None:
+    write_atomic(out / ERRORS_FILE, "".join(json.dumps(r) + "\n" for r in records.values()))
+
+
+def sweep_tmp(out: Path) -> None:
+    """Remove temporary files a hard-killed earlier run may have left (they are never complete outputs)."""
+    for tmp in out.rglob(f"*{TMP_SUFFIX}"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
