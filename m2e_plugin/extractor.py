@@ -147,6 +147,21 @@ class Music2emoExtractor:
         """Descriptors every instance returns (without ``frames``), known without loading the model."""
         return descriptor_names(cls.model_name, MOOD_TAGS, key=cls.has_key)
 
+    @classmethod
+    def effective_settings(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The settings an instance built with ``options`` uses, known without loading the model (batch resume
+        compares these, so ``threshold=0.5`` or the model's own window spelled out is the same run)."""
+        from m2e_plugin.backends.base import BUILTIN_BACKENDS
+
+        module_name, class_name = BUILTIN_BACKENDS[cls.model_name].split(":")
+        backend = getattr(importlib.import_module(module_name), class_name)
+        settings = {"threshold": 0.5, "window": None, "hop": None, "frames": False, **options}
+        settings["window"] = float(backend.window_seconds if settings["window"] is None else settings["window"])
+        settings["hop"] = float(backend.hop_seconds if settings["hop"] is None else settings["hop"])
+        settings["threshold"] = float(settings["threshold"])
+        settings["frames"] = bool(settings["frames"])
+        return settings
+
     def __init__(self, *, device: str = "auto", threshold: float = 0.5, window: float | None = None,
                  hop: float | None = None, frames: bool = False, batch_windows: int = 8, **model_options):
         from m2e_plugin.predictor import Music2emo
