@@ -1,5 +1,3 @@
-import sys
+from m2e_plugin.cli.main import entry
 
-from m2e_plugin.cli.main import main
-
-sys.exit(main())
+entry()

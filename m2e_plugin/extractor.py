@@ -131,6 +131,18 @@ class ModelExtractor:
     outputs: tuple[str, ...] = ()
     torch_threads: int | None = None
 
+    @classmethod
+    def effective_settings(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The settings an instance built with ``options`` uses, known without loading the model (batch resume
+        compares these, so ``threshold=0.5`` or the model's own window spelled out is the same run)."""
+        backend = cls.backend_class
+        settings = {"threshold": 0.5, "window": None, "hop": None, "frames": False, **options}
+        settings["window"] = float(backend.window_seconds if settings["window"] is None else settings["window"])
+        settings["hop"] = float(backend.hop_seconds if settings["hop"] is None else settings["hop"])
+        settings["threshold"] = float(settings["threshold"])
+        settings["frames"] = bool(settings["frames"])
+        return settings
+
     def __init__(self, *, device: str = "auto", threshold: float = 0.5, window: float | None = None,
                  hop: float | None = None, frames: bool = False, **model_options):
         from m2e_plugin.analysis import window_settings
@@ -156,15 +168,16 @@ class ModelExtractor:
 
         return self._compute_blocks(decode_blocks(self._model.backend, (np.asarray(audio), int(sr))))
 
-    def compute_file(self, path) -> dict[str, Any]:
+    def compute_file(self, path, on_audio=None) -> dict[str, Any]:
         """Descriptors for an audio file, decoded block by block: memory stays bounded whatever its length.
 
         The batch runner prefers this to :meth:`compute` (which needs the whole track in memory). Raises
         :class:`m2e_plugin.audio.AudioError` for a missing, unreadable, empty or non-finite file.
+        ``on_audio(seconds)``, when given, is called with the audio read so far (progress inside long files).
         """
         from m2e_plugin.analysis import decode_blocks
 
-        return self._compute_blocks(decode_blocks(self._model.backend, path))
+        return self._compute_blocks(decode_blocks(self._model.backend, path, on_audio=on_audio))
 
     def _compute_blocks(self, blocks) -> dict[str, Any]:
         """Track prediction and window statistics in one analysis pass over consecutive blocks."""

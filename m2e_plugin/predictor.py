@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -60,6 +60,7 @@ class Music2emo:
         timeline: bool = False,
         window: float | None = None,
         hop: float | None = None,
+        on_audio: Callable[[float], None] | None = None,
     ) -> dict[str, Any]:
         """Predict emotion for a file path or ``(samples, sr)``.
 
@@ -69,10 +70,11 @@ class Music2emo:
         ``quadrant_probabilities`` (when the model gives them: ``lite``). With ``timeline=True`` it adds
         ``timeline``: one entry per window (``window``/``hop`` seconds, model defaults otherwise) with ``start``,
         ``end``, ``valence``, ``arousal``, ``quadrant`` and ``top_moods``; the input is decoded once for both.
+        ``on_audio(seconds)`` is called as the audio is read (seconds read so far), for progress on long files.
         """
         threshold = self.threshold if threshold is None else float(threshold)
         window, hop = window_settings(self.backend, window, hop)  # checked before any decoding
-        result = analyse(self.backend, decode_blocks(self.backend, audio, sr), track=True, windows=timeline,
+        result = analyse(self.backend, decode_blocks(self.backend, audio, sr, on_audio), track=True, windows=timeline,
                          window=window, hop=hop)
         out = self.format(result.track, threshold)
         out["duration"] = round(result.duration, 3)

@@ -110,7 +110,9 @@ def test_lite_default_bad_file_table_and_plot(files, tmp_path, capsys):
     assert str(good1) in capsys.readouterr().out.splitlines()[1]
     png = tmp_path / "lite.png"
     assert main(["predict", "--plot", str(png), str(good1), str(good2)]) == 0
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    for name in ("lite-a.png", "lite-b.png"):  # one image per file
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert not png.exists()
 
 
 def test_console_entry_point_demo():

@@ -173,7 +173,7 @@ def test_folder_with_bad_files_errors_resume_and_retry(lite, tmp_path, capsys):
     bad = _write_bad_files(src)
     out = tmp_path / "out"
 
-    rc = main(["extract", str(src), "-o", str(out), "--no-progress"])
+    rc = main(["extract", str(src), "-o", str(out), "--progress", "never"])
     summary = json.loads(capsys.readouterr().out)
     assert rc == 1 and not summary["ok"]
     for tid in ids:
@@ -194,7 +194,7 @@ def test_folder_with_bad_files_errors_resume_and_retry(lite, tmp_path, capsys):
 
     # Second run: nothing new to do, and it still says that the collection is incomplete.
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
-    rc = main(["extract", str(src), "-o", str(out), "--no-progress"])
+    rc = main(["extract", str(src), "-o", str(out), "--progress", "never"])
     again = json.loads(capsys.readouterr().out)
     assert rc == 1 and again["done"] == 0 and again["failed"] == 0
     assert again["already_done"] == summary["done"] and again["previously_failed"] == summary["failed"]
@@ -204,7 +204,7 @@ def test_folder_with_bad_files_errors_resume_and_retry(lite, tmp_path, capsys):
     for tid in errors:
         fmt = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3"}[tid.rsplit(".", 1)[1]]
         sf.write(src / tid, synth_music(1.5, 16000), 16000, format=fmt)
-    rc = main(["extract", str(src), "-o", str(out), "--no-progress", "--retry-failed"])
+    rc = main(["extract", str(src), "-o", str(out), "--progress", "never", "--retry-failed"])
     fixed = json.loads(capsys.readouterr().out)
     assert rc == 0 and fixed["ok"], fixed
     assert (out / "errors.jsonl").read_text() == ""
@@ -213,8 +213,8 @@ def test_folder_with_bad_files_errors_resume_and_retry(lite, tmp_path, capsys):
 def test_jobs_2_and_table_formats_match_one_job(lite, tmp_path, capsys):
     src = tmp_path / "in"
     ids = _write_clips(src)
-    assert main(["extract", str(src), "-o", str(tmp_path / "one"), "--no-progress", "--format", "csv"]) == 0
-    assert main(["extract", str(src), "-o", str(tmp_path / "two"), "--no-progress", "--jobs", "2",
+    assert main(["extract", str(src), "-o", str(tmp_path / "one"), "--progress", "never", "--format", "csv"]) == 0
+    assert main(["extract", str(src), "-o", str(tmp_path / "two"), "--progress", "never", "--jobs", "2",
                  "--format", "parquet"]) == 0
     capsys.readouterr()
     rows = {r["metadata.input.id"]: r for r in csv.DictReader(open(tmp_path / "one" / "descriptors.csv"))}
@@ -239,7 +239,7 @@ def test_yaml_flat_and_frames(lite, tmp_path, capsys):
     src = tmp_path / "in"
     _write_clips(src)
     assert main(["extract", str(src / "a.wav"), "-o", str(tmp_path / "y"), "--format", "yaml", "--flat",
-                 "--frames", "--no-progress"]) == 0
+                 "--frames", "--progress", "never"]) == 0
     capsys.readouterr()
     pool = yaml.safe_load((tmp_path / "y" / "a.wav.yaml").read_text())
     assert set(pool) >= set(lite.outputs)
@@ -258,7 +258,7 @@ def test_dataset_input(lite, shared_data, tmp_path, capsys):
     lines = ["Song,Quadrant"] + [f"{s},{q}" for s, q in rows] + ["MT9999999999,Q2"]
     (home / "panda_dataset_taffc_annotations.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    rc = main(["extract", "--dataset", "fourq", "--data-home", str(home), "-o", str(out), "--no-progress"])
+    rc = main(["extract", "--dataset", "fourq", "--data-home", str(home), "-o", str(out), "--progress", "never"])
     summary = json.loads(capsys.readouterr().out)
     assert rc == 1 and summary["done"] == 2 and summary["failed"] == 1
     for song, _ in rows:
@@ -299,7 +299,7 @@ def test_bad_numbers_exit_2_before_any_work(tmp_path, args, message, capsys):
     clip = tmp_path / "a.wav"
     sf.write(clip, synth_music(1.0, 22050), 22050)
     out = tmp_path / "out"
-    assert main(["extract", str(clip), "-o", str(out), "--no-progress", *args]) == 2
+    assert main(["extract", str(clip), "-o", str(out), "--progress", "never", *args]) == 2
     assert message in capsys.readouterr().err
     assert not any(out.glob("*.json"))
 

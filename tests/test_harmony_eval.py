@@ -93,7 +93,7 @@ needs_render = pytest.mark.skipif(shutil.which("fluidsynth") is None or not any(
 def test_evaluate_harmony_end_to_end_on_one_chorale(tmp_path, capsys):
     from m2e_plugin.cli.main import main
 
-    argv = ["evaluate-harmony", "--pieces", "riemenschneider001", "--cache", str(tmp_path), "--json", "--jobs", "1"]
+    argv = ["evaluate-harmony", "--pieces", "riemenschneider001", "--cache", str(tmp_path), "--format", "json", "--jobs", "1"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pieces"] == 1 and out["left_out"] == []
@@ -118,7 +118,7 @@ def test_chord_accuracy_on_the_bach_chorales_holds(tmp_path, capsys):
     to end (~1 min). The recogniser scores ~0.82 on them; a broken front end or decoder falls well below 0.80."""
     from m2e_plugin.cli.main import main
 
-    argv = ["evaluate-harmony", "--pieces", "riemenschneider", "--cache", str(tmp_path), "--json"]
+    argv = ["evaluate-harmony", "--pieces", "riemenschneider", "--cache", str(tmp_path), "--format", "json"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pieces"] == 19 and len(out["left_out"]) == 1 and "riemenschneider011" in out["left_out"][0]

@@ -19,10 +19,10 @@ def test_paper_table_formats():
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    assert main(["train", "--model", "music2emo", "--data-home", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert main(["train", "--model", "music2emo", "--data-home", str(tmp_path), "-o", str(tmp_path / "x")]) == 2
     assert "--dataset" in capsys.readouterr().err
-    assert main(["train", "--model", "lite", "--data-home", str(tmp_path), "--out", str(tmp_path / "x"),
+    assert main(["train", "--model", "lite", "--data-home", str(tmp_path), "-o", str(tmp_path / "x"),
                  "--cache", str(tmp_path)]) == 2
     assert "panda_dataset_taffc_annotations.csv" in capsys.readouterr().err
-    assert main(["features", "--dataset", "nope", "--data-home", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert main(["features", "--dataset", "nope", "--data-home", str(tmp_path), "-o", str(tmp_path / "c")]) == 2
     assert "nope" in capsys.readouterr().err

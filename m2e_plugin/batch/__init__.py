@@ -8,12 +8,15 @@ Layout of an output folder ``OUT``:
 * ``OUT/descriptors.csv`` / ``descriptors.parquet`` for the table formats: one row per track, rebuilt from the
   per-track parts in ``OUT/.m2e/parts/`` at the end of each run (and on Ctrl-C).
 * ``OUT/errors.jsonl``: one JSON line per track that failed (``id``, ``path``, ``error``, ``error_type``, ...).
-* ``OUT/.m2e/manifest.json``: the extractor, its version, options and format, so a re-run with different
-  settings is refused instead of mixing results.
+* ``OUT/.m2e/manifest.json``: the extractor, its version, its effective settings (defaults filled in, the compute
+  device left out) and format, so a re-run with different settings is refused instead of mixing results, while
+  spelling out a default (``--threshold 0.5``) is the same run.
+* ``OUT/.m2e/sources.jsonl``: size and modification time of each finished track's source.
 
 Every file is written to a temporary name and renamed into place, so an interrupted run leaves only complete
 files. A re-run skips tracks that have an output and tracks listed in ``errors.jsonl`` (``retry_failed`` retries
-them), so it does no new work once a collection is done.
+them), so it does no new work once a collection is done -- except for tracks whose source file changed (another
+size or modification time): those are redone.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from m2e_plugin.batch.inputs import LIST_EXTENSIONS, BatchError, Track, expand_inputs
-from m2e_plugin.batch.outputs import (ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX, build_table,
-                                      check_manifest, nest, output_path, read_errors, rewrite_errors, serialise,
-                                      sweep_tmp, to_builtin, write_atomic)
+from m2e_plugin.batch.outputs import (ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX, append_source,
+                                      build_table, check_manifest, compact_sources, nest, output_path, read_errors,
+                                      read_sources, rewrite_errors, serialise, source_stamp, sweep_tmp, to_builtin,
+                                      write_atomic)
 from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_inline, run_pool, run_ray
 
 __all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "TABLE_FORMATS",
@@ -46,6 +50,7 @@ class BatchResult:
     already_done: int = 0  # had an output before this run
     failed: int = 0  # failed in this run
     previously_failed: int = 0  # listed in errors.jsonl and not retried
+    source_changed: int = 0  # finished before, redone because the source file changed since
     interrupted: bool = False
     seconds: float = 0.0
     output: str = ""
@@ -62,6 +67,7 @@ class BatchResult:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "total": self.total, "done": self.done, "already_done": self.already_done,
                 "failed": self.failed, "previously_failed": self.previously_failed,
+                "source_changed": self.source_changed,
                 "interrupted": self.interrupted, "seconds": round(self.seconds, 3), "output": self.output,
                 "errors_file": self.errors_file, "table": self.table, "ignored_files": self.ignored_files}
 
@@ -69,7 +75,7 @@ class BatchResult:
 def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor: str | type = "lite",
               options: dict[str, Any] | None = None, fmt: str = "json", jobs: int = 1, backend: str = "local",
               ray_address: str | None = None, retry_failed: bool = False, overwrite: bool = False,
-              flat: bool = False, progress: bool | None = None, threads: int | None = None,
+              flat: bool = False, progress: str | bool | None = "auto", threads: int | None = None,
               log: Callable[[str], None] | None = None) -> BatchResult:
     """Extract descriptors for ``tracks`` into ``out_dir``; failures go to ``errors.jsonl`` and never stop the batch.
 
@@ -97,8 +103,9 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         Recompute tracks that already have an output and accept different settings from the previous run.
     flat : bool
         JSON/YAML with flat dotted keys instead of the nested Essentia layout.
-    progress : bool, optional
-        Progress bar on stderr; ``None`` shows it when stderr is a terminal.
+    progress : {"auto", "always", "never"}
+        Progress on stderr (:class:`m2e_plugin.progress.Progress`): ``auto`` only on a terminal, ``always`` also
+        as plain lines in a log, ``never``. (``True``/``False``/``None`` mean always/never/auto.)
     threads : int, optional
         torch threads per worker; default: the extractor class's ``torch_threads`` if it declares one, else 1 when
         ``jobs > 1`` (workers share the cores) and torch's default for one job.
@@ -133,47 +140,67 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     started = time.perf_counter()
     result = BatchResult(total=len(tracks), output=str(out), errors_file=str(out / ERRORS_FILE))
     errors = read_errors(out)
+    sources = read_sources(out)
+    stamps = {t.id: source_stamp(t.path) for t in tracks}
     todo: list[Track] = []
+    changed_ids: set[str] = set()
     for t in tracks:
-        if not overwrite and output_path(out, t.id, fmt).exists():
+        # A source whose size or mtime changed since its track was finished (or failed) is done again. Outputs
+        # from before the stamps were kept have no stamp: they are trusted.
+        changed = t.id in sources and stamps[t.id] is not None and sources[t.id] != stamps[t.id]
+        if changed and not overwrite:
+            result.source_changed += 1
+            changed_ids.add(t.id)
+            todo.append(t)
+        elif not overwrite and output_path(out, t.id, fmt).exists():
             result.already_done += 1
         elif t.id in errors and not (retry_failed or overwrite):
             result.previously_failed += 1
         else:
             todo.append(t)
+    if sources:
+        compact_sources(out, sources)
     retried = {t.id for t in todo} & set(errors)
     if retried:  # their old error lines go; a new failure writes a new one
         rewrite_errors(out, {k: v for k, v in errors.items() if k not in retried})
-    if result.already_done or result.previously_failed:
+    if result.already_done or result.previously_failed or result.source_changed:
         log(f"m2e extract: {result.already_done} already done, {result.previously_failed} failed before "
-            f"(not retried{'' if retry_failed else '; use --retry-failed'}), {len(todo)} to do")
+            f"(not retried{'' if retry_failed else '; use --retry-failed'}), "
+            f"{f'{result.source_changed} redone (source file changed), ' if result.source_changed else ''}"
+            f"{len(todo)} to do")
 
-    from tqdm import tqdm
+    from m2e_plugin.progress import Progress
 
-    bar = tqdm(total=len(todo), desc=f"m2e extract ({cls.name})", unit="track", file=sys.stderr,
-               disable=(not sys.stderr.isatty()) if progress is None else not progress, dynamic_ncols=True)
+    mode = {None: "auto", True: "always", False: "never"}.get(progress, progress)
+    bar = Progress(len(todo), f"m2e extract ({cls.name})", unit="track", mode=mode)
 
-    def record(outcome: tuple[Track, str, Any]) -> None:
-        track, status, payload = outcome
+    def record(outcome: tuple[Track, str, Any, str | None]) -> None:
+        track, status, payload, warning = outcome
+        if warning:
+            bar.write(f"m2e extract: {warning}")
         if status == "fatal":
             raise ExtractorUnavailable(f"extractor {cls.name!r} could not be created: {payload}")
         if status == "ok":
             write_atomic(output_path(out, track.id, fmt), serialise(payload, fmt, flat=flat))
             result.done += 1
+            append_source(out, track.id, stamps[track.id])
         else:
             with open(out / ERRORS_FILE, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(payload) + "\n")  # one write per line: a whole line or none
             result.failed += 1
             result.failures.append(payload)
-            bar.write(f"m2e extract: failed {track.id}: {payload['error']}", file=sys.stderr)
-        bar.update(1)
+            append_source(out, track.id, stamps[track.id])
+            if track.id in changed_ids:  # the old output describes a file that is no longer there
+                output_path(out, track.id, fmt).unlink(missing_ok=True)
+            bar.write(f"m2e extract: failed {track.id}: {payload['error']}")
+        bar.update(1, failed=status != "ok")
 
     try:
         if todo:
             if backend == "ray":
                 run_ray(todo, cls, options, jobs, ray_address, threads, record)
             elif jobs == 1:
-                run_inline(todo, cls, options, threads, record)
+                run_inline(todo, cls, options, threads, record, bar)
             else:
                 run_pool(todo, cls, options, jobs, threads, record, log)
     except KeyboardInterrupt:

@@ -1,8 +1,9 @@
 """Batch outputs: per-track files written atomically, the table formats, the error log and the resume manifest.
 
 Every file is written to a temporary name and renamed into place, so an interrupted run leaves only complete
-files; ``OUT/.m2e/manifest.json`` records the extractor and its settings so that a re-run with other settings is
-refused instead of mixing results.
+files; ``OUT/.m2e/manifest.json`` records the extractor and its effective settings so that a re-run with other
+settings is refused instead of mixing results; ``OUT/.m2e/sources.jsonl`` remembers each finished track's source
+size and modification time, so a re-run redoes the tracks whose file changed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ FORMATS = ("json", "yaml", "csv", "parquet")
 TABLE_FORMATS = ("csv", "parquet")
 STATE_DIR = ".m2e"
 ERRORS_FILE = "errors.jsonl"
+SOURCES_FILE = "sources.jsonl"
+# Options that change how a result is computed, never what it is: left out of the resume comparison.
+RESULT_NEUTRAL_OPTIONS = ("device", "batch_windows")
 TMP_SUFFIX = ".m2e-tmp"
 
 
@@ -150,9 +154,37 @@ def build_table(out_dir: str | os.PathLike, fmt: str, tracks: Iterable[Track] | 
     return target
 
 
+def effective_settings(cls, options: dict[str, Any]) -> dict[str, Any]:
+    """The settings an extractor class will really use with ``options``: what resume compares, so that spelling out
+    a default (``--threshold 0.5``) is the same run as leaving it out.
+
+    An extractor class may answer itself (``cls.effective_settings(options)``, the built-ins do: they fill in their
+    model's window and hop); otherwise its keyword defaults are merged under the given options. Options in
+    :data:`RESULT_NEUTRAL_OPTIONS` (the compute device...) are left out.
+    """
+    import inspect
+
+    own = getattr(cls, "effective_settings", None)
+    if callable(own):
+        settings = dict(own(dict(options)))
+    else:
+        try:
+            parameters = inspect.signature(cls).parameters.values()
+        except (TypeError, ValueError):
+            parameters = ()
+        settings = {p.name: p.default for p in parameters
+                    if p.default is not inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD}
+        settings.update(options)
+    for name in RESULT_NEUTRAL_OPTIONS:
+        settings.pop(name, None)
+    # ints and floats compare by value (--window 10 == 10.0); JSON round trip for anything else
+    settings = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in settings.items()}
+    return json.loads(json.dumps(settings, default=str, sort_keys=True))
+
+
 def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite: bool) -> None:
     manifest = {"extractor": cls.name, "extractor_version": cls.version, "format": fmt,
-                "options": json.loads(json.dumps(options, default=str, sort_keys=True))}
+                "settings": effective_settings(cls, options)}
     path = out / STATE_DIR / "manifest.json"
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
@@ -165,6 +197,46 @@ def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite:
                          "or --overwrite to recompute everything")
     if previous != manifest:
         write_atomic(path, json.dumps(manifest, indent=1) + "\n")
+
+
+def source_stamp(path: str | os.PathLike) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of a source file (None when it cannot be read)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def read_sources(out: Path) -> dict[str, dict[str, int]]:
+    """The stamp each finished track's source had when it was processed, by id (the last line for an id wins)."""
+    records: dict[str, dict[str, int]] = {}
+    try:
+        text = (out / STATE_DIR / SOURCES_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return records
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+            records[str(rec["id"])] = {"size": int(rec["size"]), "mtime_ns": int(rec["mtime_ns"])}
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):  # a line cut by a hard kill
+            continue
+    return records
+
+
+def append_source(out: Path, track_id: str, stamp: dict[str, int] | None) -> None:
+    """Remember the stamp of a finished track's source (one line, one write: whole or absent)."""
+    if stamp is None:
+        return
+    path = out / STATE_DIR / SOURCES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": track_id, **stamp}) + "\n")
+
+
+def compact_sources(out: Path, sources: dict[str, dict[str, int]]) -> None:
+    """Rewrite the sources index with one line per id (re-runs append; this keeps it the collection's size)."""
+    write_atomic(out / STATE_DIR / SOURCES_FILE, "".join(json.dumps({"id": k, **v}) + "\n" for k, v in sources.items()))
 
 
 def rewrite_errors(out: Path, records: dict[str, dict[str, Any]]) -> None:

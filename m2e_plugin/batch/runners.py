@@ -7,24 +7,27 @@ import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Callable
 
 from m2e_plugin.batch.inputs import BatchError, Track
 from m2e_plugin.batch.outputs import serialise, to_builtin
 from m2e_plugin.threads import pin_threads, torch_threads
 
 
-def extract_track(extractor, track: Track) -> dict[str, Any]:
+def extract_track(extractor, track: Track, on_audio: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Run the extractor on ``track`` and return the JSON-safe pool (with provenance).
 
     Extractors with a ``compute_file(path)`` method (the built-ins) stream the file; others get the whole track
     decoded at their ``sample_rate`` through ``compute(audio, sr)``.
 
+    ``on_audio(seconds)`` reports the position inside the file to extractors whose ``compute_file`` accepts it.
+
     Raises whatever decoding or the extractor raises (the batch runner records it).
     """
     compute_file = getattr(extractor, "compute_file", None)
     if callable(compute_file):  # streams the file: bounded memory for hours-long tracks
-        pool = compute_file(track.path)
+        pool = compute_file(track.path, on_audio=on_audio) if on_audio and _accepts_on_audio(compute_file) \
+            else compute_file(track.path)
     else:  # plugins that only implement the protocol's compute(audio, sr) get the whole track
         from m2e_plugin.audio import load_audio
 
@@ -42,20 +45,34 @@ def extract_track(extractor, track: Track) -> dict[str, Any]:
     return pool
 
 
+def _accepts_on_audio(function) -> bool:
+    import inspect
+
+    try:
+        return "on_audio" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _error_record(track: Track, exc: BaseException, extractor_name: str) -> dict[str, Any]:
     return {"id": track.id, "path": track.path, "error": str(exc) or type(exc).__name__,
             "error_type": type(exc).__name__, "extractor": extractor_name,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def _attempt(extractor, track: Track) -> tuple[Track, str, Any]:
-    """One track; never raises an ordinary exception (it becomes an error record)."""
-    try:
-        pool = extract_track(extractor, track)
-        serialise(pool, "json")  # fail here, recorded, rather than at write time
-        return track, "ok", pool
-    except Exception as exc:
-        return track, "error", _error_record(track, exc, extractor.name)
+def _attempt(extractor, track: Track, on_audio=None) -> tuple[Track, str, Any, str | None]:
+    """One track; never raises an ordinary exception (it becomes an error record). The last item is one warning
+    for what the decoder wrote to fd 2 meanwhile (libmpg123 on a damaged MP3), or None."""
+    from m2e_plugin.progress import decoder_warning, native_stderr_captured
+
+    with native_stderr_captured() as noise:
+        try:
+            pool = extract_track(extractor, track, on_audio)
+            serialise(pool, "json")  # fail here, recorded, rather than at write time
+            outcome = track, "ok", pool
+        except Exception as exc:
+            outcome = track, "error", _error_record(track, exc, extractor.name)
+    return (*outcome, decoder_warning(track.path, noise))
 
 
 # Process-pool workers: one extractor (one model) per worker process, built once by the initializer.
@@ -76,9 +93,9 @@ def _worker_init(extractor_cls, options: dict[str, Any], threads: int | None) ->
         _WORKER_FATAL = f"{type(exc).__name__}: {exc}"
 
 
-def _worker_run(track: Track) -> tuple[Track, str, Any]:
+def _worker_run(track: Track) -> tuple[Track, str, Any, str | None]:
     if _WORKER_FATAL is not None:
-        return track, "fatal", _WORKER_FATAL
+        return track, "fatal", _WORKER_FATAL, None
     return _attempt(_WORKER_EXTRACTOR, track)
 
 
@@ -104,7 +121,20 @@ class _RayWorker:
         return _worker_run(track)
 
 
-def run_inline(todo, cls, options, threads, record) -> None:
+def _position_reporter(bar, track: Track):
+    """``on_audio`` for one track: its position on the progress bar (None when progress is off)."""
+    if bar is None or not bar.enabled:
+        return None
+    from m2e_plugin.audio import info
+
+    try:
+        total = info(track.path).duration
+    except Exception:  # unreadable: the extraction reports it
+        total = None
+    return lambda seconds: bar.position(track.id, seconds, total)
+
+
+def run_inline(todo, cls, options, threads, record, bar=None) -> None:
     with torch_threads(threads):  # the caller's process keeps its own setting afterwards
         try:
             extractor = _build_extractor(cls, options)
@@ -112,7 +142,7 @@ def run_inline(todo, cls, options, threads, record) -> None:
             raise ExtractorUnavailable(f"extractor {cls.name!r} could not be created: {type(exc).__name__}: "
                                        f"{exc}") from exc
         for track in todo:
-            record(_attempt(extractor, track))
+            record(_attempt(extractor, track, _position_reporter(bar, track)))
 
 
 def run_pool(todo, cls, options, jobs, threads, record, log) -> None:
@@ -144,7 +174,7 @@ def run_pool(todo, cls, options, jobs, threads, record, log) -> None:
                         except BrokenProcessPool:
                             raise
                         except Exception as exc:  # pickling problems and the like: this track only
-                            outcome = (running[fut], "error", _error_record(running[fut], exc, cls.name))
+                            outcome = (running[fut], "error", _error_record(running[fut], exc, cls.name), None)
                         running.pop(fut)
                         record(outcome)
             except KeyboardInterrupt:
@@ -175,7 +205,7 @@ def run_pool(todo, cls, options, jobs, threads, record, log) -> None:
                 track = in_flight[0]
                 suspects.discard(track.id)
                 record((track, "error", _error_record(track, RuntimeError(
-                    f"the worker process died while extracting this track ({exc})"), cls.name)))
+                    f"the worker process died while extracting this track ({exc})"), cls.name), None))
             else:
                 suspects.update(t.id for t in in_flight)
                 queue.extend(reversed(in_flight))

@@ -1,10 +1,12 @@
 """`m2e datasets`: list the dataset loaders, describe one copy of a dataset, validate its audio.
 
     m2e datasets [--data-home NAME=DIR ...]          JSON list: every loader, with track counts where data is found
+    m2e datasets info                                 JSON list of the dataset names
     m2e datasets info NAME --data-home DIR            JSON: tracks, audio present, splits, label ranges
     m2e datasets validate NAME --data-home DIR        JSON: missing / corrupt audio per track; exit 1 if any
 
-Without ``--data-home`` a dataset is looked for where mirdata looks: ``~/mir_datasets/<name>``.
+``--data-home`` is ``[NAME=]DIR`` before or after the action. Without it a dataset is looked for where mirdata
+looks: ``~/mir_datasets/<name>``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import json
 import os
 import sys
 
+from m2e_plugin.cli.options import add_data_home, add_progress, data_home_for, data_homes, progress_mode
+
 _EXAMPLES = 10
+# The loader names, for help texts (tests/test_cli_vocabulary.py checks them against m2e_plugin.loaders.DATASETS;
+# importing the loaders here would slow down every `m2e` start).
+_NAMES = ("deam", "emomusic", "fourq", "mtg_jamendo_moodtheme", "pmemo")
 
 
 def register(subparsers) -> None:
@@ -24,30 +31,20 @@ def register(subparsers) -> None:
         description="mirdata-style dataset loaders (DEAM, PMEmo, EmoMusic, MTG-Jamendo mood/theme, 4Q). "
         "JSON on stdout, progress on stderr.",
     )
-    p.add_argument("--data-home", action="append", default=[], metavar="NAME=DIR",
-                   help="where dataset NAME lives (repeatable); default ~/mir_datasets/<NAME>")
+    add_data_home(p, repeat=True)
     sub = p.add_subparsers(dest="action", metavar="ACTION")
-    info = sub.add_parser("info", help="describe a local copy of a dataset")
-    info.add_argument("name", metavar="NAME")
-    info.add_argument("--data-home", dest="home", default=None, metavar="DIR", help="the dataset's folder")
+    info = sub.add_parser("info", help="describe a local copy of a dataset (without NAME: list the names)")
+    info.add_argument("name", metavar="NAME", nargs="?", default=None, help=f"one of {', '.join(_NAMES)}")
+    add_data_home(info, dest="action_data_home")
     val = sub.add_parser("validate", help="report missing and corrupt audio per track")
-    val.add_argument("name", metavar="NAME")
-    val.add_argument("--data-home", dest="home", default=None, metavar="DIR", help="the dataset's folder")
+    val.add_argument("name", metavar="NAME", help=f"one of {', '.join(_NAMES)}")
+    add_data_home(val, dest="action_data_home")
+    add_progress(val)
     val.add_argument("--decode", action="store_true",
                      help="decode every file fully (slow) instead of reading only its header")
     val.add_argument("--full", action="store_true",
                      help=f"list every missing track (default: the first {_EXAMPLES})")
     p.set_defaults(func=run)
-
-
-def _homes(pairs):
-    out = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--data-home expects NAME=DIR, got {pair!r}")
-        out[name] = path
-    return out
 
 
 def _open(name, home):
@@ -59,7 +56,7 @@ def _open(name, home):
 def _list(args) -> int:
     from m2e_plugin import loaders
 
-    homes = _homes(args.data_home)
+    homes = data_homes(args.data_home)
     unknown = sorted(set(homes) - set(loaders.DATASETS))
     if unknown:
         print(f"m2e datasets: unknown dataset(s) {', '.join(unknown)}; available: {', '.join(loaders.DATASETS)}",
@@ -86,6 +83,12 @@ def _range(values):
 
 
 def _info(args) -> int:
+    if args.name is None:
+        from m2e_plugin import loaders
+
+        json.dump(list(loaders.DATASETS), sys.stdout)
+        print()
+        return 0
     ds = _open(args.name, args.home)
     ids = ds.track_ids
     tracks = [ds.track(i) for i in ids]
@@ -132,8 +135,14 @@ def _info(args) -> int:
 
 def _validate(args) -> int:
     ds = _open(args.name, args.home)
-    missing, invalid = ds.validate(verbose=True, decode=args.decode)
+    from m2e_plugin.progress import terminal_bar
+
+    bar = terminal_bar(progress_mode(args))  # the loader's tqdm bar: never into a log
+    missing, invalid = ds.validate(verbose=bar, decode=args.decode)
     n = len(ds.track_ids)
+    if not bar and not args.quiet:  # the summary the loader prints with its bar
+        print(f"{ds.name}: {n} tracks, {n - len(missing) - len(invalid)} with usable audio, {len(missing)} missing, "
+              f"{len(invalid)} corrupt", file=sys.stderr)
     missing_ids = [i for i in ds.track_ids if i in missing]
     out = {
         "name": ds.name,
@@ -155,10 +164,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action is None:
             return _list(args)
-        if args.data_home:
-            print("m2e datasets: give --data-home DIR after the action (e.g. m2e datasets info deam --data-home DIR)",
-                  file=sys.stderr)
-            return 2
+        args.home = data_home_for(args.data_home + args.action_data_home, args.name)
         if args.action == "info":
             return _info(args)
         return _validate(args)

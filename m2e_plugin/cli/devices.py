@@ -1,4 +1,4 @@
-"""`m2e devices`: list audio input devices (for `m2e stream --device`). JSON lines on stdout, or a table."""
+"""`m2e devices`: list audio input devices (for `m2e stream --input-device`). JSON lines on stdout, or a table."""
 
 from __future__ import annotations
 
@@ -6,16 +6,17 @@ import argparse
 import json
 import sys
 
+from m2e_plugin.cli.options import add_format
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "devices",
         help="list audio input devices for m2e stream",
         description="List the audio inputs PortAudio sees (loopback drivers such as BlackHole, JACK, PipeWire "
-        "included). Give `m2e stream --device` an index or a (unique part of a) name.",
+        "included). Give `m2e stream --input-device` an index or a (unique part of a) name.",
     )
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="table (default) or JSON lines")
+    add_format(p, help="json: one JSON object per device and line (default); table: a readable table")
     p.set_defaults(func=run)
 
 

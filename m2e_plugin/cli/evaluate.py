@@ -1,10 +1,13 @@
-"""`m2e evaluate`: run a model on a dataset split and print the paper's metrics table (JSON with --json)."""
+"""`m2e evaluate`: run a model on a dataset split and print the paper's metrics (JSON, or the table)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from m2e_plugin.cli.options import (add_data_home, add_device, add_format, add_progress, checkpoint_option,
+                                    data_home_for, progress_mode)
 
 
 def register(subparsers) -> None:
@@ -17,26 +20,29 @@ def register(subparsers) -> None:
     )
     p.add_argument("--model", default="lite", help="lite (default) or music2emo")
     p.add_argument("--dataset", required=True, help="deam, emomusic, pmemo, mtg_jamendo_moodtheme or fourq")
-    p.add_argument("--data-home", required=True)
+    add_data_home(p, required=True, help="the dataset's folder")
     p.add_argument("--split", default="test", help="train, validation, test (default) or all")
     p.add_argument("--limit", type=int, default=None, help="only the first N tracks")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--weights", default=None, help="lite: another lite checkpoint")
-    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    add_device(p)
+    p.add_argument("--checkpoint", default=None,
+                   help="another checkpoint for the model's head (lite: .safetensors with its card beside it)")
+    add_format(p, help="json (default) or table (the paper's markdown table)")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from m2e_plugin.training.evaluate import evaluate_model, format_table
 
-    options = {"weights": args.weights} if args.weights else {}
+    options = checkpoint_option(args.model, args.checkpoint)
     try:
-        result = evaluate_model(args.model, args.dataset, args.data_home, args.split, limit=args.limit,
-                                device=args.device, **options)
+        home = data_home_for(args.data_home, args.dataset)
+        result = evaluate_model(args.model, args.dataset, home, args.split, limit=args.limit,
+                                device=args.device, progress=progress_mode(args), **options)
     except (ValueError, FileNotFoundError) as exc:
         print(f"m2e evaluate: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result) if args.json else format_table(result))
+    print(json.dumps(result) if args.format == "json" else format_table(result))
     if result["failed"]:
         print(f"m2e evaluate: {len(result['failed'])} tracks failed", file=sys.stderr)
     return 0

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from m2e_plugin.cli.options import add_format
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -24,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--soundfont", default=None, help="General MIDI .sf2 (default: FluidR3, else TimGM6mb)")
     p.add_argument("--program", type=int, default=0, help="GM program of every part (0 = acoustic grand piano)")
     p.add_argument("--jobs", type=int, default=2, help="parallel renders")
-    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout (table on stderr)")
+    add_format(p, help="json: the results as JSON on stdout, the table on stderr (default); table: the table only")
     p.add_argument("--verbose", action="store_true", help="per-piece results on stderr")
     p.set_defaults(func=run)
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     scores = ev.evaluate(pieces, progress=log if args.verbose else None)
     table = ev.format_table(scores)
-    if args.json:
+    if args.format == "json":
         print(table, file=sys.stderr)
         out = asdict(scores)
         out["left_out"] = errors

@@ -11,6 +11,9 @@ import argparse
 import json
 import sys
 
+from m2e_plugin.cli.options import (add_data_home, add_device, add_format, add_output, add_progress, data_home_for,
+                                    progress_mode)
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -21,11 +24,11 @@ def register(subparsers) -> None:
         "a re-run skips finished tracks; failures go to OUT/errors.jsonl and never stop the batch.",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="audio files, folders, or .txt lists of paths")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_output(p, required=True, help="output folder")
     p.add_argument("--model", "--extractor", dest="extractor", default="lite",
                    help="model or extractor name: lite (default), music2emo, or a plugin's (see `m2e plugins`)")
-    p.add_argument("--format", dest="fmt", choices=("json", "yaml", "csv", "parquet"), default="json",
-                   help="json/yaml: one file per track; csv/parquet: one table OUT/descriptors.<fmt>")
+    add_format(p, ("json", "yaml", "csv", "parquet"),
+               help="json (default)/yaml: one file per track; csv/parquet: one table OUT/descriptors.<format>")
     p.add_argument("--flat", action="store_true", help="json/yaml with flat dotted keys (default: nested)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers, one model each (default 1)")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -33,9 +36,10 @@ def register(subparsers) -> None:
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster address (e.g. auto, ray://host:10001); default starts a local one")
     p.add_argument("--dataset", default=None, help="extract a dataset's tracks (see `m2e datasets`), e.g. fourq")
-    p.add_argument("--data-home", default=None, help="the dataset's folder")
+    add_data_home(p, help="the --dataset's folder")
     p.add_argument("--dataset-version", default="default", help="the dataset index version")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (built-in extractors)")
+    add_device(p, default=None, help="compute device of the built-in extractors: auto (default; GPU when present), "
+               "cpu, cuda, cuda:N")
     p.add_argument("--threshold", type=float, default=None, help="mood threshold (built-in extractors; 0.5)")
     p.add_argument("--window", type=float, default=None, help="statistics window in seconds (model default)")
     p.add_argument("--hop", type=float, default=None, help="statistics hop in seconds (model default)")
@@ -45,7 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default 1 when jobs > 1)")
     p.add_argument("--retry-failed", action="store_true", help="retry tracks listed in OUT/errors.jsonl")
     p.add_argument("--overwrite", action="store_true", help="recompute finished tracks too")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -97,15 +101,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_numbers(args)
         options = extractor_options(args)
-        tracks, ignored = expand_inputs(args.inputs, dataset=args.dataset, data_home=args.data_home,
+        data_home = data_home_for(args.data_home, args.dataset) if args.dataset else None
+        if args.data_home and not args.dataset:
+            raise ValueError("--data-home needs --dataset NAME")
+        tracks, ignored = expand_inputs(args.inputs, dataset=args.dataset, data_home=data_home,
                                         dataset_version=args.dataset_version)
         if not tracks:
             print("m2e extract: no audio files found in the inputs", file=sys.stderr)
             return 2
-        result = run_batch(tracks, args.output, extractor=args.extractor, options=options, fmt=args.fmt,
+        result = run_batch(tracks, args.output, extractor=args.extractor, options=options, fmt=args.format,
                            jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
                            retry_failed=args.retry_failed, overwrite=args.overwrite, flat=args.flat,
-                           progress=False if args.no_progress else None, threads=args.threads)
+                           progress=progress_mode(args), threads=args.threads)
     except (BatchError, ValueError, PluginValidationError) as exc:  # the batch cannot start
         print(f"m2e extract: {exc}", file=sys.stderr)
         return 2
@@ -113,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
     summary = result.as_dict()
     print(json.dumps(summary), flush=True)
     rate = f", {60 * result.done / result.seconds:.1f} tracks/min" if result.done and result.seconds > 0 else ""
-    print(f"m2e extract: {result.done} extracted, {result.already_done} already done, {result.failed} failed"
-          f"{f', {result.previously_failed} failed before' if result.previously_failed else ''}"
-          f"{f', {ignored} non-audio files ignored' if ignored else ''} in {result.seconds:.1f} s{rate}"
-          f"{'; see ' + result.errors_file if result.failed or result.previously_failed else ''}",
-          file=sys.stderr)
+    if not args.quiet or not result.ok:  # -q: the summary only when something failed
+        print(f"m2e extract: {result.done} extracted, {result.already_done} already done, {result.failed} failed"
+              f"{f', {result.previously_failed} failed before' if result.previously_failed else ''}"
+              f"{f', {ignored} non-audio files ignored' if ignored else ''} in {result.seconds:.1f} s{rate}"
+              f"{'; see ' + result.errors_file if result.failed or result.previously_failed else ''}",
+              file=sys.stderr)
     if result.interrupted:
         print("m2e extract: interrupted; finished tracks are kept, run again to resume", file=sys.stderr)
         return 130

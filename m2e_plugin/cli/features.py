@@ -6,25 +6,27 @@ import argparse
 import json
 import sys
 
+from m2e_plugin.cli.options import add_data_home, add_device, add_output, add_progress, data_home_for, progress_mode
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "features",
         help="compute and cache per-track training features (resumable)",
         description="Compute per-track inputs of a model for every track of a dataset and store them, one .npz per "
-        "track, under --out (default ~/.cache/m2e/features/<model>/<dataset>). Tracks already cached are skipped, "
+        "track, under -o/--output (default ~/.cache/m2e/features/<model>/<dataset>). Tracks already cached are skipped, "
         "so an interrupted run resumes; failures are listed in <out>/manifest.json and the run goes on.",
     )
     p.add_argument("--model", choices=("lite", "music2emo"), default="lite",
                    help="lite: spectral/rhythm/tonal descriptors; music2emo: MERT 1536-d segments + chord/key ids")
     p.add_argument("--dataset", required=True, help="deam, emomusic, pmemo, mtg_jamendo_moodtheme or fourq")
-    p.add_argument("--data-home", required=True, help="the dataset's folder")
-    p.add_argument("--out", default=None, help="cache folder")
+    add_data_home(p, required=True, help="the dataset's folder")
+    add_output(p, help="cache folder (default ~/.cache/m2e/features/<model>/<dataset>)")
     p.add_argument("--limit", type=int, default=None, help="only the first N tracks (smoke runs)")
     p.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
-    p.add_argument("--chord-method", default="offline", help="music2emo: chord recogniser (offline)")
-    p.add_argument("--device", default="auto", help="music2emo: auto, cpu, cuda, cuda:N")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--chords", default="offline", help="music2emo: chord recogniser (offline)")
+    add_device(p, help="music2emo: compute device: auto (default; GPU when present), cpu, cuda, cuda:N")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -46,15 +48,15 @@ def run(args: argparse.Namespace) -> int:
 
         # The descriptors are small ops: intra-op threads only add spin-waiting on a shared CPU (measured 8x slower).
         torch.set_num_threads(1)
-    out = Path(args.out) if args.out else F.default_cache_root() / "features" / args.model / args.dataset
+    out = Path(args.output) if args.output else F.default_cache_root() / "features" / args.model / args.dataset
     try:
-        tracks = dataset_tracks(args.dataset, args.data_home)
+        tracks = dataset_tracks(args.dataset, data_home_for(args.data_home, args.dataset))
         if args.model == "lite":
             extract, desc = F.lite_extractor()
         else:
-            extract, desc = F.music2emo_extractor(mert=args.mert, chord_method=args.chord_method, device=args.device)
+            extract, desc = F.music2emo_extractor(mert=args.mert, chord_method=args.chords, device=args.device)
         desc = {**desc, "dataset": args.dataset}
-        manifest = F.build_cache(tracks, out, extract, desc, progress=not args.quiet, limit=args.limit)
+        manifest = F.build_cache(tracks, out, extract, desc, progress=progress_mode(args), limit=args.limit)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"m2e features: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from m2e_plugin.cli.options import add_format
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -14,7 +16,7 @@ def register(subparsers) -> None:
         description="List m2e plugins (built-ins and the 'm2e' entry-point group; M2E_LOAD_PLUGINS restricts "
         "which load). JSON on stdout; a plugin that failed to load is listed with its error.",
     )
-    p.add_argument("--format", choices=("json", "table"), default="json", help="json (default) or a table")
+    add_format(p, help="json (default) or table")
     listing = p.add_mutually_exclusive_group()
     listing.add_argument("--models", action="store_true",
                          help="list models (name, plugin, class, model card) instead of plugins")

@@ -7,6 +7,8 @@ import json
 import shlex
 import sys
 
+from m2e_plugin.cli.options import add_data_home, add_device, add_output, add_progress, data_homes, progress_mode
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -16,41 +18,34 @@ def register(subparsers) -> None:
         "--model lite --dataset fourq`). music2emo: single-task AttnCK teachers, then an MTAttnCK student on all "
         "--dataset entries with knowledge distillation (reference recipe). Writes safetensors + a JSON model card.",
     )
-    p.add_argument("--model", choices=("lite", "music2emo"), default="lite")
+    p.add_argument("--model", choices=("lite", "music2emo"), default="lite", help="model to train (default lite)")
     p.add_argument("--dataset", action="append", default=None, metavar="NAME",
                    help="music2emo: dataset to train on (repeat; any subset of mtg_jamendo_moodtheme, deam, "
                         "emomusic, pmemo); lite: fourq (default)")
-    p.add_argument("--data-home", action="append", required=True, metavar="[NAME=]DIR",
-                   help="dataset folder; NAME=DIR when several datasets")
+    add_data_home(p, repeat=True, required=True,
+                  help="where dataset NAME lives; NAME= may be left out when training on one dataset")
     p.add_argument("--cache", action="append", default=None, metavar="[NAME=]DIR",
                    help="feature cache (default ~/.cache/m2e/features/<model>/<dataset>)")
-    p.add_argument("--out", required=True, help="output weights (.safetensors); the model card goes beside it")
+    add_output(p, required=True, metavar="WEIGHTS",
+               help="output weights (.safetensors); the model card goes beside it")
     p.add_argument("--config", default=None, help="lite: JSON config (default: the committed configs/lite.json)")
     p.add_argument("--no-cv", action="store_true", help="lite: skip cross-validation (final fit only)")
     p.add_argument("--no-kd", action="store_true", help="music2emo: no teachers / distillation")
-    p.add_argument("--kd-weight", type=float, default=0.8)
-    p.add_argument("--kd-temperature", type=float, default=1.0)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-epochs", type=int, default=500)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--jamendo-split", type=int, default=0)
+    p.add_argument("--kd-weight", type=float, default=0.8,
+                   help="music2emo: weight of the distillation loss against the labels (default 0.8)")
+    p.add_argument("--kd-temperature", type=float, default=1.0,
+                   help="music2emo: softmax/sigmoid temperature of the teachers' targets (default 1)")
+    p.add_argument("--lr", type=float, default=1e-4, help="music2emo: Adam learning rate (default 1e-4)")
+    p.add_argument("--batch-size", type=int, default=8, help="music2emo: tracks per batch (default 8)")
+    p.add_argument("--max-epochs", type=int, default=500, help="music2emo: epoch limit (default 500)")
+    p.add_argument("--patience", type=int, default=10,
+                   help="music2emo: stop after this many epochs without validation improvement (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="music2emo: random seed (default 0)")
+    add_device(p, help="music2emo: compute device: auto (default; GPU when present), cpu, cuda, cuda:N")
+    p.add_argument("--jamendo-split", type=int, default=0, choices=range(5), metavar="{0..4}",
+                   help="MTG-Jamendo official split number (default 0)")
+    add_progress(p)
     p.set_defaults(func=run)
-
-
-def _named(values, datasets: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for v in values or []:
-        if "=" in v:
-            k, d = v.split("=", 1)
-            out[k] = d
-        elif len(datasets) == 1:
-            out[datasets[0]] = v
-        else:
-            raise ValueError(f"{what} {v!r}: write NAME=DIR when training on several datasets")
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,24 +56,26 @@ def run(args: argparse.Namespace) -> int:
         if args.model == "lite":
             from m2e_plugin.training.lite import load_config, train_lite
 
-            home = args.data_home[0].split("=", 1)[-1]
-            cache = (args.cache[0].split("=", 1)[-1] if args.cache
-                     else default_cache_root() / "features" / "lite" / "fourq")
-            _, card = train_lite(home, cache, config=load_config(args.config), out=args.out, cv=not args.no_cv,
-                                 command=command)
-            print(json.dumps({"out": args.out, "metrics": card["metrics"]}))
+            home = data_homes(args.data_home, ["fourq"])["fourq"]
+            caches = data_homes(args.cache, ["fourq"], option="--cache")
+            cache = caches.get("fourq", default_cache_root() / "features" / "lite" / "fourq")
+            _, card = train_lite(home, cache, config=load_config(args.config), out=args.output, cv=not args.no_cv,
+                                 progress=progress_mode(args) != "never", command=command)
+            print(json.dumps({"output": args.output, "metrics": card["metrics"]}))
             return 0
+        from m2e_plugin.backends.base import resolve_device
         from m2e_plugin.training import music2emo as M
         from m2e_plugin.training.trainer import TrainConfig
 
         datasets = args.dataset or []
         if not datasets:
             raise ValueError("give at least one --dataset for --model music2emo")
-        homes = _named(args.data_home, datasets, "--data-home")
-        caches = _named(args.cache, datasets, "--cache")
+        homes = data_homes(args.data_home, datasets)
+        caches = data_homes(args.cache, datasets, option="--cache")
         cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
                           kd=not args.no_kd, kd_weight=args.kd_weight, kd_temperature=args.kd_temperature,
-                          seed=args.seed, device=args.device, verbose=True)
+                          seed=args.seed, device=resolve_device(args.device),
+                          verbose=progress_mode(args) != "never")
         data = {}
         for name in datasets:
             if name not in homes:
@@ -90,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
         card = {"name": "music2emo-student", "datasets": datasets, "config": cfg.to_dict(), "command": command,
                 "best_epoch": histories["student"].best_epoch + 1, "test_metrics": metrics,
                 "outputs": {"moods": "56 MTG-Jamendo logits (sigmoid)", "va": "valence, arousal on 1-9"}}
-        M.save_student(student, args.out, card)
-        print(json.dumps({"out": args.out, "test_metrics": metrics}))
+        M.save_student(student, args.output, card)
+        print(json.dumps({"output": args.output, "test_metrics": metrics}))
         return 0
     except (ValueError, FileNotFoundError) as exc:
         print(f"m2e train: {exc}", file=sys.stderr)
         return 2
+

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from m2e_plugin.labels import MOOD_TAGS
@@ -22,13 +20,16 @@ def split_track_ids(ds, dataset: str, split: str) -> list[str]:
 
 
 def evaluate_model(model: str, dataset: str, data_home, split: str = "test", *, limit: int | None = None,
-                   device: str = "auto", progress: bool = True, **model_options) -> dict:
+                   device: str = "auto", progress: str = "auto", **model_options) -> dict:
     """Predict every track of the split with ``Music2emo(model)`` and score it.
 
     Returns a dict with ``model``, ``dataset``, ``split``, ``n_tracks``, ``failed`` and the metrics: for 4Q
     quadrant accuracy / macro-F1 and valence / arousal ROC-AUC; for DEAM, EmoMusic, PMEmo R^2 (and RMSE) per
-    dimension; for MTG-Jamendo macro PR-AUC / ROC-AUC over the tags the model predicts.
+    dimension; for MTG-Jamendo macro PR-AUC / ROC-AUC over the tags the model predicts. ``progress`` is a
+    :class:`m2e_plugin.progress.Progress` mode (auto, always, never).
     """
+    from m2e_plugin.progress import Progress
+
     from m2e_plugin import loaders
     from m2e_plugin.predictor import Music2emo
     from m2e_plugin.training.metrics import binary_roc_auc, macro_f1, mood_scores, va_scores
@@ -38,17 +39,15 @@ def evaluate_model(model: str, dataset: str, data_home, split: str = "test", *, 
     m = Music2emo(model, device=device, **model_options)
     tags = [t for t in m.backend.mood_tags if t in MOOD_TAGS]
     rows, failed = [], {}
-    for i, tid in enumerate(ids, 1):
-        track = ds.track(tid)
-        try:
-            out = m.predict(track.audio_path)
-            rows.append((track, out))
-        except Exception as exc:  # keep going: one bad file must not lose the evaluation
-            failed[tid] = str(exc)
-        if progress:
-            print(f"\rm2e evaluate: {i}/{len(ids)} ({len(failed)} failed)", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+    with Progress(len(ids), "m2e evaluate", unit="track", mode=progress) as bar:
+        for tid in ids:
+            track = ds.track(tid)
+            try:
+                out = m.predict(track.audio_path)
+                rows.append((track, out))
+            except Exception as exc:  # keep going: one bad file must not lose the evaluation
+                failed[tid] = str(exc)
+            bar.update(1, failed=tid in failed)
     if len(rows) < 2:
         raise ValueError(f"{dataset}/{split}: only {len(rows)} tracks could be predicted ({len(failed)} failed)")
     result = {"model": model, "dataset": dataset, "split": "all" if dataset == "fourq" else split,

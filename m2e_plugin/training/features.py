@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -86,7 +84,7 @@ def music2emo_extractor(*, mert: str | None = None, chord_method: str = "offline
 
 def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,
                 extract: Callable[[str], dict[str, np.ndarray]], description: dict, *,
-                progress: bool = True, limit: int | None = None) -> dict:
+                progress: str | bool = "auto", limit: int | None = None) -> dict:
     """Compute and store ``extract(path)`` for each ``(track_id, path)``; skip tracks already cached.
 
     Returns the manifest (also written to ``<out>/manifest.json`` after every track, so a crash loses at most
@@ -105,10 +103,14 @@ def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,
         manifest["failed"] = {}  # failures are retried
     tracks = list(tracks)[:limit] if limit else list(tracks)
     done = set(manifest["done"])
-    start = time.time()
-    for i, (track_id, path) in enumerate(tracks, 1):
+    from m2e_plugin.progress import Progress
+
+    mode = {True: "auto", False: "never"}.get(progress, progress)
+    bar = Progress(len(tracks), "m2e features", unit="track", mode=mode)
+    for track_id, path in tracks:
         target = root / f"{track_id}.npz"
         if track_id in done and target.is_file():
+            bar.update(1)
             continue
         try:
             arrays = extract(str(path))
@@ -119,15 +121,10 @@ def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,
             manifest["done"] = sorted(done)
         except Exception as exc:  # batch work goes on past a bad file
             manifest["failed"][track_id] = f"{path}: {exc}"
-            if progress:
-                print(f"\nm2e features: {track_id}: {exc}", file=sys.stderr)
+            bar.write(f"m2e features: {track_id}: {exc}")
         manifest_path.write_text(json.dumps(manifest, indent=1))
-        if progress:
-            rate = i / max(time.time() - start, 1e-9)
-            print(f"\rm2e features: {i}/{len(tracks)} ({rate:.1f} tracks/s, {len(manifest['failed'])} failed)",
-                  end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+        bar.update(1, failed=track_id in manifest["failed"])
+    bar.close()
     manifest_path.write_text(json.dumps(manifest, indent=1))
     return manifest
 

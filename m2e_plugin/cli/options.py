@@ -1,0 +1,101 @@
+"""The options every `m2e` subcommand spells the same way (design.md, "One vocabulary").
+
+==================  ==============================================================================================
+``--model NAME``    the emotion model (``lite`` default, ``music2emo``, a plugin's)
+``--device``        compute device: ``auto`` (GPU when present), ``cpu``, ``cuda``, ``cuda:N``
+``--input-device``  the audio input of ``m2e stream`` (never the compute device)
+``-o/--output``     where results go (a folder or a file, per command)
+``--format``        output format; ``json`` is the default of every command that has it
+``-q/--quiet``      only warnings and errors on stderr (no progress)
+``--progress``      ``auto`` (on a terminal), ``always``, ``never``
+``--data-home``     ``[NAME=]DIR``: where dataset NAME lives (NAME may be left out when one dataset is involved)
+``--checkpoint``    another weights file for the model's head
+``--chords``        the chord recogniser of ``music2emo``
+==================  ==============================================================================================
+
+``tests/test_cli_vocabulary.py`` walks every parser and enforces this table.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DEVICE_HELP = "compute device: auto (default; GPU when present), cpu, cuda, cuda:N"
+PROGRESS_CHOICES = ("auto", "always", "never")
+
+
+def add_device(parser, *, default: str | None = "auto", help: str = DEVICE_HELP) -> None:
+    parser.add_argument("--device", default=default, metavar="DEVICE", help=help)
+
+
+def add_output(parser, *, help: str, required: bool = False, default=None, metavar: str = "OUT") -> None:
+    parser.add_argument("-o", "--output", required=required, default=default, metavar=metavar, help=help)
+
+
+def add_format(parser, choices=("json", "table"), *, help: str | None = None) -> None:
+    """``--format`` whose default is always ``json`` (machine-readable output is JSON on stdout)."""
+    parser.add_argument("--format", choices=choices, default="json",
+                        help=help or f"{' or '.join(choices)} (default json)")
+
+
+def add_progress(parser) -> None:
+    """``-q/--quiet`` and ``--progress auto|always|never`` (read both with :func:`progress_mode`)."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr (no progress)")
+    parser.add_argument("--progress", choices=PROGRESS_CHOICES, default="auto",
+                        help="progress on stderr: auto (default: only on a terminal), always (plain lines when "
+                             "stderr is not a terminal), never")
+
+
+def progress_mode(args: argparse.Namespace) -> str:
+    """The effective progress mode: ``--quiet`` wins over ``--progress``."""
+    return "never" if getattr(args, "quiet", False) else getattr(args, "progress", "auto")
+
+
+def add_data_home(parser, *, repeat: bool = False, required: bool = False, dest: str = "data_home",
+                  help: str | None = None) -> None:
+    """``--data-home [NAME=]DIR`` (read with :func:`data_homes` / :func:`data_home_for`)."""
+    default_help = ("where dataset NAME lives; NAME= may be left out when one dataset is involved "
+                    "(default ~/mir_datasets/<NAME>)")
+    parser.add_argument("--data-home", dest=dest, action="append", default=None if required else [],
+                        required=required, metavar="[NAME=]DIR",
+                        help=(help or default_help) + (" (repeatable)" if repeat else ""))
+
+
+def data_homes(values, datasets=(), *, option: str = "--data-home") -> dict[str, str]:
+    """``[NAME=]DIR`` values -> {name: dir}. A bare DIR belongs to the only dataset in ``datasets``.
+
+    Raises ValueError for an empty part, a bare DIR when the dataset is ambiguous, or a NAME given twice.
+    """
+    datasets = [d for d in datasets if d]
+    out: dict[str, str] = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or "/" in name or "\\" in name:  # a bare DIR (possibly with "=" inside the path)
+            name, sep, path = "", "", value
+        if not path or (sep and not name):
+            raise ValueError(f"{option} expects [NAME=]DIR, got {value!r}")
+        if not name:
+            if len(datasets) != 1:
+                raise ValueError(f"{option} {value!r}: write NAME=DIR"
+                                 + (f" (one of {', '.join(datasets)})" if datasets else ""))
+            name = datasets[0]
+        if name in out and out[name] != path:
+            raise ValueError(f"{option} given twice for {name}: {out[name]} and {path}")
+        out[name] = path
+    return out
+
+
+def data_home_for(values, dataset: str | None) -> str | None:
+    """The folder of ``dataset`` from ``[NAME=]DIR`` values (None: the loader's default), rejecting other names."""
+    homes = data_homes(values, [dataset] if dataset else [])
+    unknown = sorted(set(homes) - {dataset})
+    if unknown:
+        raise ValueError(f"--data-home names {', '.join(unknown)} but the dataset is {dataset}")
+    return homes.get(dataset)
+
+
+def checkpoint_option(model: str, checkpoint: str | None) -> dict[str, str]:
+    """The backend keyword for ``--checkpoint``: ``lite`` calls its weights file ``weights``, others ``checkpoint``."""
+    if not checkpoint:
+        return {}
+    return {"weights" if model == "lite" else "checkpoint": checkpoint}

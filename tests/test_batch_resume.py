@@ -1,0 +1,99 @@
+"""Resume compares effective settings (a default spelled out is the same run) and redoes tracks whose source file
+changed (size or modification time)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from m2e_plugin import batch
+from m2e_plugin.batch.outputs import effective_settings
+from m2e_plugin.cli.main import main
+from m2e_plugin.demo import synth_music
+
+
+class RmsExtractor:
+    """A tiny protocol extractor (no model): RMS of the audio, scaled by ``gain``."""
+
+    name, version, sample_rate = "rms-test", "1.0", 8000
+    outputs = ("lowlevel.rms",)
+    calls = 0
+
+    def __init__(self, *, gain: float = 1.0, device: str = "auto"):
+        self.gain = gain
+
+    def compute(self, audio, sr):
+        type(self).calls += 1
+        return {"lowlevel.rms": float(self.gain * np.sqrt(np.mean(np.square(audio))))}
+
+
+def _clips(folder, n=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        sf.write(folder / f"t{i}.wav", synth_music(0.5, 8000, seed=i), 8000)
+    return folder
+
+
+def _run(src, out, **kw):
+    tracks, _ = batch.expand_inputs([src])
+    return batch.run_batch(tracks, out, extractor=RmsExtractor, progress="never", log=lambda _: None, **kw)
+
+
+def test_defaults_spelled_out_and_the_device_are_the_same_run(tmp_path):
+    src, out = _clips(tmp_path / "in"), tmp_path / "out"
+    assert _run(src, out).done == 3
+    again = _run(src, out, options={"gain": 1, "device": "cpu"})  # int 1 == default 1.0; device is neutral
+    assert again.done == 0 and again.already_done == 3
+    with pytest.raises(batch.BatchError, match="other settings.*gain"):
+        _run(src, out, options={"gain": 2.0})
+
+
+def test_a_changed_source_is_redone_and_an_unchanged_one_is_not(tmp_path):
+    src, out = _clips(tmp_path / "in"), tmp_path / "out"
+    assert _run(src, out).done == 3
+    before = json.loads((out / "t1.wav.json").read_text())["lowlevel"]["rms"]
+    sf.write(src / "t1.wav", 0.1 * synth_music(0.7, 8000, seed=9), 8000)  # replaced: other size and mtime
+    st = os.stat(src / "t2.wav")
+    os.utime(src / "t2.wav", ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # touched: same bytes, new mtime
+    result = _run(src, out)
+    assert (result.source_changed, result.done, result.already_done) == (2, 2, 1)
+    assert json.loads((out / "t1.wav.json").read_text())["lowlevel"]["rms"] != before
+    assert _run(src, out).done == 0  # stamps updated: nothing more to do
+
+
+def test_a_changed_source_that_now_fails_loses_its_stale_output(tmp_path):
+    src, out = _clips(tmp_path / "in", n=1), tmp_path / "out"
+    assert _run(src, out).done == 1
+    (src / "t0.wav").write_bytes(b"not audio any more")
+    result = _run(src, out)
+    assert result.source_changed == 1 and result.failed == 1
+    assert not (out / "t0.wav.json").exists()
+    assert "t0.wav" in (out / "errors.jsonl").read_text()
+
+
+def test_builtin_effective_settings_fill_in_the_model_defaults():
+    from m2e_plugin.plugins import get_extractor_class
+
+    cls = get_extractor_class("lite")
+    plain = effective_settings(cls, {})
+    assert plain == effective_settings(cls, {"threshold": 0.5, "window": plain["window"], "hop": plain["hop"],
+                                             "device": "cpu"})
+    assert plain != effective_settings(cls, {"threshold": 0.6})
+    assert "device" not in plain
+
+
+def test_cli_threshold_default_spelled_out_resumes(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", synth_music(2.0, 22050), 22050)
+    out = tmp_path / "out"
+    assert main(["extract", str(src), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["extract", str(src), "-o", str(out), "-q", "--threshold", "0.5", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["already_done"] == 1
+    assert main(["extract", str(src), "-o", str(out), "-q", "--threshold", "0.7"]) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""Essentia-style pool blocks (m2e_plugin.pools): statistics, classifier blocks, value rule, audio properties."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from m2e_plugin import pools
+
+
+def test_window_stats_full_set_by_hand():
+    s = pools.window_stats([1.0, 2.0, 4.0, 4.0])
+    assert set(s) == set(pools.STATS)
+    assert s["mean"] == 2.75 and s["median"] == 3.0 and s["min"] == 1.0 and s["max"] == 4.0
+    assert s["var"] == pytest.approx(1.6875) and s["stdev"] == pytest.approx(math.sqrt(1.6875))
+    # |diff| = 1, 2, 0 -> mean 1, var 2/3; |diff2| = |1-(-1)|... second difference of x: 1, -2 -> abs 1, 2
+    assert s["dmean"] == pytest.approx(1.0) and s["dvar"] == pytest.approx(2 / 3)
+    assert s["dmean2"] == pytest.approx(1.5) and s["dvar2"] == pytest.approx(0.25)
+    one = pools.window_stats([5.0])
+    assert one["stdev"] == 0.0 and one["dmean"] == 0.0 and one["dvar2"] == 0.0
+    assert all(math.isnan(v) for v in pools.window_stats([]).values())
+
+
+@pytest.mark.parametrize("value, rule", [(5.0, "whole_track"), (7.9, "whole_track"),
+                                          (8.01, "whole_track_outside_windows"), (3.0, "whole_track_outside_windows")])
+def test_value_rule_says_when_the_track_value_leaves_the_windows(value, rule):
+    block = pools.dimension_block("valence", value, [7.4, 7.9, 5.0])
+    assert block["highlevel.music2emo.valence.value"] == value
+    assert block["highlevel.music2emo.valence.value_rule"] == rule
+    assert rule in pools.VALUE_RULES
+
+
+def test_quadrant_block_from_model_probabilities_or_window_share():
+    b = pools.quadrant_block("Q1", {"Q1": 0.7, "Q2": 0.1, "Q3": 0.05, "Q4": 0.15}, ["Q2", "Q2"])
+    ns = "highlevel.music2emo.quadrant"
+    assert b[f"{ns}.value"] == "Q1" and b[f"{ns}.probability"] == 0.7 and b[f"{ns}.source"] == "model"
+    assert [b[f"{ns}.all.{q}"] for q in pools.QUADRANTS] == [0.7, 0.1, 0.05, 0.15]
+    b = pools.quadrant_block("Q4", None, ["Q4", "Q4", "Q1", "Q3"])
+    assert b[f"{ns}.source"] == "window_share" and b[f"{ns}.probability"] == 0.5
+    assert sum(b[f"{ns}.all.{q}"] for q in pools.QUADRANTS) == pytest.approx(1.0)
+
+
+def test_mood_block_single_value_and_a_separate_list():
+    b = pools.mood_block({"sad": 0.2, "happy": 0.9, "calm": 0.6}, 0.5)
+    assert b["highlevel.moodtheme.value"] == "happy" and b["highlevel.moodtheme.probability"] == 0.9
+    assert b["highlevel.moodtheme.above_threshold"] == ["happy", "calm"]
+    assert b["highlevel.moodtheme.all.sad"] == 0.2 and b["highlevel.moodtheme.threshold"] == 0.5
+    assert set(b) <= set(pools.block_names(["sad", "happy", "calm"]))
+
+
+def test_audio_properties_of_pcm_and_mp3(tmp_path):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros((4410, 2)), 44100, subtype="PCM_24")
+    p = pools.audio_properties(wav)
+    assert p == {"sample_rate": 44100, "number_channels": 2, "codec": "pcm_s24le", "bit_rate": 44100 * 2 * 24,
+                 "lossless": True}
+    mp3 = tmp_path / "a.mp3"
+    sf.write(mp3, np.random.default_rng(0).uniform(-0.3, 0.3, 22050 * 3), 22050, format="MP3")
+    p = pools.audio_properties(mp3)
+    assert p["codec"] == "mp3" and p["lossless"] is False and p["number_channels"] == 1
+    assert 8_000 < p["bit_rate"] < 400_000
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_md5_encoded_ignores_tags(tmp_path):
+    """The MD5 of the audio packets: the same for two files that differ only in their tags."""
+    import subprocess
+
+    mp3 = tmp_path / "a.mp3"
+    sf.write(mp3, np.random.default_rng(1).uniform(-0.3, 0.3, 22050 * 2), 22050, format="MP3")
+    tagged = tmp_path / "b.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp3), "-c", "copy", "-metadata", "title=x",
+                    str(tagged)], check=True)
+    with pools.EncodedMD5(mp3) as a, pools.EncodedMD5(tagged) as b:
+        ma, mb = a.result(), b.result()
+    assert ma == mb and len(ma) == 32
+    assert hashlib.md5(mp3.read_bytes()).hexdigest() != hashlib.md5(tagged.read_bytes()).hexdigest()
+    with pools.EncodedMD5(tmp_path / "missing.mp3") as c:
+        assert c.result() is None
