@@ -14,6 +14,8 @@ the :class:`~m2e_plugin.predictor.Music2emo` model of the same name:
   ``highlevel.moodtheme.probability``: the highest tag probability (AcousticBrainz layout);
 * ``tonal.key_music2emo.{key,scale,strength}``: the key the model feeds its head (``music2emo`` only);
 * ``metadata.version.m2e``, ``metadata.audio_properties.{length,analysis_sample_rate}``;
+* ``metadata.warnings``: what decoding lost or the model fell back on (list of ``{code, start, seconds_lost,
+  message}``, empty when nothing went wrong; see :func:`m2e_plugin.audio.stream_audio`);
 * ``metadata.models.<name>.*``: provenance: version, sample rate, window, hop, threshold, device and the scalar
   fields of the model card (weights, licence, metrics...);
 * ``highlevel.music2emo.frames.{start,end,valence,arousal}``: per-window series (only with ``frames=True``).
@@ -73,7 +75,7 @@ def descriptor_names(model: str, tags=MOOD_TAGS, *, key: bool = False, frames: b
     if key:
         names += ["tonal.key_music2emo.key", "tonal.key_music2emo.scale", "tonal.key_music2emo.strength"]
     names += ["metadata.version.m2e", "metadata.audio_properties.length",
-              "metadata.audio_properties.analysis_sample_rate"]
+              "metadata.audio_properties.analysis_sample_rate", "metadata.warnings"]
     names += [f"metadata.models.{model}.{f}" for f in _MODEL_FIELDS]
     if frames:
         names += [f"{_NS}.frames.{f}" for f in ("start", "end", "valence", "arousal")]
@@ -186,9 +188,11 @@ class Music2emoExtractor:
         from m2e_plugin.audio import stream_audio
 
         backend = self._model.backend
-        return self._compute_blocks(stream_audio(path, int(backend.sample_rate), block_seconds=backend.block_seconds))
+        warnings: list[dict[str, Any]] = []
+        blocks = stream_audio(path, int(backend.sample_rate), block_seconds=backend.block_seconds, warnings=warnings)
+        return self._compute_blocks(blocks, warnings)
 
-    def _compute_blocks(self, blocks) -> dict[str, Any]:
+    def _compute_blocks(self, blocks, warnings: list | None = None) -> dict[str, Any]:
         """Track prediction and window statistics in one pass over consecutive blocks at the model's rate."""
         from collections import deque
 
@@ -230,7 +234,8 @@ class Music2emoExtractor:
             while decoded:
                 yield decoded.popleft()
 
-        track = self._model.format(backend.predict_track(track_blocks()), self.threshold)
+        prediction = backend.predict_track(track_blocks())
+        track = self._model.format(prediction, self.threshold)
 
         out: dict[str, Any] = {}
         for dim, series in (("valence", valence), ("arousal", arousal)):
@@ -252,6 +257,7 @@ class Music2emoExtractor:
         out["metadata.version.m2e"] = __version__
         out["metadata.audio_properties.length"] = total[0] / rate
         out["metadata.audio_properties.analysis_sample_rate"] = rate
+        out["metadata.warnings"] = list(warnings or ()) + list(prediction.extras.get("warnings", ()))
         out.update(self._provenance)
         if self.frames:
             out[f"{_NS}.frames.start"] = starts

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from m2e_plugin.audio import AudioInput, load_audio, stream_audio
+from m2e_plugin.audio import AudioInput, audio_source, load_audio, stream_audio
 from m2e_plugin.backends.base import EmotionBackend, Prediction, get_backend
 from m2e_plugin.labels import quadrant
 
@@ -55,21 +55,27 @@ class Music2emo:
         window: float | None = None,
         hop: float | None = None,
     ) -> dict[str, Any]:
-        """Predict emotion for a file path or ``(samples, sr)``.
+        """Predict emotion for a file path, ``"-"`` (stdin), bytes, a binary file object or ``(samples, sr)``.
 
         Returns a dict with ``valence``, ``arousal`` (1-9), ``predicted_moods`` (tags with probability >
         threshold, most probable first), ``mood_probabilities`` ({tag: p} for every tag the model predicts),
-        ``quadrant`` ("Q1".."Q4"), ``model``, ``duration`` (seconds) and ``key`` (when the model estimates one).
+        ``quadrant`` ("Q1".."Q4"), ``model``, ``duration`` (seconds decoded), ``key`` (when the model estimates
+        one) and ``warnings``: what decoding lost or the model had to fall back on (see
+        :func:`m2e_plugin.audio.stream_audio`; empty when nothing went wrong).
         With ``timeline=True`` it adds ``timeline``: one entry per window (``window``/``hop`` seconds, model
         defaults otherwise) with ``start``, ``end``, ``valence``, ``arousal``, ``quadrant`` and ``top_moods``.
         """
         threshold = self.threshold if threshold is None else float(threshold)
         backend = self.backend
-        blocks, duration_box = self._blocks(audio, sr)
-        result = self.format(backend.predict_track(blocks), threshold)
-        result["duration"] = round(duration_box[0], 3)
-        if timeline:
-            result["timeline"] = self.timeline(audio, sr, window=window, hop=hop, threshold=threshold)
+        warnings: list[dict[str, Any]] = []
+        with audio_source(audio) as audio:  # stdin, pipes, bytes, file objects: read once, used twice for a timeline
+            blocks, duration_box = self._blocks(audio, sr, warnings)
+            prediction = backend.predict_track(blocks)
+            result = self.format(prediction, threshold)
+            result["duration"] = round(duration_box[0], 3)
+            result["warnings"] = warnings + list(prediction.extras.get("warnings", ()))
+            if timeline:
+                result["timeline"] = self.timeline(audio, sr, window=window, hop=hop, threshold=threshold)
         return result
 
     def format(self, prediction: Prediction, threshold: float | None = None) -> dict[str, Any]:
@@ -99,7 +105,7 @@ class Music2emo:
         hop = float(backend.hop_seconds if hop is None else hop)
         if not (window > 0 and hop > 0):  # also rejects NaN
             raise ValueError(f"window and hop must be positive, got window={window}, hop={hop}")
-        blocks, _ = self._blocks(audio, sr)
+        blocks, _ = self._blocks(audio, sr, [])  # decoding's warnings are reported once, by predict
         entries = []
         pending: list[tuple[float, np.ndarray]] = []
 
@@ -125,8 +131,10 @@ class Music2emo:
         flush()
         return entries
 
-    def _blocks(self, audio: AudioInput, sr: int | None) -> tuple[Iterator[np.ndarray], list[float]]:
-        """Stream the input as backend-rate blocks; the returned box holds the duration once consumed."""
+    def _blocks(self, audio: AudioInput, sr: int | None,
+                warnings: list | None = None) -> tuple[Iterator[np.ndarray], list[float]]:
+        """Stream the input as backend-rate blocks; the returned box holds the duration once consumed; what
+        decoding lost goes to ``warnings``."""
         backend = self.backend
         duration_box = [0.0]
 
@@ -136,7 +144,7 @@ class Music2emo:
                 step = max(1, int(backend.block_seconds * backend.sample_rate))
                 it = (samples[i : i + step] for i in range(0, samples.size, step))
             else:
-                it = stream_audio(audio, backend.sample_rate, block_seconds=backend.block_seconds)
+                it = stream_audio(audio, backend.sample_rate, block_seconds=backend.block_seconds, warnings=warnings)
             for block in it:
                 duration_box[0] += block.size / backend.sample_rate
                 yield block
