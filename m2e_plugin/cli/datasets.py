@@ -3,6 +3,7 @@
     m2e datasets [--data-home NAME=DIR ...]          JSON list: every loader, with track counts where data is found
     m2e datasets info NAME --data-home DIR            JSON: tracks, audio present, splits, label ranges
     m2e datasets validate NAME --data-home DIR        JSON: missing / corrupt audio per track; exit 1 if any
+                                                      (--decode: also damaged-but-usable tracks and what was lost)
 
 Without ``--data-home`` a dataset is looked for where mirdata looks: ``~/mir_datasets/<name>``.
 """
@@ -132,7 +133,8 @@ def _info(args) -> int:
 
 def _validate(args) -> int:
     ds = _open(args.name, args.home)
-    missing, invalid = ds.validate(verbose=True, decode=args.decode)
+    damaged: dict = {}
+    missing, invalid = ds.validate(verbose=True, decode=args.decode, damaged=damaged)
     n = len(ds.track_ids)
     missing_ids = [i for i in ds.track_ids if i in missing]
     out = {
@@ -146,6 +148,9 @@ def _validate(args) -> int:
         "missing_tracks": {i: missing[i][0] for i in (missing_ids if args.full else missing_ids[:_EXAMPLES])},
         "corrupt_tracks": {i: invalid[i][0] for i in ds.track_ids if i in invalid},
     }
+    if args.decode:  # usable, but decoding lost part of the audio (m2e_plugin.audio.check_audio)
+        out["damaged"] = len(damaged)
+        out["damaged_tracks"] = {i: damaged[i] for i in ds.track_ids if i in damaged}
     json.dump(out, sys.stdout, indent=2)
     print()
     return 1 if (missing or invalid) else 0
