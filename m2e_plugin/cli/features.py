@@ -22,7 +22,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="cache folder")
     p.add_argument("--limit", type=int, default=None, help="only the first N tracks (smoke runs)")
     p.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
-    p.add_argument("--chord-method", default="offline", help="music2emo: chord recogniser (offline)")
+    p.add_argument("--chords", choices=("auto", "btc", "offline"), default="auto",
+                   help="music2emo: chord recogniser, as in predict (auto = BTC when its weights are available, "
+                   "else offline with a warning; btc = BTC or exit 2)")
+    p.add_argument("--chord-model", default=None, help="music2emo: BTC chord model (.pt), as in predict")
     p.add_argument("--device", default="auto", help="music2emo: auto, cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         if args.model == "lite":
             extract, desc = F.lite_extractor()
         else:
-            extract, desc = F.music2emo_extractor(mert=args.mert, chord_method=args.chord_method, device=args.device)
+            extract, desc = F.music2emo_extractor(mert=args.mert, chords=args.chords, chord_model=args.chord_model,
+                                                 device=args.device)
         desc = {**desc, "dataset": args.dataset}
         manifest = F.build_cache(tracks, out, extract, desc, progress=not args.quiet, limit=args.limit)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
