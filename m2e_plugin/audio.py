@@ -205,6 +205,9 @@ def audio_source(source: AudioInput) -> Iterator:
         reader, label, close = source, name if isinstance(name, str) else "<file object>", False
     elif isinstance(source, (str, os.PathLike)):
         if os.fspath(source) == STDIN:
+            if sys.stdin is None or sys.stdin.isatty():  # reading a terminal would wait for ever
+                raise AudioError("<stdin>", "standard input is a terminal, not audio: pipe a file into it "
+                                 "(cat song.mp3 | m2e predict -)")
             reader, label, close = sys.stdin.buffer, "<stdin>", False
         else:
             path, pipe = _checked_path(source)
