@@ -2,6 +2,7 @@
 
     nice python benchmarks/bench_music2emo.py                      # CPU, 30 s / 3 min / 10 min, BTC chords
     python benchmarks/bench_music2emo.py --durations 30 --device cuda --chords offline
+    nice python benchmarks/bench_music2emo.py --mert-layers --durations 30   # MERT through 7 layers vs all 12
 
 Weights: the full-size MERT-v1-95M architecture (config of m-a-p/MERT-v1-95M), the published head layout and the
 full-size BTC large-vocabulary network, all with RANDOM weights (the hub is not reachable from CI machines). Timing
@@ -10,6 +11,9 @@ does not depend on the weight values; predictions do, so they are not printed. A
 
 Each duration runs in a fresh subprocess so that the peak resident memory (ru_maxrss) belongs to that case alone.
 Prints a markdown table; RTF = processing seconds / audio seconds (below 1 is faster than real time).
+``--mert-layers`` also times MERT alone on one 30 s segment, built up to layer 7 (what the backend runs: Music2Emo
+reads hidden states 6 and 7) against all 12 layers, alternating the two so machine load hits both alike, and
+checks that the embeddings are identical.
 """
 
 from __future__ import annotations
@@ -97,17 +101,55 @@ def worker(args) -> None:
     print(json.dumps(row))
 
 
+def mert_layers_worker(args) -> None:
+    """Median seconds of one 30 s segment through MERT built to layer 7 vs all 12; embeddings must be identical."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from m2e_plugin.audio import load_audio
+    from m2e_plugin.backbones.mert import MUSIC2EMO_LAYERS, load_mert, segment_embedding
+
+    weights = json.loads(args.weights)
+    full = load_mert(weights["mert"], device=args.device)
+    cut = load_mert(weights["mert"], device=args.device, last_layer=max(MUSIC2EMO_LAYERS))
+    x, _ = load_audio(args.mert_layers_worker, target_sr=24000)
+    segment = x[: 30 * 24000]
+    times: dict[str, list[float]] = {"full": [], "cut": []}
+    outputs = {}
+    for _ in range(args.repeats):
+        for name, model in (("full", full), ("cut", cut)):
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            outputs[name] = segment_embedding(model, segment)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    print(json.dumps({"full_s": float(np.median(times["full"])), "cut_s": float(np.median(times["cut"])),
+                      "layers_full": len(full.encoder.layers), "layers_cut": len(cut.encoder.layers),
+                      "identical": bool(np.array_equal(outputs["full"], outputs["cut"])),
+                      "max_abs_diff": float(np.abs(outputs["full"] - outputs["cut"]).max())}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--durations", type=float, nargs="+", default=[30.0, 180.0, 600.0], help="audio seconds")
     p.add_argument("--device", default="cpu")
     p.add_argument("--chords", choices=("btc", "offline"), default="btc")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--mert-layers", action="store_true",
+                   help="also time MERT alone on 30 s: built to layer 7 (used) vs all 12 layers")
+    p.add_argument("--repeats", type=int, default=3, help="--mert-layers: runs of each (median reported)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--mert-layers-worker", help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.mert_layers_worker:
+        mert_layers_worker(args)
         return
     os.environ["HF_HUB_OFFLINE"] = "1"
     with tempfile.TemporaryDirectory(prefix="m2e-bench-") as tmp:
@@ -126,6 +168,17 @@ def main() -> None:
                 sys.exit(f"worker failed for {seconds} s:\n{proc.stderr}")
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             wav.unlink()
+        layers = None
+        if args.mert_layers:
+            wav = root / "music_30s.wav"
+            write_audio(wav, 30.0)
+            print("timing MERT layers ...", file=sys.stderr)
+            cmd = [sys.executable, __file__, "--mert-layers-worker", str(wav), "--weights", json.dumps(weights),
+                   "--device", args.device, "--threads", str(args.threads), "--repeats", str(args.repeats)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"MERT layer worker failed:\n{proc.stderr}")
+            layers = json.loads(proc.stdout.strip().splitlines()[-1])
     import platform
 
     import torch
@@ -148,6 +201,13 @@ def main() -> None:
         if gpu:
             line += f" {r['peak_gpu_mb']:.0f} |"
         print(line)
+    if layers:
+        print(f"\nMERT alone, one 30 s segment, median of {args.repeats} (alternating):\n")
+        print("| MERT layers run | seconds | share of 12 layers | embeddings identical |")
+        print("|---|---|---|---|")
+        print(f"| 1-{layers['layers_full']} | {layers['full_s']:.2f} | 1.00 | |")
+        print(f"| 1-{layers['layers_cut']} | {layers['cut_s']:.2f} | {layers['cut_s'] / layers['full_s']:.2f} | "
+              f"{'yes' if layers['identical'] else 'NO (max diff %.2g)' % layers['max_abs_diff']} |")
 
 
 if __name__ == "__main__":

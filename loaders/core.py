@@ -517,20 +517,17 @@ def load_audio(fhandle: str) -> Tuple[np.ndarray, int]:
     return _load(fhandle)
 
 
-def check_audio_file(path: str, decode: bool = False) -> Optional[str]:
+def check_audio_file(path: str, decode: bool = False, warnings: Optional[list] = None) -> Optional[str]:
     """Return None when ``path`` is usable audio, else the cause as text.
 
-    With ``decode=False`` only the header is read (fast); ``decode=True`` decodes the whole file.
+    The test is :func:`m2e_plugin.audio.check_audio`, the one every face of m2e applies. With ``decode=False``
+    only the header is read (fast); ``decode=True`` decodes the whole file: damaged or cut files whose audio
+    partly decodes are usable, and what was lost goes to ``warnings`` (logged when it is None).
     """
-    from m2e_plugin.audio import AudioError, info
+    from m2e_plugin.audio import AudioError, check_audio
 
     try:
-        if decode:
-            load_audio(path)
-        else:
-            i = info(path)
-            if i.frames <= 0:
-                return "audio has zero frames"
+        check_audio(path, decode=decode, warnings=warnings)
     except AudioError as exc:
         return exc.cause
     except Exception as exc:  # any decoder failure counts as corrupt, never crashes validation
@@ -800,7 +797,7 @@ class EmotionDataset(core.Dataset):
 
     # -- validation --------------------------------------------------------------------------------------------------
 
-    def validate(self, verbose: bool = True, decode: bool = False):
+    def validate(self, verbose: bool = True, decode: bool = False, damaged: Optional[dict] = None):
         """Check every track's audio: present, and readable (header, or a full decode with ``decode=True``).
 
         Never raises for bad audio; everything is reported.
@@ -808,6 +805,8 @@ class EmotionDataset(core.Dataset):
         Args:
             verbose (bool): print progress and a summary to stderr
             decode (bool): decode each file fully instead of only reading its header (slower, finds truncation)
+            damaged (dict, optional): filled with ``{track_id: [warning, ...]}`` for usable tracks whose decode
+                lost audio (``decode=True``; see :func:`m2e_plugin.audio.stream_audio`)
 
         Returns:
             * dict - ``{track_id: [missing path]}``
@@ -822,9 +821,15 @@ class EmotionDataset(core.Dataset):
             if not file_exists(path):
                 missing[track_id] = [path]
                 continue
-            cause = check_audio_file(path, decode=decode)
+            lost: list = []
+            cause = check_audio_file(path, decode=decode, warnings=lost)
             if cause is not None:
                 invalid[track_id] = [f"{path}: {cause}"]
+            elif lost:
+                if damaged is not None:
+                    damaged[track_id] = lost
+                if verbose:
+                    print(f"{path}: usable, but " + "; ".join(w["message"] for w in lost), file=sys.stderr)
         if verbose:
             n = len(self.track_ids)
             print(

@@ -17,6 +17,8 @@ analysis pass (:func:`m2e_plugin.analysis.analyse`):
 * ``tonal.key_<model>.{key,scale,strength}``: the key the model feeds its head (models that predict one:
   ``music2emo``);
 * ``metadata.version.m2e``, ``metadata.audio_properties.{length,analysis_sample_rate}``;
+* ``metadata.warnings``: what decoding lost or the model fell back on (list of ``{code, start, seconds_lost,
+  message}``, empty when nothing went wrong; see :func:`m2e_plugin.audio.stream_audio`);
 * ``metadata.models.<name>.*``: provenance: version, sample rate, window, hop, threshold, device and the scalar
   fields of the model card (weights, licence, metrics...);
 * ``highlevel.music2emo.frames.{start,end,valence,arousal}``: per-window series (only with ``frames=True``).
@@ -58,7 +60,7 @@ def descriptor_names(model: str, tags=MOOD_TAGS, *, key: bool = False, frames: b
     if key:
         names += [f"tonal.key_{model}.key", f"tonal.key_{model}.scale", f"tonal.key_{model}.strength"]
     names += ["metadata.version.m2e", "metadata.audio_properties.length",
-              "metadata.audio_properties.analysis_sample_rate"]
+              "metadata.audio_properties.analysis_sample_rate", "metadata.warnings"]
     names += [f"metadata.models.{model}.{f}" for f in _MODEL_FIELDS]
     if frames:
         names += [f"{_NS}.frames.{f}" for f in ("start", "end", "valence", "arousal")]
@@ -177,9 +179,11 @@ class ModelExtractor:
         """
         from m2e_plugin.analysis import decode_blocks
 
-        return self._compute_blocks(decode_blocks(self._model.backend, path, on_audio=on_audio))
+        warnings: list[dict[str, Any]] = []
+        return self._compute_blocks(decode_blocks(self._model.backend, path, on_audio=on_audio, warnings=warnings),
+                                    warnings)
 
-    def _compute_blocks(self, blocks) -> dict[str, Any]:
+    def _compute_blocks(self, blocks, warnings: list | None = None) -> dict[str, Any]:
         """Track prediction and window statistics in one analysis pass over consecutive blocks."""
         from m2e_plugin import __version__
         from m2e_plugin.analysis import analyse
@@ -211,6 +215,7 @@ class ModelExtractor:
         out["metadata.version.m2e"] = __version__
         out["metadata.audio_properties.length"] = result.duration
         out["metadata.audio_properties.analysis_sample_rate"] = int(backend.sample_rate)
+        out["metadata.warnings"] = list(warnings or ()) + list(result.track.extras.get("warnings", ()))
         out.update(self._provenance)
         if self.frames:
             out[f"{_NS}.frames.start"] = [w.start for w in result.windows]

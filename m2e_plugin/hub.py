@@ -14,8 +14,8 @@ BTC chords     ``chord_model=``            ``M2E_CHORD_MODEL``     Space ``amaai
 
 Downloads go to the standard hub cache (``HF_HOME`` / ``HF_HUB_CACHE``); ``HF_HUB_OFFLINE=1`` (read at call
 time) means cache only. When MERT or the head cannot be had, :class:`WeightsUnavailableError` lists everything
-missing at once and how to provide it. BTC is optional: without it the backend uses the offline chord recogniser
-and says so in its model card.
+missing at once and how to provide it. BTC is optional with ``chords="auto"``: without it the backend uses the
+offline chord recogniser and says so (a warning on stderr and in every result); ``chords="btc"`` makes it required.
 """
 
 from __future__ import annotations
@@ -127,10 +127,45 @@ def fetch_mert(repo_id: str = MERT_REPO, *, local_files_only: bool | None = None
     raise WeightsUnavailableError({f"MERT ({repo_id})": "weights " + _why(errors[-1], offline)}, offline)
 
 
+def _explicit(value, env) -> tuple:
+    """``(value, how it was given)`` from an argument, else the environment variable ``env``; else (None, None)."""
+    if value is not None:
+        return value, "argument"
+    if os.environ.get(env):
+        return os.environ[env], f"env {env}"
+    return None, None
+
+
+def _find_file(value_how, repo, filename, repo_type, *, cache_only: bool, offline: bool,
+               cache_dir) -> tuple[Path | None, str]:
+    """``(path, where it came from)`` for an explicit file or a hub file; ``(None, why not)`` when unavailable."""
+    value, how = value_how
+    if value is not None:
+        p = Path(os.fspath(value)).expanduser()
+        return (p, how) if p.is_file() else (None, f"{p} not found (given by {how})")
+    try:
+        p = _download(repo, filename, repo_type=repo_type, local_files_only=cache_only, cache_dir=cache_dir)
+        return p, f"hub {repo_type + ':' if repo_type else ''}{repo}/{filename}"
+    except Exception as exc:
+        return None, f"{repo}/{filename}: {_why(exc, offline) if not cache_only or offline else _UNREACHABLE}"
+
+
+def find_chord_model(chord_model: str | os.PathLike | None = None, *, local_files_only: bool | None = None,
+                     cache_dir=None) -> tuple[Path | None, str]:
+    """The BTC weights alone (training features need no head): ``(path, source)`` or ``(None, why not)``.
+
+    An explicit ``chord_model`` or ``$M2E_CHORD_MODEL`` that does not exist is ``(None, why)`` as well; callers
+    decide whether that is an error (``--chords btc``) or a fallback (``--chords auto``).
+    """
+    offline = hub_offline() if local_files_only is None else bool(local_files_only)
+    return _find_file(_explicit(chord_model, ENV_CHORD_MODEL), BTC_REPO, BTC_FILE, BTC_REPO_TYPE,
+                      cache_only=offline, offline=offline, cache_dir=cache_dir)
+
+
 def resolve_music2emo_weights(mert: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
                               chord_model: str | os.PathLike | None = None, *,
                               local_files_only: bool | None = None, cache_dir=None,
-                              use_btc: bool = True) -> Music2EmoWeights:
+                              use_btc: bool = True, require_btc: bool = False) -> Music2EmoWeights:
     """Find (or fetch) the three pieces of the ``music2emo`` model.
 
     Parameters
@@ -147,11 +182,14 @@ def resolve_music2emo_weights(mert: str | os.PathLike | None = None, checkpoint:
         Hub cache directory (default: the standard one).
     use_btc : bool
         ``False`` skips looking for BTC (the backend then uses the offline chord recogniser).
+    require_btc : bool
+        BTC missing is an error (``chords="btc"``), listed with the other missing pieces.
 
     Raises
     ------
     WeightsUnavailableError
-        MERT or the head is unavailable (the message lists every missing piece and how to provide it).
+        MERT or the head (or BTC, when required or given) is unavailable (the message lists every missing piece
+        and how to provide it).
     """
     offline = hub_offline() if local_files_only is None else bool(local_files_only)
     cache_only = offline
@@ -159,15 +197,8 @@ def resolve_music2emo_weights(mert: str | os.PathLike | None = None, checkpoint:
     sources: dict[str, str] = {}
     notes: dict[str, str] = {}
 
-    def explicit(value, env):
-        if value is not None:
-            return value, "argument"
-        if os.environ.get(env):
-            return os.environ[env], f"env {env}"
-        return None, None
-
     # MERT: a directory, or a hub id.
-    mert_value, how = explicit(mert, ENV_MERT)
+    mert_value, how = _explicit(mert, ENV_MERT)
     mert_dir = None
     if mert_value is not None and Path(os.fspath(mert_value)).expanduser().is_dir():
         mert_dir, sources["mert"] = Path(os.fspath(mert_value)).expanduser(), how
@@ -185,33 +216,22 @@ def resolve_music2emo_weights(mert: str | os.PathLike | None = None, checkpoint:
                     cache_only = True  # hub unreachable: the other pieces come from the cache or not at all,
                     # instead of paying huggingface_hub's retries once more per file
 
-    def file_piece(key, value_env, repo, filename, repo_type=None):
-        value, how = value_env
-        if value is not None:
-            p = Path(os.fspath(value)).expanduser()
-            if p.is_file():
-                sources[key] = how
-                return p
-            return f"{p} not found (given by {how})"
-        try:
-            p = _download(repo, filename, repo_type=repo_type, local_files_only=cache_only, cache_dir=cache_dir)
-            sources[key] = f"hub {repo_type + ':' if repo_type else ''}{repo}/{filename}"
-            return p
-        except Exception as exc:
-            return f"{repo}/{filename}: {_why(exc, offline) if not cache_only or offline else _UNREACHABLE}"
-
-    head = file_piece("checkpoint", explicit(checkpoint, ENV_CHECKPOINT), HEAD_REPO, HEAD_FILE)
-    if not isinstance(head, Path):
-        missing["head checkpoint (J_all.ckpt)"] = head
-    btc: Path | str | None = None
+    head, how = _find_file(_explicit(checkpoint, ENV_CHECKPOINT), HEAD_REPO, HEAD_FILE, None,
+                           cache_only=cache_only, offline=offline, cache_dir=cache_dir)
+    if head is None:
+        missing["head checkpoint (J_all.ckpt)"] = how
+    else:
+        sources["checkpoint"] = how
+    btc = None
     if use_btc:
-        btc = file_piece("chord_model", explicit(chord_model, ENV_CHORD_MODEL), BTC_REPO, BTC_FILE,
-                         BTC_REPO_TYPE)
-        if not isinstance(btc, Path):
-            notes["chord_model"] = btc
-            if chord_model is not None or os.environ.get(ENV_CHORD_MODEL):
-                missing["BTC chord model"] = btc  # explicitly asked for: a wrong path is an error
-            btc = None
+        btc, how = _find_file(_explicit(chord_model, ENV_CHORD_MODEL), BTC_REPO, BTC_FILE, BTC_REPO_TYPE,
+                              cache_only=cache_only, offline=offline, cache_dir=cache_dir)
+        if btc is None:
+            notes["chord_model"] = how
+            if require_btc or chord_model is not None or os.environ.get(ENV_CHORD_MODEL):
+                missing["BTC chord model"] = how  # asked for: a wrong path or no weights is an error
+        else:
+            sources["chord_model"] = how
     if missing:
         if "chord_model" in notes and "BTC chord model" not in missing:
             missing["BTC chord model (optional)"] = notes["chord_model"]

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from m2e_plugin.analysis import WindowPrediction, analyse, decode_blocks, iter_windows, sliding_windows, window_settings
-from m2e_plugin.audio import AudioInput
+from m2e_plugin.audio import AudioInput, audio_source
 from m2e_plugin.backends.base import EmotionBackend, Prediction, get_backend
 from m2e_plugin.labels import quadrant
 
@@ -62,7 +62,7 @@ class Music2emo:
         hop: float | None = None,
         on_audio: Callable[[float], None] | None = None,
     ) -> dict[str, Any]:
-        """Predict emotion for a file path or ``(samples, sr)``.
+        """Predict emotion for a file path, ``"-"`` (stdin), bytes, a binary file object or ``(samples, sr)``.
 
         Returns a dict with ``valence``, ``arousal`` (1-9), ``predicted_moods`` (tags with probability >
         threshold, most probable first), ``mood_probabilities`` ({tag: p} for every tag the model predicts),
@@ -70,14 +70,19 @@ class Music2emo:
         ``quadrant_probabilities`` (when the model gives them: ``lite``). With ``timeline=True`` it adds
         ``timeline``: one entry per window (``window``/``hop`` seconds, model defaults otherwise) with ``start``,
         ``end``, ``valence``, ``arousal``, ``quadrant`` and ``top_moods``; the input is decoded once for both.
+        ``warnings`` lists what decoding lost or the model had to fall back on (see
+        :func:`m2e_plugin.audio.stream_audio`; empty when nothing went wrong).
         ``on_audio(seconds)`` is called as the audio is read (seconds read so far), for progress on long files.
         """
         threshold = self.threshold if threshold is None else float(threshold)
         window, hop = window_settings(self.backend, window, hop)  # checked before any decoding
-        result = analyse(self.backend, decode_blocks(self.backend, audio, sr, on_audio), track=True, windows=timeline,
-                         window=window, hop=hop)
+        warnings: list[dict[str, Any]] = []
+        with audio_source(audio) as source:  # stdin, pipes, bytes, file objects: spooled to a readable form
+            result = analyse(self.backend, decode_blocks(self.backend, source, sr, on_audio, warnings), track=True,
+                             windows=timeline, window=window, hop=hop)
         out = self.format(result.track, threshold)
         out["duration"] = round(result.duration, 3)
+        out["warnings"] = warnings + list(result.track.extras.get("warnings", ()))
         if timeline:
             out["timeline"] = [self._timeline_entry(w, threshold) for w in result.windows]
         return out
@@ -107,8 +112,9 @@ class Music2emo:
                  hop: float | None = None, threshold: float | None = None, top_k: int = 3) -> list[dict[str, Any]]:
         """Per-window predictions over the whole input, streamed (constant memory in the file's length)."""
         window, hop = window_settings(self.backend, window, hop)
-        windows = iter_windows(self.backend, decode_blocks(self.backend, audio, sr), window=window, hop=hop)
-        return [self._timeline_entry(w, threshold, top_k) for w in windows]
+        with audio_source(audio) as source:
+            windows = iter_windows(self.backend, decode_blocks(self.backend, source, sr), window=window, hop=hop)
+            return [self._timeline_entry(w, threshold, top_k) for w in windows]
 
     def _timeline_entry(self, w: WindowPrediction, threshold: float | None, top_k: int = 3) -> dict[str, Any]:
         formatted = self.format(w.prediction, threshold)

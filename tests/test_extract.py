@@ -161,8 +161,8 @@ def test_expand_inputs(tmp_path):
     sf.write(other / "a.wav", np.zeros(100), 8000)
     with pytest.raises(batch.BatchError, match="same output 'a.wav'"):
         batch.expand_inputs([root, other])
-    with pytest.raises(batch.BatchError, match="nope.wav: input not found"):
-        batch.expand_inputs([tmp_path / "nope.wav"])
+    tracks, _ = batch.expand_inputs([tmp_path / "nope.wav"])  # a missing input is a track that will fail, alone
+    assert [(t.id, t.path) for t in tracks] == [("nope.wav", str(tmp_path / "nope.wav"))]
 
 
 # ---------------------------------------------------------------------------------------------------- batches

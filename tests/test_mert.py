@@ -112,3 +112,27 @@ def test_hub_id_goes_through_cache(tmp_path, monkeypatch):
     model = load_mert("m-a-p/MERT-v1-95M")
     assert model.config.hidden_size == 16
     assert ("m-a-p/MERT-v1-95M", "config.json", True) in calls
+
+
+def test_stopping_after_the_last_used_layer_changes_nothing(tmp_path):
+    """Music2Emo reads hidden states 6 and 7: a model built up to layer 7 gives identical hidden states 0..7 (and so
+    identical embeddings) to the full 12-layer one, and the skipped layers are neither built nor run."""
+    from m2e_plugin.backbones.mert import MUSIC2EMO_LAYERS, mert_hidden_means, segment_embedding
+
+    d = make_mert_dir(tmp_path / "twelve", seed=4, **{**SMALL, "num_hidden_layers": 12})
+    full = load_mert(d)
+    last = max(MUSIC2EMO_LAYERS)
+    cut = load_mert(d, last_layer=last)
+    assert len(full.encoder.layers) == 12 and len(cut.encoder.layers) == last
+    x = np.random.default_rng(5).standard_normal(3 * 24000).astype(np.float32) * 0.1
+    full_means, cut_means = mert_hidden_means(full, [x])[0], mert_hidden_means(cut, [x])[0]
+    assert full_means.shape[0] == 13 and cut_means.shape[0] == last + 1
+    np.testing.assert_array_equal(cut_means, full_means[: last + 1])
+    np.testing.assert_array_equal(segment_embedding(cut, x), segment_embedding(full, x))
+    with torch.inference_mode():  # raw hidden states too, not only their time means
+        a = full(torch.from_numpy(x)[None], output_hidden_states=True).hidden_states
+        b = cut(torch.from_numpy(x)[None], output_hidden_states=True).hidden_states
+    for i in range(last + 1):
+        assert torch.equal(a[i], b[i])
+    with pytest.raises(MertLoadError, match="last_layer must be 1..12"):
+        load_mert(d, last_layer=13)

@@ -96,7 +96,8 @@ def _strip_prefix(state: dict, model_keys: set) -> dict:
     return state
 
 
-def load_mert(name_or_dir: str | os.PathLike = "m-a-p/MERT-v1-95M", *, device: str = "cpu", local_files_only=None):
+def load_mert(name_or_dir: str | os.PathLike = "m-a-p/MERT-v1-95M", *, device: str = "cpu", local_files_only=None,
+              last_layer: int | None = None):
     """Load MERT as a stock ``HubertModel`` in eval mode.
 
     Parameters
@@ -109,6 +110,10 @@ def load_mert(name_or_dir: str | os.PathLike = "m-a-p/MERT-v1-95M", *, device: s
         Torch device for the returned model.
     local_files_only : bool, optional
         Hub ids only: never touch the network (default: follow ``HF_HUB_OFFLINE``).
+    last_layer : int, optional
+        Build only transformer layers ``1..last_layer`` (Music2Emo needs hidden states up to 7 of 12: layers
+        8-12 are neither loaded nor run). ``hidden_states[0..last_layer]`` are identical to the full model's, since
+        MERT-v1 (``do_stable_layer_norm=false``) applies no norm after its last layer. ``None`` keeps them all.
 
     Returns
     -------
@@ -136,12 +141,18 @@ def load_mert(name_or_dir: str | os.PathLike = "m-a-p/MERT-v1-95M", *, device: s
     except (OSError, json.JSONDecodeError) as exc:
         raise MertLoadError(f"{cfg_file}: not valid JSON: {exc}") from exc
     hcfg = hubert_config_from_mert(config, str(cfg_file))
+    if last_layer is not None:
+        if not 1 <= int(last_layer) <= hcfg.num_hidden_layers:
+            raise MertLoadError(f"{path}: last_layer must be 1..{hcfg.num_hidden_layers}, got {last_layer}")
+        if not hcfg.do_stable_layer_norm:  # (the stable variant norms the last layer's output: keep every layer)
+            hcfg.num_hidden_layers = int(last_layer)
     # transformers' default attention (SDPA where available): no T x T probability matrix kept per head, which
     # matters for 30 s segments (2249 frames).
     model = HubertModel(hcfg)
     state = _strip_prefix(_read_state_dict(path), set(model.state_dict()))
     # Old checkpoints store the positional conv's weight norm as weight_g/weight_v; torch's weight-norm
     # parametrization converts them in its load_state_dict pre-hook.
+    # strict=False: the weights of layers a truncated model does not build are left out on purpose.
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if k != "masked_spec_embed"]
     if missing:

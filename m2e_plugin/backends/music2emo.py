@@ -5,8 +5,10 @@ Per track (``predict_track``), from 30 s blocks at 24 kHz streamed by the predic
 1. MERT embedding of each block (= the reference's 30 s segments, trailing partial segment kept), averaged
    with equal weight over segments -> ``x_mert`` (1536,).
 2. Chords of each block with :mod:`m2e_plugin.harmony` (BTC large-vocabulary when its weights are given or
-   cached, else the offline recogniser; the card and each prediction say which), offset to track time and joined
-   (a chord running across a block boundary stays one segment).
+   cached, else the offline recogniser), offset to track time and joined (a chord running across a block
+   boundary stays one segment). Every result says which (``key["chords_method"]``); ``chords="auto"`` falling
+   back to the offline recogniser is also a warning on stderr and in every result's ``warnings``;
+   ``chords="btc"`` without BTC weights is an error.
 3. Key from the chord sequence (:func:`~m2e_plugin.harmony.key_from_chords`, the reference's Aarden-Essen method),
    chords transposed and tokenised with :func:`~m2e_plugin.harmony.encode_music2emo` (100 tokens).
 4. Head forward; sigmoid on the mood logits; valence/arousal raw on the 1-9 scale.
@@ -19,6 +21,7 @@ how the head was trained and evaluated in the paper; ``key_input="major"`` repro
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Iterable, Sequence
 
@@ -28,6 +31,21 @@ from m2e_plugin.backends.base import EmotionBackend, Prediction
 from m2e_plugin.labels import MOOD_TAGS
 
 KEY_INPUTS = ("estimated", "major")
+CHORD_METHODS = ("auto", "btc", "offline")
+
+log = logging.getLogger(__name__)
+
+
+def chords_fallback_warning(why: str) -> dict[str, str]:
+    """The warning ``--chords auto`` gives when BTC's weights cannot be had (logged, and carried by every result):
+    the offline recogniser's chords are not those ``J_all.ckpt`` was trained with."""
+    from m2e_plugin.hub import ENV_CHORD_MODEL
+
+    message = (f"BTC chord weights unavailable ({why}): chords come from the offline recogniser, not from the BTC "
+               f"model J_all.ckpt was trained with; give them with --chord-model / chord_model= / "
+               f"${ENV_CHORD_MODEL}, or choose --chords offline")
+    log.warning("music2emo: %s", message)
+    return {"code": "chords_fallback", "message": message}
 
 
 def join_chords(chords: list[tuple[float, float, str]], more: Sequence[Sequence], offset: float) -> None:
@@ -72,7 +90,7 @@ class Music2EmoHarmony:
         roots, attrs = self._harmony.encode_music2emo(chords, tonic, mode)
         mode_id = self._harmony.mode_id(mode) if key_input == "estimated" else 0
         key = {"tonic": tonic, "mode": mode, "confidence": round(float(confidence), 4),
-               "method": "chords/aarden-essen"}
+               "method": "chords/aarden-essen", "chords_method": self.method}
         return np.asarray(roots, dtype=np.int64), np.asarray(attrs, dtype=np.int64), int(mode_id), key
 
 
@@ -90,7 +108,8 @@ class Music2EmoBackend(EmotionBackend):
     chord_model : str or path, optional
         BTC weights (default the HF Space's ``btc_model_large_voca.pt``, or ``$M2E_CHORD_MODEL``).
     chords : {"auto", "btc", "offline"}
-        ``auto`` uses BTC when its weights are available, else the offline recogniser.
+        ``auto`` uses BTC when its weights are available, else the offline recogniser (with a warning); ``btc``
+        requires BTC (``WeightsUnavailableError`` without it); ``offline`` never looks for it.
     key_input : {"estimated", "major"}
         Key-mode token fed to the head (see the module docstring).
     local_files_only : bool, optional
@@ -113,24 +132,24 @@ class Music2EmoBackend(EmotionBackend):
                  cache_dir=None):
         import torch
 
-        from m2e_plugin.backbones.mert import load_mert
+        from m2e_plugin.backbones.mert import MUSIC2EMO_LAYERS, load_mert
         from m2e_plugin.hub import resolve_music2emo_weights
         from m2e_plugin.models.music2emo import load_music2emo_head
 
         if key_input not in KEY_INPUTS:
             raise ValueError(f"key_input must be one of {KEY_INPUTS}, got {key_input!r}")
-        if chords not in ("auto", "btc", "offline"):
-            raise ValueError(f"chords must be 'auto', 'btc' or 'offline', got {chords!r}")
+        if chords not in CHORD_METHODS:
+            raise ValueError(f"chords must be one of {', '.join(CHORD_METHODS)}, got {chords!r}")
         self.device = str(device)
         self.key_input = key_input
         self.weights = resolve_music2emo_weights(mert, checkpoint, chord_model, local_files_only=local_files_only,
-                                                 cache_dir=cache_dir, use_btc=chords != "offline")
-        if chords == "btc" and self.weights.chord_model is None:
-            from m2e_plugin.hub import WeightsUnavailableError
-
-            raise WeightsUnavailableError({"BTC chord model": self.weights.notes.get("chord_model", "unavailable")},
-                                          bool(local_files_only))
-        self.mert = load_mert(self.weights.mert, device=self.device)
+                                                 cache_dir=cache_dir, use_btc=chords != "offline",
+                                                 require_btc=chords == "btc")
+        self.warnings: list[dict[str, str]] = []  # carried by every prediction
+        if chords == "auto" and self.weights.chord_model is None:
+            self.warnings.append(chords_fallback_warning(self.weights.notes.get("chord_model", "unavailable")))
+        # Layers after the last one Music2Emo reads (7 of 12) would cost 5/12 of MERT's time for nothing.
+        self.mert = load_mert(self.weights.mert, device=self.device, last_layer=max(MUSIC2EMO_LAYERS))
         self.head = load_music2emo_head(self.weights.checkpoint, device=self.device)
         if self.mert.config.hidden_size * 2 != self.head.input_proj[0].in_features - 9:
             raise ValueError(f"MERT {self.weights.mert} (hidden {self.mert.config.hidden_size}) does not match head "
@@ -184,7 +203,8 @@ class Music2EmoBackend(EmotionBackend):
     def _prediction(self, probs, va, key, n_chords: int, n_segments: int) -> Prediction:
         return Prediction(valence=float(va[0]), arousal=float(va[1]), mood_probabilities=np.asarray(probs),
                           key=key, extras={"chord_recognizer": self.harmony.method, "key_input": self.key_input,
-                                           "chord_segments": n_chords, "mert_segments": n_segments})
+                                           "chord_segments": n_chords, "mert_segments": n_segments,
+                                           "warnings": list(self.warnings)})
 
     def predict_track(self, blocks: Iterable[np.ndarray]) -> Prediction:
         """Whole-track prediction from consecutive 30 s blocks at 24 kHz (see the module docstring)."""

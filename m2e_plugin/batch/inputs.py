@@ -49,7 +49,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, dataset: str | None = 
     Raises
     ------
     BatchError
-        An input does not exist, or two inputs would write the same output.
+        Two inputs would write the same output (a missing input is a track whose extraction fails).
     """
     exts = tuple(e.lower() for e in extensions)
     tracks: list[Track] = []
@@ -63,10 +63,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, dataset: str | None = 
             tracks += [Track(f.relative_to(p).as_posix(), str(f.resolve())) for f in found]
         elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
             loose += _read_list(p)
-        elif p.exists() or p.is_symlink():
+        else:  # a file, or a missing path: that one track fails with "file not found", the others still run
             loose.append(p)
-        else:
-            raise BatchError(f"{p}: input not found (give audio files, folders or a .txt list of paths)")
     if loose:
         absolute = [Path(os.path.abspath(f)) for f in loose]
         base = Path(os.path.commonpath([str(f.parent) for f in absolute]))

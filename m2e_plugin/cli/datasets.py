@@ -4,6 +4,7 @@
     m2e datasets info                                 JSON list of the dataset names
     m2e datasets info NAME --data-home DIR            JSON: tracks, audio present, splits, label ranges
     m2e datasets validate NAME --data-home DIR        JSON: missing / corrupt audio per track; exit 1 if any
+                                                      (--decode: also damaged-but-usable tracks and what was lost)
 
 ``--data-home`` is ``[NAME=]DIR`` before or after the action. Without it a dataset is looked for where mirdata
 looks: ``~/mir_datasets/<name>``.
@@ -138,7 +139,8 @@ def _validate(args) -> int:
     from m2e_plugin.progress import terminal_bar
 
     bar = terminal_bar(progress_mode(args))  # the loader's tqdm bar: never into a log
-    missing, invalid = ds.validate(verbose=bar, decode=args.decode)
+    damaged: dict = {}
+    missing, invalid = ds.validate(verbose=bar, decode=args.decode, damaged=damaged)
     n = len(ds.track_ids)
     if not bar and not args.quiet:  # the summary the loader prints with its bar
         print(f"{ds.name}: {n} tracks, {n - len(missing) - len(invalid)} with usable audio, {len(missing)} missing, "
@@ -155,6 +157,9 @@ def _validate(args) -> int:
         "missing_tracks": {i: missing[i][0] for i in (missing_ids if args.full else missing_ids[:_EXAMPLES])},
         "corrupt_tracks": {i: invalid[i][0] for i in ds.track_ids if i in invalid},
     }
+    if args.decode:  # usable, but decoding lost part of the audio (m2e_plugin.audio.check_audio)
+        out["damaged"] = len(damaged)
+        out["damaged_tracks"] = {i: damaged[i] for i in ds.track_ids if i in damaged}
     json.dump(out, sys.stdout, indent=2)
     print()
     return 1 if (missing or invalid) else 0

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--window", type=float, default=None, help="statistics window in seconds (model default)")
     p.add_argument("--hop", type=float, default=None, help="statistics hop in seconds (model default)")
     p.add_argument("--frames", action="store_true", help="also write the per-window series")
+    p.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
+                   help="music2emo: chord recogniser, as in predict (auto = BTC when its weights are available)")
     p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra extractor option (value parsed as JSON when it can be), repeatable")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default 1 when jobs > 1)")
@@ -56,7 +58,7 @@ def register(subparsers) -> None:
 def extractor_options(args: argparse.Namespace) -> dict:
     """Options for the extractor class: only those the user gave, so plugins need not accept the built-ins'."""
     options = {}
-    for name in ("device", "threshold", "window", "hop"):
+    for name in ("device", "threshold", "window", "hop", "chords"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value

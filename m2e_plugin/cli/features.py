@@ -24,7 +24,10 @@ def register(subparsers) -> None:
     add_output(p, help="cache folder (default ~/.cache/m2e/features/<model>/<dataset>)")
     p.add_argument("--limit", type=int, default=None, help="only the first N tracks (smoke runs)")
     p.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
-    p.add_argument("--chords", default="offline", help="music2emo: chord recogniser (offline)")
+    p.add_argument("--chords", choices=("auto", "btc", "offline"), default="auto",
+                   help="music2emo: chord recogniser, as in predict (auto = BTC when its weights are available, "
+                   "else offline with a warning; btc = BTC or exit 2)")
+    p.add_argument("--chord-model", default=None, help="music2emo: BTC chord model (.pt), as in predict")
     add_device(p, help="music2emo: compute device: auto (default; GPU when present), cpu, cuda, cuda:N")
     add_progress(p)
     p.set_defaults(func=run)
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         if args.model == "lite":
             extract, desc = F.lite_extractor()
         else:
-            extract, desc = F.music2emo_extractor(mert=args.mert, chord_method=args.chords, device=args.device)
+            extract, desc = F.music2emo_extractor(mert=args.mert, chords=args.chords, chord_model=args.chord_model,
+                                                 device=args.device)
         desc = {**desc, "dataset": args.dataset}
         manifest = F.build_cache(tracks, out, extract, desc, progress=progress_mode(args), limit=args.limit)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

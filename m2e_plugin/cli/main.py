@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # Module names under m2e_plugin.cli, in the order `m2e --help` lists them.
@@ -70,11 +71,22 @@ def _exit_now(code: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The library's warnings (audio that decoded only in part, a chord-recogniser fallback) reach the user on
+    # stderr once, as "m2e: ...", whatever logging setup a subcommand makes.
+    library = logging.getLogger("m2e_plugin")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("m2e: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    library.addHandler(handler)
+    propagate, library.propagate = library.propagate, False
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("m2e: interrupted", file=sys.stderr)
         return 130
+    finally:
+        library.removeHandler(handler)
+        library.propagate = propagate
 
 
 if __name__ == "__main__":

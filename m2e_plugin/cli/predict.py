@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         description="Predict valence/arousal (1-9) and mood tags. One JSON object per input on stdout; "
         "a file that fails gives an error object and exit status 1, the others still succeed.",
     )
-    p.add_argument("files", nargs="*", metavar="FILE", help="audio files (wav, flac, ogg, mp3, m4a, ...)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="audio files (wav, flac, ogg, mp3, m4a, ...); - reads standard input")
     p.add_argument("--demo", action="store_true",
                    help="predict on a built-in 20 s synthetic clip (a smoke run for a fresh install)")
     p.add_argument("--model", default="lite",

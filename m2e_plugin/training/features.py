@@ -57,29 +57,51 @@ def lite_extractor() -> tuple[Callable[[str], dict[str, np.ndarray]], dict]:
     return extract, {"version": LITE_FEATURE_VERSION, "sample_rate": SAMPLE_RATE, "feature_names": feature_names()}
 
 
-def music2emo_extractor(*, mert: str | None = None, chord_method: str = "offline", device: str = "auto",
-                        ) -> tuple[Callable[[str], dict[str, np.ndarray]], dict]:
-    """(path -> arrays, description) for the Music2Emo inputs: MERT 1536-d per 30 s segment + chord/key ids."""
-    from m2e_plugin import harmony
-    from m2e_plugin.audio import load_audio
+def music2emo_extractor(*, mert: str | None = None, chords: str = "auto", chord_model=None, device: str = "auto",
+                        local_files_only: bool | None = None) -> tuple[Callable[[str], dict[str, np.ndarray]], dict]:
+    """(path -> arrays, description) for the Music2Emo inputs, computed by the stages inference uses.
+
+    MERT layers 6+7 per 30 s block (the model stops after layer 7), chords per block with BTC or the offline
+    recogniser joined across blocks, key from the chords, token ids: exactly what
+    :class:`~m2e_plugin.backends.music2emo.Music2EmoBackend` feeds its head, so students train on the inputs
+    ``J_all.ckpt`` saw. ``chords`` as in the backend: ``btc`` without weights raises
+    :class:`~m2e_plugin.hub.WeightsUnavailableError`, ``auto`` falls back with a warning.
+    """
+    from m2e_plugin.audio import stream_audio
     from m2e_plugin.backbones import mert as mert_mod
     from m2e_plugin.backends.base import resolve_device
+    from m2e_plugin.backends.music2emo import CHORD_METHODS, Music2EmoHarmony, chords_fallback_warning, join_chords
+    from m2e_plugin.hub import ENV_CHORD_MODEL, WeightsUnavailableError, find_chord_model, hub_offline
 
+    if chords not in CHORD_METHODS:
+        raise ValueError(f"chords must be one of {', '.join(CHORD_METHODS)}, got {chords!r}")
     device = resolve_device(device)
-    encoder = mert_mod.load_mert(mert or "m-a-p/MERT-v1-95M", device=device)
+    btc = None
+    if chords != "offline":
+        btc, why = find_chord_model(chord_model, local_files_only=local_files_only)
+        if btc is None and (chords == "btc" or chord_model is not None or os.environ.get(ENV_CHORD_MODEL)):
+            offline = hub_offline() if local_files_only is None else bool(local_files_only)
+            raise WeightsUnavailableError({"BTC chord model": why}, offline)
+        if btc is None:
+            chords_fallback_warning(why)
+    harmony = Music2EmoHarmony(btc, device=device)
+    mert_source = mert or "m-a-p/MERT-v1-95M"
+    encoder = mert_mod.load_mert(mert_source, device=device, last_layer=max(mert_mod.MUSIC2EMO_LAYERS))
     mert_sr = int(mert_mod.MERT_SAMPLE_RATE)
 
     def extract(path: str) -> dict[str, np.ndarray]:
-        audio, sr = load_audio(path, target_sr=mert_sr)
-        segments = np.stack(list(mert_mod.segment_embeddings(encoder, mert_mod.split_segments(audio, sr))))
-        chords = harmony.recognize_chords(audio, sr, method=chord_method)
-        tonic, mode, _ = harmony.key_from_chords(chords)
-        root, attr = harmony.encode_music2emo(chords, tonic, mode)
-        return {"mert": segments.astype(np.float32), "root": np.asarray(root, dtype=np.int64),
-                "attr": np.asarray(attr, dtype=np.int64), "mode": np.asarray(harmony.mode_id(mode), dtype=np.int64)}
+        segments, sequence, offset = [], [], 0.0
+        for block in stream_audio(path, mert_sr, block_seconds=mert_mod.SEGMENT_SECONDS):
+            segments.append(mert_mod.segment_embedding(encoder, block))
+            join_chords(sequence, harmony.chords(block, mert_sr), offset)
+            offset += block.size / mert_sr
+        root, attr, mode, _ = harmony.encode(sequence, "estimated")
+        return {"mert": np.stack(segments).astype(np.float32), "root": root, "attr": attr,
+                "mode": np.asarray(mode, dtype=np.int64)}
 
-    return extract, {"version": "music2emo-features-1", "sample_rate": mert_sr, "chord_method": chord_method,
-                     "mert": str(mert or "m-a-p/MERT-v1-95M")}
+    # The chord recogniser is part of the version: a cache never mixes BTC and offline chords.
+    return extract, {"version": f"music2emo-features-2-{harmony.method}", "sample_rate": mert_sr,
+                     "chords_method": harmony.method, "chord_model": str(btc) if btc else None, "mert": str(mert_source)}
 
 
 def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,

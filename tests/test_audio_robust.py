@@ -1,0 +1,229 @@
+"""Inputs users actually pass: damaged and cut files (decode what can be decoded, say what was lost), standard
+input, pipes, bytes and file objects, special files, permissions; a missing path fails alone in every batch."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from m2e_plugin.audio import AudioError, audio_source, check_audio, info, load_audio, stream_audio
+from m2e_plugin.cli.main import main
+from m2e_plugin.demo import synth_music
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+SECONDS = 30.0
+
+
+def _encode_mp3(wav: Path, mp3: Path) -> Path:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-b:a", "128k", str(mp3)], check=True)
+    return mp3
+
+
+@pytest.fixture(scope="module")
+def mp3s(tmp_path_factory):
+    """A clean 30 s MP3 of synthetic music, the same with 50 KB of random bytes over its data at one third, and
+    the same cut at two thirds."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    root = tmp_path_factory.mktemp("mp3s")
+    y = synth_music(SECONDS, 44100, seed=3)
+    sf.write(root / "clean.wav", np.stack([y, 0.7 * y], axis=1), 44100)
+    clean = _encode_mp3(root / "clean.wav", root / "clean.mp3")
+    data = clean.read_bytes()
+    third = len(data) // 3
+    garbage = np.random.default_rng(0).bytes(50_000)
+    damaged = root / "damaged.mp3"
+    damaged.write_bytes(data[:third] + garbage + data[third + len(garbage):])
+    cut = root / "cut.mp3"
+    cut.write_bytes(data[: 2 * len(data) // 3])
+    return {"clean": clean, "damaged": damaged, "cut": cut}
+
+
+# ------------------------------------------------------------------------------------------ damaged and cut files
+
+def test_damaged_mp3_keeps_what_decodes_and_says_what_was_lost(mp3s):
+    clean, _ = load_audio(mp3s["clean"], warnings=(clean_warnings := []))
+    assert clean.size / 44100 == pytest.approx(SECONDS, abs=0.05) and clean_warnings == []
+    warnings: list = []
+    x, sr = load_audio(mp3s["damaged"], warnings=warnings)
+    assert x.size / sr >= 2 / 3 * SECONDS + 5  # everything but the damaged region (50 KB ~ 3 s at 128 kb/s)
+    assert len(warnings) == 1
+    w = warnings[0]
+    assert w["code"] == "damaged" and w["start"] == pytest.approx(SECONDS / 3, abs=1.0)
+    assert 1.0 < w["seconds_lost"] < 5.0 and "undecodable data" in w["message"]
+    # The audio after the damage is the file's, not noise or silence: the clean decode, shifted by about the
+    # seconds lost (to within a few MP3 frames).
+    at = int((w["start"] + 2) * sr)
+    after = x[at : at + 5 * sr]
+    shift = int(w["seconds_lost"] * sr)
+    best = max(np.corrcoef(after, clean[at + k : at + k + after.size])[0, 1]
+               for k in range(shift - sr // 10, shift + sr // 10, 16))
+    assert best > 0.9  # unrelated audio or silence scores near 0
+
+
+def test_damaged_mp3_streams_in_full_blocks_with_the_same_warning(mp3s):
+    warnings: list = []
+    blocks = list(stream_audio(mp3s["damaged"], 24000, block_seconds=4.0, warnings=warnings))
+    assert all(b.size == 4 * 24000 for b in blocks[:-1]) and 0 < blocks[-1].size <= 4 * 24000
+    assert sum(b.size for b in blocks) / 24000 >= 2 / 3 * SECONDS + 5
+    assert [w["code"] for w in warnings] == ["damaged"]
+
+
+def test_cut_file_is_reported_as_truncated(mp3s):
+    warnings: list = []
+    x, sr = load_audio(mp3s["cut"], warnings=warnings)
+    assert x.size / sr == pytest.approx(2 / 3 * SECONDS, abs=0.5)
+    assert [w["code"] for w in warnings] == ["truncated"]
+    assert warnings[0]["seconds_lost"] == pytest.approx(SECONDS / 3, abs=0.5)
+    assert "header promises 30.0" in warnings[0]["message"]
+
+
+def test_warnings_are_logged_when_nobody_collects_them(mp3s, caplog):
+    with caplog.at_level("WARNING", logger="m2e_plugin.audio"):
+        load_audio(mp3s["cut"])
+    assert "cut.mp3" in caplog.text and "header promises" in caplog.text
+
+
+def test_one_usable_test_for_every_face(mp3s, tmp_path):
+    from m2e_plugin.loaders.core import check_audio_file
+
+    warnings: list = []
+    meta = check_audio(mp3s["damaged"], decode=True, warnings=warnings)
+    assert meta.duration >= 2 / 3 * SECONDS + 5 and warnings[0]["code"] == "damaged"
+    lost: list = []
+    assert check_audio_file(str(mp3s["damaged"]), decode=True, warnings=lost) is None  # usable, with a warning
+    assert lost == warnings
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(np.random.default_rng(1).bytes(20_000))
+    assert "not a readable audio file" in check_audio_file(str(junk), decode=True)
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        check_audio(junk, decode=True)
+
+
+def test_predict_and_extract_report_the_loss(mp3s, tmp_path):
+    from m2e_plugin import Music2emo
+    from m2e_plugin.plugins import get_extractor
+
+    out = Music2emo().predict(mp3s["damaged"])
+    assert out["duration"] >= 2 / 3 * SECONDS + 5
+    assert [w["code"] for w in out["warnings"]] == ["damaged"]
+    assert Music2emo().predict(mp3s["clean"])["warnings"] == []
+    pool = get_extractor("lite").compute_file(mp3s["damaged"])
+    assert pool["metadata.audio_properties.length"] == pytest.approx(out["duration"], abs=1e-3)
+    assert pool["metadata.warnings"] == out["warnings"]
+
+
+# ------------------------------------------------------------------------------------------ input kinds
+
+def test_stdin_equals_the_file_on_the_command_line(mp3s):
+    m2e = [sys.executable, "-m", "m2e_plugin.cli.main"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    by_path = subprocess.run(m2e + ["predict", str(mp3s["clean"])], capture_output=True, text=True, env=env,
+                             timeout=300)
+    with open(mp3s["clean"], "rb") as fh:
+        by_stdin = subprocess.run(m2e + ["predict", "-"], stdin=fh, capture_output=True, text=True, env=env,
+                                  timeout=300)
+    assert by_path.returncode == 0 and by_stdin.returncode == 0, by_stdin.stderr
+    a, b = json.loads(by_path.stdout), json.loads(by_stdin.stdout)
+    assert b.pop("file") == "-" and a.pop("file") == str(mp3s["clean"])
+    assert a == b
+
+
+def test_bytes_file_objects_and_pipes_in_the_api(mp3s):
+    from m2e_plugin import Music2emo
+
+    model = Music2emo()
+    data = mp3s["clean"].read_bytes()
+    reference = model.predict(mp3s["clean"], timeline=True)
+    assert model.predict(io.BytesIO(data), timeline=True) == reference  # read once, used twice (timeline)
+    assert model.predict(data, timeline=True) == reference
+    with open(mp3s["clean"], "rb") as fh:
+        assert model.predict(fh) == model.predict(mp3s["clean"])
+    with pytest.raises(TypeError, match="binary mode"):
+        with open(mp3s["clean"], encoding="latin-1") as text:
+            model.predict(text)
+    with pytest.raises(AudioError, match="<bytes>: input is empty"):
+        model.predict(b"")
+    with pytest.raises(TypeError, match="audio must be a path"):
+        model.predict(12)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_reads_as_a_stream(mp3s, tmp_path):
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as w:
+            w.write(mp3s["clean"].read_bytes())
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    x, sr = load_audio(fifo)
+    writer.join(timeout=60)
+    y, _ = load_audio(mp3s["clean"])
+    np.testing.assert_array_equal(x, y)
+    with pytest.raises(AudioError, match="is a pipe"):
+        info(fifo)  # a header probe would consume it
+
+
+def test_stdin_that_is_a_terminal_is_refused_not_waited_on(monkeypatch):
+    class Terminal(io.BytesIO):
+        buffer = None
+
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    with pytest.raises(AudioError, match="<stdin>: standard input is a terminal"):
+        load_audio("-")
+
+
+def test_special_files_and_permissions_are_named(tmp_path, monkeypatch):
+    from m2e_plugin import audio
+
+    with pytest.raises(AudioError, match="is a directory"):
+        load_audio(tmp_path)
+    if os.path.exists("/dev/null"):
+        with pytest.raises(AudioError, match="/dev/null: is a device"):
+            load_audio("/dev/null")
+    locked = tmp_path / "locked.wav"
+    sf.write(locked, np.zeros(800), 8000)
+
+    def refuse(path, *args, **kwargs):  # what open() does without read permission (root reads anything)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(audio, "open", refuse, raising=False)
+    with pytest.raises(AudioError, match="locked.wav: permission denied"):
+        load_audio(locked)
+
+
+def test_audio_source_cleans_up_its_copy(mp3s):
+    with audio_source(io.BytesIO(mp3s["clean"].read_bytes())) as src:
+        copy = os.fspath(src)
+        assert os.path.isfile(copy) and src.label == "<file object>"
+    assert not os.path.exists(copy)
+
+
+# ------------------------------------------------------------------------------------------ batches go on
+
+def test_missing_path_is_one_error_in_extract(tmp_path, capsys):
+    good = tmp_path / "in" / "good.wav"
+    good.parent.mkdir()
+    sf.write(good, synth_music(3.0, 22050), 22050)
+    missing = tmp_path / "in" / "missing.wav"
+    out = tmp_path / "out"
+    assert main(["extract", str(good), str(missing), "-o", str(out), "--no-progress"]) == 1
+    assert len(list(out.glob("good*.json"))) == 1
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == ["missing.wav"] and "file not found" in errors[0]["error"]

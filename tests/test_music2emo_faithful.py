@@ -1,0 +1,136 @@
+"""The faithful path says what it used: BTC or the offline chord recogniser, in every result; a fallback is a
+warning on stderr and in the result; ``--chords btc`` without BTC weights is an error (exit 2); training features
+run the same stages as inference, BTC included."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from m2e_plugin.cli.main import main
+from m2e_plugin.demo import synth_music
+from music2emo_fixtures import make_music2emo_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Tiny MERT + head + a tiny BTC checkpoint in the published layout."""
+    from m2e_plugin.harmony.btc import build_btc
+
+    root = tmp_path_factory.mktemp("faithful")
+    mert, ckpt = make_music2emo_weights(root)
+    torch.manual_seed(0)
+    btc_path = root / "btc_model_large_voca.pt"
+    torch.save({"model": build_btc(layers=1).state_dict(), "mean": np.float64(-4.0), "std": np.float64(2.0)},
+               btc_path)
+    return mert, ckpt, btc_path
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """No network and an empty hub cache: BTC can only come from an explicit path."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.delenv("M2E_CHORD_MODEL", raising=False)
+
+
+@pytest.fixture
+def clip(tmp_path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, synth_music(6.0, 22050, seed=1), 22050)
+    return path
+
+
+def _predict(capsys, args):
+    code = main(["predict", *args])
+    captured = capsys.readouterr()
+    return code, [json.loads(line) for line in captured.out.splitlines() if line.strip()], captured.err
+
+
+def test_fallback_is_a_warning_on_stderr_and_in_every_result(weights, offline_hub, clip, capsys):
+    mert, ckpt, _ = weights
+    code, out, err = _predict(capsys, ["--model", "music2emo", "--device", "cpu", "--mert", str(mert),
+                                       "--checkpoint", str(ckpt), str(clip), str(clip)])
+    assert code == 0 and "BTC chord weights unavailable" in err and "offline recogniser" in err
+    for result in out:
+        assert result["key"]["chords_method"] == "offline"
+        assert [w["code"] for w in result["warnings"]] == ["chords_fallback"]
+        assert "--chord-model" in result["warnings"][0]["message"]
+
+
+def test_chosen_recogniser_is_not_a_warning(weights, offline_hub, clip, capsys):
+    mert, ckpt, btc = weights
+    base = ["--model", "music2emo", "--device", "cpu", "--mert", str(mert), "--checkpoint", str(ckpt)]
+    code, out, err = _predict(capsys, base + ["--chords", "offline", str(clip)])
+    assert code == 0 and out[0]["key"]["chords_method"] == "offline" and out[0]["warnings"] == []
+    assert "BTC" not in err
+    code, out, err = _predict(capsys, base + ["--chords", "btc", "--chord-model", str(btc), str(clip)])
+    assert code == 0 and out[0]["key"]["chords_method"] == "btc" and out[0]["warnings"] == []
+
+
+def test_chords_btc_without_weights_exits_2_naming_what_is_missing(weights, offline_hub, clip, capsys):
+    mert, ckpt, _ = weights
+    code, out, err = _predict(capsys, ["--model", "music2emo", "--device", "cpu", "--mert", str(mert),
+                                       "--checkpoint", str(ckpt), "--chords", "btc", str(clip)])
+    assert code == 2 and out == []
+    assert "BTC chord model" in err and "btc_model_large_voca.pt" in err and "--chord-model" in err
+    assert "M2E_CHORD_MODEL" in err
+
+
+def test_extract_pool_carries_the_fallback(weights, offline_hub, clip, tmp_path):
+    mert, ckpt, _ = weights
+    out = tmp_path / "out"
+    assert main(["extract", str(clip), "-o", str(out), "--extractor", "music2emo", "--device", "cpu",
+                 "--no-progress", "-O", f"mert={mert}", "-O", f"checkpoint={ckpt}"]) == 0
+    pool = json.loads((out / "clip.wav.json").read_text())
+    assert [w["code"] for w in pool["metadata"]["warnings"]] == ["chords_fallback"]
+    assert pool["metadata"]["models"]["music2emo"]["chord_recognizer"] == "offline"
+    assert main(["extract", str(clip), "-o", str(tmp_path / "btc"), "--extractor", "music2emo", "--device", "cpu",
+                 "--no-progress", "--chords", "btc", "-O", f"mert={mert}", "-O", f"checkpoint={ckpt}"]) == 2
+
+
+def test_training_features_use_the_inference_stages_with_btc(weights, offline_hub, clip):
+    """`m2e features --model music2emo` with BTC weights stores exactly the inputs the backend feeds its head."""
+    from m2e_plugin import Music2emo
+    from m2e_plugin.audio import stream_audio
+    from m2e_plugin.backbones.mert import segment_embedding
+    from m2e_plugin.backends.music2emo import join_chords
+    from m2e_plugin.training.features import music2emo_extractor
+
+    mert, ckpt, btc = weights
+    extract, desc = music2emo_extractor(mert=str(mert), chords="btc", chord_model=str(btc), device="cpu")
+    assert desc["chords_method"] == "btc" and desc["version"].endswith("-btc")
+    arrays = extract(str(clip))
+    backend = Music2emo(model="music2emo", device="cpu", mert=str(mert), checkpoint=str(ckpt), chord_model=str(btc),
+                        chords="btc").backend
+    assert len(backend.mert.encoder.layers) == 7  # layers 8.. are never built (tiny MERT has 8)
+    blocks = list(stream_audio(clip, 24000, block_seconds=30.0))
+    np.testing.assert_array_equal(arrays["mert"], np.stack([segment_embedding(backend.mert, b) for b in blocks]))
+    chords: list = []
+    join_chords(chords, backend.harmony.chords(blocks[0], 24000), 0.0)
+    roots, attrs, mode, _ = backend.harmony.encode(chords, "estimated")
+    np.testing.assert_array_equal(arrays["root"], roots)
+    np.testing.assert_array_equal(arrays["attr"], attrs)
+    assert int(arrays["mode"]) == mode
+    with pytest.raises(RuntimeError, match="BTC chord model"):
+        music2emo_extractor(mert=str(mert), chords="btc", device="cpu")
+
+
+def test_features_cli_chords_option(weights, offline_hub, tmp_path, capsys, monkeypatch):
+    """One option name: `--chords btc` without weights exits 2 before any track; `--chord-method` is gone."""
+    mert, _, btc = weights
+    monkeypatch.setattr("m2e_plugin.cli.features.dataset_tracks", lambda name, home: [("t0", str(tmp_path / "x.wav"))])
+    sf.write(tmp_path / "x.wav", synth_music(3.0, 22050), 22050)
+    base = ["features", "--model", "music2emo", "--dataset", "fourq", "--data-home", str(tmp_path), "--mert",
+            str(mert), "--device", "cpu", "--quiet"]
+    assert main(base + ["--chords", "btc", "--out", str(tmp_path / "c1")]) == 2
+    assert "BTC chord model" in capsys.readouterr().err
+    assert main(base + ["--chords", "btc", "--chord-model", str(btc), "--out", str(tmp_path / "c2")]) == 0
+    manifest = json.loads((tmp_path / "c2" / "manifest.json").read_text())
+    assert manifest["done"] == ["t0"] and manifest["description"]["chords_method"] == "btc"
+    with pytest.raises(SystemExit):
+        main(base + ["--chord-method", "offline"])
