@@ -183,39 +183,22 @@ def reset() -> None:
 
 def get_models() -> dict[str, ModelEntry]:
     """Every registered model by name (built-ins first, then plugins), loading plugins on first use."""
-    with _lock:
-        pm = load_plugins()
-        if _state.models is None:
-            _collect_models(pm)
-        return dict(_state.models)
+    return _registry("models", _collect_models)
 
 
 def get_model(name: str) -> ModelEntry:
     """The model registered under ``name``; ``ValueError`` naming the available ones (and failed plugins) otherwise."""
-    models = get_models()
-    try:
-        return models[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(models))}{_failed_hint()}") from None
+    return _lookup("model", get_models(), name)
 
 
 def get_extractors() -> dict[str, type]:
     """Every extractor class by name: one per registered model (same name), then the registered extractors."""
-    with _lock:
-        pm = load_plugins()
-        if _state.extractors is None:
-            _collect_extractors(pm)
-        return dict(_state.extractors)
+    return _registry("extractors", _collect_extractors)
 
 
 def get_extractor_class(name: str) -> type:
     """The extractor class registered under ``name``; ``ValueError`` naming the available ones otherwise."""
-    extractors = get_extractors()
-    try:
-        return extractors[name]
-    except KeyError:
-        raise ValueError(f"unknown extractor {name!r}; available: {', '.join(sorted(extractors))}"
-                         f"{_failed_hint()}") from None
+    return _lookup("extractor", get_extractors(), name)
 
 
 def get_extractor(name: str, **options):
@@ -298,6 +281,21 @@ def _collect_extractors(pm: pluggy.PluginManager) -> None:
             owner[cls.name] = plugin_name
     _state.extractors = extractors
     _state.extractor_owner = owner
+
+
+def _registry(attribute: str, collect) -> dict:
+    with _lock:
+        pm = load_plugins()
+        if getattr(_state, attribute) is None:
+            collect(pm)
+        return dict(getattr(_state, attribute))
+
+
+def _lookup(kind: str, registry: dict, name: str):
+    try:
+        return registry[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}{_failed_hint()}") from None
 
 
 def _forget_registries() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 import warnings
 
 import numpy as np
@@ -82,16 +81,7 @@ def m2e_register_model(register):
 '''
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch):
-    monkeypatch.delenv("M2E_LOAD_PLUGINS", raising=False)
-    before = set(sys.modules)
-    plugins.reset()
-    yield
-    plugins.reset()
-    for name in set(sys.modules) - before:
-        if name.startswith(("m2e_loudness", "m2e_junkmodel", "m2e_misspeltmodel")):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # tests/conftest.py
 
 
 @pytest.fixture
