@@ -30,6 +30,8 @@ from typing import List, Optional
 
 from mirdata import core
 
+from m2e_plugin.labels import QUADRANTS
+
 from .core import (
     DatasetFileError,
     EmotionDataset,
@@ -76,7 +78,6 @@ LICENSE_INFO = (
 
 ANNOTATIONS_FILE = "panda_dataset_taffc_annotations.csv"
 METADATA_FILE = "panda_dataset_taffc_metadata.csv"
-QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
 
 
 def _split_list(value: Optional[str], *_context) -> List[str]:
