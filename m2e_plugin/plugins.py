@@ -269,7 +269,12 @@ def _collect_extractors(pm: pluggy.PluginManager) -> None:
     extractors: dict[str, type] = {}
     owner: dict[str, str] = {}
     for name, entry in _state.models.items():  # every model is an extractor of the same name
-        extractors[name] = model_extractor(entry)
+        try:
+            extractors[name] = model_extractor(entry)  # reads the model's static card
+        except Exception as exc:
+            _fail(_state.info[entry.plugin], f"model {name!r}: no extractor, its card cannot be read "
+                                             f"({type(exc).__name__}: {exc})", keep=True)
+            continue
         owner[name] = entry.plugin
     for plugin_name, registered in _call_each(pm, "m2e_register_extractors", accept_extractor).items():
         for cls in registered:
