@@ -23,7 +23,7 @@ TESTS = Path(__file__).resolve().parent
 MODEL = "lite" if importlib.util.find_spec("m2e_plugin.backends.lite") else "rt-feature"
 # Runs the real CLI entry point after registering the test backends (a subprocess does not see monkeypatches).
 LAUNCH = ("import sys, test_realtime_support as s; from m2e_plugin import plugins; "
-          "plugins.register_plugin(s.TestModels(s.FeatureBackend, s.SlowBackend), name='m2e-test-models'); "
+          "plugins.register_plugin(s.ModelsPlugin(s.FeatureBackend, s.SlowBackend), name='m2e-test-models'); "
           "from m2e_plugin.cli.main import main; sys.exit(main(sys.argv[1:]))")
 
 
