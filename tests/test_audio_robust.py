@@ -227,3 +227,16 @@ def test_missing_path_is_one_error_in_extract(tmp_path, capsys):
     assert len(list(out.glob("good*.json"))) == 1
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert [e["id"] for e in errors] == ["missing.wav"] and "file not found" in errors[0]["error"]
+
+
+def test_datasets_validate_decode_lists_damaged_but_usable_tracks(mp3s, tmp_path, capsys):
+    from loaders_testing import AUDIO, build_home
+
+    home = build_home(tmp_path, "pmemo")
+    shutil.copy(mp3s["damaged"], home / AUDIO["pmemo"][0])
+    (home / AUDIO["pmemo"][1]).write_bytes(b"this is not an mp3 file" * 10)
+    assert main(["datasets", "validate", "pmemo", "--data-home", str(home), "--decode"]) == 1  # one corrupt
+    report = json.loads(capsys.readouterr().out)
+    assert report["corrupt"] == 1 and report["damaged"] == 1 and report["usable"] == report["tracks"] - 1
+    [(track_id, lost)] = report["damaged_tracks"].items()
+    assert [w["code"] for w in lost] == ["damaged"] and lost[0]["seconds_lost"] > 1.0

@@ -36,7 +36,8 @@ def register(subparsers) -> None:
                         "with its card beside it)")
     p.add_argument("--chord-model", default=None, help="music2emo: BTC chord model (.pt)")
     p.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
-                   help="music2emo: chord recogniser (auto = BTC when its weights are available)")
+                   help="music2emo: chord recogniser (auto = BTC when its weights are available, else offline "
+                   "with a warning in the output; btc = BTC or exit 2)")
     p.add_argument("--key-input", choices=("estimated", "major"), default=None,
                    help="music2emo: key-mode token fed to the head (major = the reference script's constant 0)")
     p.set_defaults(func=run)
