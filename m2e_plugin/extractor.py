@@ -1,7 +1,9 @@
-"""Descriptor extractors: the protocol, and the built-in ``lite`` and ``music2emo`` extractors.
+"""Descriptor extractors built on models: every registered model (``lite``, ``music2emo``, a plugin's) is also an
+extractor of the same name, made by :func:`model_extractor` from the one generic :class:`ModelExtractor`.
 
-An extractor turns one mono track into a flat dict of Essentia-style descriptors. The built-ins compute, with
-the :class:`~m2e_plugin.predictor.Music2emo` model of the same name:
+An extractor turns one mono track into a flat dict of Essentia-style descriptors (the protocol is in
+:func:`m2e_plugin.hookspecs.m2e_register_extractors`). A model extractor computes, with its model, in one
+analysis pass (:func:`m2e_plugin.analysis.analyse`):
 
 * ``highlevel.music2emo.valence.value``: track-level valence (1-9), the model's output on the whole track
   (what ``m2e predict`` reports);
@@ -12,7 +14,8 @@ the :class:`~m2e_plugin.predictor.Music2emo` model of the same name:
 * ``highlevel.moodtheme.all.<tag>``: probability of each MTG-Jamendo mood/theme tag (track level);
 * ``highlevel.moodtheme.value``: tags above the threshold, most probable first;
   ``highlevel.moodtheme.probability``: the highest tag probability (AcousticBrainz layout);
-* ``tonal.key_music2emo.{key,scale,strength}``: the key the model feeds its head (``music2emo`` only);
+* ``tonal.key_<model>.{key,scale,strength}``: the key the model feeds its head (models that predict one:
+  ``music2emo``);
 * ``metadata.version.m2e``, ``metadata.audio_properties.{length,analysis_sample_rate}``;
 * ``metadata.models.<name>.*``: provenance: version, sample rate, window, hop, threshold, device and the scalar
   fields of the model card (weights, licence, metrics...);
@@ -27,15 +30,14 @@ Usable without the CLI::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Protocol, runtime_checkable
+import copyreg
+from typing import Any
 
 import numpy as np
 
-from m2e_plugin.hookspecs import hookimpl
 from m2e_plugin.labels import MOOD_TAGS
 
-# Version of the descriptor layout written by the built-in extractors (not of the models: see metadata.models).
+# Version of the descriptor layout written by the model extractors (not of the models: see metadata.models).
 LAYOUT_VERSION = "1.0"
 
 _STATS = ("mean", "stdev", "median", "min", "max")
@@ -43,25 +45,8 @@ _NS = "highlevel.music2emo"
 _MOOD_NS = "highlevel.moodtheme"
 
 
-@runtime_checkable
-class Extractor(Protocol):
-    """What a host needs from an extractor (plugins register classes following it; see :mod:`m2e_plugin.hookspecs`).
-
-    An extractor may also define ``compute_file(path) -> dict``: the batch runner then calls it instead of decoding
-    the whole track for ``compute``, so that it can stream long files (the built-in extractors do).
-    """
-
-    name: str
-    version: str
-    sample_rate: int
-    outputs: tuple[str, ...]
-
-    def compute(self, audio: np.ndarray, sr: int) -> dict[str, Any]:
-        """Descriptors for one track: mono (or multichannel) ``audio`` at ``sr`` Hz."""
-
-
 def descriptor_names(model: str, tags=MOOD_TAGS, *, key: bool = False, frames: bool = False) -> tuple[str, ...]:
-    """Every descriptor name a built-in extractor for ``model`` returns (its ``outputs``)."""
+    """Every descriptor name a model extractor for ``model`` returns (its ``outputs``)."""
     names = []
     for dim in ("valence", "arousal"):
         names.append(f"{_NS}.{dim}.value")
@@ -71,7 +56,7 @@ def descriptor_names(model: str, tags=MOOD_TAGS, *, key: bool = False, frames: b
     names += [f"{_MOOD_NS}.all.{t}" for t in tags]
     names += [f"{_MOOD_NS}.value", f"{_MOOD_NS}.probability"]
     if key:
-        names += ["tonal.key_music2emo.key", "tonal.key_music2emo.scale", "tonal.key_music2emo.strength"]
+        names += [f"tonal.key_{model}.key", f"tonal.key_{model}.scale", f"tonal.key_{model}.strength"]
     names += ["metadata.version.m2e", "metadata.audio_properties.length",
               "metadata.audio_properties.analysis_sample_rate"]
     names += [f"metadata.models.{model}.{f}" for f in _MODEL_FIELDS]
@@ -84,40 +69,44 @@ def descriptor_names(model: str, tags=MOOD_TAGS, *, key: bool = False, frames: b
 _MODEL_FIELDS = ("name", "version", "sample_rate", "window", "hop", "threshold", "device")
 
 
-class _BackendAttribute:
-    """Class-level attribute read from the backend class, so listing extractors needs no model weights.
+def model_extractor(entry) -> type:
+    """The extractor class for a registered model (:class:`m2e_plugin.plugins.ModelEntry`).
 
-    Backends that learn the value only when loading (``lite`` reads its card) give ``fallback``
-    (``"module:NAME"``) for the class-level answer; an instance always answers from its loaded backend.
+    Its class attributes come from the model's static card, so listing extractors loads no weights. The class
+    pickles as (name, backend class, registered card), so worker processes rebuild it without the registry.
     """
-
-    def __init__(self, attribute: str, fallback: str | None = None):
-        self.attribute = attribute
-        self.fallback = fallback
-
-    def __get__(self, obj, owner):
-        if obj is not None and getattr(obj, "_model", None) is not None:
-            return getattr(obj._model.backend, self.attribute)
-        from m2e_plugin.backends.base import BUILTIN_BACKENDS
-
-        module_name, class_name = BUILTIN_BACKENDS[owner.model_name].split(":")
-        value = getattr(getattr(importlib.import_module(module_name), class_name), self.attribute, None)
-        if not value and self.fallback:
-            module_name, name = self.fallback.split(":")
-            value = getattr(importlib.import_module(module_name), name)
-        return value
+    card = entry.card()
+    backend = entry.backend
+    return _ModelExtractorType(f"{entry.name.title().replace('-', '').replace('_', '')}Extractor", (ModelExtractor,), {
+        "__module__": __name__,
+        "__doc__": f"Emotion descriptors from the ``{entry.name}`` model (see :class:`ModelExtractor`).",
+        "name": entry.name,
+        "model_name": entry.name,
+        "backend_class": backend,
+        "registered_card": entry.registered_card(),
+        "sample_rate": int(card.get("sample_rate") or 0),
+        "outputs": descriptor_names(entry.name, tuple(card.get("mood_tags", ())), key=bool(backend.predicts_key)),
+        "torch_threads": backend.torch_threads,
+    })
 
 
-class _DeclaredOutputs:
-    """Class-level ``outputs`` computed on access (the tag list may come from a model card). An instance replaces
-    it with its own list, which adds the loaded model card's provenance fields (``metadata.models.<name>.*``)."""
-
-    def __get__(self, obj, owner):
-        return owner.declared_outputs()
+class _ModelExtractorType(type):
+    """Metaclass of the generated extractor classes: they pickle by what they are built from, not by name."""
 
 
-class Music2emoExtractor:
-    """Valence/arousal and mood/theme descriptors from the ``music2emo`` model (MERT + chords + key).
+def _rebuild_model_extractor(name: str, backend: type, registered_card: dict) -> type:
+    from m2e_plugin.plugins import ModelEntry
+
+    return model_extractor(ModelEntry(name, backend, plugin="", card_source=registered_card))
+
+
+copyreg.pickle(_ModelExtractorType, lambda cls: (_rebuild_model_extractor,
+                                                 (cls.model_name, cls.backend_class, cls.registered_card)))
+
+
+class ModelExtractor:
+    """Valence/arousal and mood/theme descriptors from one emotion model (subclassed per model by
+    :func:`model_extractor`; get one with ``m2e_plugin.plugins.get_extractor(name)``).
 
     Parameters
     ----------
@@ -129,54 +118,45 @@ class Music2emoExtractor:
         Sliding-window length and hop (seconds) for the statistics; the model's defaults when omitted.
     frames : bool
         Also return the per-window series (``highlevel.music2emo.frames.*``).
-    batch_windows : int
-        Windows handed to the model at once (bounds memory on long tracks).
     **model_options
         Passed to the backend (e.g. ``mert=``, ``checkpoint=``, ``chord_model=`` for ``music2emo``).
     """
 
-    name = "music2emo"
-    model_name = "music2emo"
+    name = ""
+    model_name = ""
+    backend_class: type | None = None
+    registered_card: dict[str, Any] = {}
     version = LAYOUT_VERSION
-    sample_rate = _BackendAttribute("sample_rate")
-    has_key = True
-    outputs = _DeclaredOutputs()
-
-    @classmethod
-    def declared_outputs(cls) -> tuple[str, ...]:
-        """Descriptors every instance returns (without ``frames``), known without loading the model."""
-        return descriptor_names(cls.model_name, MOOD_TAGS, key=cls.has_key)
+    sample_rate = 0
+    outputs: tuple[str, ...] = ()
+    torch_threads: int | None = None
 
     @classmethod
     def effective_settings(cls, options: dict[str, Any]) -> dict[str, Any]:
         """The settings an instance built with ``options`` uses, known without loading the model (batch resume
         compares these, so ``threshold=0.5`` or the model's own window spelled out is the same run)."""
-        from m2e_plugin.backends.base import BUILTIN_BACKENDS
-
-        module_name, class_name = BUILTIN_BACKENDS[cls.model_name].split(":")
-        backend = getattr(importlib.import_module(module_name), class_name)
         settings = {"threshold": 0.5, "window": None, "hop": None, "frames": False, **options}
-        settings["window"] = float(backend.window_seconds if settings["window"] is None else settings["window"])
-        settings["hop"] = float(backend.hop_seconds if settings["hop"] is None else settings["hop"])
+        window, hop = settings["window"], settings["hop"]
+        settings["window"] = float(cls.backend_class.window_seconds if window is None else window)
+        settings["hop"] = float(cls.backend_class.hop_seconds if hop is None else hop)
         settings["threshold"] = float(settings["threshold"])
         settings["frames"] = bool(settings["frames"])
         return settings
 
     def __init__(self, *, device: str = "auto", threshold: float = 0.5, window: float | None = None,
-                 hop: float | None = None, frames: bool = False, batch_windows: int = 8, **model_options):
+                 hop: float | None = None, frames: bool = False, **model_options):
+        from m2e_plugin.analysis import window_settings
+        from m2e_plugin.backends.base import resolve_device
         from m2e_plugin.predictor import Music2emo
 
-        self._model = Music2emo(model=self.model_name, device=device, threshold=threshold, **model_options)
-        backend = self._model.backend
+        backend = self.backend_class(device=resolve_device(device), **model_options)
+        self._model = Music2emo(model=backend, threshold=threshold)
+        self.sample_rate = int(backend.sample_rate)
         self.threshold = float(threshold)
-        # "is None", not "or": an explicit 0 is an error to report, not a request for the default.
-        self.window = float(backend.window_seconds if window is None else window)
-        self.hop = float(backend.hop_seconds if hop is None else hop)
-        if not (self.window > 0 and self.hop > 0):  # also rejects NaN
-            raise ValueError(f"window and hop must be positive, got window={self.window}, hop={self.hop}")
+        self.window, self.hop = window_settings(backend, window, hop)
         self.frames = bool(frames)
-        self.batch_windows = max(1, int(batch_windows))
-        self.outputs = descriptor_names(self.model_name, backend.mood_tags, key=self.has_key, frames=self.frames)
+        self.outputs = descriptor_names(self.model_name, backend.mood_tags, key=backend.predicts_key,
+                                        frames=self.frames)
         self._provenance = self._model_metadata()
 
     def compute(self, audio: np.ndarray, sr: int) -> dict[str, Any]:
@@ -184,13 +164,9 @@ class Music2emoExtractor:
 
         Raises :class:`m2e_plugin.audio.AudioError` for empty or non-finite audio.
         """
-        from m2e_plugin.audio import load_audio
+        from m2e_plugin.analysis import decode_blocks
 
-        backend = self._model.backend
-        rate = int(backend.sample_rate)
-        samples, _ = load_audio((np.asarray(audio), int(sr)), target_sr=rate)
-        step = max(1, int(backend.block_seconds * rate))
-        return self._compute_blocks(samples[i : i + step] for i in range(0, samples.size, step))
+        return self._compute_blocks(decode_blocks(self._model.backend, (np.asarray(audio), int(sr))))
 
     def compute_file(self, path, on_audio=None) -> dict[str, Any]:
         """Descriptors for an audio file, decoded block by block: memory stays bounded whatever its length.
@@ -199,57 +175,23 @@ class Music2emoExtractor:
         :class:`m2e_plugin.audio.AudioError` for a missing, unreadable, empty or non-finite file.
         ``on_audio(seconds)``, when given, is called with the audio read so far (progress inside long files).
         """
-        from m2e_plugin.audio import stream_audio
+        from m2e_plugin.analysis import decode_blocks
+        from m2e_plugin.progress import reporting_blocks
 
         backend = self._model.backend
-        blocks = stream_audio(path, int(backend.sample_rate), block_seconds=backend.block_seconds)
-        if on_audio is not None:
-            blocks = _reporting(blocks, int(backend.sample_rate), on_audio)
-        return self._compute_blocks(blocks)
+        return self._compute_blocks(reporting_blocks(decode_blocks(backend, path), backend.sample_rate, on_audio))
 
     def _compute_blocks(self, blocks) -> dict[str, Any]:
-        """Track prediction and window statistics in one pass over consecutive blocks at the model's rate."""
-        from collections import deque
-
+        """Track prediction and window statistics in one analysis pass over consecutive blocks."""
         from m2e_plugin import __version__
+        from m2e_plugin.analysis import analyse
         from m2e_plugin.labels import normalise_va
-        from m2e_plugin.predictor import sliding_windows
 
         backend = self._model.backend
-        rate = int(backend.sample_rate)
-        starts, ends, valence, arousal = [], [], [], []
-        pending: list[tuple[float, np.ndarray]] = []
-        decoded: deque = deque()  # blocks the window pass has read and the track prediction has not yet
-        total = [0]
-
-        def flush():
-            for (start, seg), p in zip(pending, backend.predict_windows([seg for _, seg in pending])):
-                starts.append(start)
-                ends.append(start + seg.size / rate)
-                valence.append(float(p.valence))
-                arousal.append(float(p.arousal))
-            pending.clear()
-
-        def source():
-            for block in blocks:
-                total[0] += block.size
-                decoded.append(block)
-                yield block
-
-        def track_blocks():
-            # The window pass drives decoding; each block is handed on to predict_track as soon as it is read,
-            # so a single decode serves both and only a block or two is ever held.
-            for start, segment in sliding_windows(source(), rate, self.window, self.hop):
-                pending.append((start, segment.copy()))  # copy: windows may be views of the stream's buffer
-                if len(pending) >= self.batch_windows:
-                    flush()
-                while decoded:
-                    yield decoded.popleft()
-            flush()
-            while decoded:
-                yield decoded.popleft()
-
-        track = self._model.format(backend.predict_track(track_blocks()), self.threshold)
+        result = analyse(backend, blocks, track=True, windows=True, window=self.window, hop=self.hop)
+        track = self._model.format(result.track, self.threshold)
+        valence = [float(w.prediction.valence) for w in result.windows]
+        arousal = [float(w.prediction.arousal) for w in result.windows]
 
         out: dict[str, Any] = {}
         for dim, series in (("valence", valence), ("arousal", arousal)):
@@ -263,18 +205,18 @@ class Music2emoExtractor:
         out.update({f"{_MOOD_NS}.all.{t}": p for t, p in probs.items()})
         out[f"{_MOOD_NS}.value"] = list(track["predicted_moods"])
         out[f"{_MOOD_NS}.probability"] = max(probs.values()) if probs else 0.0
-        if self.has_key and track.get("key"):
+        if backend.predicts_key and track.get("key"):
             key = track["key"]
-            out["tonal.key_music2emo.key"] = key.get("tonic")
-            out["tonal.key_music2emo.scale"] = key.get("mode")
-            out["tonal.key_music2emo.strength"] = key.get("confidence")
+            out[f"tonal.key_{self.model_name}.key"] = key.get("tonic")
+            out[f"tonal.key_{self.model_name}.scale"] = key.get("mode")
+            out[f"tonal.key_{self.model_name}.strength"] = key.get("confidence")
         out["metadata.version.m2e"] = __version__
-        out["metadata.audio_properties.length"] = total[0] / rate
-        out["metadata.audio_properties.analysis_sample_rate"] = rate
+        out["metadata.audio_properties.length"] = result.duration
+        out["metadata.audio_properties.analysis_sample_rate"] = int(backend.sample_rate)
         out.update(self._provenance)
         if self.frames:
-            out[f"{_NS}.frames.start"] = starts
-            out[f"{_NS}.frames.end"] = ends
+            out[f"{_NS}.frames.start"] = [w.start for w in result.windows]
+            out[f"{_NS}.frames.end"] = [w.end for w in result.windows]
             out[f"{_NS}.frames.valence"] = valence
             out[f"{_NS}.frames.arousal"] = arousal
         return out
@@ -300,41 +242,11 @@ class Music2emoExtractor:
                 elif isinstance(value, (str, int, float, bool)):
                     extra[key] = value
 
-        walk(backend.card or {}, prefix, 0)
+        # The card the plugin registered (licence, sources...), then what the loaded model says about itself.
+        walk({**self.registered_card, **(backend.card or {})}, prefix, 0)
         self.outputs = tuple(self.outputs) + tuple(sorted(extra))
         meta.update(extra)
         return meta
-
-
-class LiteExtractor(Music2emoExtractor):
-    """The same descriptors from the embedded ``lite`` model (offline, CPU-friendly). Options as
-    :class:`Music2emoExtractor`."""
-
-    name = "lite"
-    model_name = "lite"
-    has_key = False
-    sample_rate = _BackendAttribute("sample_rate", fallback="m2e_plugin.backbones.lite:SAMPLE_RATE")
-    # Batch runs use one torch thread: lite's many small ops gain nothing from more, and on a busy machine
-    # torch's default (all cores) ran 6-7x slower (benchmarks/bench_extract.py).
-    torch_threads = 1
-
-    @classmethod
-    def declared_outputs(cls) -> tuple[str, ...]:
-        # lite predicts only the tags its shipped model card lists (a subset of the 56).
-        import json
-
-        from m2e_plugin.backends.lite import default_weights
-
-        card = json.loads(default_weights().with_suffix(".json").read_text(encoding="utf-8"))
-        return descriptor_names(cls.model_name, tuple(card["classes"]["mood_tags"]), key=False)
-
-
-def _reporting(blocks, rate: int, on_audio):
-    read = 0
-    for block in blocks:
-        read += block.size
-        on_audio(read / rate)
-        yield block
 
 
 def _stats(series: list[float]) -> dict[str, float]:
@@ -343,10 +255,3 @@ def _stats(series: list[float]) -> dict[str, float]:
         return {s: float("nan") for s in _STATS}
     return {"mean": float(x.mean()), "stdev": float(x.std()), "median": float(np.median(x)),
             "min": float(x.min()), "max": float(x.max())}
-
-
-@hookimpl
-def m2e_register_extractors(register):
-    """The built-in extractors, registered through the same hook as third-party plugins."""
-    register(LiteExtractor)
-    register(Music2emoExtractor)

@@ -11,11 +11,18 @@ Third-party plugins are found through the ``m2e`` entry-point group::
     from m2e_plugin import hookimpl
 
     @hookimpl
+    def m2e_register_models(register):
+        from my_package.model import MyBackend      # an m2e_plugin.EmotionBackend subclass
+
+        register(MyBackend)
+
+    @hookimpl
     def m2e_register_extractors(register):
         register(MyExtractor)
 
-The built-in extractors (``lite``, ``music2emo``) register through the same hook (see
-:data:`m2e_plugin.plugins.DEFAULT_PLUGINS`), so a third-party extractor is a peer of the built-ins.
+The built-in models (``lite``, ``music2emo``) register through the same hook from
+:data:`m2e_plugin.plugins.DEFAULT_PLUGINS`, so a third-party model is a peer of the built-ins: it serves
+``m2e predict --model``, ``m2e extract --model`` (through the generic model extractor) and ``m2e stream --model``.
 """
 
 from __future__ import annotations
@@ -52,4 +59,31 @@ def m2e_register_extractors(register):
     Return value is ignored. An exception raised here is reported and the plugin's extractors are skipped;
     the other plugins still load. Importing heavy libraries (torch, ...) should wait until the extractor is
     instantiated, so that listing plugins stays fast.
+    """
+
+
+@hookspec
+def m2e_register_models(register):
+    """Register emotion models.
+
+    Parameters
+    ----------
+    register : callable
+        Call ``register(BackendClass, card=None)`` once per model. ``BackendClass`` subclasses
+        :class:`m2e_plugin.EmotionBackend` (``from m2e_plugin import EmotionBackend, Prediction``) and sets
+
+        * ``name: str`` -- the model name users give to ``--model`` / ``Music2emo(model=...)``;
+        * ``version``, ``sample_rate``, ``block_seconds``, ``window_seconds``, ``hop_seconds``, ``window_batch``,
+          ``mood_tags`` -- class attributes where they are known before loading (``m2e plugins`` shows them);
+        * ``predict_track(blocks) -> Prediction`` (and optionally ``predict_window``/``predict_windows``).
+
+        The host builds it as ``BackendClass(device=..., **options)`` only when a user asks for that model.
+        ``card`` (a dict, or a callable returning one, called when the card is first needed) adds model-card
+        fields known without loading the weights (sample rate, mood tags, licence, metrics...).
+
+    Notes
+    -----
+    Return value is ignored. A plugin that raises here, or registers something that is not an
+    ``EmotionBackend`` subclass with a name, is listed by ``m2e plugins`` with its error and skipped; only a model
+    the user asked for is fatal. Import heavy libraries in the backend's ``__init__``, not at import time.
     """

@@ -1,4 +1,4 @@
-"""Plugin discovery and the extractor registry.
+"""Plugin discovery and the model and extractor registries.
 
 * One :class:`pluggy.PluginManager` per process (:func:`get_plugin_manager`), holding the hookspecs of
   :mod:`m2e_plugin.hookspecs` and the built-in plugins listed in :data:`DEFAULT_PLUGINS`.
@@ -6,9 +6,13 @@
   asks for extractors or for the plugin list -- importing :mod:`m2e_plugin` never imports a plugin.
 * ``M2E_LOAD_PLUGINS`` (comma list of entry-point or distribution names) restricts which entry points load;
   set to an empty string it loads none. ``M2E_TRACE_PLUGINS=1`` traces hook calls on stderr.
-* A plugin that raises while loading or registering is reported (a :class:`PluginLoadWarning` and an entry in
-  :func:`list_plugins`) and skipped: it never takes the host down. A hook implementation whose name matches no
-  spec (a misspelt hook) raises :class:`pluggy.PluginValidationError` naming the plugin and the hook.
+* Models come from ``m2e_register_models`` (:func:`get_models`, :func:`get_model`); every model also serves as
+  an extractor of the same name (:func:`m2e_plugin.extractor.model_extractor`), next to the extractors from
+  ``m2e_register_extractors`` (:func:`get_extractors`).
+* A plugin that fails in any way -- raises on import or while registering, registers junk, implements a
+  misspelt hook -- is reported (a :class:`PluginLoadWarning` and an ``error`` in :func:`list_plugins`) and
+  skipped: it never takes the host down. Only the model or extractor the user asked for is fatal (a ``ValueError``
+  naming the plugins that failed). :func:`register_plugin` (an explicit call) raises for a misspelt hook.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pluggy
 from m2e_plugin import hookspecs
 
 # Built-in plugins: modules registered through the same hooks as third-party ones (llm/datasette habit).
-DEFAULT_PLUGINS: tuple[str, ...] = ("m2e_plugin.extractor",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("m2e_plugin.backends.builtin",)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 _REQUIRED_ATTRIBUTES = ("name", "version", "sample_rate", "outputs")
@@ -46,14 +50,59 @@ class PluginInfo:
     distribution: str | None
     builtin: bool
     hooks: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
     extractors: list[str] = field(default_factory=list)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "version": self.version, "distribution": self.distribution,
-               "builtin": self.builtin, "hooks": self.hooks, "extractors": self.extractors}
+               "builtin": self.builtin, "hooks": self.hooks, "models": self.models, "extractors": self.extractors}
         if self.error is not None:
             out["error"] = self.error
+        return out
+
+
+@dataclass
+class ModelEntry:
+    """A registered model: its backend class, the plugin that registered it and its static model card."""
+
+    name: str
+    backend: type
+    plugin: str
+    card_source: Any = None  # dict, or a callable returning one (read on first use)
+    _card: dict[str, Any] | None = field(default=None, repr=False)
+
+    def registered_card(self) -> dict[str, Any]:
+        """The card fields the plugin gave to ``register`` (resolved once)."""
+        if self._card is None:
+            source = self.card_source() if callable(self.card_source) else self.card_source
+            self._card = dict(source or {})
+        return self._card
+
+    def card(self) -> dict[str, Any]:
+        """The card known without loading the model: the class attributes, then the registered card on top."""
+        cls = self.backend
+        card: dict[str, Any] = {"name": self.name}
+        for attr in ("version", "sample_rate", "block_seconds", "window_seconds", "hop_seconds", "window_batch"):
+            value = getattr(cls, attr, None)
+            if value not in (None, "", 0):
+                card[attr] = value
+        if getattr(cls, "mood_tags", ()):
+            card["mood_tags"] = list(cls.mood_tags)
+        card.update(self.registered_card())
+        classes = card.get("classes")
+        if "mood_tags" not in card and isinstance(classes, dict) and "mood_tags" in classes:
+            card["mood_tags"] = list(classes["mood_tags"])
+        return card
+
+    def describe(self) -> dict[str, Any]:
+        """What ``m2e plugins --models`` prints; a card that cannot be read is reported, not raised."""
+        out: dict[str, Any] = {"name": self.name, "plugin": self.plugin,
+                               "class": f"{self.backend.__module__}.{self.backend.__qualname__}"}
+        try:
+            out["card"] = self.card()
+        except Exception as exc:
+            out["error"] = f"model card unavailable: {type(exc).__name__}: {exc}"
         return out
 
 
@@ -63,6 +112,7 @@ class _State:
     def __init__(self) -> None:
         self.pm: pluggy.PluginManager | None = None
         self.entry_points_loaded = False
+        self.models: dict[str, ModelEntry] | None = None
         self.extractors: dict[str, type] | None = None
         self.extractor_owner: dict[str, str] = {}
         self.info: dict[str, PluginInfo] = {}  # plugin name -> info (loaded or failed)
@@ -99,7 +149,6 @@ def load_plugins() -> pluggy.PluginManager:
         allowed = _allow_list()
         seen: set[tuple[str, str]] = set()
         matched: set[str] = set()
-        misspelt: pluggy.PluginValidationError | None = None
         for ep in _entry_points():
             if (ep.name, ep.value) in seen:  # the same distribution twice on sys.path
                 continue
@@ -127,14 +176,10 @@ def load_plugins() -> pluggy.PluginManager:
             try:
                 _check_hooks(pm, only=plugin)
             except pluggy.PluginValidationError as exc:
-                # Loud, not skipped quietly: unregister it, keep loading the others, raise at the end (and again
-                # on the next call, since loading is not marked done).
+                # A misspelt hook would silently do nothing: the plugin is listed with the hook's name and skipped.
                 pm.unregister(plugin)
-                info.error = str(exc)
-                misspelt = misspelt or exc
-        _state.extractors = None
-        if misspelt is not None:
-            raise misspelt
+                _fail(info, str(exc))
+        _forget_registries()
         _state.entry_points_loaded = True
         if allowed is not None:
             for name in sorted(allowed - matched):
@@ -156,7 +201,7 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
             pm.unregister(plugin)
             raise
         _state.info[registered] = PluginInfo(registered, None, None, builtin=False)
-        _state.extractors = None
+        _forget_registries()
         return registered
 
 
@@ -166,7 +211,7 @@ def unregister_plugin(name: str) -> None:
         pm = get_plugin_manager()
         pm.unregister(name=name)
         _state.info.pop(name, None)
-        _state.extractors = None
+        _forget_registries()
 
 
 def reset() -> None:
@@ -176,8 +221,26 @@ def reset() -> None:
         _state = _State()
 
 
+def get_models() -> dict[str, ModelEntry]:
+    """Every registered model by name (built-ins first, then plugins), loading plugins on first use."""
+    with _lock:
+        pm = load_plugins()
+        if _state.models is None:
+            _collect_models(pm)
+        return dict(_state.models)
+
+
+def get_model(name: str) -> ModelEntry:
+    """The model registered under ``name``; ``ValueError`` naming the available ones (and failed plugins) otherwise."""
+    models = get_models()
+    try:
+        return models[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(models))}{_failed_hint()}") from None
+
+
 def get_extractors() -> dict[str, type]:
-    """Every registered extractor class by name (built-ins and plugins), loading plugins on first use."""
+    """Every extractor class by name: one per registered model (same name), then the registered extractors."""
     with _lock:
         pm = load_plugins()
         if _state.extractors is None:
@@ -191,9 +254,8 @@ def get_extractor_class(name: str) -> type:
     try:
         return extractors[name]
     except KeyError:
-        failed = [i.name for i in _state.info.values() if i.error]
-        hint = f" (plugins that failed to load: {', '.join(failed)}; see `m2e plugins`)" if failed else ""
-        raise ValueError(f"unknown extractor {name!r}; available: {', '.join(sorted(extractors))}{hint}") from None
+        raise ValueError(f"unknown extractor {name!r}; available: {', '.join(sorted(extractors))}"
+                         f"{_failed_hint()}") from None
 
 
 def get_extractor(name: str, **options):
@@ -202,7 +264,7 @@ def get_extractor(name: str, **options):
 
 
 def list_plugins() -> list[dict[str, Any]]:
-    """Plugins with version, distribution, implemented hooks and registered extractors; failed ones carry ``error``."""
+    """Plugins with version, distribution, hooks, registered models and extractors; failed ones carry ``error``."""
     with _lock:
         pm = load_plugins()
         if _state.extractors is None:
@@ -211,6 +273,7 @@ def list_plugins() -> list[dict[str, Any]]:
             info = _state.info.setdefault(name, PluginInfo(name, None, None, builtin=False))
             info.hooks = sorted(caller.name for caller in (pm.get_hookcallers(plugin) or []))
         for info in _state.info.values():
+            info.models = sorted(n for n, entry in _state.models.items() if entry.plugin == info.name)
             info.extractors = sorted(n for n, owner in _state.extractor_owner.items() if owner == info.name)
         order = sorted(_state.info.values(), key=lambda i: (not i.builtin, i.name))
         return [i.as_dict() for i in order]
@@ -249,41 +312,90 @@ def check_extractor(extractor: object) -> None:
 
 # --------------------------------------------------------------------------------------------------- internals
 
-def _collect_extractors(pm: pluggy.PluginManager) -> None:
-    """Call every ``m2e_register_extractors`` implementation separately, so one failing plugin skips only itself."""
-    extractors: dict[str, type] = {}
-    owner: dict[str, str] = {}
-    impls = pm.hook.m2e_register_extractors.get_hookimpls()
-    # get_hookimpls() lists in registration order: built-ins claim their names before third parties.
+def _call_each(pm: pluggy.PluginManager, hook: str, accept) -> dict[str, list]:
+    """Call every implementation of ``hook`` on its own, so that one failing plugin skips only itself.
+
+    ``accept(item, *args, **kwargs)`` validates what a plugin passes to ``register`` (raising ``TypeError``) and
+    returns the value to keep. Returns plugin name -> accepted values, in registration order (built-ins first).
+    """
+    collected: dict[str, list] = {}
+    impls = getattr(pm.hook, hook).get_hookimpls()
     for impl in impls:
         if impl.hookwrapper or impl.wrapper:
             continue
         # A caller limited to this one plugin: still goes through pluggy (tracing, monitoring), but an exception
         # stops only this plugin.
-        only_this = pm.subset_hook_caller("m2e_register_extractors",
-                                          [i.plugin for i in impls if i.plugin is not impl.plugin])
-        plugin_name = impl.plugin_name
-        collected: list[type] = []
-
-        def register(cls, _collected=collected):
-            validate_extractor_class(cls)
-            _collected.append(cls)
-
-        info = _state.info.setdefault(plugin_name, PluginInfo(plugin_name, None, None, builtin=False))
+        only_this = pm.subset_hook_caller(hook, [i.plugin for i in impls if i.plugin is not impl.plugin])
+        values: list = []
+        info = _state.info.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name, None, None, builtin=False))
         try:
-            only_this(register=register)
+            only_this(register=lambda *args, **kwargs: values.append(accept(*args, **kwargs)))
         except Exception as exc:
-            _fail(info, f"m2e_register_extractors raised {type(exc).__name__}: {exc}")
+            _fail(info, f"{hook} raised {type(exc).__name__}: {exc}")
             continue
-        for cls in collected:
+        collected[impl.plugin_name] = values
+    return collected
+
+
+def _accept_model(cls, card=None) -> tuple[type, Any]:
+    from m2e_plugin.backends.base import EmotionBackend
+
+    if not (isinstance(cls, type) and issubclass(cls, EmotionBackend)):
+        raise TypeError(f"register() expects an EmotionBackend subclass, got {cls!r}")
+    if not isinstance(cls.name, str) or not cls.name.strip():
+        raise TypeError(f"model class {cls.__qualname__}: name must be a non-empty string, got {cls.name!r}")
+    if card is not None and not (callable(card) or isinstance(card, dict)):
+        raise TypeError(f"model {cls.name!r}: card must be a dict or a callable returning one")
+    return cls, card
+
+
+def _accept_extractor(cls) -> type:
+    validate_extractor_class(cls)
+    return cls
+
+
+def _collect_models(pm: pluggy.PluginManager) -> None:
+    models: dict[str, ModelEntry] = {}
+    for plugin_name, registered in _call_each(pm, "m2e_register_models", _accept_model).items():
+        for cls, card in registered:
+            if cls.name in models:
+                _fail(_state.info[plugin_name], f"model name {cls.name!r} is already registered by "
+                      f"{models[cls.name].plugin!r}; {cls.__module__}.{cls.__qualname__} was skipped", keep=True)
+                continue
+            models[cls.name] = ModelEntry(cls.name, cls, plugin_name, card)
+    _state.models = models
+
+
+def _collect_extractors(pm: pluggy.PluginManager) -> None:
+    from m2e_plugin.extractor import model_extractor
+
+    if _state.models is None:
+        _collect_models(pm)
+    extractors: dict[str, type] = {}
+    owner: dict[str, str] = {}
+    for name, entry in _state.models.items():  # every model is an extractor of the same name
+        extractors[name] = model_extractor(entry)
+        owner[name] = entry.plugin
+    for plugin_name, registered in _call_each(pm, "m2e_register_extractors", _accept_extractor).items():
+        for cls in registered:
             if cls.name in extractors:
-                _fail(info, f"extractor name {cls.name!r} is already registered by {owner[cls.name]!r}; "
-                            f"{cls.__module__}.{cls.__qualname__} was skipped", keep=True)
+                _fail(_state.info[plugin_name], f"extractor name {cls.name!r} is already registered by "
+                      f"{owner[cls.name]!r}; {cls.__module__}.{cls.__qualname__} was skipped", keep=True)
                 continue
             extractors[cls.name] = cls
             owner[cls.name] = plugin_name
     _state.extractors = extractors
     _state.extractor_owner = owner
+
+
+def _forget_registries() -> None:
+    _state.models = None
+    _state.extractors = None
+
+
+def _failed_hint() -> str:
+    failed = [i.name for i in _state.info.values() if i.error]
+    return f" (plugins that failed to load: {', '.join(failed)}; see `m2e plugins`)" if failed else ""
 
 
 def _check_hooks(pm: pluggy.PluginManager, only: object | None = None) -> None:

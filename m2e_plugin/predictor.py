@@ -8,13 +8,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
-from m2e_plugin.audio import AudioInput, load_audio, stream_audio
+from m2e_plugin.analysis import WindowPrediction, analyse, decode_blocks, iter_windows, sliding_windows, window_settings
+from m2e_plugin.audio import AudioInput
 from m2e_plugin.backends.base import EmotionBackend, Prediction, get_backend
 from m2e_plugin.labels import quadrant
+
+__all__ = ["Music2emo", "sliding_windows"]  # sliding_windows lives in m2e_plugin.analysis; kept importable here
 
 
 class Music2emo:
@@ -22,9 +25,10 @@ class Music2emo:
 
     Parameters
     ----------
-    model : {"lite", "music2emo"}
+    model : str or EmotionBackend
         ``lite`` (default) is embedded in the package and runs offline; ``music2emo`` is the paper's model
-        (MERT-v1-95M + BTC chords + key + multitask head), fetched through huggingface_hub or given as local paths.
+        (MERT-v1-95M + BTC chords + key + multitask head), fetched through huggingface_hub or given as local paths;
+        any other name a plugin registered (``m2e plugins``); or a backend instance already built.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     threshold : float
@@ -33,8 +37,10 @@ class Music2emo:
         Passed to the backend, e.g. ``mert=``, ``checkpoint=``, ``chord_model=`` for ``music2emo``.
     """
 
-    def __init__(self, model: str = "lite", device: str = "auto", *, threshold: float = 0.5, **model_options):
-        self.backend: EmotionBackend = get_backend(model, device=device, **model_options)
+    def __init__(self, model: str | EmotionBackend = "lite", device: str = "auto", *, threshold: float = 0.5,
+                 **model_options):
+        self.backend: EmotionBackend = (model if isinstance(model, EmotionBackend)
+                                        else get_backend(model, device=device, **model_options))
         self.threshold = float(threshold)
 
     @property
@@ -54,27 +60,29 @@ class Music2emo:
         timeline: bool = False,
         window: float | None = None,
         hop: float | None = None,
-        on_audio: Callable[[str, float], None] | None = None,
+        on_audio: Callable[[float], None] | None = None,
     ) -> dict[str, Any]:
         """Predict emotion for a file path or ``(samples, sr)``.
 
         Returns a dict with ``valence``, ``arousal`` (1-9), ``predicted_moods`` (tags with probability >
         threshold, most probable first), ``mood_probabilities`` ({tag: p} for every tag the model predicts),
-        ``quadrant`` ("Q1".."Q4"), ``model``, ``duration`` (seconds) and ``key`` (when the model estimates one).
-        With ``timeline=True`` it adds ``timeline``: one entry per window (``window``/``hop`` seconds, model
-        defaults otherwise) with ``start``, ``end``, ``valence``, ``arousal``, ``quadrant`` and ``top_moods``.
-        ``on_audio(stage, seconds)`` is called as the audio is read (``stage`` is ``"track"`` or ``"timeline"``,
-        ``seconds`` the audio read so far), for progress on long files.
+        ``quadrant`` ("Q1".."Q4"), ``model``, ``duration`` (seconds), ``key`` (when the model estimates one) and
+        ``quadrant_probabilities`` (when the model gives them: ``lite``). With ``timeline=True`` it adds
+        ``timeline``: one entry per window (``window``/``hop`` seconds, model defaults otherwise) with ``start``,
+        ``end``, ``valence``, ``arousal``, ``quadrant`` and ``top_moods``; the input is decoded once for both.
+        ``on_audio(seconds)`` is called as the audio is read (seconds read so far), for progress on long files.
         """
+        from m2e_plugin.progress import reporting_blocks
+
         threshold = self.threshold if threshold is None else float(threshold)
-        backend = self.backend
-        blocks, duration_box = self._blocks(audio, sr, on_audio and (lambda s: on_audio("track", s)))
-        result = self.format(backend.predict_track(blocks), threshold)
-        result["duration"] = round(duration_box[0], 3)
+        window, hop = window_settings(self.backend, window, hop)  # checked before any decoding
+        blocks = reporting_blocks(decode_blocks(self.backend, audio, sr), self.backend.sample_rate, on_audio)
+        result = analyse(self.backend, blocks, track=True, windows=timeline, window=window, hop=hop)
+        out = self.format(result.track, threshold)
+        out["duration"] = round(result.duration, 3)
         if timeline:
-            result["timeline"] = self.timeline(audio, sr, window=window, hop=hop, threshold=threshold,
-                                               on_audio=on_audio and (lambda s: on_audio("timeline", s)))
-        return result
+            out["timeline"] = [self._timeline_entry(w, threshold) for w in result.windows]
+        return out
 
     def format(self, prediction: Prediction, threshold: float | None = None) -> dict[str, Any]:
         """Turn a backend :class:`Prediction` into the public result dict (no duration/timeline)."""
@@ -92,94 +100,26 @@ class Music2emo:
         }
         if prediction.key is not None:
             out["key"] = prediction.key
+        quadrants = prediction.extras.get("quadrant_probabilities")
+        if quadrants:  # the model's own quadrant classifier (lite), next to the quadrant derived from V/A
+            out["quadrant_probabilities"] = {q: float(p) for q, p in quadrants.items()}
         return out
 
     def timeline(self, audio: AudioInput, sr: int | None = None, *, window: float | None = None,
-                 hop: float | None = None, threshold: float | None = None, top_k: int = 3,
-                 on_audio: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
-        """Per-window predictions over the whole input, streamed (constant memory in the file's length).
-        ``on_audio(seconds)`` is called as the audio is read."""
-        backend = self.backend
-        # "is None", not "or": an explicit 0 is an error to report, not a request for the default.
-        window = float(backend.window_seconds if window is None else window)
-        hop = float(backend.hop_seconds if hop is None else hop)
-        if not (window > 0 and hop > 0):  # also rejects NaN
-            raise ValueError(f"window and hop must be positive, got window={window}, hop={hop}")
-        blocks, _ = self._blocks(audio, sr, on_audio)
-        entries = []
-        pending: list[tuple[float, np.ndarray]] = []
+                 hop: float | None = None, threshold: float | None = None, top_k: int = 3) -> list[dict[str, Any]]:
+        """Per-window predictions over the whole input, streamed (constant memory in the file's length)."""
+        window, hop = window_settings(self.backend, window, hop)
+        windows = iter_windows(self.backend, decode_blocks(self.backend, audio, sr), window=window, hop=hop)
+        return [self._timeline_entry(w, threshold, top_k) for w in windows]
 
-        def flush():
-            # Windows go to the backend in small groups so GPU backends can batch them (predict_windows).
-            for (start, segment), p in zip(pending, backend.predict_windows([seg for _, seg in pending])):
-                formatted = self.format(p, threshold)
-                probs = formatted["mood_probabilities"]
-                entries.append({
-                    "start": round(start, 3),
-                    "end": round(start + segment.size / backend.sample_rate, 3),
-                    "valence": formatted["valence"],
-                    "arousal": formatted["arousal"],
-                    "quadrant": formatted["quadrant"],
-                    "top_moods": sorted(probs, key=probs.get, reverse=True)[:top_k],
-                })
-            pending.clear()
-
-        for start, segment in sliding_windows(blocks, backend.sample_rate, window, hop):
-            pending.append((start, segment.copy()))  # copy: the window may be a view of a reused buffer
-            if len(pending) == 8:
-                flush()
-        flush()
-        return entries
-
-    def _blocks(self, audio: AudioInput, sr: int | None, on_audio: Callable[[float], None] | None = None
-                ) -> tuple[Iterator[np.ndarray], list[float]]:
-        """Stream the input as backend-rate blocks; the returned box holds the duration once consumed."""
-        backend = self.backend
-        duration_box = [0.0]
-
-        def generate():
-            if isinstance(audio, (tuple, np.ndarray)):
-                samples, _ = load_audio(audio, sr=sr, target_sr=backend.sample_rate)
-                step = max(1, int(backend.block_seconds * backend.sample_rate))
-                it = (samples[i : i + step] for i in range(0, samples.size, step))
-            else:
-                it = stream_audio(audio, backend.sample_rate, block_seconds=backend.block_seconds)
-            for block in it:
-                duration_box[0] += block.size / backend.sample_rate
-                if on_audio is not None:
-                    on_audio(duration_box[0])
-                yield block
-
-        return generate(), duration_box
-
-
-def sliding_windows(blocks, sample_rate: int, window: float, hop: float) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield ``(start_seconds, samples)`` windows of ``window`` s every ``hop`` s from a stream of blocks.
-
-    Audio shorter than one window gives one (short) window; the tail that a full hop would skip gets a final
-    window ending at the end of the audio, so every sample is covered.
-    """
-    win = max(1, int(round(window * sample_rate)))
-    step = max(1, int(round(hop * sample_rate)))
-    buffer = np.zeros(0, dtype=np.float32)
-    offset = 0  # absolute sample index of buffer[0]
-    next_start = 0
-    last_end = 0
-    for block in blocks:
-        buffer = np.concatenate([buffer, np.asarray(block, dtype=np.float32)])
-        while next_start + win <= offset + buffer.size:
-            local = next_start - offset
-            yield next_start / sample_rate, buffer[local : local + win]
-            last_end = next_start + win
-            next_start += step
-        # Keep at least one window of history so the final, end-aligned window can always be cut.
-        drop = min(next_start - offset, buffer.size - win)
-        if drop > 0:
-            buffer = buffer[drop:]
-            offset += drop
-    total = offset + buffer.size
-    if total == 0:
-        return
-    if last_end < total:
-        start = max(0, total - win)
-        yield start / sample_rate, buffer[start - offset :]
+    def _timeline_entry(self, w: WindowPrediction, threshold: float | None, top_k: int = 3) -> dict[str, Any]:
+        formatted = self.format(w.prediction, threshold)
+        probs = formatted["mood_probabilities"]
+        return {
+            "start": round(w.start, 3),
+            "end": round(w.end, 3),
+            "valence": formatted["valence"],
+            "arousal": formatted["arousal"],
+            "quadrant": formatted["quadrant"],
+            "top_moods": sorted(probs, key=probs.get, reverse=True)[:top_k],
+        }

@@ -117,10 +117,9 @@ class ControlServer:
             _expect(args, 1, command)
             if not isinstance(args[0], str) or not args[0]:
                 raise TypeError("model needs a name (string)")
-            from m2e_plugin.backends.base import BUILTIN_BACKENDS
+            from m2e_plugin.plugins import get_model
 
-            if args[0] not in BUILTIN_BACKENDS:
-                raise ValueError(f"unknown model {args[0]!r}; available: {', '.join(sorted(BUILTIN_BACKENDS))}")
+            get_model(args[0])  # ValueError naming the registered models for an unknown name
             sc.runner.request(args[0])
             log.info("control: loading model %s", args[0])
         else:

@@ -156,9 +156,9 @@ def test_plot_into_a_missing_folder_is_a_clear_error(files, tmp_path, capsys, mo
 @pytest.fixture
 def light_model(monkeypatch):
     """A signal-statistics backend (tests/test_realtime_support.py): these tests are about the CLI, not a model."""
-    from m2e_plugin.backends import base
+    from test_realtime_support import FeatureBackend, register_test_models
 
-    monkeypatch.setitem(base.BUILTIN_BACKENDS, "qa-light", "test_realtime_support:FeatureBackend")
+    register_test_models(monkeypatch, type("QALight", (FeatureBackend,), {"name": "qa-light"}))
     return ["--model", "qa-light"]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from m2e_plugin import batch, plugins
+from m2e_plugin import EmotionBackend, batch, plugins
 from m2e_plugin.cli.main import main
 from m2e_plugin.demo import synth_music
 from m2e_plugin.labels import MOOD_TAGS
@@ -305,20 +305,19 @@ def test_bad_numbers_exit_2_before_any_work(tmp_path, args, message, capsys):
 
 
 def test_extractor_rejects_zero_window_instead_of_using_the_default(monkeypatch):
-    from m2e_plugin.backends import base
-    from m2e_plugin.extractor import LiteExtractor
+    from test_realtime_support import FeatureBackend, register_test_models
 
-    # A signal-statistics backend under the name `lite`: this is about option handling, not the model.
-    monkeypatch.setitem(base.BUILTIN_BACKENDS, "lite", "test_realtime_support:FeatureBackend")
+    # A signal-statistics model: this is about option handling, not the model.
+    register_test_models(monkeypatch, FeatureBackend)
     with pytest.raises(ValueError, match="window and hop must be positive"):
-        LiteExtractor(device="cpu", window=0)
-    assert LiteExtractor(device="cpu").window > 0
+        plugins.get_extractor("rt-feature", device="cpu", window=0)
+    assert plugins.get_extractor("rt-feature", device="cpu").window > 0
 
 
-class _EnergyBackend:
+class _EnergyBackend(EmotionBackend):
     """A streaming-friendly stand-in model (per-block energy): keeps nothing but running sums, like the real ones."""
 
-    name, version, sample_rate, block_seconds, window_seconds, hop_seconds = "lite", "test", 8000, 30.0, 10.0, 5.0
+    name, version, sample_rate, block_seconds, window_seconds, hop_seconds = "energy", "test", 8000, 30.0, 10.0, 5.0
     mood_tags, device = MOOD_TAGS, "cpu"
 
     def __init__(self, device="cpu", **_):
@@ -346,17 +345,16 @@ def test_long_file_is_streamed_not_loaded_whole(tmp_path, monkeypatch):
     """Regression: extract_track used to decode the whole file (a 2-hour FLAC took 4.5 GB of RAM)."""
     import tracemalloc
 
-    from m2e_plugin.backends import base
-    from m2e_plugin.extractor import LiteExtractor
+    from test_realtime_support import register_test_models
 
-    monkeypatch.setitem(base.BUILTIN_BACKENDS, "lite", "test_extract:_EnergyBackend")
+    register_test_models(monkeypatch, _EnergyBackend)
     rate, minutes = 8000, 15
     path = tmp_path / "long.wav"
     rng = np.random.default_rng(1)
     with sf.SoundFile(path, "w", rate, 2, subtype="PCM_16") as f:
         for _ in range(minutes):
             f.write((0.1 * rng.standard_normal((60 * rate, 2))).astype(np.float32))
-    extractor = LiteExtractor(device="cpu", frames=True)
+    extractor = plugins.get_extractor("energy", device="cpu", frames=True)
     tracemalloc.start()
     try:
         pool = batch.extract_track(extractor, batch.Track("long", str(path)))

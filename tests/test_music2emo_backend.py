@@ -86,7 +86,9 @@ def test_threshold_and_stereo_file(model, music_wav):
 def test_long_input_is_streamed_in_30s_segments(model):
     sr = 16000
     y = synth_music(31.0, sr, seed=1)
-    p = model.backend.predict_track(model._blocks((y, sr), None)[0])
+    from m2e_plugin.analysis import decode_blocks
+
+    p = model.backend.predict_track(decode_blocks(model.backend, (y, sr)))
     assert p.extras["mert_segments"] == 2  # 30 s + 1 s tail, the tail kept
     assert set(model.backend.last_timings) == {"decode", "mert", "harmony", "head"}
 
@@ -152,9 +154,11 @@ def test_join_chords_merges_across_blocks():
 
 def test_real_clip(model, shared_data):
     path = shared_data / "pmemo" / "samples" / "108.mp3"
-    blocks, duration = model._blocks(str(path), None)
-    p = model.backend.predict_track(blocks)
+    from m2e_plugin.analysis import analyse, decode_blocks
+
+    result = analyse(model.backend, decode_blocks(model.backend, str(path)))
+    p = result.track
     out = model.format(p)
     _check_result(out)
-    assert duration[0] == pytest.approx(49.0, abs=0.3)
+    assert result.duration == pytest.approx(49.0, abs=0.3)
     assert p.extras["mert_segments"] == 2 and p.extras["chord_segments"] >= 1

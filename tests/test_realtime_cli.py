@@ -22,9 +22,8 @@ from test_realtime_support import OscCollector, free_udp_port
 TESTS = Path(__file__).resolve().parent
 MODEL = "lite" if importlib.util.find_spec("m2e_plugin.backends.lite") else "rt-feature"
 # Runs the real CLI entry point after registering the test backends (a subprocess does not see monkeypatches).
-LAUNCH = ("import sys, test_realtime_support as s; from m2e_plugin.backends import base; "
-          "base.BUILTIN_BACKENDS.update({n: 'test_realtime_support:' + c for n, c in "
-          "(('rt-feature', 'FeatureBackend'), ('rt-slow', 'SlowBackend'))}); "
+LAUNCH = ("import sys, test_realtime_support as s; from m2e_plugin import plugins; "
+          "plugins.register_plugin(s.TestModels(s.FeatureBackend, s.SlowBackend), name='m2e-test-models'); "
           "from m2e_plugin.cli.main import main; sys.exit(main(sys.argv[1:]))")
 
 

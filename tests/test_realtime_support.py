@@ -3,7 +3,8 @@
 ``FeatureBackend`` derives valence/arousal from simple signal features (so its output follows the audio and is
 deterministic) and mood probabilities from the distance to each tag's word-norm valence/arousal; ``SlowBackend``
 takes ``DELAY`` seconds per window (slower than the hop); ``FlakyBackend`` fails every other window. They are
-registered per test by monkeypatching ``BUILTIN_BACKENDS`` (see :func:`register_test_backends`).
+registered per test through the ``m2e_register_models`` hook, in a fresh plugin registry (see
+:func:`register_test_backends`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 import numpy as np
 
+from m2e_plugin import hookimpl
 from m2e_plugin.backends.base import EmotionBackend, Prediction
 from m2e_plugin.labels import MOOD_TAGS, TAG_VALENCE_AROUSAL
 
@@ -67,11 +69,28 @@ class FlakyBackend(FeatureBackend):
         return super().predict_track(blocks)
 
 
-def register_test_backends(monkeypatch) -> None:
-    from m2e_plugin.backends import base
+class TestModels:
+    """A model plugin registering the given backend classes through the hook, as a third party would."""
 
-    for name, cls in (("rt-feature", "FeatureBackend"), ("rt-slow", "SlowBackend"), ("rt-flaky", "FlakyBackend")):
-        monkeypatch.setitem(base.BUILTIN_BACKENDS, name, f"test_realtime_support:{cls}")
+    def __init__(self, *classes):
+        self.classes = classes or (FeatureBackend, SlowBackend, FlakyBackend)
+
+    @hookimpl
+    def m2e_register_models(self, register):
+        for cls in self.classes:
+            register(cls)
+
+
+def register_test_models(monkeypatch, *classes) -> None:
+    """Register ``classes`` (default: the three above) in a fresh plugin registry; the test's end restores the old."""
+    from m2e_plugin import plugins
+
+    monkeypatch.setattr(plugins, "_state", plugins._State())
+    plugins.register_plugin(TestModels(*classes), name="m2e-test-models")
+
+
+def register_test_backends(monkeypatch) -> None:
+    register_test_models(monkeypatch)
 
 
 class OscCollector:

@@ -1,5 +1,5 @@
 """Emotion-model backends (``lite``, ``music2emo``) behind one interface; see :mod:`m2e_plugin.backends.base`."""
 
-from m2e_plugin.backends.base import BUILTIN_BACKENDS, EmotionBackend, Prediction, get_backend, resolve_device
+from m2e_plugin.backends.base import EmotionBackend, Prediction, get_backend, resolve_device
 
-__all__ = ["BUILTIN_BACKENDS", "EmotionBackend", "Prediction", "get_backend", "resolve_device"]
+__all__ = ["EmotionBackend", "Prediction", "get_backend", "resolve_device"]

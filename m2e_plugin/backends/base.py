@@ -7,12 +7,14 @@ A backend turns mono float32 audio at its own ``sample_rate`` into a :class:`Pre
 * ``predict_window(audio)``: one analysis window (timeline, realtime). Any length, even 0.1 s: backends pad
   what is shorter than their receptive field.
 
-Backends are registered by name in :data:`BUILTIN_BACKENDS` and built by :func:`get_backend`.
+Backends are registered by name through the ``m2e_register_models`` hook (the built-ins from
+:mod:`m2e_plugin.backends.builtin`, third parties from their entry points) and built by :func:`get_backend`.
+How a track is cut into windows and batched is decided here, on the backend (``window_seconds``, ``hop_seconds``,
+``window_batch``), and applied by the one analysis pass, :func:`m2e_plugin.analysis.analyse`.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -40,6 +42,9 @@ class EmotionBackend(ABC):
     block_seconds: float = 30.0  # unit of predict_track's streamed blocks
     window_seconds: float = 10.0  # default timeline / realtime window
     hop_seconds: float = 5.0  # default timeline hop
+    window_batch: int = 1  # windows per predict_windows call (a GPU backend raises it)
+    predicts_key: bool = False  # predictions carry a key (tonic/mode): extractors write tonal.key_<model>.*
+    torch_threads: int | None = None  # torch threads that suit the model on CPU (batch workers); None: torch's
     mood_tags: tuple[str, ...] = ()
     device: str = "cpu"
 
@@ -62,13 +67,6 @@ class EmotionBackend(ABC):
         return [self.predict_window(w) for w in windows]
 
 
-# name -> "module:Class"; imported lazily so that `lite` never imports transformers.
-BUILTIN_BACKENDS: dict[str, str] = {
-    "lite": "m2e_plugin.backends.lite:LiteBackend",
-    "music2emo": "m2e_plugin.backends.music2emo:Music2EmoBackend",
-}
-
-
 def resolve_device(device: str | None = "auto") -> str:
     """``"auto"`` picks CUDA when available, else CPU; other values are passed through (``"cuda:1"``, ``"cpu"``)."""
     if device in (None, "", "auto"):
@@ -84,11 +82,10 @@ def resolve_device(device: str | None = "auto") -> str:
 
 
 def get_backend(name: str, *, device: str | None = "auto", **options) -> EmotionBackend:
-    """Build the backend registered under ``name`` (``"lite"`` or ``"music2emo"``)."""
-    try:
-        target = BUILTIN_BACKENDS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(BUILTIN_BACKENDS))}") from None
-    module_name, class_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(device=resolve_device(device), **options)
+    """Build the model registered under ``name`` (``"lite"``, ``"music2emo"`` or a plugin's; see ``m2e plugins``).
+
+    Raises ``ValueError`` for an unknown name (listing the available models and any plugin that failed to load).
+    """
+    from m2e_plugin.plugins import get_model
+
+    return get_model(name).backend(device=resolve_device(device), **options)

@@ -106,6 +106,7 @@ class Music2EmoBackend(EmotionBackend):
     window_seconds = 10.0
     hop_seconds = 5.0
     mood_tags = MOOD_TAGS
+    predicts_key = True  # the key estimated from the chords (extractors write tonal.key_music2emo.*)
 
     def __init__(self, device: str = "cpu", mert=None, checkpoint=None, chord_model=None, *,
                  chords: str = "auto", key_input: str = "estimated", local_files_only: bool | None = None,

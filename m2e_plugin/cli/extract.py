@@ -25,8 +25,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="audio files, folders, or .txt lists of paths")
     add_output(p, required=True, help="output folder")
-    p.add_argument("--extractor", default="lite",
-                   help="extractor name: lite (default), music2emo, or a plugin's (see `m2e plugins`)")
+    p.add_argument("--model", "--extractor", dest="extractor", default="lite",
+                   help="model or extractor name: lite (default), music2emo, or a plugin's (see `m2e plugins`)")
     add_format(p, ("json", "yaml", "csv", "parquet"),
                help="json (default)/yaml: one file per track; csv/parquet: one table OUT/descriptors.<format>")
     p.add_argument("--flat", action="store_true", help="json/yaml with flat dotted keys (default: nested)")

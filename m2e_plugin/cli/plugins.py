@@ -1,4 +1,4 @@
-"""`m2e plugins`: the installed plugins, their versions, hooks and extractors (JSON on stdout)."""
+"""`m2e plugins`: the installed plugins, their versions, hooks, models and extractors (JSON on stdout)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from m2e_plugin.cli.options import add_format
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "plugins",
-        help="list plugins, their versions, hooks and extractors",
+        help="list plugins, their versions, hooks, models and extractors",
         description="List m2e plugins (built-ins and the 'm2e' entry-point group; M2E_LOAD_PLUGINS restricts "
         "which load). JSON on stdout; a plugin that failed to load is listed with its error.",
     )
     add_format(p, help="json (default) or table")
-    p.add_argument("--extractors", action="store_true",
-                   help="list extractors (name, version, plugin, number of outputs) instead of plugins")
+    listing = p.add_mutually_exclusive_group()
+    listing.add_argument("--models", action="store_true",
+                         help="list models (name, plugin, class, model card) instead of plugins")
+    listing.add_argument("--extractors", action="store_true",
+                         help="list extractors (name, version, plugin, number of outputs) instead of plugins")
     p.set_defaults(func=run)
 
 
@@ -37,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         except pluggy.PluginValidationError as exc:
             print(f"m2e plugins: {exc}", file=sys.stderr)
             return 2
-        if args.extractors:
+        if args.models:
+            listing = [entry.describe() for entry in plugins.get_models().values()]
+        elif args.extractors:
             owners = {e: p["name"] for p in listing for e in p["extractors"]}
             listing = [{"name": name, "version": cls.version, "plugin": owners.get(name),
                         "class": f"{cls.__module__}.{cls.__qualname__}", "outputs": len(tuple(cls.outputs))}
@@ -45,20 +50,25 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(listing, indent=1))
     else:
-        print(_table(listing, args.extractors))
+        print(_table(listing, args.extractors, args.models))
     for p in listing:
         if p.get("error"):
             print(f"m2e plugins: {p['name']}: {p['error']}", file=sys.stderr)
     return 0
 
 
-def _table(listing: list[dict], extractors: bool) -> str:
-    if extractors:
+def _table(listing: list[dict], extractors: bool, models: bool) -> str:
+    if models:
+        rows = [("model", "plugin", "version", "sample rate", "card")]
+        rows += [(m["name"], m["plugin"], str(m.get("card", {}).get("version", "-")),
+                  str(m.get("card", {}).get("sample_rate", "-")),
+                  "ERROR: " + m["error"] if m.get("error") else m["card"].get("description", "-")) for m in listing]
+    elif extractors:
         rows = [("extractor", "version", "plugin", "outputs")]
         rows += [(e["name"], e["version"], e["plugin"] or "-", str(e["outputs"])) for e in listing]
     else:
-        rows = [("plugin", "version", "hooks", "extractors")]
-        rows += [(p["name"], p["version"] or "-", ", ".join(p["hooks"]) or "-",
+        rows = [("plugin", "version", "hooks", "models", "extractors")]
+        rows += [(p["name"], p["version"] or "-", ", ".join(p["hooks"]) or "-", ", ".join(p["models"]) or "-",
                   "ERROR: " + p["error"] if p.get("error") else ", ".join(p["extractors"]) or "-")
                  for p in listing]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]

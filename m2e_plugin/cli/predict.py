@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="*", metavar="FILE", help="audio files (wav, flac, ogg, mp3, m4a, ...)")
     p.add_argument("--demo", action="store_true",
                    help="predict on a built-in 20 s synthetic clip (a smoke run for a fresh install)")
-    p.add_argument("--model", default="lite", help="lite (default, offline) or music2emo")
+    p.add_argument("--model", default="lite",
+                   help="lite (default, offline), music2emo, or a plugin's model (see `m2e plugins --models`)")
     add_device(p)
     p.add_argument("--threshold", type=float, default=0.5, help="mood probability threshold (default 0.5)")
     p.add_argument("--timeline", action="store_true", help="add per-window valence/arousal")
@@ -109,8 +110,8 @@ def _predict_one(model, path: str, source, args: argparse.Namespace, timeline: b
             pass
     name = os.path.basename(path)
 
-    def on_audio(stage: str, seconds: float) -> None:
-        bar.position(name if stage == "track" else f"{name} (timeline)", seconds, total)
+    def on_audio(seconds: float) -> None:
+        bar.position(name, seconds, total)
 
     with native_stderr_captured() as noise:
         try:

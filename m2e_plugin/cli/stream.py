@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     src.add_argument("--loop", action="store_true", help="with --input: start again at the end of the file")
 
     mod = p.add_argument_group("model")
-    mod.add_argument("--model", default="lite", help="lite (default, offline) or music2emo")
+    mod.add_argument("--model", default="lite",
+                     help="lite (default, offline), music2emo, or a plugin's model (see `m2e plugins --models`)")
     mod.add_argument("--compute", default="auto", help="compute device: auto (default; GPU when present), cpu, cuda")
     mod.add_argument("--window", type=float, default=None,
                      help="analysis window in seconds (default: the model's realtime window)")

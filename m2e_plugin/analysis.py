@@ -1,0 +1,195 @@
+"""The one analysis pass: decoded blocks -> a track-level prediction and per-window predictions.
+
+``m2e predict`` (with ``--timeline``), every extractor built on a model, and ``m2e stream --input FILE --no-pace``
+all run :func:`analyse` / :func:`iter_windows`, so they cut the same file into the same windows and get the same
+values. What the pass needs from a model is decided on the backend: ``sample_rate`` and ``block_seconds`` (how it
+is decoded), ``window_seconds``/``hop_seconds`` (the default windows) and ``window_batch`` (windows per call).
+
+Windows (:func:`sliding_windows`): ``window`` seconds every ``hop`` seconds from the start; audio shorter than a
+window gives one short window; a tail that a full hop would skip gets a final window ending at the end of the audio,
+so every sample is covered. The file is decoded once: the window pass and ``predict_track`` read the same blocks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from m2e_plugin.audio import AudioInput, load_audio, stream_audio
+from m2e_plugin.backends.base import EmotionBackend, Prediction
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    """One window's prediction; ``seconds`` is its share of the compute time of its batch."""
+
+    start: float
+    end: float
+    prediction: Prediction
+    seconds: float = 0.0
+
+
+@dataclass
+class Analysis:
+    """What :func:`analyse` returns."""
+
+    track: Prediction | None  # None when the track prediction was not asked for
+    windows: list[WindowPrediction] = field(default_factory=list)
+    duration: float = 0.0  # seconds of audio analysed
+    window: float = 0.0
+    hop: float = 0.0
+
+
+def check_window_hop(window: float, hop: float, *, max_seconds: float | None = None) -> tuple[float, float]:
+    """``(window, hop)`` as floats; ``ValueError`` unless both are finite, > 0 and at most ``max_seconds``."""
+    window, hop = float(window), float(hop)
+    if not (math.isfinite(window) and math.isfinite(hop) and window > 0 and hop > 0):
+        raise ValueError(f"window and hop must be positive, got window={window:g}, hop={hop:g}")
+    if max_seconds is not None and max(window, hop) > max_seconds:
+        raise ValueError(f"window and hop must be at most {max_seconds:g} seconds, got window={window:g}, hop={hop:g}")
+    return window, hop
+
+
+def window_settings(backend: EmotionBackend, window: float | None = None, hop: float | None = None
+                    ) -> tuple[float, float]:
+    """The window and hop to use: the given ones, else the backend's defaults; checked."""
+    # "is None", not "or": an explicit 0 is an error to report, not a request for the default.
+    return check_window_hop(backend.window_seconds if window is None else window,
+                            backend.hop_seconds if hop is None else hop)
+
+
+def decode_blocks(backend: EmotionBackend, audio: AudioInput, sr: int | None = None) -> Iterator[np.ndarray]:
+    """Consecutive mono blocks of ``backend.block_seconds`` at ``backend.sample_rate``: files are streamed (bounded
+    memory whatever their length), arrays / ``(samples, sr)`` are resampled and cut."""
+    rate = int(backend.sample_rate)
+    if isinstance(audio, (tuple, np.ndarray)):
+        samples, _ = load_audio(audio, sr=sr, target_sr=rate)
+        step = max(1, int(backend.block_seconds * rate))
+        return (samples[i : i + step] for i in range(0, samples.size, step))
+    return stream_audio(audio, rate, block_seconds=backend.block_seconds)
+
+
+def sliding_windows(blocks: Iterable[np.ndarray], sample_rate: int, window: float, hop: float
+                    ) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(start_seconds, samples)`` windows of ``window`` s every ``hop`` s from a stream of blocks.
+
+    The result does not depend on how the audio is cut into blocks. Yielded arrays may be views of an internal
+    buffer: copy them to keep them past the next iteration.
+    """
+    win = max(1, int(round(window * sample_rate)))
+    step = max(1, int(round(hop * sample_rate)))
+    buffer = np.zeros(0, dtype=np.float32)
+    offset = 0  # absolute sample index of buffer[0]
+    next_start = 0
+    last_end = 0
+    for block in blocks:
+        buffer = np.concatenate([buffer, np.asarray(block, dtype=np.float32)])
+        while next_start + win <= offset + buffer.size:
+            local = next_start - offset
+            yield next_start / sample_rate, buffer[local : local + win]
+            last_end = next_start + win
+            next_start += step
+        # Keep at least one window of history so the final, end-aligned window can always be cut.
+        drop = min(next_start - offset, buffer.size - win)
+        if drop > 0:
+            buffer = buffer[drop:]
+            offset += drop
+    total = offset + buffer.size
+    if total == 0:
+        return
+    if last_end < total:
+        start = max(0, total - win)
+        yield start / sample_rate, buffer[start - offset :]
+
+
+def iter_windows(backend: EmotionBackend, blocks: Iterable[np.ndarray], *, window: float | None = None,
+                 hop: float | None = None,
+                 on_error: Callable[[BaseException, int], None] | None = None) -> Iterator[WindowPrediction]:
+    """Per-window predictions over consecutive blocks at ``backend.sample_rate``, ``backend.window_batch`` windows
+    per :meth:`~m2e_plugin.backends.base.EmotionBackend.predict_windows` call, yielded as each batch is done.
+
+    ``on_error(exc, n_windows)``: a batch the model fails on is reported there and skipped (the realtime file mode
+    goes on); without it the exception propagates. Decoding errors always propagate.
+    """
+    window, hop = window_settings(backend, window, hop)
+    rate = int(backend.sample_rate)
+    batch = max(1, int(getattr(backend, "window_batch", 1) or 1))
+    pending: list[tuple[float, np.ndarray]] = []
+
+    def run() -> list[WindowPrediction]:
+        segments = [seg for _, seg in pending]
+        t0 = time.perf_counter()
+        try:
+            predictions = backend.predict_windows(segments)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(exc, len(segments))
+            predictions = []
+        share = (time.perf_counter() - t0) / max(1, len(segments))
+        done = [WindowPrediction(start, start + seg.size / rate, p, share) for (start, seg), p in zip(pending, predictions)]
+        pending.clear()
+        return done
+
+    for start, segment in sliding_windows(blocks, rate, window, hop):
+        pending.append((start, segment.copy()))  # copy: the window may be a view of the reused buffer
+        if len(pending) >= batch:
+            yield from run()
+    if pending:
+        yield from run()
+
+
+def analyse(backend: EmotionBackend, blocks: Iterable[np.ndarray], *, track: bool = True, windows: bool = False,
+            window: float | None = None, hop: float | None = None) -> Analysis:
+    """The track-level prediction and/or the per-window predictions of one decoded input, in one pass.
+
+    Parameters
+    ----------
+    backend : EmotionBackend
+        The model.
+    blocks : iterable of np.ndarray
+        Consecutive mono float32 blocks at ``backend.sample_rate`` (:func:`decode_blocks`).
+    track, windows : bool
+        Which predictions to make. With both, one decode serves both: each block the window pass reads is handed
+        on to ``predict_track`` at once, so only a block or two is held.
+    window, hop : float, optional
+        Window length and hop in seconds; the backend's defaults when omitted.
+    """
+    window, hop = window_settings(backend, window, hop)
+    rate = int(backend.sample_rate)
+    result = Analysis(track=None, window=window, hop=hop)
+    frames = [0]
+
+    def counted() -> Iterator[np.ndarray]:
+        for block in blocks:
+            frames[0] += np.asarray(block).size
+            yield block
+
+    if not windows:
+        result.track = backend.predict_track(counted())
+    elif not track:
+        result.windows = list(iter_windows(backend, counted(), window=window, hop=hop))
+    else:
+        decoded: deque = deque()  # blocks the window pass has read and predict_track has not yet
+
+        def source() -> Iterator[np.ndarray]:
+            for block in counted():
+                decoded.append(block)
+                yield block
+
+        def track_blocks() -> Iterator[np.ndarray]:
+            for w in iter_windows(backend, source(), window=window, hop=hop):
+                result.windows.append(w)
+                while decoded:
+                    yield decoded.popleft()
+            while decoded:
+                yield decoded.popleft()
+
+        result.track = backend.predict_track(track_blocks())
+    result.duration = frames[0] / rate
+    return result
