@@ -64,28 +64,16 @@ def window_settings(backend: EmotionBackend, window: float | None = None, hop: f
 
 
 def decode_blocks(backend: EmotionBackend, audio: AudioInput, sr: int | None = None,
-                  on_audio: Callable[[float], None] | None = None,
                   warnings: list | None = None) -> Iterator[np.ndarray]:
     """Consecutive mono blocks of ``backend.block_seconds`` at ``backend.sample_rate``: files are streamed (bounded
-    memory whatever their length), arrays / ``(samples, sr)`` are resampled and cut. ``on_audio(seconds)``, when
-    given, is called with the audio read so far (progress inside long files); what decoding lost is appended to
-    ``warnings`` (see :func:`m2e_plugin.audio.stream_audio`)."""
+    memory whatever their length), arrays / ``(samples, sr)`` are resampled and cut. What decoding lost is appended
+    to ``warnings`` (see :func:`m2e_plugin.audio.stream_audio`)."""
     rate = int(backend.sample_rate)
     if isinstance(audio, (tuple, np.ndarray)):
         samples, _ = load_audio(audio, sr=sr, target_sr=rate)
         step = max(1, int(backend.block_seconds * rate))
-        blocks = (samples[i : i + step] for i in range(0, samples.size, step))
-    else:
-        blocks = stream_audio(audio, rate, block_seconds=backend.block_seconds, warnings=warnings)
-    return blocks if on_audio is None else _reporting(blocks, rate, on_audio)
-
-
-def _reporting(blocks: Iterable[np.ndarray], rate: int, on_audio: Callable[[float], None]) -> Iterator[np.ndarray]:
-    read = 0
-    for block in blocks:
-        read += block.size
-        on_audio(read / rate)
-        yield block
+        return (samples[i : i + step] for i in range(0, samples.size, step))
+    return stream_audio(audio, rate, block_seconds=backend.block_seconds, warnings=warnings)
 
 
 def sliding_windows(blocks: Iterable[np.ndarray], sample_rate: int, window: float, hop: float

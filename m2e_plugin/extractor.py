@@ -3,25 +3,18 @@ extractor of the same name, made by :func:`model_extractor` from the one generic
 
 An extractor turns one mono track into a flat dict of Essentia-style descriptors (the protocol is in
 :func:`m2e_plugin.hookspecs.m2e_register_extractors`). A model extractor computes, with its model, in one
-analysis pass (:func:`m2e_plugin.analysis.analyse`):
+analysis pass (:func:`m2e_plugin.analysis.analyse`), the pool described in :mod:`m2e_plugin.pools`:
+``highlevel.music2emo.{valence,arousal,valence_norm,arousal_norm}.{value, mean, stdev, var, median, min, max,
+dmean, dvar, dmean2, dvar2, value_rule}``, ``highlevel.music2emo.quadrant.{value, probability, all.Q1..Q4,
+source}``, ``highlevel.moodtheme.{value, probability, all.<tag>, above_threshold, threshold}``,
+``tonal.key_<model>.{key,scale,strength}`` (models that predict a key: ``music2emo``),
+``metadata.audio_properties.*``, ``metadata.version.m2e`` and ``metadata.model.{name,version}``.
 
-* ``highlevel.music2emo.valence.value``: track-level valence (1-9), the model's output on the whole track
-  (what ``m2e predict`` reports);
-* ``highlevel.music2emo.valence.{mean,stdev,median,min,max}``: statistics of valence over sliding windows (1-9);
-* ``highlevel.music2emo.arousal.*``: the same for arousal;
-* ``highlevel.music2emo.{valence,arousal}_norm.{value,mean}``: the same mapped to 0-1;
-* ``highlevel.music2emo.quadrant``: Russell quadrant of the track-level values, ``"Q1"``..``"Q4"``;
-* ``highlevel.moodtheme.all.<tag>``: probability of each MTG-Jamendo mood/theme tag (track level);
-* ``highlevel.moodtheme.value``: tags above the threshold, most probable first;
-  ``highlevel.moodtheme.probability``: the highest tag probability (AcousticBrainz layout);
-* ``tonal.key_<model>.{key,scale,strength}``: the key the model feeds its head (models that predict one:
-  ``music2emo``);
-* ``metadata.version.m2e``, ``metadata.audio_properties.{length,analysis_sample_rate}``;
-* ``metadata.warnings``: what decoding lost or the model fell back on (list of ``{code, start, seconds_lost,
-  message}``, empty when nothing went wrong; see :func:`m2e_plugin.audio.stream_audio`);
-* ``metadata.models.<name>.*``: provenance: version, sample rate, window, hop, threshold, device and the scalar
-  fields of the model card (weights, licence, metrics...);
-* ``highlevel.music2emo.frames.{start,end,valence,arousal}``: per-window series (only with ``frames=True``).
+Two families of keys are for the batch writer to route (plain ``compute`` callers get them in the same dict):
+``frames.<name>`` (only with ``frames=True``) is the frames pool, written to its own file; ``provenance.*`` (the
+model card and the effective settings) goes once into the run manifest instead of into every record.
+``metadata.warnings`` lists what decoding lost or the model fell back on (``{code, start, seconds_lost, message}``,
+empty when nothing went wrong; see :func:`m2e_plugin.audio.stream_audio`).
 
 Usable without the CLI::
 
@@ -39,36 +32,24 @@ import numpy as np
 
 from m2e_plugin.labels import MOOD_TAGS
 
-# Version of the descriptor layout written by the model extractors (not of the models: see metadata.models).
-LAYOUT_VERSION = "1.0"
-
-_STATS = ("mean", "stdev", "median", "min", "max")
-_NS = "highlevel.music2emo"
-_MOOD_NS = "highlevel.moodtheme"
+# Version of the descriptor layout written by the model extractors (not of the models: see metadata.model).
+# 2.0: Essentia-style {value, probability, all} blocks, full statistics, frames and provenance in their own pools.
+LAYOUT_VERSION = "2.0"
 
 
 def descriptor_names(model: str, tags=MOOD_TAGS, *, key: bool = False, frames: bool = False) -> tuple[str, ...]:
     """Every descriptor name a model extractor for ``model`` returns (its ``outputs``)."""
-    names = []
-    for dim in ("valence", "arousal"):
-        names.append(f"{_NS}.{dim}.value")
-        names += [f"{_NS}.{dim}.{s}" for s in _STATS]
-        names += [f"{_NS}.{dim}_norm.value", f"{_NS}.{dim}_norm.mean"]
-    names.append(f"{_NS}.quadrant")
-    names += [f"{_MOOD_NS}.all.{t}" for t in tags]
-    names += [f"{_MOOD_NS}.value", f"{_MOOD_NS}.probability"]
+    from m2e_plugin import pools
+
+    names = list(pools.block_names(tags))
     if key:
         names += [f"tonal.key_{model}.key", f"tonal.key_{model}.scale", f"tonal.key_{model}.strength"]
-    names += ["metadata.version.m2e", "metadata.audio_properties.length",
-              "metadata.audio_properties.analysis_sample_rate", "metadata.warnings"]
-    names += [f"metadata.models.{model}.{f}" for f in _MODEL_FIELDS]
+    names += ["metadata.version.m2e", "metadata.model.name", "metadata.model.version"]
+    names += [f"metadata.audio_properties.{p}" for p in pools.AUDIO_PROPERTIES] + ["metadata.warnings"]
+    names += [f"{pools.PROVENANCE_PREFIX}{f}" for f in ("model_card", "settings")]
     if frames:
-        names += [f"{_NS}.frames.{f}" for f in ("start", "end", "valence", "arousal")]
+        names += [pools.FRAMES_PREFIX + name for name in pools.frame_names()]
     return tuple(names)
-
-
-# Provenance fields always written under metadata.models.<name>; scalar model-card fields are added on top.
-_MODEL_FIELDS = ("name", "version", "sample_rate", "window", "hop", "threshold", "device")
 
 
 def model_extractor(entry) -> type:
@@ -115,7 +96,7 @@ class ModelExtractor:
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``...
     threshold : float
-        Mood threshold for ``highlevel.moodtheme.value`` (tags with probability strictly above it).
+        Mood threshold for ``highlevel.moodtheme.above_threshold`` (tags with probability strictly above it).
     window, hop : float, optional
         Sliding-window length and hop (seconds) for the statistics; the model's defaults when omitted.
     frames : bool
@@ -137,10 +118,10 @@ class ModelExtractor:
     def effective_settings(cls, options: dict[str, Any]) -> dict[str, Any]:
         """The settings an instance built with ``options`` uses, known without loading the model (batch resume
         compares these, so ``threshold=0.5`` or the model's own window spelled out is the same run)."""
-        backend = cls.backend_class
         settings = {"threshold": 0.5, "window": None, "hop": None, "frames": False, **options}
-        settings["window"] = float(backend.window_seconds if settings["window"] is None else settings["window"])
-        settings["hop"] = float(backend.hop_seconds if settings["hop"] is None else settings["hop"])
+        window, hop = settings["window"], settings["hop"]
+        settings["window"] = float(cls.backend_class.window_seconds if window is None else window)
+        settings["hop"] = float(cls.backend_class.hop_seconds if hop is None else hop)
         settings["threshold"] = float(settings["threshold"])
         settings["frames"] = bool(settings["frames"])
         return settings
@@ -159,7 +140,7 @@ class ModelExtractor:
         self.frames = bool(frames)
         self.outputs = descriptor_names(self.model_name, backend.mood_tags, key=backend.predicts_key,
                                         frames=self.frames)
-        self._provenance = self._model_metadata()
+        self._provenance = self._provenance_pool()
 
     def compute(self, audio: np.ndarray, sr: int) -> dict[str, Any]:
         """Descriptors for one track (see the module docstring for the keys).
@@ -168,7 +149,11 @@ class ModelExtractor:
         """
         from m2e_plugin.analysis import decode_blocks
 
-        return self._compute_blocks(decode_blocks(self._model.backend, (np.asarray(audio), int(sr))))
+        audio = np.asarray(audio)
+        channels = 1 if audio.ndim == 1 else int(min(audio.shape))
+        properties = {"sample_rate": int(sr), "number_channels": channels, "codec": None, "bit_rate": None,
+                      "lossless": None, "md5_encoded": None}
+        return self._compute_blocks(decode_blocks(self._model.backend, (audio, int(sr))), properties)
 
     def compute_file(self, path, on_audio=None) -> dict[str, Any]:
         """Descriptors for an audio file, decoded block by block: memory stays bounded whatever its length.
@@ -177,84 +162,64 @@ class ModelExtractor:
         :class:`m2e_plugin.audio.AudioError` for a missing, unreadable, empty or non-finite file.
         ``on_audio(seconds)``, when given, is called with the audio read so far (progress inside long files).
         """
+        from m2e_plugin import pools
         from m2e_plugin.analysis import decode_blocks
+        from m2e_plugin.progress import reporting_blocks
 
+        backend = self._model.backend
         warnings: list[dict[str, Any]] = []
-        return self._compute_blocks(decode_blocks(self._model.backend, path, on_audio=on_audio, warnings=warnings),
-                                    warnings)
+        blocks = reporting_blocks(decode_blocks(backend, path, warnings=warnings), backend.sample_rate, on_audio)
+        with pools.EncodedMD5(path) as md5:  # ffmpeg hashes the encoded stream while the model runs
+            out = self._compute_blocks(blocks, pools.audio_properties(path), warnings)
+            out["metadata.audio_properties.md5_encoded"] = md5.result()
+        return out
 
-    def _compute_blocks(self, blocks, warnings: list | None = None) -> dict[str, Any]:
+    def _compute_blocks(self, blocks, properties: dict[str, Any], warnings: list | None = None) -> dict[str, Any]:
         """Track prediction and window statistics in one analysis pass over consecutive blocks."""
-        from m2e_plugin import __version__
+        from m2e_plugin import __version__, pools
         from m2e_plugin.analysis import analyse
-        from m2e_plugin.labels import normalise_va
+        from m2e_plugin.labels import normalise_va, quadrant
 
         backend = self._model.backend
         result = analyse(backend, blocks, track=True, windows=True, window=self.window, hop=self.hop)
         track = self._model.format(result.track, self.threshold)
         valence = [float(w.prediction.valence) for w in result.windows]
         arousal = [float(w.prediction.arousal) for w in result.windows]
+        window_quadrants = [quadrant(v, a) for v, a in zip(valence, arousal)]
 
         out: dict[str, Any] = {}
         for dim, series in (("valence", valence), ("arousal", arousal)):
-            out[f"{_NS}.{dim}.value"] = track[dim]
-            out.update({f"{_NS}.{dim}.{k}": v for k, v in _stats(series).items()})
-        for dim in ("valence", "arousal"):
-            out[f"{_NS}.{dim}_norm.value"] = normalise_va(track[dim])
-            out[f"{_NS}.{dim}_norm.mean"] = normalise_va(out[f"{_NS}.{dim}.mean"])
-        out[f"{_NS}.quadrant"] = track["quadrant"]
-        probs = track["mood_probabilities"]
-        out.update({f"{_MOOD_NS}.all.{t}": p for t, p in probs.items()})
-        out[f"{_MOOD_NS}.value"] = list(track["predicted_moods"])
-        out[f"{_MOOD_NS}.probability"] = max(probs.values()) if probs else 0.0
+            out.update(pools.dimension_block(dim, track[dim], series))
+            out.update(pools.dimension_block(f"{dim}_norm", normalise_va(track[dim]),
+                                             [normalise_va(v) for v in series]))
+        out.update(pools.quadrant_block(track["quadrant"], track.get("quadrant_probabilities"), window_quadrants))
+        out.update(pools.mood_block(track["mood_probabilities"], self.threshold))
         if backend.predicts_key and track.get("key"):
             key = track["key"]
             out[f"tonal.key_{self.model_name}.key"] = key.get("tonic")
             out[f"tonal.key_{self.model_name}.scale"] = key.get("mode")
             out[f"tonal.key_{self.model_name}.strength"] = key.get("confidence")
         out["metadata.version.m2e"] = __version__
+        out["metadata.model.name"] = backend.name
+        out["metadata.model.version"] = backend.version
+        out.update({f"metadata.audio_properties.{k}": v for k, v in properties.items()})
         out["metadata.audio_properties.length"] = result.duration
         out["metadata.audio_properties.analysis_sample_rate"] = int(backend.sample_rate)
         out["metadata.warnings"] = list(warnings or ()) + list(result.track.extras.get("warnings", ()))
         out.update(self._provenance)
         if self.frames:
-            out[f"{_NS}.frames.start"] = [w.start for w in result.windows]
-            out[f"{_NS}.frames.end"] = [w.end for w in result.windows]
-            out[f"{_NS}.frames.valence"] = valence
-            out[f"{_NS}.frames.arousal"] = arousal
+            frames = pools.frames_pool([w.start for w in result.windows], [w.end for w in result.windows],
+                                       valence, arousal, window_quadrants)
+            out.update({pools.FRAMES_PREFIX + k: v for k, v in frames.items()})
         return out
 
-    def _model_metadata(self) -> dict[str, Any]:
+    def _provenance_pool(self) -> dict[str, Any]:
+        """The model card (what the plugin registered, then what the loaded model says) and the settings in use:
+        the batch writer moves them into the run manifest (once per run, not per record)."""
+        from m2e_plugin import pools
+
         backend = self._model.backend
-        prefix = f"metadata.models.{self.model_name}"
-        meta = {f"{prefix}.name": backend.name, f"{prefix}.version": backend.version,
-                f"{prefix}.sample_rate": int(backend.sample_rate), f"{prefix}.window": self.window,
-                f"{prefix}.hop": self.hop, f"{prefix}.threshold": self.threshold,
-                f"{prefix}.device": str(backend.device)}
-        # Scalar model-card fields (weights, licence, metrics...) are provenance too, flattened the Essentia way;
-        # lists (the tag list) stay in the card.
-        extra = {}
-
-        def walk(node: dict, path: str, depth: int) -> None:
-            for field_name, value in node.items():
-                key = f"{path}.{field_name}"
-                if "." in str(field_name) or key in meta:
-                    continue
-                if isinstance(value, dict) and depth < 2:
-                    walk(value, key, depth + 1)
-                elif isinstance(value, (str, int, float, bool)):
-                    extra[key] = value
-
-        # The card the plugin registered (licence, sources...), then what the loaded model says about itself.
-        walk({**self.registered_card, **(backend.card or {})}, prefix, 0)
-        self.outputs = tuple(self.outputs) + tuple(sorted(extra))
-        meta.update(extra)
-        return meta
-
-
-def _stats(series: list[float]) -> dict[str, float]:
-    x = np.asarray(series, dtype=float)
-    if x.size == 0:
-        return {s: float("nan") for s in _STATS}
-    return {"mean": float(x.mean()), "stdev": float(x.std()), "median": float(np.median(x)),
-            "min": float(x.min()), "max": float(x.max())}
+        card = {**self.registered_card, **(backend.card or {})}
+        settings = {"threshold": self.threshold, "window": self.window, "hop": self.hop, "frames": self.frames,
+                    "device": str(backend.device)}
+        return {f"{pools.PROVENANCE_PREFIX}model_card": card, f"{pools.PROVENANCE_PREFIX}settings": settings}

@@ -15,7 +15,7 @@ Layout (one track; ``<dim>`` is ``valence`` or ``arousal``, 1-9; ``<dim>_norm`` 
 * ``metadata.audio_properties.{sample_rate,number_channels,codec,bit_rate,lossless,length,analysis_sample_rate,
   md5_encoded}``: as Essentia's music extractor reports them (:func:`audio_properties`).
 * ``metadata.version.m2e``, ``metadata.model.{name,version}``: compact provenance per record; the full model card
-  and the run's settings go once into the run manifest.
+  and the run's settings (``provenance.*`` from the extractor) go once into the run manifest.
 * Frames (``--frames``) are a separate pool with the same names holding per-window lists (:func:`frames_pool`).
 
 Statistics (:func:`window_stats`): ``var`` and ``stdev`` are population statistics (ddof 0, as Essentia);
@@ -124,7 +124,14 @@ def block_names(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-FRAME_NAMES = ("frame_start", "frame_end", "valence", "arousal", "quadrant")
+# Keys the batch writer routes elsewhere: the frames pool (its own file) and provenance (the run manifest).
+FRAMES_PREFIX = "frames."
+PROVENANCE_PREFIX = "provenance."
+
+
+def frame_names() -> tuple[str, ...]:
+    """The names of the frames pool (:func:`frames_pool`)."""
+    return tuple(frames_pool([], [], [], [], []))
 
 
 def frames_pool(starts, ends, valence, arousal, quadrants) -> dict[str, list]:

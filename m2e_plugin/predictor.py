@@ -74,12 +74,15 @@ class Music2emo:
         :func:`m2e_plugin.audio.stream_audio`; empty when nothing went wrong).
         ``on_audio(seconds)`` is called as the audio is read (seconds read so far), for progress on long files.
         """
+        from m2e_plugin.progress import reporting_blocks
+
         threshold = self.threshold if threshold is None else float(threshold)
         window, hop = window_settings(self.backend, window, hop)  # checked before any decoding
         warnings: list[dict[str, Any]] = []
         with audio_source(audio) as source:  # stdin, pipes, bytes, file objects: spooled to a readable form
-            result = analyse(self.backend, decode_blocks(self.backend, source, sr, on_audio, warnings), track=True,
-                             windows=timeline, window=window, hop=hop)
+            blocks = reporting_blocks(decode_blocks(self.backend, source, sr, warnings), self.backend.sample_rate,
+                                      on_audio)
+            result = analyse(self.backend, blocks, track=True, windows=timeline, window=window, hop=hop)
         out = self.format(result.track, threshold)
         out["duration"] = round(result.duration, 3)
         out["warnings"] = warnings + list(result.track.extras.get("warnings", ()))

@@ -37,6 +37,21 @@ def clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def reporting_blocks(blocks, sample_rate: int, on_audio):
+    """``blocks`` unchanged, calling ``on_audio(seconds read so far)`` after each (``on_audio`` None: ``blocks``)."""
+    if on_audio is None:
+        return blocks
+
+    def generate():
+        samples = 0
+        for block in blocks:
+            samples += len(block)
+            on_audio(samples / sample_rate)
+            yield block
+
+    return generate()
+
+
 def terminal_bar(mode: str, stream=None) -> bool:
     """Whether a third-party tqdm bar may be drawn: ``mode`` allows progress and stderr is a terminal (a bar's
     ``\\r`` redraws never go into a log, whatever the mode)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from m2e_plugin.demo import synth_music
 from m2e_plugin.labels import MOOD_TAGS
 
 NS = "highlevel.music2emo"
+FRAMES = "frames.highlevel.music2emo"  # the frames pool's keys as the extractor returns them (routed to its file)
 
 
 @pytest.fixture(scope="module")
@@ -59,23 +61,36 @@ def test_lite_descriptors(lite):
     pool = lite.compute(np.stack([y, y], axis=1), 22050)
     assert set(pool) == set(lite.outputs)  # everything declared is there, nothing undeclared
     for dim in ("valence", "arousal"):
-        s = {k: pool[f"{NS}.{dim}.{k}"] for k in ("mean", "stdev", "median", "min", "max", "value")}
+        s = {k: pool[f"{NS}.{dim}.{k}"] for k in ("mean", "stdev", "var", "median", "min", "max", "value",
+                                                   "dmean", "dvar", "dmean2", "dvar2")}
         assert all(1.0 <= s[k] <= 9.0 for k in ("mean", "median", "min", "max", "value"))
         assert s["min"] <= s["median"] <= s["max"] and s["min"] <= s["mean"] <= s["max"] and s["stdev"] >= 0
-        series = np.array(pool[f"{NS}.frames.{dim}"])
+        assert s["var"] == pytest.approx(s["stdev"] ** 2)
+        series = np.array(pool[f"{FRAMES}.{dim}"])
         assert s["mean"] == pytest.approx(series.mean()) and s["max"] == pytest.approx(series.max())
+        assert s["dmean"] == pytest.approx(np.abs(np.diff(series)).mean())
         assert pool[f"{NS}.{dim}_norm.value"] == pytest.approx((s["value"] - 1) / 8)
-    starts, ends = pool[f"{NS}.frames.start"], pool[f"{NS}.frames.end"]
+        assert pool[f"{NS}.{dim}_norm.max"] == pytest.approx((s["max"] - 1) / 8)
+        inside = s["min"] <= s["value"] <= s["max"]
+        assert pool[f"{NS}.{dim}.value_rule"] == ("whole_track" if inside else "whole_track_outside_windows")
+    starts, ends = pool[f"{FRAMES}.frame_start"], pool[f"{FRAMES}.frame_end"]
     assert starts[0] == 0 and ends[-1] == pytest.approx(12.0, abs=1e-3) and len(starts) >= 2
     tags = lite._model.backend.mood_tags  # lite predicts the subset of the 56 tags its card lists
     assert set(tags) <= set(MOOD_TAGS) and len(tags) >= 8
     probs = {t: pool[f"highlevel.moodtheme.all.{t}"] for t in tags}
     assert all(0.0 <= p <= 1.0 for p in probs.values())
     above = sorted([t for t, p in probs.items() if p > 0.5], key=lambda t: -probs[t])
-    assert pool["highlevel.moodtheme.value"] == above
+    assert pool["highlevel.moodtheme.above_threshold"] == above
+    assert pool["highlevel.moodtheme.value"] == max(probs, key=probs.get)  # one label, as Essentia's classifiers
     assert pool["highlevel.moodtheme.probability"] == max(probs.values())
-    assert pool["metadata.models.lite.name"] == "lite" and pool["metadata.models.lite.sample_rate"] == lite.sample_rate
+    assert pool["metadata.model.name"] == "lite" and pool["metadata.model.version"]
+    assert pool["provenance.model_card"]["name"] == "lite" and pool["provenance.settings"]["window"] == lite.window
     assert pool["metadata.audio_properties.length"] == pytest.approx(12.0, abs=1e-3)
+    assert pool["metadata.audio_properties.sample_rate"] == 22050
+    assert pool["metadata.audio_properties.number_channels"] == 2
+    q = {k: pool[f"{NS}.quadrant.all.{k}"] for k in ("Q1", "Q2", "Q3", "Q4")}
+    assert pool[f"{NS}.quadrant.source"] == "model" and sum(q.values()) == pytest.approx(1.0, abs=1e-5)
+    assert pool[f"{NS}.quadrant.probability"] == q[pool[f"{NS}.quadrant.value"]]
 
     # The track-level values are exactly what the Python API predicts for the same audio.
     from m2e_plugin.predictor import Music2emo
@@ -83,7 +98,7 @@ def test_lite_descriptors(lite):
     api = Music2emo("lite", device="cpu").predict((y, 22050))
     assert pool[f"{NS}.valence.value"] == pytest.approx(api["valence"])
     assert pool[f"{NS}.arousal.value"] == pytest.approx(api["arousal"])
-    assert pool[f"{NS}.quadrant"] == api["quadrant"]
+    assert pool[f"{NS}.quadrant.value"] == api["quadrant"]
 
 
 def test_lite_extractor_rejects_empty_audio(lite):
@@ -105,8 +120,10 @@ def test_music2emo_extractor_with_local_weights(tmp_path):
     pool = ex.compute(synth_music(6.0, 22050, seed=5), 22050)
     assert set(pool) == set(ex.outputs)
     assert pool["tonal.key_music2emo.scale"] in ("major", "minor") and 0 <= pool["tonal.key_music2emo.strength"] <= 1
-    assert pool["metadata.models.music2emo.weights.checkpoint"] == str(ckpt)
+    assert pool["provenance.model_card"]["weights"]["checkpoint"] == str(ckpt)
     assert 1 <= pool[f"{NS}.valence.mean"] <= 9 and pool[f"{NS}.valence.stdev"] == 0.0  # one 10 s window
+    assert pool[f"{NS}.quadrant.source"] == "window_share"  # a regression model: no quadrant probabilities
+    assert pool[f"{NS}.quadrant.probability"] == 1.0
 
 
 # --------------------------------------------------------------------------------------------- helpers, inputs
@@ -226,7 +243,9 @@ def test_jobs_2_and_table_formats_match_one_job(lite, tmp_path, capsys):
         one = rows[r["metadata.input.id"]]
         for key in (f"{NS}.valence.mean", f"{NS}.arousal.median", "highlevel.moodtheme.all.happy"):
             assert r[key] == pytest.approx(float(one[key]), abs=1e-5)
-        assert json.loads(one["highlevel.moodtheme.value"]) == list(r["highlevel.moodtheme.value"])
+        assert one["highlevel.moodtheme.value"] == r["highlevel.moodtheme.value"]
+        assert json.loads(one["highlevel.moodtheme.above_threshold"]) == list(r["highlevel.moodtheme.above_threshold"])
+        assert not any(k.startswith(("provenance.", "frames.")) for k in r)  # run manifest / frames pool only
 
     # Another extractor setting in the same folder is refused rather than mixed in.
     rc = main(["extract", str(src), "-o", str(tmp_path / "one"), "--format", "csv", "--threshold", "0.3"])
@@ -242,8 +261,19 @@ def test_yaml_flat_and_frames(lite, tmp_path, capsys):
                  "--frames", "--progress", "never"]) == 0
     capsys.readouterr()
     pool = yaml.safe_load((tmp_path / "y" / "a.wav.yaml").read_text())
-    assert set(pool) >= set(lite.outputs)
-    assert len(pool[f"{NS}.frames.valence"]) == len(pool[f"{NS}.frames.start"]) >= 1
+    assert set(pool) >= {k for k in lite.outputs if not k.startswith(("frames.", "provenance."))}
+    assert not any(k.startswith(("frames.", "provenance.")) for k in pool)
+    assert pool["metadata.audio_properties.codec"] == "pcm_s16le" and pool["metadata.audio_properties.lossless"]
+    assert pool["metadata.audio_properties.sample_rate"] == 22050 and pool["metadata.audio_properties.bit_rate"] == 352800
+    if shutil.which("ffmpeg"):
+        assert len(pool["metadata.audio_properties.md5_encoded"]) == 32
+    assert pool["metadata.input.size"] == (src / "a.wav").stat().st_size
+    frames = yaml.safe_load((tmp_path / "y" / "a.wav.frames.yaml").read_text())  # the frames pool, its own file
+    assert len(frames[f"{NS}.valence"]) == len(frames[f"{NS}.frame_start"]) >= 1
+    assert frames["metadata.run"] == pool["metadata.run"]
+    runs = [json.loads(line) for line in (tmp_path / "y" / "runs.jsonl").read_text().splitlines()]
+    assert [r["run"] for r in runs] == [pool["metadata.run"]] and runs[0]["status"] == "finished"
+    assert runs[0]["model"]["model_card"]["name"] == "lite" and runs[0]["settings"]["frames"] is True
 
 
 def test_dataset_input(lite, shared_data, tmp_path, capsys):
@@ -364,10 +394,10 @@ def test_long_file_is_streamed_not_loaded_whole(tmp_path, monkeypatch):
     # Decoded whole, 15 min of stereo float32 at 8 kHz is 57.6 MB (+ the mono mix); one 30 s block is ~2 MB.
     assert peak < 12_000_000, peak
     assert pool["metadata.audio_properties.length"] == pytest.approx(minutes * 60)
-    assert len(pool["highlevel.music2emo.frames.start"]) == (minutes * 60 - 10) // 5 + 1
+    assert len(pool["frames.highlevel.music2emo.frame_start"]) == (minutes * 60 - 10) // 5 + 1
     # Streaming gives the same descriptors as the in-memory compute() on the same samples.
     samples, sr = sf.read(path, dtype="float32")
     whole = extractor.compute(samples.mean(axis=1), sr)
     for key in ("highlevel.music2emo.valence.value", "highlevel.music2emo.arousal.mean",
-                "highlevel.music2emo.frames.valence", "metadata.audio_properties.length"):
+                "frames.highlevel.music2emo.valence", "metadata.audio_properties.length"):
         assert pool[key] == pytest.approx(whole[key], rel=1e-5), key

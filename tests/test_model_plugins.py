@@ -155,8 +155,11 @@ def test_predict_extract_and_stream_serve_the_plugin_model(model_site, clip, tmp
     assert ext.returncode == 0, ext.stderr
     pool = json.loads((tmp_path / "out" / "clip.wav.json").read_text())
     assert pool["highlevel"]["music2emo"]["valence"]["value"] == pytest.approx(out["valence"])
-    assert pool["highlevel"]["music2emo"]["frames"]["valence"] == pytest.approx([e["valence"] for e in out["timeline"]])
-    assert pool["metadata"]["models"]["loudness"]["licence"] == "MIT"
+    frames = json.loads((tmp_path / "out" / "clip.wav.frames.json").read_text())
+    assert frames["highlevel"]["music2emo"]["valence"] == pytest.approx([e["valence"] for e in out["timeline"]])
+    assert pool["metadata"]["model"]["name"] == "loudness"
+    (run,) = [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
+    assert run["model"]["model_card"]["licence"] == "MIT"  # the card: once per run, in the run manifest
 
     stream = _m2e(["stream", "--model", "loudness", "--input", str(clip), "--no-pace", "--rate", "0",
                    "--osc", "127.0.0.1:9", "--window", "1", "--hop", "0.5", "--compute", "cpu"], env)

@@ -7,6 +7,9 @@ Layout of an output folder ``OUT``:
   ``<id>`` is the track's path relative to the folder it was found in (``Q1/song.mp3``) or its dataset track id.
 * ``OUT/descriptors.csv`` / ``descriptors.parquet`` for the table formats: one row per track, rebuilt from the
   per-track parts in ``OUT/.m2e/parts/`` at the end of each run (and on Ctrl-C).
+* ``OUT/<id>.frames.json`` (``.yaml``): the frames pool of a track (per-window series), with ``frames=True``.
+* ``OUT/runs.jsonl``: the run manifest, one line per run: id, start and end, status, m2e/Python/torch versions,
+  command, extractor, effective settings, the model card, counts. Records name their run (``metadata.run``).
 * ``OUT/errors.jsonl``: one JSON line per track that failed (``id``, ``path``, ``error``, ``error_type``, ...).
 * ``OUT/.m2e/manifest.json``: the extractor, its version, its effective settings (defaults filled in, the compute
   device left out) and format, so a re-run with different settings is refused instead of mixing results, while
@@ -31,9 +34,9 @@ from typing import Any, Callable, Sequence
 
 from m2e_plugin.batch.inputs import LIST_EXTENSIONS, BatchError, Track, expand_inputs
 from m2e_plugin.batch.outputs import (ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX, append_source,
-                                      build_table, check_manifest, compact_sources, nest, output_path, read_errors,
-                                      read_sources, rewrite_errors, serialise, source_stamp, sweep_tmp, to_builtin,
-                                      write_atomic)
+                                      build_table, check_manifest, compact_sources, effective_settings, frames_path,
+                                      nest, output_path, read_errors, read_sources, rewrite_errors, serialise,
+                                      source_stamp, split_pool, sweep_tmp, to_builtin, write_atomic, write_run)
 from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_inline, run_pool, run_ray
 
 __all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "TABLE_FORMATS",
@@ -76,7 +79,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
               options: dict[str, Any] | None = None, fmt: str = "json", jobs: int = 1, backend: str = "local",
               ray_address: str | None = None, retry_failed: bool = False, overwrite: bool = False,
               flat: bool = False, progress: str | bool | None = "auto", threads: int | None = None,
-              log: Callable[[str], None] | None = None) -> BatchResult:
+              log: Callable[[str], None] | None = None, command: str | None = None) -> BatchResult:
     """Extract descriptors for ``tracks`` into ``out_dir``; failures go to ``errors.jsonl`` and never stop the batch.
 
     Parameters
@@ -109,6 +112,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     threads : int, optional
         torch threads per worker; default: the extractor class's ``torch_threads`` if it declares one, else 1 when
         ``jobs > 1`` (workers share the cores) and torch's default for one job.
+    command : str, optional
+        The command line, for the run manifest (``OUT/runs.jsonl``).
 
     Returns
     -------
@@ -161,6 +166,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     if sources:
         compact_sources(out, sources)
     retried = {t.id for t in todo} & set(errors)
+    run = _run_record(cls, options, fmt, command)
+    write_run(out, run)
     if retried:  # their old error lines go; a new failure writes a new one
         rewrite_errors(out, {k: v for k, v in errors.items() if k not in retried})
     if result.already_done or result.previously_failed or result.source_changed:
@@ -181,7 +188,18 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         if status == "fatal":
             raise ExtractorUnavailable(f"extractor {cls.name!r} could not be created: {payload}")
         if status == "ok":
-            write_atomic(output_path(out, track.id, fmt), serialise(payload, fmt, flat=flat))
+            pool, frames, provenance = split_pool(payload)
+            if provenance and "model" not in run:  # the loaded model's card, once per run
+                run["model"] = provenance
+                write_run(out, run)
+            stamp = stamps[track.id] or {}
+            pool.update({"metadata.run": run["run"], "metadata.input.size": stamp.get("size"),
+                         "metadata.input.mtime": _iso(stamp["mtime_ns"] / 1e9) if stamp else None})
+            if frames:  # before the pool: a track counts as done when its pool exists
+                write_atomic(frames_path(out, track.id, fmt),
+                             serialise({**frames, "metadata.input.id": track.id, "metadata.run": run["run"]},
+                                       "yaml" if fmt == "yaml" else "json", flat=flat))
+            write_atomic(output_path(out, track.id, fmt), serialise(pool, fmt, flat=flat))
             result.done += 1
             append_source(out, track.id, stamps[track.id])
         else:
@@ -212,4 +230,35 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         elif fmt in TABLE_FORMATS:
             result.table = str(out / f"descriptors.{fmt}")
         result.seconds = time.perf_counter() - started
+        run.update(status="interrupted" if result.interrupted else "finished", finished=_iso(time.time()),
+                   counts=result.as_dict())
+        write_run(out, run)
     return result
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _run_record(cls, options: dict[str, Any], fmt: str, command: str | None) -> dict[str, Any]:
+    """The run manifest's line for this run, as known at its start (the model card is added by the first track)."""
+    import platform
+    import uuid
+    from importlib import metadata
+
+    from m2e_plugin import __version__
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    now = time.time()
+    return {"run": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + uuid.uuid4().hex[:6], "started": _iso(now),
+            "status": "running", "command": command,
+            "versions": {"m2e": __version__, "python": platform.python_version(), "torch": version("torch"),
+                         "numpy": version("numpy"), "soundfile": version("soundfile")},
+            "platform": platform.platform(),
+            "extractor": {"name": cls.name, "version": cls.version, "class": f"{cls.__module__}.{cls.__qualname__}"},
+            "format": fmt, "settings": effective_settings(cls, options)}

@@ -38,6 +38,51 @@ def output_path(out_dir: str | os.PathLike, track_id: str, fmt: str) -> Path:
     return out / f"{track_id}.{fmt}"
 
 
+def frames_path(out_dir: str | os.PathLike, track_id: str, fmt: str) -> Path:
+    """Where the frames pool of ``track_id`` goes: ``OUT/<id>.frames.json`` (``.yaml`` with the yaml format)."""
+    return Path(out_dir) / f"{track_id}.frames.{'yaml' if fmt == 'yaml' else 'json'}"
+
+
+def split_pool(pool: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(descriptors, frames, provenance)``: the keys an extractor prefixed ``frames.`` / ``provenance.`` go to
+    their own pool / the run manifest, prefix removed (:mod:`m2e_plugin.pools`)."""
+    from m2e_plugin.pools import FRAMES_PREFIX, PROVENANCE_PREFIX
+
+    descriptors, frames, provenance = {}, {}, {}
+    for key, value in pool.items():
+        if key.startswith(FRAMES_PREFIX):
+            frames[key[len(FRAMES_PREFIX):]] = value
+        elif key.startswith(PROVENANCE_PREFIX):
+            provenance[key[len(PROVENANCE_PREFIX):]] = value
+        else:
+            descriptors[key] = value
+    return descriptors, frames, provenance
+
+
+RUNS_FILE = "runs.jsonl"
+
+
+def write_run(out: Path, run: dict[str, Any]) -> None:
+    """Add or replace (by ``run["run"]``) this run's line in ``OUT/runs.jsonl``: the run manifest, provenance
+    written once per run (versions, command, settings, the model card) instead of into every record."""
+    path = out / RUNS_FILE
+    lines = []
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        pass
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line).get("run") == run["run"]:
+                continue
+        except (json.JSONDecodeError, AttributeError):  # a line cut by a hard kill: dropped
+            continue
+        kept.append(line)
+    kept.append(json.dumps(to_builtin(run), sort_keys=False))
+    write_atomic(path, "\n".join(kept) + "\n")
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place (all or nothing)."""
     path = Path(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from m2e_plugin.cli.options import (add_data_home, add_device, add_format, add_output, add_progress, data_home_for,
@@ -114,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_batch(tracks, args.output, extractor=args.extractor, options=options, fmt=args.format,
                            jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
                            retry_failed=args.retry_failed, overwrite=args.overwrite, flat=args.flat,
-                           progress=progress_mode(args), threads=args.threads)
+                           progress=progress_mode(args), threads=args.threads,
+                           command=" ".join(shlex.quote(a) for a in ["m2e", *sys.argv[1:]]))
     except (BatchError, ValueError, PluginValidationError) as exc:  # the batch cannot start
         print(f"m2e extract: {exc}", file=sys.stderr)
         return 2

@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     add_format(p, help="json: one JSON object per line (default); table: a readable table")
     add_progress(p)
     p.add_argument("--plot", metavar="OUT.png", default=None,
-                   help="write a PNG of the valence/arousal timeline (needs matplotlib; implies --timeline)")
+                   help="write a PNG per file: valence/arousal over time, the quadrant plane, top moods (OUT.png "
+                        "for one file, OUT-<name>.png for several; needs matplotlib; implies --timeline)")
     p.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
     p.add_argument("--checkpoint", default=None,
                    help="another checkpoint for the model's head (music2emo: .ckpt / .safetensors; lite: .safetensors "
