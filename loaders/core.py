@@ -1,4 +1,7 @@
-"""Shared machinery for the m2e dataset loaders, built on :mod:`mirdata.core`.
+"""Shared machinery for the m2e dataset loaders, built on :mod:`mirdata.core`: the offline index, the Track and
+Dataset base classes and the one split API. Annotations (:class:`VAData`, valence/arousal tables) live in
+:mod:`m2e_plugin.loaders.annotations` and file reading in :mod:`m2e_plugin.loaders.io` -- mirdata's own
+core / annotations / io division; the names the dataset modules use are re-exported here.
 
 mirdata hard-codes where indexes live (inside its installed package, or its repository's ``tests/indexes``) and ships
 no index for datasets whose audio cannot be downloaded by script. The emotion datasets here are all of that kind, so
@@ -6,116 +9,28 @@ every loader builds its index from the files the publisher distributes (label CS
 the first time it is asked for, and keeps it in memory. :class:`OfflineIndex` points mirdata's ``index_path`` at a
 user cache directory (never site-packages); :meth:`EmotionDataset.save_index` writes a mirdata-format JSON there on
 request.
-
-Common label vocabulary across loaders: ``valence`` / ``arousal`` on the 1-9 scale (9-point Self-Assessment
-Manikin, 5 = neutral), ``valence_std`` / ``arousal_std`` on the same scale's units, dynamic annotations as
-:class:`VAData`, ``moods`` as lists of tag strings, ``quadrant`` as ``"Q1".."Q4"``.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
 import hashlib
-import io
 import json
-import math
 import os
 import sys
 import textwrap
 import warnings
-from importlib import resources
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from mirdata import annotations, core
+from mirdata import core
+
+from m2e_plugin.loaders.annotations import (VA_UNITS, VAData, bipolar_to_nine, load_long_va, load_wide_va,
+                                            read_static_va, read_wide_dynamic, unit_to_nine)
+from m2e_plugin.loaders.io import (SPLIT_NAMES, DatasetFileError, _read_id_list, check_audio_file, check_nine_point,
+                                   file_exists, find_column, join_metadata, load_audio, normalise_id, optional_column,
+                                   parse_float, read_csv_dicts, read_package_split)
 
 INDEX_VERSION = "1.0"
-
-#: Units for :class:`VAData` values.
-VA_UNITS = {
-    "nine_point": "9-point scale, 1 (negative / calm) to 9 (positive / excited), 5 = neutral",
-}
-
-#: Split names returned by ``get_track_splits``.
-SPLIT_NAMES = ("train", "validation", "test")
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Scale conversions (documented per dataset in each module)
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def unit_to_nine(x):
-    """Map a [0, 1] rating onto the 1-9 scale: ``1 + 8x`` (PMEmo; the mapping Music2Emo used)."""
-    return 1.0 + 8.0 * np.asarray(x, dtype=float)
-
-
-def bipolar_to_nine(x):
-    """Map a [-1, 1] rating onto the 1-9 scale: ``5 + 4x`` (DEAM / EmoMusic dynamic annotations)."""
-    return 5.0 + 4.0 * np.asarray(x, dtype=float)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Annotation class
-# --------------------------------------------------------------------------------------------------------------------
-
-
-class VAData(annotations.Annotation):
-    """Continuous valence/arousal over time (mirdata has no annotation type for it).
-
-    Attributes:
-        times (np.ndarray): time stamps, strictly increasing, non-negative
-        time_unit (str): time unit, one of mirdata's TIME_UNITS (the loaders use ``"s"``)
-        valence (np.ndarray): valence at each time stamp
-        arousal (np.ndarray): arousal at each time stamp
-        va_unit (str): unit of valence/arousal, one of VA_UNITS
-        valence_std (np.ndarray or None): across-annotator standard deviation of valence, same unit
-        arousal_std (np.ndarray or None): across-annotator standard deviation of arousal, same unit
-
-    """
-
-    def __init__(self, times, time_unit, valence, arousal, va_unit, valence_std=None, arousal_std=None):
-        annotations.validate_array_like(times, np.ndarray, float)
-        annotations.validate_array_like(valence, np.ndarray, float)
-        annotations.validate_array_like(arousal, np.ndarray, float)
-        annotations.validate_array_like(valence_std, np.ndarray, float, none_allowed=True)
-        annotations.validate_array_like(arousal_std, np.ndarray, float, none_allowed=True)
-        annotations.validate_lengths_equal([times, valence, arousal, valence_std, arousal_std])
-        annotations.validate_times(times, time_unit)
-        annotations.validate_unit(va_unit, VA_UNITS)
-        for name, arr in (("valence", valence), ("arousal", arousal)):
-            if va_unit == "nine_point" and arr.size and (np.nanmin(arr) < 1.0 or np.nanmax(arr) > 9.0):
-                raise ValueError(f"{name} values must lie within 1-9, got {np.nanmin(arr):.3f}..{np.nanmax(arr):.3f}")
-
-        self.times = times
-        self.time_unit = time_unit
-        self.valence = valence
-        self.arousal = arousal
-        self.va_unit = va_unit
-        self.valence_std = valence_std
-        self.arousal_std = arousal_std
-
-    def __len__(self) -> int:
-        return int(self.times.shape[0])
-
-    def to_array(self) -> np.ndarray:
-        """Return an ``(n, 3)`` float array of ``[time, valence, arousal]`` rows."""
-        return np.stack([self.times, self.valence, self.arousal], axis=1)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Errors and file reading
-# --------------------------------------------------------------------------------------------------------------------
-
-
-class DatasetFileError(ValueError):
-    """A dataset file that exists but cannot be parsed: names the file and the cause."""
-
-    def __init__(self, path, cause: str):
-        self.path = str(path)
-        self.cause = cause
-        super().__init__(f"{self.path}: {cause}")
 
 
 class MissingAudioError(FileNotFoundError):
@@ -141,406 +56,6 @@ def metadata_property(name: str, doc: str):
     getter.__name__ = name  # mirdata's cached_property caches under the function's name
     getter.__doc__ = doc
     return core.cached_property(getter)
-
-
-def file_exists(path: Optional[str]) -> bool:
-    """True when ``path`` names an existing regular file."""
-    return bool(path) and os.path.isfile(path)
-
-
-def read_csv_dicts(path: str, *, delimiter: str = ",") -> List[Dict[str, str]]:
-    """Read a publisher CSV into a list of ``{column: value}`` dicts with stripped names and values.
-
-    Handles what the real files do: a UTF-8 BOM, CRLF line ends, latin-1 bytes (tried after UTF-8 fails), space-padded
-    fixed-width columns (DEAM) and TAB-padded quoted fields (EmoMusic's songs_info.csv). Rows that are entirely empty
-    are skipped.
-
-    Raises:
-        FileNotFoundError: if ``path`` does not exist
-        DatasetFileError: if the file has no header row
-
-    """
-    raw = _read_text(path)
-    # StringIO(newline="") leaves CRLF and quoted line breaks to csv; str.splitlines would also split at \x85 & co.
-    reader = csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, skipinitialspace=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise DatasetFileError(path, "file is empty (expected a header row)") from None
-    rows = []
-    for values in reader:
-        if not any(v.strip() for v in values):
-            continue
-        values = [v.strip() for v in values]
-        if len(values) < len(header):
-            values += [""] * (len(header) - len(values))
-        rows.append(dict(zip(header, values)))
-    return rows
-
-
-def _read_text(path: str) -> str:
-    with open(path, "rb") as fh:
-        data = fh.read()
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise DatasetFileError(path, "cannot decode text")  # pragma: no cover  (latin-1 decodes any bytes)
-
-
-def find_column(row_keys: Iterable[str], aliases: Sequence[str], path: str, what: str) -> str:
-    """Return the first column among ``aliases`` present in ``row_keys`` (case- and space-insensitive)."""
-    norm = {k.lower().replace(" ", ""): k for k in row_keys}
-    for alias in aliases:
-        key = norm.get(alias.lower().replace(" ", ""))
-        if key is not None:
-            return key
-    raise DatasetFileError(path, f"no {what} column (looked for {', '.join(aliases)}; found {', '.join(row_keys)})")
-
-
-def optional_column(row_keys: Iterable[str], aliases: Sequence[str]) -> Optional[str]:
-    """Like :func:`find_column` but returns None when no alias is present."""
-    norm = {k.lower().replace(" ", ""): k for k in row_keys}
-    for alias in aliases:
-        key = norm.get(alias.lower().replace(" ", ""))
-        if key is not None:
-            return key
-    return None
-
-
-def parse_float(value: str, path: str, row_id: str, column: str) -> float:
-    """Parse a numeric cell; a bad cell raises :class:`DatasetFileError` naming file, row and column."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise DatasetFileError(path, f"row {row_id!r}, column {column!r}: {value!r} is not a number") from None
-    if not math.isfinite(out):
-        raise DatasetFileError(path, f"row {row_id!r}, column {column!r}: value is {value!r}")
-    return out
-
-
-def normalise_id(value: str) -> str:
-    """Canonical track id for numeric ids: ``"0002"``/``"2.0"``/``" 2"`` -> ``"2"``; other ids are stripped only."""
-    value = value.strip()
-    try:
-        as_float = float(value)
-    except ValueError:
-        return value
-    if as_float.is_integer():
-        return str(int(as_float))
-    return value
-
-
-def check_nine_point(value: float, path: str, row_id: str, column: str) -> float:
-    """Raise :class:`DatasetFileError` when a value meant to be on the 1-9 scale is not."""
-    if not 1.0 <= value <= 9.0:
-        raise DatasetFileError(path, f"row {row_id!r}, column {column!r}: {value} is outside the 1-9 scale")
-    return value
-
-
-_ID_ALIASES = ("song_id", "musicId", "id")
-_COLUMN_ALIASES = {
-    "valence": ("valence_mean", "mean_valence", "Valence(mean)", "valence"),
-    "arousal": ("arousal_mean", "mean_arousal", "Arousal(mean)", "arousal"),
-    "valence_std": ("valence_std", "std_valence", "Valence(std)"),
-    "arousal_std": ("arousal_std", "std_arousal", "Arousal(std)"),
-}
-
-
-def read_static_va(path: str, *, scale: str = "nine_point", std_scale: Optional[str] = None, std_path=None):
-    """Read song-level valence/arousal into ``{track_id: {"valence", "arousal", "valence_std", "arousal_std"}}``.
-
-    Column names are matched case-insensitively among the spellings the publishers use (``valence_mean``,
-    ``mean_valence``, ``Valence(mean)``, ...). Values are returned on the 1-9 scale and checked to lie within it.
-
-    Args:
-        path (str): label file
-        scale (str): scale of the means: ``"nine_point"`` (as is) or ``"unit"`` ([0, 1], mapped ``1 + 8x``)
-        std_scale (str or None): scale of the standard deviations (default: same as ``scale``); ``"unit"`` multiplies
-            them by 8
-        std_path (str or None): separate file holding the standard deviations (PMEmo's ``static_annotations_std.csv``)
-
-    Raises:
-        DatasetFileError: bad header, non-numeric cell, duplicate id or a value outside 1-9 after rescaling
-
-    """
-    std_scale = std_scale or scale
-    rows = read_csv_dicts(path)
-    out: Dict[str, dict] = {}
-    if not rows:
-        # A header alone (or a binary/garbage file read as one "header" line) used to give a silent 0-track dataset.
-        raise DatasetFileError(path, "no rows under the header (truncated, or not a CSV label file)")
-    keys = list(rows[0].keys())
-    id_col = find_column(keys, _ID_ALIASES, path, "song id")
-    cols = {k: find_column(keys, _COLUMN_ALIASES[k], path, k) for k in ("valence", "arousal")}
-    for k in ("valence_std", "arousal_std"):
-        col = optional_column(keys, _COLUMN_ALIASES[k])
-        if col:
-            cols[k] = col
-    for row in rows:
-        tid = normalise_id(row[id_col])
-        if tid in out:
-            raise DatasetFileError(path, f"song id {tid!r} appears twice")
-        entry = {"valence_std": None, "arousal_std": None}
-        for key, col in cols.items():
-            value = parse_float(row[col], path, tid, col)
-            if key.endswith("_std"):
-                entry[key] = value * _STD_FACTOR[std_scale]
-            else:
-                entry[key] = check_nine_point(float(_rescale(np.float64(value), scale)), path, tid, col)
-        out[tid] = entry
-    if std_path is not None and file_exists(std_path):
-        _merge_std_file(out, std_path, std_scale)
-    return out
-
-
-def _merge_std_file(out: Dict[str, dict], path: str, std_scale: str) -> None:
-    rows = read_csv_dicts(path)
-    if not rows:
-        return
-    keys = list(rows[0].keys())
-    id_col = find_column(keys, _ID_ALIASES, path, "song id")
-    vcol = find_column(keys, _COLUMN_ALIASES["valence_std"], path, "valence std")
-    acol = find_column(keys, _COLUMN_ALIASES["arousal_std"], path, "arousal std")
-    for row in rows:
-        tid = normalise_id(row[id_col])
-        if tid in out:
-            out[tid]["valence_std"] = parse_float(row[vcol], path, tid, vcol) * _STD_FACTOR[std_scale]
-            out[tid]["arousal_std"] = parse_float(row[acol], path, tid, acol) * _STD_FACTOR[std_scale]
-
-
-def read_wide_dynamic(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """Read a wide per-time annotation file: ``song_id, sample_15000ms, sample_15500ms, ...``.
-
-    DEAM (``dynamic (per second annotations)/{valence,arousal}.csv``) and EmoMusic
-    (``{valence,arousal}_cont_{average,std}.csv``) use this layout. Songs shorter than the longest one leave trailing
-    cells empty (or NaN); those are dropped.
-
-    Returns:
-        dict: ``{track_id: (times_seconds, values)}`` with float arrays in the file's own scale
-
-    """
-    raw = _read_text(path)
-    reader = csv.reader(io.StringIO(raw, newline=""), skipinitialspace=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise DatasetFileError(path, "file is empty (expected a header row)") from None
-    times = []
-    for name in header[1:]:
-        stem = name.lower().replace("sample_", "").replace("ms", "")
-        try:
-            times.append(float(stem) / 1000.0)
-        except ValueError:
-            raise DatasetFileError(path, f"column {name!r} is not of the form sample_<milliseconds>ms") from None
-    times_arr = np.asarray(times, dtype=float)
-    out = {}
-    for values in reader:
-        if not values or not values[0].strip():
-            continue
-        track_id = normalise_id(values[0])
-        cells = values[1 : len(times) + 1]
-        vals = np.full(len(cells), np.nan)
-        for i, cell in enumerate(cells):
-            cell = cell.strip()
-            if cell and cell.lower() != "nan":
-                vals[i] = parse_float(cell, path, track_id, header[i + 1])
-        keep = ~np.isnan(vals)
-        out[track_id] = (times_arr[: len(cells)][keep], vals[keep])
-    return out
-
-
-def _mtime(path: Optional[str]) -> float:
-    return os.stat(path).st_mtime if file_exists(path) else -1.0
-
-
-def _rescale(values: np.ndarray, scale: str) -> np.ndarray:
-    if scale == "bipolar":
-        return bipolar_to_nine(values)
-    if scale == "unit":
-        return unit_to_nine(values)
-    if scale == "nine_point":
-        return values
-    raise ValueError(f"unknown scale {scale!r}")
-
-
-_STD_FACTOR = {"bipolar": 4.0, "unit": 8.0, "nine_point": 1.0}
-
-
-def _make_vadata(times, valence, arousal, vstd, astd, scale: str, path: str, track_id: str) -> VAData:
-    v = np.clip(_rescale(valence, scale), 1.0, 9.0)  # clip only float round-off at the ends of the scale
-    a = np.clip(_rescale(arousal, scale), 1.0, 9.0)
-    try:
-        return VAData(
-            times.astype(float),
-            "s",
-            v.astype(float),
-            a.astype(float),
-            "nine_point",
-            None if vstd is None else (vstd * _STD_FACTOR[scale]).astype(float),
-            None if astd is None else (astd * _STD_FACTOR[scale]).astype(float),
-        )
-    except (ValueError, TypeError) as exc:
-        raise DatasetFileError(path, f"track {track_id!r}: bad dynamic annotation ({exc})") from None
-
-
-def _aligned(times_list, values_list):
-    """Keep the time stamps present in every series; return (times, [values...])."""
-    common = times_list[0]
-    for t in times_list[1:]:
-        common = np.intersect1d(common, t)
-    out = []
-    for t, v in zip(times_list, values_list):
-        idx = np.searchsorted(t, common)
-        out.append(v[idx])
-    return common, out
-
-
-@functools.lru_cache(maxsize=8)
-def _wide_va_cached(paths: Tuple[Optional[str], ...], scale: str, _mtimes: Tuple[float, ...]) -> Dict[str, VAData]:
-    vpath, apath, vstd_path, astd_path = paths
-    series = [read_wide_dynamic(p) if file_exists(p) else None for p in paths]
-    vtab, atab, vstab, astab = series
-    out = {}
-    for track_id in vtab:
-        if track_id not in atab:
-            continue
-        parts = [vtab[track_id], atab[track_id]]
-        has_std = vstab is not None and astab is not None and track_id in vstab and track_id in astab
-        if has_std:
-            parts += [vstab[track_id], astab[track_id]]
-        times, vals = _aligned([p[0] for p in parts], [p[1] for p in parts])
-        if times.size == 0:
-            continue
-        vstd, astd = (vals[2], vals[3]) if has_std else (None, None)
-        out[track_id] = _make_vadata(times, vals[0], vals[1], vstd, astd, scale, vpath, track_id)
-    return out
-
-
-def load_wide_va(valence_path, arousal_path, valence_std_path=None, arousal_std_path=None, *, scale="bipolar"):
-    """Load per-time valence/arousal from wide files (one row per song) as ``{track_id: VAData}`` on the 1-9 scale.
-
-    Args:
-        valence_path (str): wide valence file (see :func:`read_wide_dynamic`)
-        arousal_path (str): wide arousal file
-        valence_std_path (str or None): optional wide file of valence standard deviations
-        arousal_std_path (str or None): optional wide file of arousal standard deviations
-        scale (str): scale of the files: ``"bipolar"`` ([-1, 1], mapped ``5 + 4x``), ``"unit"`` ([0, 1],
-            ``1 + 8x``) or ``"nine_point"`` (already 1-9); standard deviations are multiplied by 4, 8 or 1
-
-    Returns:
-        dict: ``{track_id: VAData}`` for songs present in both files, on the time stamps both files share.
-        Cached per file modification time, so tracks of one dataset share one parse.
-
-    """
-    paths = (valence_path, arousal_path, valence_std_path, arousal_std_path)
-    return _wide_va_cached(paths, scale, tuple(_mtime(p) for p in paths))
-
-
-@functools.lru_cache(maxsize=8)
-def _long_va_cached(mean_path: str, std_path: Optional[str], scale: str, _mtimes) -> Dict[str, VAData]:
-    def table(path, kind):
-        rows = read_csv_dicts(path)
-        if not rows:
-            return {}
-        keys = rows[0].keys()
-        id_col = find_column(keys, ["musicId", "song_id", "id"], path, "song id")
-        t_col = find_column(keys, ["frameTime", "time"], path, "time")
-        a_col = find_column(keys, [f"Arousal({kind})", f"arousal_{kind}"], path, "arousal")
-        v_col = find_column(keys, [f"Valence({kind})", f"valence_{kind}"], path, "valence")
-        acc: Dict[str, list] = {}
-        for row in rows:
-            tid = normalise_id(row[id_col])
-            acc.setdefault(tid, []).append(
-                (
-                    parse_float(row[t_col], path, tid, t_col),
-                    parse_float(row[v_col], path, tid, v_col),
-                    parse_float(row[a_col], path, tid, a_col),
-                )
-            )
-        out = {}
-        for tid, vals in acc.items():
-            arr = np.asarray(sorted(vals), dtype=float)
-            out[tid] = (arr[:, 0], arr[:, 1], arr[:, 2])
-        return out
-
-    means = table(mean_path, "mean")
-    stds = table(std_path, "std") if file_exists(std_path) else {}
-    out = {}
-    for tid, (t, v, a) in means.items():
-        if tid in stds:
-            ts, vs, as_ = stds[tid]
-            times, (v, a, vs, as_) = _aligned([t, t, ts, ts], [v, a, vs, as_])
-        else:
-            times, vs, as_ = t, None, None
-        out[tid] = _make_vadata(times, v, a, vs, as_, scale, mean_path, tid)
-    return out
-
-
-def load_long_va(mean_path, std_path=None, *, scale="unit"):
-    """Load per-time valence/arousal from long files (``musicId,frameTime,Arousal(mean),Valence(mean)``, PMEmo).
-
-    Args:
-        mean_path (str): file of per-frame means
-        std_path (str or None): optional file of per-frame standard deviations (``Arousal(std)``, ``Valence(std)``)
-        scale (str): scale of the file, as in :func:`load_wide_va` (PMEmo: ``"unit"``)
-
-    Returns:
-        dict: ``{track_id: VAData}`` on the 1-9 scale, cached per file modification time
-
-    """
-    return _long_va_cached(mean_path, std_path, scale, (_mtime(mean_path), _mtime(std_path)))
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Audio
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def load_audio(fhandle: str) -> Tuple[np.ndarray, int]:
-    """Load a dataset audio file as mono float32 at its native sample rate.
-
-    Args:
-        fhandle (str): path to an audio file
-
-    Returns:
-        * np.ndarray - mono audio signal, float32
-        * int - sample rate of the file
-
-    Raises:
-        m2e_plugin.audio.AudioError: if the file cannot be decoded (names the file and the cause)
-
-    """
-    from m2e_plugin.audio import load_audio as _load
-
-    return _load(fhandle)
-
-
-def check_audio_file(path: str, decode: bool = False) -> Optional[str]:
-    """Return None when ``path`` is usable audio, else the cause as text.
-
-    With ``decode=False`` only the header is read (fast); ``decode=True`` decodes the whole file.
-    """
-    from m2e_plugin.audio import AudioError, info
-
-    try:
-        if decode:
-            load_audio(path)
-        else:
-            i = info(path)
-            if i.frames <= 0:
-                return "audio has zero frames"
-    except AudioError as exc:
-        return exc.cause
-    except Exception as exc:  # any decoder failure counts as corrupt, never crashes validation
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Index, Track, Dataset
-# --------------------------------------------------------------------------------------------------------------------
 
 
 def user_cache_dir() -> str:
@@ -735,6 +250,38 @@ class EmotionDataset(core.Dataset):
 
     # -- splits ------------------------------------------------------------------------------------------------------
 
+    #: The splits :meth:`get_track_splits` knows and the one it gives by default; each dataset module declares them
+    #: (``SPLITS``, ``DEFAULT_SPLIT``). No splits: the dataset has no official split.
+    split_names: tuple = ()
+    default_split = None
+
+    def get_track_splits(self, split=None):
+        """Get a predetermined split of the track ids -- the same call for every dataset.
+
+        Args:
+            split (str, int or None): one of ``split_names``; None: the dataset's ``default_split``
+
+        Returns:
+            dict: split name -> list of track ids
+
+        Raises:
+            ValueError: an unknown split name
+            NotImplementedError: the dataset has no official split, or its id lists are not available
+
+        """
+        if not self.split_names:
+            raise NotImplementedError(
+                f"The {self.name} dataset has no official split. Use get_random_track_splits instead.")
+        split = self.default_split if split is None else split
+        if split not in self.split_names:
+            raise ValueError(f"unknown split {split!r} for {self.name}; available: "
+                             f"{', '.join(repr(n) for n in self.split_names)}")
+        return self._track_splits(split)
+
+    def _track_splits(self, split) -> Dict[str, List[str]]:
+        """The split ``split`` (a checked name); ``"music2emo"`` is common, datasets with others override this."""
+        return self._music2emo_split()
+
     def _split_from_lists(self, lists: Dict[str, List[str]], source: str) -> Dict[str, List[str]]:
         known = set(self.track_ids)
         out = {}
@@ -835,33 +382,10 @@ class EmotionDataset(core.Dataset):
         return missing, invalid
 
 
-def read_package_split(name: str) -> Optional[Dict[str, List[str]]]:
-    """Split id lists shipped as package data under ``splits/<name>/``; None when not shipped."""
-    folder = resources.files("m2e_plugin.loaders").joinpath("splits", name)
-    out = {}
-    for split in SPLIT_NAMES:
-        f = folder.joinpath(f"{split}.txt")
-        if not f.is_file():
-            return None
-        out[split] = [line.strip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return out
-
-
-def _read_id_list(path: str) -> List[str]:
-    return [line.strip() for line in _read_text(path).splitlines() if line.strip()]
-
-
 __all__ = [
-    "VAData",
-    "VA_UNITS",
-    "OfflineIndex",
-    "EmotionTrack",
-    "EmotionDataset",
-    "MissingAudioError",
-    "DatasetFileError",
-    "unit_to_nine",
-    "bipolar_to_nine",
-    "load_audio",
-    "read_csv_dicts",
+    "VAData", "VA_UNITS", "SPLIT_NAMES", "OfflineIndex", "EmotionTrack", "EmotionDataset", "MissingAudioError",
+    "DatasetFileError", "metadata_property", "unit_to_nine", "bipolar_to_nine", "check_audio_file",
+    "check_nine_point", "file_exists", "find_column", "join_metadata", "load_audio", "load_long_va", "load_wide_va",
+    "normalise_id", "optional_column", "parse_float", "read_csv_dicts", "read_package_split", "read_static_va",
     "read_wide_dynamic",
 ]

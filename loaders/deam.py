@@ -39,16 +39,17 @@ from mirdata import core
 from .core import (
     EmotionDataset,
     VATrack,
+    join_metadata,
     load_audio,
     make_indexes,
     metadata_property,
-    normalise_id,
-    optional_column,
-    read_csv_dicts,
     read_static_va,
 )
 
 NAME = "deam"
+#: Splits ``get_track_splits`` knows, and the one it gives by default.
+SPLITS = ("music2emo",)
+DEFAULT_SPLIT = "music2emo"
 
 BIBTEX = """@article{aljanaki2017developing,
     author = {Aljanaki, Anna and Yang, Yi-Hsuan and Soleymani, Mohammad},
@@ -125,6 +126,9 @@ class Track(VATrack):
 class Dataset(EmotionDataset):
     """The DEAM dataset"""
 
+    split_names = SPLITS
+    default_split = DEFAULT_SPLIT
+
     def __init__(self, data_home=None, version="default"):
         super().__init__(
             data_home,
@@ -173,37 +177,9 @@ class Dataset(EmotionDataset):
     def _add_song_metadata(self, meta):
         """Artist/title/genre from ``metadata/metadata_*.csv`` when present (columns matched by name)."""
         for path in sorted(glob.glob(os.path.join(glob.escape(self.data_home), "metadata", "metadata_*.csv"))):
-            rows = read_csv_dicts(path)
-            if not rows:
-                continue
-            keys = list(rows[0].keys())
-            id_col = optional_column(keys, ["song_id", "id"])
-            if id_col is None:
-                continue
-            artist_col = optional_column(keys, ["Artist", "artist"])
-            title_col = optional_column(keys, ["Song title", "Track", "title"])
-            genre_col = optional_column(keys, ["Genre", "genre"])
-            for row in rows:
-                entry = meta.get(normalise_id(row[id_col]))
-                if entry is None:
-                    continue
-                for key, col in (("artist", artist_col), ("title", title_col), ("genre", genre_col)):
-                    if col and row.get(col):
-                        entry[key] = row[col]
-
-    def get_track_splits(self, split="music2emo"):
-        """Get a predetermined split of the track ids.
-
-        Args:
-            split (str): ``"music2emo"``: Music2Emo's train/validation/test id lists
-
-        Returns:
-            dict: ``{"train": [...], "validation": [...], "test": [...]}`` of track ids
-
-        """
-        if split != "music2emo":
-            raise ValueError(f"unknown split {split!r} for {NAME}; available: 'music2emo'")
-        return self._music2emo_split()
+            join_metadata(meta, path, id_columns=["song_id", "id"], require_id=False,
+                          fields={"artist": ["Artist", "artist"], "title": ["Song title", "Track", "title"],
+                                  "genre": ["Genre", "genre"]})
 
 
 __all__ = ["Dataset", "Track", "load_audio", "BIBTEX", "DOWNLOAD_INFO", "LICENSE_INFO", "INDEXES", "REMOTES"]

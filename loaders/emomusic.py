@@ -42,17 +42,17 @@ from .core import (
     DatasetFileError,
     EmotionDataset,
     VATrack,
-    find_column,
+    join_metadata,
     load_audio,
     make_indexes,
     metadata_property,
-    normalise_id,
-    optional_column,
-    read_csv_dicts,
     read_static_va,
 )
 
 NAME = "emomusic"
+#: Splits ``get_track_splits`` knows, and the one it gives by default.
+SPLITS = ("music2emo", "mediaeval2013")
+DEFAULT_SPLIT = "music2emo"
 
 BIBTEX = """@inproceedings{soleymani20131000,
     author = {Soleymani, Mohammad and Caro, Micheal N. and Schmidt, Erik M. and Sha, Cheng-Ya and Yang, Yi-Hsuan},
@@ -148,6 +148,9 @@ class Track(VATrack):
 class Dataset(EmotionDataset):
     """The EmoMusic (1000 Songs) dataset"""
 
+    split_names = SPLITS
+    default_split = DEFAULT_SPLIT
+
     def __init__(self, data_home=None, version="default"):
         super().__init__(
             data_home,
@@ -192,46 +195,16 @@ class Dataset(EmotionDataset):
 
     @staticmethod
     def _add_songs_info(meta, path):
-        rows = read_csv_dicts(path)
-        if not rows:
-            return
-        keys = list(rows[0].keys())
-        id_col = find_column(keys, ["song_id", "id"], path, "song id")
-        cols = {
-            "file_name": optional_column(keys, ["file_name"]),
-            "artist": optional_column(keys, ["Artist"]),
-            "title": optional_column(keys, ["Song title", "title"]),
-            "genre": optional_column(keys, ["Genre"]),
-            "mediaeval2013_set": optional_column(keys, ["Mediaeval 2013 set"]),
-        }
-        start_col = optional_column(keys, ["start of the segment (min.sec)"])
-        end_col = optional_column(keys, ["end of the segment (min.sec)"])
-        for row in rows:
-            tid = normalise_id(row[id_col])
-            entry = meta.get(tid)
-            if entry is None:
-                continue
-            for key, col in cols.items():
-                if col and row.get(col):
-                    entry[key] = row[col]
-            if start_col:
-                entry["segment_start"] = _min_sec(row.get(start_col, ""), path, tid, start_col)
-            if end_col:
-                entry["segment_end"] = _min_sec(row.get(end_col, ""), path, tid, end_col)
+        join_metadata(meta, path, id_columns=["song_id", "id"],
+                      fields={"file_name": ["file_name"], "artist": ["Artist"], "title": ["Song title", "title"],
+                              "genre": ["Genre"], "mediaeval2013_set": ["Mediaeval 2013 set"],
+                              "segment_start": ["start of the segment (min.sec)"],
+                              "segment_end": ["end of the segment (min.sec)"]},
+                      convert={"segment_start": _min_sec, "segment_end": _min_sec})
 
-    def get_track_splits(self, split="music2emo"):
-        """Get a predetermined split of the track ids.
-
-        Args:
-            split (str): ``"music2emo"`` (Music2Emo's train/validation/test lists) or ``"mediaeval2013"`` (the
-                official development/evaluation sets of songs_info.csv)
-
-        Returns:
-            dict: split name -> list of track ids
-
-        """
-        if split == "music2emo":
-            return self._music2emo_split()
+    def _track_splits(self, split):
+        """``"music2emo"`` (Music2Emo's train/validation/test lists) or ``"mediaeval2013"`` (the official
+        development/evaluation sets of songs_info.csv)."""
         if split == "mediaeval2013":
             out = {"development": [], "evaluation": []}
             for tid in self.track_ids:
@@ -242,7 +215,7 @@ class Dataset(EmotionDataset):
                     )
                 out.setdefault(name, []).append(tid)
             return out
-        raise ValueError(f"unknown split {split!r} for {NAME}; available: 'music2emo', 'mediaeval2013'")
+        return self._music2emo_split()
 
 
 __all__ = ["Dataset", "Track", "load_audio", "BIBTEX", "DOWNLOAD_INFO", "LICENSE_INFO", "INDEXES", "REMOTES"]

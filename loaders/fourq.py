@@ -30,19 +30,24 @@ from typing import List, Optional
 
 from mirdata import core
 
+from m2e_plugin.labels import QUADRANTS
+
 from .core import (
     DatasetFileError,
     EmotionDataset,
     EmotionTrack,
     find_column,
+    join_metadata,
     load_audio,
     make_indexes,
     metadata_property,
-    optional_column,
     read_csv_dicts,
 )
 
 NAME = "fourq"
+#: Splits ``get_track_splits`` knows, and the one it gives by default.
+SPLITS = ()  # no official split: get_random_track_splits
+DEFAULT_SPLIT = None
 
 BIBTEX = """@article{panda2018novel,
     author = {Panda, Renato and Malheiro, Ricardo and Paiva, Rui Pedro},
@@ -73,10 +78,9 @@ LICENSE_INFO = (
 
 ANNOTATIONS_FILE = "panda_dataset_taffc_annotations.csv"
 METADATA_FILE = "panda_dataset_taffc_metadata.csv"
-QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
 
 
-def _split_list(value: Optional[str]) -> List[str]:
+def _split_list(value: Optional[str], *_context) -> List[str]:
     if not value:
         return []
     return [v.strip() for v in value.split(";") if v.strip()]
@@ -139,6 +143,9 @@ class Track(EmotionTrack):
 class Dataset(EmotionDataset):
     """The 4Q audio emotion dataset"""
 
+    split_names = SPLITS
+    default_split = DEFAULT_SPLIT
+
     def __init__(self, data_home=None, version="default"):
         super().__init__(
             data_home,
@@ -181,31 +188,12 @@ class Dataset(EmotionDataset):
             meta[song] = {"quadrant": quad}
 
         meta_path = os.path.join(self.data_home, METADATA_FILE)
-        if os.path.isfile(meta_path):
-            mrows = read_csv_dicts(meta_path)
-            if mrows:
-                keys = mrows[0].keys()
-                song_col = find_column(keys, ["Song"], meta_path, "song id")
-                moods_col = optional_column(keys, ["MoodsStrSplit", "MoodsStr"])
-                genres_col = optional_column(keys, ["GenresStr"])
-            for row in mrows:
-                entry = meta.get(row[song_col])
-                if entry is None:  # metadata rows for clips not in the annotations file are ignored
-                    continue
-                entry["artist"] = row.get("Artist") or None
-                entry["title"] = row.get("Title") or None
-                entry["moods"] = _split_list(row.get(moods_col)) if moods_col else []
-                entry["genres"] = _split_list(row.get(genres_col)) if genres_col else []
+        if os.path.isfile(meta_path):  # rows for clips not in the annotations file are ignored
+            join_metadata(meta, meta_path, id_columns=["Song"],
+                          fields={"artist": ["Artist"], "title": ["Title"], "moods": ["MoodsStrSplit", "MoodsStr"],
+                                  "genres": ["GenresStr"]},
+                          convert={"moods": _split_list, "genres": _split_list})
         return meta
-
-    def get_track_splits(self):
-        """4Q has no official split.
-
-        Raises:
-            NotImplementedError: always; use ``get_random_track_splits``
-
-        """
-        raise NotImplementedError(f"The {NAME} dataset has no official split. Use get_random_track_splits instead.")
 
 
 __all__ = ["Dataset", "Track", "load_audio", "BIBTEX", "DOWNLOAD_INFO", "LICENSE_INFO", "INDEXES", "REMOTES"]

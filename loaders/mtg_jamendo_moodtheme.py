@@ -38,6 +38,9 @@ from mirdata.datasets import mtg_jamendo_autotagging_moodtheme as _mirdata_mtg
 from .core import EmotionDataset, MissingAudioError, file_exists, load_audio, make_indexes
 
 NAME = "mtg_jamendo_moodtheme"
+#: Splits ``get_track_splits`` knows, and the one it gives by default.
+SPLITS = (0, 1, 2, 3, 4)  # the five official splits; Music2Emo and MediaEval use 0
+DEFAULT_SPLIT = 0
 
 BIBTEX = _mirdata_mtg.BIBTEX
 
@@ -100,6 +103,9 @@ class Track(_mirdata_mtg.Track):
 class Dataset(EmotionDataset, _mirdata_mtg.Dataset):
     """The MTG-Jamendo autotagging mood/theme dataset"""
 
+    split_names = SPLITS
+    default_split = DEFAULT_SPLIT
+
     def __init__(self, data_home=None, version="default"):
         EmotionDataset.__init__(
             self,
@@ -148,17 +154,9 @@ class Dataset(EmotionDataset, _mirdata_mtg.Dataset):
         }
         return {"version": INDEXES["default"], "tracks": tracks, "metadata": {"metadata": [METADATA_FILE, None]}}
 
-    def get_track_splits(self, split_number=0):
-        """Get one of the five official splits.
-
-        Args:
-            split_number (int): 0 to 4 (Music2Emo and MediaEval use 0)
-
-        Returns:
-            dict: ``{"train": [...], "validation": [...], "test": [...]}`` of track ids
-
-        """
-        return _mirdata_mtg.Dataset.get_track_splits(self, split_number=split_number)
+    def _track_splits(self, split):
+        """Official split ``split`` (0 to 4), as mirdata reads it."""
+        return _mirdata_mtg.Dataset.get_track_splits(self, split_number=split)
 
 
 __all__ = ["Dataset", "Track", "load_audio", "BIBTEX", "DOWNLOAD_INFO", "LICENSE_INFO", "INDEXES", "REMOTES"]

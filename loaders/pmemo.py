@@ -44,18 +44,18 @@ from mirdata import core
 from .core import (
     EmotionDataset,
     VATrack,
-    find_column,
+    join_metadata,
     load_audio,
     make_indexes,
     metadata_property,
-    normalise_id,
-    optional_column,
     parse_float,
-    read_csv_dicts,
     read_static_va,
 )
 
 NAME = "pmemo"
+#: Splits ``get_track_splits`` knows, and the one it gives by default.
+SPLITS = ("music2emo",)
+DEFAULT_SPLIT = "music2emo"
 
 BIBTEX = """@inproceedings{zhang2018pmemo,
     author = {Zhang, Kejun and Zhang, Hui and Li, Simeng and Yang, Changyuan and Sun, Lingyun},
@@ -131,6 +131,9 @@ class Track(VATrack):
 class Dataset(EmotionDataset):
     """The PMEmo dataset"""
 
+    split_names = SPLITS
+    default_split = DEFAULT_SPLIT
+
     def __init__(self, data_home=None, version="default"):
         super().__init__(
             data_home,
@@ -196,44 +199,11 @@ class Dataset(EmotionDataset):
 
     @staticmethod
     def _add_song_metadata(meta, path):
-        rows = read_csv_dicts(path)
-        if not rows:
-            return
-        keys = list(rows[0].keys())
-        id_col = find_column(keys, ["musicId", "song_id", "id"], path, "song id")
-        file_col = optional_column(keys, ["fileName", "file_name"])
-        dur_col = optional_column(keys, ["duration"])
-        for row in rows:
-            tid = normalise_id(row[id_col])
-            entry = meta.get(tid)
-            if entry is None:  # unannotated clips are not tracks
-                continue
-            for key in ("title", "artist", "album"):
-                col = optional_column(keys, [key])
-                if col and row.get(col):
-                    entry[key] = row[col]
-            if file_col and row.get(file_col):
-                entry["file_name"] = row[file_col]
-            if dur_col and row.get(dur_col):
-                entry["duration"] = parse_float(row[dur_col], path, tid, dur_col)
-
-    def get_track_splits(self, split="music2emo"):
-        """Get a predetermined split of the track ids.
-
-        Args:
-            split (str): ``"music2emo"``: Music2Emo's id lists, read from ``meta/split/`` or ``music2emo-meta/split/``
-                in data_home (not shipped with m2e for PMEmo)
-
-        Returns:
-            dict: ``{"train": [...], "validation": [...], "test": [...]}`` of track ids
-
-        Raises:
-            NotImplementedError: when the id lists are not available
-
-        """
-        if split != "music2emo":
-            raise ValueError(f"unknown split {split!r} for {NAME}; available: 'music2emo'")
-        return self._music2emo_split()
+        # Unannotated clips in metadata.csv are not tracks: join_metadata ignores rows of unknown ids.
+        join_metadata(meta, path, id_columns=["musicId", "song_id", "id"],
+                      fields={"title": ["title"], "artist": ["artist"], "album": ["album"],
+                              "file_name": ["fileName", "file_name"], "duration": ["duration"]},
+                      convert={"duration": parse_float})
 
 
 __all__ = ["Dataset", "Track", "load_audio", "BIBTEX", "DOWNLOAD_INFO", "LICENSE_INFO", "INDEXES", "REMOTES"]

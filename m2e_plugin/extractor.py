@@ -51,7 +51,7 @@ def descriptor_names(model: str, tags=MOOD_TAGS, *, key: bool = False, frames: b
 
 
 def model_extractor(entry) -> type:
-    """The extractor class for a registered model (:class:`m2e_plugin.plugins.ModelEntry`).
+    """The extractor class for a registered model (:class:`m2e_plugin.registry.ModelEntry`).
 
     Its class attributes come from the model's static card, so listing extractors loads no weights. The class
     pickles as (name, backend class, registered card), so worker processes rebuild it without the registry.
@@ -76,7 +76,7 @@ class _ModelExtractorType(type):
 
 
 def _rebuild_model_extractor(name: str, backend: type, registered_card: dict) -> type:
-    from m2e_plugin.plugins import ModelEntry
+    from m2e_plugin.registry import ModelEntry
 
     return model_extractor(ModelEntry(name, backend, plugin="", card_source=registered_card))
 

@@ -29,12 +29,16 @@ from typing import Any
 import pluggy
 
 from m2e_plugin import hookspecs
+from m2e_plugin.registry import ModelEntry, accept_extractor, accept_model, check_extractor, validate_extractor_class
+
+__all__ = ["DEFAULT_PLUGINS", "ModelEntry", "PluginLoadWarning", "check_extractor", "get_extractor",
+           "get_extractor_class", "get_extractors", "get_model", "get_models", "get_plugin_manager", "list_plugins",
+           "load_plugins", "register_plugin", "reset", "unregister_plugin", "validate_extractor_class"]
 
 # Built-in plugins: modules registered through the same hooks as third-party ones (llm/datasette habit).
 DEFAULT_PLUGINS: tuple[str, ...] = ("m2e_plugin.backends.builtin",)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
-_REQUIRED_ATTRIBUTES = ("name", "version", "sample_rate", "outputs")
 
 
 class PluginLoadWarning(RuntimeWarning):
@@ -59,50 +63,6 @@ class PluginInfo:
                "builtin": self.builtin, "hooks": self.hooks, "models": self.models, "extractors": self.extractors}
         if self.error is not None:
             out["error"] = self.error
-        return out
-
-
-@dataclass
-class ModelEntry:
-    """A registered model: its backend class, the plugin that registered it and its static model card."""
-
-    name: str
-    backend: type
-    plugin: str
-    card_source: Any = None  # dict, or a callable returning one (read on first use)
-    _card: dict[str, Any] | None = field(default=None, repr=False)
-
-    def registered_card(self) -> dict[str, Any]:
-        """The card fields the plugin gave to ``register`` (resolved once)."""
-        if self._card is None:
-            source = self.card_source() if callable(self.card_source) else self.card_source
-            self._card = dict(source or {})
-        return self._card
-
-    def card(self) -> dict[str, Any]:
-        """The card known without loading the model: the class attributes, then the registered card on top."""
-        cls = self.backend
-        card: dict[str, Any] = {"name": self.name}
-        for attr in ("version", "sample_rate", "block_seconds", "window_seconds", "hop_seconds", "window_batch"):
-            value = getattr(cls, attr, None)
-            if value not in (None, "", 0):
-                card[attr] = value
-        if getattr(cls, "mood_tags", ()):
-            card["mood_tags"] = list(cls.mood_tags)
-        card.update(self.registered_card())
-        classes = card.get("classes")
-        if "mood_tags" not in card and isinstance(classes, dict) and "mood_tags" in classes:
-            card["mood_tags"] = list(classes["mood_tags"])
-        return card
-
-    def describe(self) -> dict[str, Any]:
-        """What ``m2e plugins --models`` prints; a card that cannot be read is reported, not raised."""
-        out: dict[str, Any] = {"name": self.name, "plugin": self.plugin,
-                               "class": f"{self.backend.__module__}.{self.backend.__qualname__}"}
-        try:
-            out["card"] = self.card()
-        except Exception as exc:
-            out["error"] = f"model card unavailable: {type(exc).__name__}: {exc}"
         return out
 
 
@@ -223,39 +183,22 @@ def reset() -> None:
 
 def get_models() -> dict[str, ModelEntry]:
     """Every registered model by name (built-ins first, then plugins), loading plugins on first use."""
-    with _lock:
-        pm = load_plugins()
-        if _state.models is None:
-            _collect_models(pm)
-        return dict(_state.models)
+    return _registry("models", _collect_models)
 
 
 def get_model(name: str) -> ModelEntry:
     """The model registered under ``name``; ``ValueError`` naming the available ones (and failed plugins) otherwise."""
-    models = get_models()
-    try:
-        return models[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(models))}{_failed_hint()}") from None
+    return _lookup("model", get_models(), name)
 
 
 def get_extractors() -> dict[str, type]:
     """Every extractor class by name: one per registered model (same name), then the registered extractors."""
-    with _lock:
-        pm = load_plugins()
-        if _state.extractors is None:
-            _collect_extractors(pm)
-        return dict(_state.extractors)
+    return _registry("extractors", _collect_extractors)
 
 
 def get_extractor_class(name: str) -> type:
     """The extractor class registered under ``name``; ``ValueError`` naming the available ones otherwise."""
-    extractors = get_extractors()
-    try:
-        return extractors[name]
-    except KeyError:
-        raise ValueError(f"unknown extractor {name!r}; available: {', '.join(sorted(extractors))}"
-                         f"{_failed_hint()}") from None
+    return _lookup("extractor", get_extractors(), name)
 
 
 def get_extractor(name: str, **options):
@@ -277,37 +220,6 @@ def list_plugins() -> list[dict[str, Any]]:
             info.extractors = sorted(n for n, owner in _state.extractor_owner.items() if owner == info.name)
         order = sorted(_state.info.values(), key=lambda i: (not i.builtin, i.name))
         return [i.as_dict() for i in order]
-
-
-def validate_extractor_class(cls: object) -> None:
-    """Raise ``TypeError`` if ``cls`` does not follow the extractor protocol (see the hookspec)."""
-    if not isinstance(cls, type):
-        raise TypeError(f"register() expects an extractor class, got {cls!r}")
-    # Looked up statically: a class may resolve e.g. sample_rate lazily from its model, which listing must not load.
-    missing = [a for a in _REQUIRED_ATTRIBUTES if not any(a in vars(k) for k in cls.__mro__)]
-    if not callable(getattr(cls, "compute", None)):
-        missing.append("compute()")
-    if missing:
-        raise TypeError(f"extractor class {cls.__qualname__} lacks {', '.join(missing)}")
-    if not isinstance(cls.name, str) or not cls.name.strip():
-        raise TypeError(f"extractor class {cls.__qualname__}: name must be a non-empty string, got {cls.name!r}")
-    if not isinstance(cls.version, str):
-        raise TypeError(f"extractor {cls.name!r}: version must be a string, got {cls.version!r}")
-    outputs = cls.outputs
-    if isinstance(outputs, str) or not all(isinstance(o, str) for o in outputs):
-        raise TypeError(f"extractor {cls.name!r}: outputs must be a tuple of descriptor names")
-
-
-def check_extractor(extractor: object) -> None:
-    """Raise ``TypeError`` if an extractor *instance* breaks the protocol (checked once the model is loaded)."""
-    validate_extractor_class(type(extractor))
-    try:
-        rate = int(extractor.sample_rate)
-    except (TypeError, ValueError):
-        rate = 0
-    if rate <= 0:
-        raise TypeError(f"extractor {extractor.name!r}: sample_rate must be a positive int, "
-                        f"got {extractor.sample_rate!r}")
 
 
 # --------------------------------------------------------------------------------------------------- internals
@@ -337,26 +249,9 @@ def _call_each(pm: pluggy.PluginManager, hook: str, accept) -> dict[str, list]:
     return collected
 
 
-def _accept_model(cls, card=None) -> tuple[type, Any]:
-    from m2e_plugin.backends.base import EmotionBackend
-
-    if not (isinstance(cls, type) and issubclass(cls, EmotionBackend)):
-        raise TypeError(f"register() expects an EmotionBackend subclass, got {cls!r}")
-    if not isinstance(cls.name, str) or not cls.name.strip():
-        raise TypeError(f"model class {cls.__qualname__}: name must be a non-empty string, got {cls.name!r}")
-    if card is not None and not (callable(card) or isinstance(card, dict)):
-        raise TypeError(f"model {cls.name!r}: card must be a dict or a callable returning one")
-    return cls, card
-
-
-def _accept_extractor(cls) -> type:
-    validate_extractor_class(cls)
-    return cls
-
-
 def _collect_models(pm: pluggy.PluginManager) -> None:
     models: dict[str, ModelEntry] = {}
-    for plugin_name, registered in _call_each(pm, "m2e_register_models", _accept_model).items():
+    for plugin_name, registered in _call_each(pm, "m2e_register_models", accept_model).items():
         for cls, card in registered:
             if cls.name in models:
                 _fail(_state.info[plugin_name], f"model name {cls.name!r} is already registered by "
@@ -374,9 +269,14 @@ def _collect_extractors(pm: pluggy.PluginManager) -> None:
     extractors: dict[str, type] = {}
     owner: dict[str, str] = {}
     for name, entry in _state.models.items():  # every model is an extractor of the same name
-        extractors[name] = model_extractor(entry)
+        try:
+            extractors[name] = model_extractor(entry)  # reads the model's static card
+        except Exception as exc:
+            _fail(_state.info[entry.plugin], f"model {name!r}: no extractor, its card cannot be read "
+                                             f"({type(exc).__name__}: {exc})", keep=True)
+            continue
         owner[name] = entry.plugin
-    for plugin_name, registered in _call_each(pm, "m2e_register_extractors", _accept_extractor).items():
+    for plugin_name, registered in _call_each(pm, "m2e_register_extractors", accept_extractor).items():
         for cls in registered:
             if cls.name in extractors:
                 _fail(_state.info[plugin_name], f"extractor name {cls.name!r} is already registered by "
@@ -386,6 +286,21 @@ def _collect_extractors(pm: pluggy.PluginManager) -> None:
             owner[cls.name] = plugin_name
     _state.extractors = extractors
     _state.extractor_owner = owner
+
+
+def _registry(attribute: str, collect) -> dict:
+    with _lock:
+        pm = load_plugins()
+        if getattr(_state, attribute) is None:
+            collect(pm)
+        return dict(getattr(_state, attribute))
+
+
+def _lookup(kind: str, registry: dict, name: str):
+    try:
+        return registry[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}{_failed_hint()}") from None
 
 
 def _forget_registries() -> None:

@@ -202,11 +202,25 @@ class FileSource(Source):
         self.path = str(path)
         self.realtime = bool(pace)
         self.loop = bool(loop)
+        self.max_seconds = max_seconds
         self.max_frames = None if max_seconds is None else int(max_seconds * self.sample_rate)
         self.block_seconds = float(block_seconds)
         self.description = f"file {self.path} ({meta.sample_rate} Hz, {'paced' if pace else 'no pace'})"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def decode_at(self, sample_rate: int, block_seconds: float) -> None:
+        """Decode at the model's rate in the model's blocks (before :meth:`start`; the engine's no-pace file mode).
+
+        The file is then resampled exactly as ``m2e predict`` resamples it, so the shared analysis pass gives the
+        same windows and values.
+        """
+        capacity_seconds = max(self.ring.capacity / self.sample_rate, 2.0 * float(block_seconds))
+        self.sample_rate = int(sample_rate)
+        self.ring = RingBuffer(int(round(capacity_seconds * self.sample_rate)))
+        self.block_seconds = float(block_seconds)
+        if self.max_seconds is not None:
+            self.max_frames = int(self.max_seconds * self.sample_rate)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="m2e-file-source", daemon=True)

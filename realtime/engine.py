@@ -3,8 +3,11 @@
 Live input never waits for the model. The scheduler hands windows to the worker through a one-slot mailbox: when
 the worker is still busy with an older window, a newer one replaces the waiting one and the replaced window is
 counted as skipped. So a model slower than the hop lowers the update rate, never queues stale audio, and memory
-stays flat. With a non-real-time source (a file read as fast as possible) the scheduler waits instead, so every
-window is analysed.
+stays flat.
+
+A file read without pace is analysed by the package's one analysis pass (:func:`m2e_plugin.analysis.iter_windows`)
+instead: decoded at the model's rate in the model's blocks, back-pressured instead of skipping, cut into the same
+windows (end-aligned tail included) with the same values as ``m2e predict --timeline``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from m2e_plugin.analysis import check_window_hop
+from m2e_plugin.audio import resample
 from m2e_plugin.realtime.capture import MAX_WINDOW_S, Source
 
 log = logging.getLogger("m2e.realtime.engine")
@@ -165,8 +170,7 @@ class Engine:
         self.source = source
         self.runner = runner
         self.on_result = on_result
-        self.window = self._check_window(window)
-        self.hop = self._check_hop(hop)
+        self.window, self.hop = check_window_hop(window, hop, max_seconds=MAX_WINDOW_S)
         self._mailbox = _Mailbox()
         self._stop = threading.Event()
         self._paused = threading.Event()
@@ -179,31 +183,20 @@ class Engine:
         self.skipped = 0  # windows dropped because the model was busy or the scheduler fell behind
         self.overruns = 0  # windows whose audio was overwritten before it could be read
         self.errors = 0  # model failures (the stream goes on)
-        self.last_inference_ms = 0.0
         self.inference_ms: deque[float] = deque(maxlen=20000)  # bounded history for the summary's median
         self.level_db = -120.0  # RMS level of the latest window (dBFS): shows that audio is arriving
         self._next_error_log = 0.0
-        self._resamplers: dict[tuple[int, int], Any] = {}
 
-    @staticmethod
-    def _check_window(value: float) -> float:
-        value = float(value)
-        if not 0 < value <= MAX_WINDOW_S:
-            raise ValueError(f"window must be in (0, {MAX_WINDOW_S:g}] seconds, got {value}")
-        return value
-
-    @staticmethod
-    def _check_hop(value: float) -> float:
-        value = float(value)
-        if not 0.01 <= value <= MAX_WINDOW_S:
-            raise ValueError(f"hop must be in [0.01, {MAX_WINDOW_S:g}] seconds, got {value}")
-        return value
+    @property
+    def file_mode(self) -> bool:
+        """A file read without pace: analysed by the shared analysis pass (see the module docstring)."""
+        return not self.source.realtime and hasattr(self.source, "decode_at")
 
     def set_window(self, seconds: float) -> None:
-        self.window = self._check_window(seconds)
+        self.window, _ = check_window_hop(seconds, self.hop, max_seconds=MAX_WINDOW_S)
 
     def set_hop(self, seconds: float) -> None:
-        self.hop = self._check_hop(seconds)
+        _, self.hop = check_window_hop(self.window, seconds, max_seconds=MAX_WINDOW_S)
 
     def pause(self) -> None:
         self._paused.set()
@@ -216,7 +209,14 @@ class Engine:
         return self._paused.is_set()
 
     def start(self) -> None:
-        for target, name in ((self._schedule, "m2e-scheduler"), (self._work, "m2e-worker")):
+        if self.file_mode:
+            backend = self.runner.current.backend
+            self.source.decode_at(backend.sample_rate, backend.block_seconds)
+            self.source.ring.reader_floor = 0  # back-pressure from the first block on
+            targets = ((self._analyse_file, "m2e-file-analysis"),)
+        else:
+            targets = ((self._schedule, "m2e-scheduler"), (self._work, "m2e-worker"))
+        for target, name in targets:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -295,47 +295,90 @@ class Engine:
             try:
                 self._analyse(job)
             except Exception as exc:  # a failing model must not end the show
-                self.errors += 1
-                now = time.monotonic()
-                if now >= self._next_error_log:
-                    self._next_error_log = now + 10.0
-                    log.error("model failed on a window (%d failures so far): %s: %s",
-                              self.errors, type(exc).__name__, exc)
+                self._model_failed(exc)
             finally:
                 self._mailbox.done()
 
-    def _resample(self, audio: np.ndarray, orig: int, new: int) -> np.ndarray:
-        """Same band-limited resampler as :func:`m2e_plugin.audio.resample`, with its kernel built once per rate
-        pair (rebuilding it for every window costs tens of ms for ratios such as 44100 -> 16000)."""
-        import torch
-        import torchaudio
-
-        key = (int(orig), int(new))
-        transform = self._resamplers.get(key)
-        if transform is None:
-            if len(self._resamplers) >= 4:  # a model switch changes the pair; keep the cache bounded
-                self._resamplers.clear()
-            transform = self._resamplers[key] = torchaudio.transforms.Resample(*key)
-        with torch.no_grad():
-            return transform(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).numpy()
+    def _model_failed(self, exc: BaseException, windows: int = 1) -> None:
+        self.errors += windows
+        now = time.monotonic()
+        if now >= self._next_error_log:
+            self._next_error_log = now + 10.0
+            log.error("model failed on a window (%d failures so far): %s: %s", self.errors, type(exc).__name__, exc)
 
     def _analyse(self, job: _Job) -> None:
         model = self.runner.current
         backend = model.backend
-        audio = job.audio
-        if job.sample_rate != backend.sample_rate:
-            audio = self._resample(audio, job.sample_rate, backend.sample_rate)
+        audio = resample(job.audio, job.sample_rate, backend.sample_rate)
         t0 = time.perf_counter()
         prediction = backend.predict_window(audio)
-        inference_ms = (time.perf_counter() - t0) * 1000.0
+        self._deliver(model, prediction, stream_time=job.end_frame / job.sample_rate, end_time=job.end_time,
+                      window_seconds=job.audio.size / job.sample_rate,
+                      inference_ms=(time.perf_counter() - t0) * 1000.0)
+
+    def _deliver(self, model, prediction, *, stream_time: float, end_time: float, window_seconds: float,
+                 inference_ms: float) -> None:
+        backend = model.backend
         result = model.format(prediction)
         probs = np.clip(np.asarray(prediction.mood_probabilities, dtype=np.float64), 0.0, 1.0)
         if not (np.isfinite(result["valence"]) and np.isfinite(result["arousal"]) and np.isfinite(probs).all()):
             raise ValueError("model returned non-finite values")
-        self.last_inference_ms = inference_ms
         self.inference_ms.append(inference_ms)
         self.updates += 1
         self.on_result(WindowResult(
-            result=result, tags=tuple(backend.mood_tags), probs=probs,
-            stream_time=job.end_frame / job.sample_rate, window_end_time=job.end_time,
-            window_seconds=job.audio.size / job.sample_rate, inference_ms=inference_ms, model=backend.name))
+            result=result, tags=tuple(backend.mood_tags), probs=probs, stream_time=stream_time,
+            window_end_time=end_time, window_seconds=window_seconds, inference_ms=inference_ms, model=backend.name))
+
+    # -- file without pace: the shared analysis pass ------------------------------------------------------
+    def _analyse_file(self) -> None:
+        from m2e_plugin.analysis import iter_windows
+
+        model = self.runner.current  # a model switch applies to live and paced input, not to this pass
+        src = self.source
+
+        def failed(exc: BaseException, windows: int) -> None:
+            self.windows += windows
+            self._model_failed(exc, windows)
+
+        try:
+            for w in iter_windows(model.backend, self._ring_blocks(), window=self.window, hop=self.hop,
+                                  on_error=failed):
+                while self._paused.is_set() and not self._stop.is_set():
+                    self._stop.wait(0.02)
+                if self._stop.is_set():
+                    break
+                self.windows += 1
+                try:
+                    self._deliver(model, w.prediction, stream_time=w.end, end_time=time.monotonic() - w.seconds,
+                                  window_seconds=w.end - w.start, inference_ms=w.seconds * 1000.0)
+                except Exception as exc:
+                    self._model_failed(exc)
+        except Exception as exc:  # the stream itself broke (not the model): report it like a source error
+            src.error = src.error or exc
+            log.error("file analysis stopped: %s", exc)
+        finally:
+            src.ring.reader_floor = None  # never leave a back-pressured writer waiting on a dead reader
+            self.done.set()
+
+    def _ring_blocks(self):
+        """What the file source wrote, in order, as it arrives; the reader floor releases what was read."""
+        src = self.source
+        ring = src.ring
+        read = 0
+        ring.reader_floor = 0
+        while not self._stop.is_set():
+            finished = src.finished.is_set()  # read before `written`: if set, `written` is final
+            written = ring.written
+            if written > read:
+                block = ring.read(written, written - read)
+                if block is None:  # cannot happen under back-pressure; never analyse a torn span
+                    self.overruns += 1
+                    return
+                read = written
+                ring.reader_floor = read
+                self.level_db = float(10.0 * np.log10(max(float(np.mean(np.square(block))), 1e-12)))
+                yield block
+            elif finished:
+                return
+            else:
+                self._stop.wait(self.POLL_S)

@@ -32,3 +32,21 @@ def music_wav(tmp_path) -> Path:
     path = tmp_path / "music.wav"
     sf.write(path, np.stack([y, 0.8 * y], axis=1), 44100)
     return path
+
+
+@pytest.fixture
+def fresh_plugins(monkeypatch):
+    """A fresh plugin manager for the test; plugin modules it imported (``m2e_*`` other than m2e_plugin) are
+    forgotten afterwards, so the next test's tmp_path plugins load anew."""
+    import sys
+
+    from m2e_plugin import plugins
+
+    monkeypatch.delenv("M2E_LOAD_PLUGINS", raising=False)
+    before = set(sys.modules)
+    plugins.reset()
+    yield
+    plugins.reset()
+    for name in set(sys.modules) - before:
+        if name.startswith("m2e_") and not name.startswith("m2e_plugin"):
+            del sys.modules[name]

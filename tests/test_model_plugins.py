@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 import warnings
 
 import numpy as np
@@ -82,16 +81,7 @@ def m2e_register_model(register):
 '''
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch):
-    monkeypatch.delenv("M2E_LOAD_PLUGINS", raising=False)
-    before = set(sys.modules)
-    plugins.reset()
-    yield
-    plugins.reset()
-    for name in set(sys.modules) - before:
-        if name.startswith(("m2e_loudness", "m2e_junkmodel", "m2e_misspeltmodel")):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # tests/conftest.py
 
 
 @pytest.fixture
@@ -215,3 +205,21 @@ def test_a_plugin_raising_in_the_hook_is_listed_and_the_builtins_still_serve():
     with pytest.warns(plugins.PluginLoadWarning, match="m2e_register_models raised RuntimeError"):
         assert {"lite", "music2emo"} <= set(plugins.get_models())
     assert "cannot even register" in {p["name"]: p for p in plugins.list_plugins()}["raiser"]["error"]
+
+
+class _BadCard:
+    @hookimpl
+    def m2e_register_models(self, register):
+        from test_realtime_support import FeatureBackend
+
+        register(type("Carded", (FeatureBackend,), {"name": "carded"}), card=lambda: 1 / 0)
+
+
+def test_a_model_whose_card_fails_is_listed_and_the_rest_still_serve():
+    plugins.register_plugin(_BadCard(), name="bad-card")
+    with pytest.warns(plugins.PluginLoadWarning, match="model 'carded': no extractor, its card cannot be read"):
+        extractors = plugins.get_extractors()
+    assert {"lite", "music2emo"} <= set(extractors) and "carded" not in extractors
+    described = {m["name"]: m for m in (e.describe() for e in plugins.get_models().values())}
+    assert "ZeroDivisionError" in described["carded"]["error"] and "card" in described["lite"]
+    assert "card cannot be read" in {p["name"]: p for p in plugins.list_plugins()}["bad-card"]["error"]

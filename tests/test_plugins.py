@@ -85,17 +85,7 @@ def make_plugin_site(root: Path, packages: dict[str, tuple[str, str, str]]) -> P
     return site
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch):
-    """Every test starts with a fresh plugin manager and leaves none of its plugin modules behind."""
-    monkeypatch.delenv("M2E_LOAD_PLUGINS", raising=False)
-    before = set(sys.modules)
-    plugins.reset()
-    yield
-    plugins.reset()
-    for name in set(sys.modules) - before:
-        if name.startswith(("m2e_toy", "m2e_broken", "m2e_misspelt")):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # tests/conftest.py
 
 
 @pytest.fixture

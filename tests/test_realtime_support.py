@@ -69,7 +69,7 @@ class FlakyBackend(FeatureBackend):
         return super().predict_track(blocks)
 
 
-class TestModels:
+class ModelsPlugin:
     """A model plugin registering the given backend classes through the hook, as a third party would."""
 
     def __init__(self, *classes):
@@ -86,7 +86,7 @@ def register_test_models(monkeypatch, *classes) -> None:
     from m2e_plugin import plugins
 
     monkeypatch.setattr(plugins, "_state", plugins._State())
-    plugins.register_plugin(TestModels(*classes), name="m2e-test-models")
+    plugins.register_plugin(ModelsPlugin(*classes), name="m2e-test-models")
 
 
 def register_test_backends(monkeypatch) -> None:

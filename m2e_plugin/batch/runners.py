@@ -3,7 +3,6 @@ process pool (one model per worker; a crashed worker costs one track), and Ray a
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -12,6 +11,7 @@ from typing import Any, Callable
 
 from m2e_plugin.batch.inputs import BatchError, Track
 from m2e_plugin.batch.outputs import serialise, to_builtin
+from m2e_plugin.threads import pin_threads, torch_threads
 
 
 def extract_track(extractor, track: Track, on_audio: Callable[[float], None] | None = None) -> dict[str, Any]:
@@ -87,12 +87,7 @@ def _worker_init(extractor_cls, options: dict[str, Any], threads: int | None) ->
     except ValueError:  # not the main thread (some Ray actor setups): Ray handles signals there
         pass
     try:
-        if threads:
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                os.environ[var] = str(threads)
-            import torch
-
-            torch.set_num_threads(threads)
+        pin_threads(threads)
         _WORKER_EXTRACTOR = _build_extractor(extractor_cls, options)
     except Exception as exc:  # reported back through _worker_run: a model that cannot load stops the batch
         _WORKER_FATAL = f"{type(exc).__name__}: {exc}"
@@ -140,13 +135,7 @@ def _position_reporter(bar, track: Track):
 
 
 def run_inline(todo, cls, options, threads, record, bar=None) -> None:
-    previous = None
-    if threads:
-        import torch
-
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):  # the caller's process keeps its own setting afterwards
         try:
             extractor = _build_extractor(cls, options)
         except Exception as exc:
@@ -154,11 +143,6 @@ def run_inline(todo, cls, options, threads, record, bar=None) -> None:
                                        f"{exc}") from exc
         for track in todo:
             record(_attempt(extractor, track, _position_reporter(bar, track)))
-    finally:
-        if previous is not None:  # the caller's process keeps its own setting
-            import torch
-
-            torch.set_num_threads(previous)
 
 
 def run_pool(todo, cls, options, jobs, threads, record, log) -> None:

@@ -113,15 +113,9 @@ def _info(args) -> int:
         tags = {m for t in tracks for m in t.moods}
         out["mood_tags"] = len(tags)
     splits = {}
-    split_args = {
-        "mtg_jamendo_moodtheme": [0, 1, 2, 3, 4],
-        "emomusic": ["music2emo", "mediaeval2013"],
-        "deam": ["music2emo"],
-        "pmemo": ["music2emo"],
-    }
-    for arg in split_args.get(ds.name, [None]):
+    for arg in ds.split_names or [None]:  # every dataset declares its splits (none: get_track_splits says why)
         try:
-            s = ds.get_track_splits() if arg is None else ds.get_track_splits(arg)
+            s = ds.get_track_splits(arg)
         except NotImplementedError as exc:
             splits["unavailable"] = str(exc)
             continue

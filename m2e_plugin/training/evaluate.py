@@ -10,10 +10,10 @@ VA_DATASETS = ("deam", "emomusic", "pmemo")
 
 
 def split_track_ids(ds, dataset: str, split: str) -> list[str]:
-    """Track ids of ``split``; ``all`` (or 4Q, which has no official split) gives every track."""
-    if split == "all" or dataset == "fourq":
+    """Track ids of ``split``; ``all`` (or a dataset without an official split, 4Q) gives every track."""
+    if split == "all" or not ds.split_names:
         return list(ds.track_ids)
-    splits = ds.get_track_splits(0) if dataset == "mtg_jamendo_moodtheme" else ds.get_track_splits()
+    splits = ds.get_track_splits()  # each dataset's default split (split-0 for MTG-Jamendo)
     if split not in splits:
         raise ValueError(f"{dataset}: no split {split!r}; available: {', '.join(splits)} or all")
     return list(splits[split])
