@@ -97,8 +97,8 @@ class Progress:
         if self.enabled and terminal:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True,
-                             leave=True, mininterval=0.5)
+            # Width measured once: dynamic_ncols drew nothing on terminals that report 0 columns (some ptys).
+            self._bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream, leave=True, mininterval=0.5)
 
     def update(self, n: int = 1, *, failed: bool = False) -> None:
         """``n`` more items finished (``failed``: one of them failed)."""
