@@ -294,7 +294,7 @@ class LiteExtractor(Music2emoExtractor):
     name = "lite"
     model_name = "lite"
     has_key = False
-    sample_rate = _BackendAttribute("sample_rate", fallback="m2e_plugin.backbones.lite:SAMPLE_RATE")
+    sample_rate = _BackendAttribute("sample_rate", fallback="m2e_plugin.backbones.musicnn:SAMPLE_RATE")
     # Batch runs use one torch thread: lite's many small ops gain nothing from more, and on a busy machine
     # torch's default (all cores) ran 6-7x slower (benchmarks/bench_extract.py).
     torch_threads = 1

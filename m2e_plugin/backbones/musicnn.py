@@ -22,6 +22,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -163,3 +164,23 @@ def embed_patches(model: MusiCNN, mel_patches: torch.Tensor, batch: int = 16) ->
         tags.append(torch.sigmoid(logits))
         pens.append(pen)
     return torch.cat(tags).numpy(), torch.cat(pens).numpy()
+
+
+class PatchEmbeddings(NamedTuple):
+    penultimate: np.ndarray  # (P, 200)
+    taggram: np.ndarray  # (P, 50)
+    level_dbfs: float  # gated level of the input before normalisation
+    silent: bool  # below the level module's silence floor (then nothing was normalised)
+
+
+def embed_audio(model: MusiCNN, audio: np.ndarray, *, first_patch: int = 0, patch_step: int = 1) -> PatchEmbeddings:
+    """musicnn embeddings of mono 16 kHz ``audio`` after level normalisation, for patches ``first_patch``,
+    ``first_patch + patch_step``, ... of its non-overlapping 3 s patches (at least one patch: short input is
+    repeat-padded). The single front end of `lite`, in training and at run time."""
+    from m2e_plugin.backbones.level import normalise_level
+
+    norm = normalise_level(np.asarray(audio, dtype=np.float32), SAMPLE_RATE)
+    cut = patches(log_mel(norm.audio))
+    chosen = cut[first_patch::patch_step] if first_patch < cut.shape[0] else cut[-1:]
+    taggram, penultimate = embed_patches(model, chosen)
+    return PatchEmbeddings(penultimate, taggram, float(norm.level.dbfs), bool(norm.level.silent))
