@@ -88,6 +88,10 @@ class Music2emo:
         }
         if prediction.key is not None:
             out["key"] = prediction.key
+        # Per-prediction reliability that a backend reports (lite: calibrated quadrant probabilities, confidence).
+        for name in ("quadrant_probabilities", "confidence"):
+            if name in prediction.extras:
+                out[name] = prediction.extras[name]
         return out
 
     def timeline(self, audio: AudioInput, sr: int | None = None, *, window: float | None = None,

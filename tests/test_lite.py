@@ -176,8 +176,13 @@ def test_short_and_quiet_input_shrinks_toward_neutral(backend):
         assert p.extras["confidence"] == pytest.approx((seconds / 3.0) ** 0.5, abs=1e-3)
         assert abs(p.valence - 5) <= 2.5 * p.extras["confidence"] + 1e-9
     assert full.extras["confidence"] == 1.0
-    quiet = backend.predict_window(y[: 3 * SR] * np.float32(10 ** (-62 / 20)) / np.abs(y).max())
-    assert 0 < quiet.extras["confidence"] < 1
+    from m2e_plugin.backbones.level import measure_level
+
+    clip = y[: 3 * SR]
+    gain = 10 ** ((-65.0 - measure_level(clip, SR).dbfs) / 20)  # halfway between the silence floor and -60 dBFS
+    quiet = backend.predict_window((clip * gain).astype(np.float32))
+    assert quiet.extras["confidence"] == pytest.approx(0.5, abs=1e-3)
+    assert abs(quiet.valence - 5) == pytest.approx(0.5 * abs(full.valence - 5), abs=1e-3)
 
 
 def test_backend_track_pools_blocks(backend):

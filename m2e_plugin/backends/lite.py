@@ -86,7 +86,7 @@ class LiteBackend(EmotionBackend):
         self._temperature = float(self._card.get("calibration", {}).get("quadrant_temperature", 1.0))
         self._va_scale = float(outputs.get("scale", 2.5))
         self._full_seconds = float(outputs.get("full_confidence_seconds", 3.0))
-        self._full_dbfs = float(outputs.get("full_confidence_dbfs", -55.0))
+        self._full_dbfs = float(outputs.get("full_confidence_dbfs", -60.0))
         self.threads = threads
 
     @contextmanager

@@ -197,7 +197,7 @@ def cross_validate(config: dict, data: FourQFeatures, *, progress: bool = True) 
     of the ``codec`` view and of single 3 s patches, and the best epochs."""
     y = data.y
     folds = stratified_group_folds(y, data.groups, int(config["folds"]), int(config["seed"]))
-    oof = {"even": np.zeros((len(y), 4)), "codec": np.zeros((len(y), 4))}
+    oof = {"even": np.zeros((len(y), 4)), "odd": np.zeros((len(y), 4)), "codec": np.zeros((len(y), 4))}
     patch_logits, patch_y = [], []
     best_epochs = []
     for k, test_idx in enumerate(folds):
@@ -220,11 +220,11 @@ def cross_validate(config: dict, data: FourQFeatures, *, progress: bool = True) 
     t = calibration["quadrant_temperature"]
     probs = quadrant_softmax(oof["even"], t)
     codec_probs = quadrant_softmax(oof["codec"], t)
-    pred, codec_pred = probs.argmax(1), codec_probs.argmax(1)
     metrics = quadrant_metrics(y, probs)
     metrics.update(calibration=calibration, uncalibrated=quadrant_metrics(y, quadrant_softmax(oof["even"])),
                    codec_view=quadrant_metrics(y, codec_probs),
-                   codec_quadrant_agreement=round(float(np.mean(pred == codec_pred)), 4),
+                   # the same (odd) patches before and after the codec: how often the quadrant survives it
+                   codec_quadrant_kept=round(float(np.mean(oof["odd"].argmax(1) == oof["codec"].argmax(1))), 4),
                    single_3s_patch=quadrant_metrics(np.concatenate(patch_y),
                                                     quadrant_softmax(np.concatenate(patch_logits), t)),
                    ratings=rating_spread(probs, float(config["va_scale"])), folds=len(folds),

@@ -45,7 +45,7 @@ def model_card(config: dict, data, metrics: dict | None, epochs: int, command: s
             "scale": float(config["va_scale"]),
             "confidence": "sqrt(min(1, seconds / full_confidence_seconds)) * clip((level_dbfs - silence floor) / "
                           "(full_confidence_dbfs - silence floor), 0, 1)",
-            "full_confidence_seconds": 3.0, "full_confidence_dbfs": -55.0,
+            "full_confidence_seconds": 3.0, "full_confidence_dbfs": -60.0,
             "silence": "below the level module's floor (-70 dBFS gated RMS): valence 5, arousal 1, every mood 0, "
                        "confidence 0",
         },
@@ -82,7 +82,8 @@ def model_card(config: dict, data, metrics: dict | None, epochs: int, command: s
                      "protocol": f"{config['folds']}-fold CV, stratified by quadrant, grouped by artist, seed "
                                  f"{config['seed']}; pooled out-of-fold predictions of whole 30 s clips (the "
                                  f"product's view: every other 3 s patch); codec_view = the clips after an "
-                                 f"AAC/Opus/MP3 round trip; single_3s_patch = each 3 s patch alone"}
+                                 f"AAC/Opus/MP3 round trip (odd patches; codec_quadrant_kept = the same patches "
+                                 f"uncoded vs coded); single_3s_patch = each 3 s patch alone"}
                     if metrics else None),
         "calibration": (metrics or {}).get("calibration", {"quadrant_temperature": 1.0}),
         "licence": "head weights: MIT (this project); musicnn weights ISC; mood CNN Apache-2.0 with CC BY-NC-SA 4.0 "
