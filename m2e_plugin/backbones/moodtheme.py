@@ -36,12 +36,14 @@ input BatchNorm; 5 x [3x3 conv (64-128-128-128-64 channels) -> BatchNorm -> ELU 
 
 Lengths: input of >= 1366 frames is cut into round(T/1366) evenly spaced 1366-frame crops whose logits are
 averaged (a 30 s clip: its centred 29.1 s; a 3 min track: 6 crops). Shorter input (timeline and live windows) is
-reflection-padded in time (its mel frames mirrored at its end, repeatedly if need be) to 640 frames (up to 13.6 s;
-the last time pooling then runs in ceil mode) or to 1280 (13.6-27.3 s, the original pooling exactly); per-length
-logit offsets in the card (fitted so that windows of 1/3/10/20 s are predicted at the whole-clip rates) calibrate
-the result. Reflection padding agreed best with the whole clip among tiling, looping the audio, reflection and a
-max over the window alone; 640 frames cost half of 1280 for a small loss (``benchmarks/bench_moodtheme.py
-strategies``; figures in the card and ``NOTES``).
+reflection-padded in time (its mel frames mirrored at its end, repeatedly if need be) to 640 frames up to 6.8 s
+(live windows; the last time pooling then takes the 2 remaining steps) or to 1280 from 6.8 to 27.3 s (timeline
+windows; the original pooling exactly); 27.3-29.1 s runs as is. Per-length logit offsets in the card (fitted so
+that windows of 1/3/10/20 s are predicted at the whole-clip rates) calibrate the result. Reflection padding agreed
+best with the whole clip among tiling the mel frames, looping the audio, reflection padding and a max over the
+window alone; 640 frames cost half of 1280 for some loss (3 s windows: median r of the 56 raw logits with the whole
+clip's 0.85 against 0.88 when padded to 1366), which the live budget needs (``benchmarks/bench_moodtheme.py
+strategies``). Agreement of calibrated windows with their whole clip: the card's ``calibration.figures``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ HOP = 256
 N_MELS = 96
 INPUT_FRAMES = 1366  # 29.1 s: the training excerpt
 MIN_FRAMES = 1280  # the time pooling (4*4*4*5*4) reduces 1280..1599 frames to one
-SHORT_FRAMES = 640  # windows up to 13.6 s are reflection-padded to this (half the cost of MIN_FRAMES)
+SHORT_FRAMES = 640  # windows up to 6.8 s (live) are reflection-padded to this: half the cost of MIN_FRAMES
 DB_FLOOR = -200.0
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
 WEIGHTS_NAME = "moodtheme.safetensors"
@@ -159,10 +161,10 @@ class MoodThemeCNN(nn.Module):
 
 def _network_inputs(mel: np.ndarray) -> np.ndarray:
     """(n, 96, frames) for one input: round(T/1366) evenly spaced 1366-frame crops from 29.1 s on (one centred crop
-    up to 43.7 s); shorter input as is from 1280 frames, else reflection-padded to 640 or 1280 frames."""
+    up to 43.7 s); shorter input as is from 1280 frames, else reflection-padded to 640 (up to 320 frames) or 1280."""
     frames = mel.shape[1]
     if frames < MIN_FRAMES:
-        target = SHORT_FRAMES if frames <= SHORT_FRAMES else MIN_FRAMES
+        target = SHORT_FRAMES if frames <= SHORT_FRAMES // 2 else MIN_FRAMES
         return np.pad(mel, ((0, 0), (0, target - frames)), mode="reflect")[None]
     if frames <= INPUT_FRAMES:
         return mel[None]
