@@ -6,7 +6,7 @@ Prints markdown tables. One torch thread. Needs ../shared/data/4q-dev for everyt
     nice python benchmarks/bench_moodtheme.py stability [--clips 40]    # -6/-20 dB and AAC 128k round trip
 
 ``strategies`` compares, for 3 s and 10 s windows (two per clip), the shipped way (mel frames reflection-padded to
-640, the last pooling in ceil mode; raw logits, before the per-length calibration) with a max over the window alone
+640 frames for 3 s, 1280 for 10 s; raw probabilities, before the per-length calibration) with a max over the window alone
 (every time pooling in ceil mode) and three ways of making a window look like a 29.1 s training crop: tiling its
 mel frames, reflection-padding them to 1366, looping its audio. Agreement with the whole clip (its centred
 29.1 s): Pearson r of the 56 raw probabilities, the top tag's rank, top-5 overlap; and milliseconds per window.
@@ -73,7 +73,7 @@ def _window_mel(window: np.ndarray, strategy: str) -> np.ndarray:
         return np.pad(mel, ((0, 0), (0, INPUT_FRAMES - mel.shape[1])), mode="reflect")
     if strategy == "max over the window alone":
         return mel  # the network's time pooling in ceil mode over the window itself
-    return _network_inputs(mel)[0]  # shipped: reflection-padded to 640 (or 1280) frames
+    return _network_inputs(mel)[0]  # shipped: reflection-padded to 640 (<= 6.8 s) or 1280 frames
 
 
 @torch.inference_mode()
@@ -81,7 +81,7 @@ def strategies(n_clips: int) -> None:
     from m2e_plugin.audio import load_audio
 
     network = MoodTagger.load().network
-    names = ["reflect-pad to 640 frames (shipped)", "max over the window alone", "tile mel frames",
+    names = ["shipped: reflect-pad to 640 (3 s) / 1280 (10 s)", "max over the window alone", "tile mel frames",
              "reflect-pad mel to 1366", "loop audio"]
     stats = {(s, L): {"r": [], "rank": [], "top5": [], "ms": []} for s in names for L in (3, 10)}
     for path in _clips(n_clips):

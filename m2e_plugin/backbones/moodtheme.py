@@ -41,9 +41,10 @@ reflection-padded in time (its mel frames mirrored at its end, repeatedly if nee
 windows; the original pooling exactly); 27.3-29.1 s runs as is. Per-length logit offsets in the card (fitted so
 that windows of 1/3/10/20 s are predicted at the whole-clip rates) calibrate the result. Reflection padding agreed
 best with the whole clip among tiling the mel frames, looping the audio, reflection padding and a max over the
-window alone; 640 frames cost half of 1280 for some loss (3 s windows: median r of the 56 raw logits with the whole
-clip's 0.85 against 0.88 when padded to 1366), which the live budget needs (``benchmarks/bench_moodtheme.py
-strategies``). Agreement of calibrated windows with their whole clip: the card's ``calibration.figures``.
+window alone. 640 frames cost a third of 1366 and lose agreement (3 s windows, 30 clips: median r of the 56 raw
+probabilities with the whole clip's 0.69 against 0.85 padded to 1366, 56 against 151 ms), a price paid for the live
+budget (``benchmarks/bench_moodtheme.py strategies``). Agreement of calibrated windows with their whole clip: the
+card's ``calibration.figures``.
 """
 
 from __future__ import annotations
