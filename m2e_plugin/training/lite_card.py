@@ -26,8 +26,8 @@ def model_card(config: dict, data, metrics: dict | None, epochs: int, command: s
 
     musicnn_meta = _safetensors_meta(musicnn_weights())
     mood_card = json.loads((moodtheme.WEIGHTS_DIR / moodtheme.CARD_NAME).read_text())
-    mood_source = {k: mood_card[k] for k in ("source", "sha256", "licence", "license", "source_sha256")
-                   if k in mood_card}
+    mood_source = {"source": mood_card.get("source"), "weights": moodtheme.WEIGHTS_NAME,
+                   "weights_sha256": mood_card.get("weights_sha256")}
     return {
         "name": "lite",
         "version": str(config["version"]),
