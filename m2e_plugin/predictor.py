@@ -106,9 +106,10 @@ class Music2emo:
         }
         if prediction.key is not None:
             out["key"] = prediction.key
-        quadrants = prediction.extras.get("quadrant_probabilities")
-        if quadrants:  # the model's own quadrant classifier (lite), next to the quadrant derived from V/A
-            out["quadrant_probabilities"] = {q: float(p) for q, p in quadrants.items()}
+        # Per-prediction reliability that a backend reports (lite: calibrated quadrant probabilities, confidence).
+        for name in ("quadrant_probabilities", "confidence"):
+            if name in prediction.extras:
+                out[name] = prediction.extras[name]
         return out
 
     def timeline(self, audio: AudioInput, sr: int | None = None, *, window: float | None = None,

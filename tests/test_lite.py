@@ -1,4 +1,4 @@
-"""The embedded `lite` model: front end, head, backend (the product's default), training helpers."""
+"""The embedded `lite` model (v2): head, valence/arousal mapping, backend (the product's default), training."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from m2e_plugin.backbones.lite import N_FEATURES, SAMPLE_RATE, clip_features, feature_names
 from m2e_plugin.demo import synth_music
 from m2e_plugin.labels import MOOD_TAGS, quadrant
+
+SR = 16000
 
 
 @pytest.fixture(scope="module")
@@ -20,111 +21,99 @@ def backend():
     return LiteBackend(device="cpu")
 
 
-def test_front_end_is_finite_deterministic_and_named():
-    y = synth_music(6.0, SAMPLE_RATE)
-    a, b = clip_features(y), clip_features(y.copy())
-    assert a.shape == (N_FEATURES,) == (len(feature_names()),)
-    assert np.array_equal(a, b)
-    for x in (np.zeros(SAMPLE_RATE, np.float32), np.zeros(10, np.float32),
-              np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)):
-        assert np.isfinite(clip_features(x)).all()
-    with pytest.raises(ValueError, match="22050"):
-        clip_features(y, 44100)
+def test_pooling_and_valence_arousal_mapping():
+    from m2e_plugin.models.lite import pool_embeddings, shrink_quadrants, valence_arousal
 
-
-def test_front_end_tracks_simple_properties():
-    sr = SAMPLE_RATE
-    t = np.arange(5 * sr) / sr
-    names = feature_names()
-    low = clip_features((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))
-    high = clip_features((0.3 * np.sin(2 * np.pi * 3520 * t)).astype(np.float32))
-    assert high[names.index("centroid_mean")] > 5 * low[names.index("centroid_mean")]
-    # 2 Hz clicks -> 120 BPM
-    clicks = np.zeros(10 * sr, np.float32)
-    clicks[:: sr // 2] = 1.0
-    clicks = np.convolve(clicks, np.hanning(64), mode="same").astype(np.float32)
-    tempo = clip_features(clicks)[names.index("tempo")] * 100
-    assert abs(tempo - 120) < 6 or abs(tempo - 60) < 3
-
-
-def test_backend_outputs_follow_the_schema(backend):
-    assert backend.name == "lite" and backend.sample_rate == SAMPLE_RATE
-    assert backend.mood_tags and set(backend.mood_tags) <= set(MOOD_TAGS)
-    card = backend.card
-    assert card["classes"]["mood_tags"] == list(backend.mood_tags)
-    for key in ("sample_rate", "outputs", "training_data", "metrics", "licence", "training"):
-        assert key in card
-    p = backend.predict_track([synth_music(12.0, SAMPLE_RATE)])
-    assert 1.0 <= p.valence <= 9.0 and 1.0 <= p.arousal <= 9.0
-    assert p.mood_probabilities.shape == (len(backend.mood_tags),)
-    assert ((p.mood_probabilities >= 0) & (p.mood_probabilities <= 1)).all()
-    q = p.extras["quadrant_probabilities"]
-    assert sum(q.values()) == pytest.approx(1.0, abs=1e-5)
-    # valence/arousal are the quadrant marginals: the quadrant can never disagree with them
-    assert p.valence == pytest.approx(1 + 8 * (q["Q1"] + q["Q4"]), abs=1e-5)
-    assert p.arousal == pytest.approx(1 + 8 * (q["Q1"] + q["Q2"]), abs=1e-5)
-
-
-def test_backend_track_is_the_duration_weighted_block_average(backend):
-    a = synth_music(30.0, SAMPLE_RATE, seed=1)
-    b = synth_music(15.0, SAMPLE_RATE, seed=2, tempo=170.0)
-    pa, pb = backend.predict_window(a), backend.predict_window(b)
-    both = backend.predict_track([a, b])
-    assert both.valence == pytest.approx((2 * pa.valence + pb.valence) / 3, abs=1e-4)
-    assert both.arousal == pytest.approx((2 * pa.arousal + pb.arousal) / 3, abs=1e-4)
-    # a tiny tail block after a full one is ignored
-    tail = backend.predict_track([a, b[:1000]])
-    assert tail.valence == pytest.approx(pa.valence, abs=1e-6)
-    assert backend.predict_window(a[:2205]).valence >= 1.0  # 0.1 s window works
-    batch = backend.predict_windows([a, b])
-    assert batch[1].arousal == pytest.approx(pb.arousal, abs=1e-5)
-
-
-def test_music2emo_api_uses_lite_by_default(music_wav):
-    from m2e_plugin.predictor import Music2emo
-
-    m = Music2emo()
-    out = m.predict(str(music_wav), timeline=True, window=2.0, hop=1.0)
-    assert out["model"] == "lite"
-    assert set(out["mood_probabilities"]) == set(m.backend.mood_tags)
-    assert out["quadrant"] == quadrant(out["valence"], out["arousal"])
-    assert len(out["timeline"]) >= 4
+    p = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert pool_embeddings(p, "mean").tolist() == [4, 5, 6, 7]
+    assert pool_embeddings(p, "mean_std").shape == (8,)
+    with pytest.raises(ValueError, match="pooling"):
+        pool_embeddings(p, "max")
+    with pytest.raises(ValueError, match="at least one patch"):
+        pool_embeddings(p[:0], "mean")
+    rng = np.random.default_rng(0)
+    q = rng.dirichlet(np.full(4, 0.3), size=500)
+    v, a = valence_arousal(q, 2.5)
+    assert v.min() >= 2.5 and v.max() <= 7.5 and a.min() >= 2.5 and a.max() <= 7.5
+    # The quadrant read off valence/arousal is always the most probable valence half x arousal half.
+    pv, pa = q[:, 0] + q[:, 3], q[:, 0] + q[:, 1]
+    expect = np.where(pa > 0.5, np.where(pv > 0.5, "Q1", "Q2"), np.where(pv > 0.5, "Q4", "Q3"))
+    assert [quadrant(x, y) for x, y in zip(v, a)] == expect.tolist()
+    # Shrinkage: confidence 0 is the neutral 5/5, and it never changes which half wins.
+    v0, a0 = valence_arousal(shrink_quadrants(q, 0.0), 2.5)
+    assert np.allclose(v0, 5) and np.allclose(a0, 5)
+    vh, _ = valence_arousal(shrink_quadrants(q, 0.4), 2.5)
+    assert np.allclose(vh - 5, 0.4 * (v - 5))
 
 
 def test_weights_round_trip_and_bad_files(tmp_path):
-    from m2e_plugin.backends.lite import LiteBackend
+    from safetensors.torch import save_file
+
     from m2e_plugin.models.lite import LiteModel, load_lite, save_lite
 
-    model = LiteModel(N_FEATURES, 3, hidden=8)
-    save_lite(model, tmp_path / "m.safetensors", {"classes": {"mood_tags": ["happy", "sad", "calm"]}})
+    model = LiteModel(200, hidden=8)
+    save_lite(model, tmp_path / "m.safetensors", {"version": "x"})
     loaded, card = load_lite(tmp_path / "m.safetensors")
+    assert card == {"version": "x"}
     for k, v in model.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k])
-    assert LiteBackend(weights=tmp_path / "m.safetensors").mood_tags == ("happy", "sad", "calm")
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         load_lite(tmp_path / "nope.safetensors")
-    (tmp_path / "m.json").write_text(json.dumps({"classes": {"mood_tags": ["happy"]}}))
-    with pytest.raises(ValueError, match="mood tags"):
-        LiteBackend(weights=tmp_path / "m.safetensors")
+    old = {"config": json.dumps({"n_features": 293, "n_moods": 16, "hidden": 128, "dropout": 0.5})}
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "v1.safetensors"), metadata=old)
+    with pytest.raises(ValueError, match="version 1"):
+        load_lite(tmp_path / "v1.safetensors")
 
 
-def test_fit_lite_learns_a_known_rule():
-    """Quadrant = signs of two descriptors: the lite recipe must find it from 240 clips."""
-    from m2e_plugin.training.lite import fit_lite, load_config, predict_probs, quadrant_metrics
+def _synthetic_clips(n=240, seed=0):
+    """Embeddings (rank-4 signal + noise) whose quadrant is the signs of two latent factors, 10 patches per clip."""
+    from m2e_plugin.training.lite import FourQFeatures
 
-    rng = np.random.default_rng(0)
-    n = 300
-    x = rng.normal(size=(n, 20)).astype(np.float32)
-    v, a = x[:, 3] > 0, x[:, 7] > 0
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 4))
+    centre = (latent @ rng.normal(size=(4, 200)) + 0.2 * rng.normal(size=(n, 200))).astype(np.float32)
+    v, a = latent[:, 0] > 0, latent[:, 1] > 0
     y = np.where(a, np.where(v, 0, 1), np.where(v, 3, 2))
-    moods = np.stack([v & a, ~v & ~a], 1).astype(np.float32)
-    windows = [x[i : i + 1] + 0.1 * rng.normal(size=(2, 20)).astype(np.float32) for i in range(n)]
-    cfg = {**load_config(), "max_epochs": 100, "hidden": 0}
-    model, hist = fit_lite(cfg, x, windows, y, moods, np.arange(200), np.arange(200, 240))
-    q, m = predict_probs(model, x[240:])
-    metrics = quadrant_metrics(y[240:], q)
+    pen = [c + 0.3 * rng.normal(size=(10, 200)).astype(np.float32) for c in centre]
+    codec = [p[1::2] + 0.05 * rng.normal(size=(5, 200)).astype(np.float32) for p in pen]
+    return FourQFeatures([f"t{i}" for i in range(n)], y, [f"artist{i // 2}" for i in range(n)], pen, codec)
+
+
+def test_fit_lite_learns_a_known_rule_and_is_deterministic():
+    from m2e_plugin.training.lite import fit_lite, load_config, predict_logits, quadrant_metrics
+    from m2e_plugin.models.lite import quadrant_softmax
+
+    data = _synthetic_clips()
+    cfg = {**load_config(), "max_epochs": 40, "views": ["even", "odd"]}
+    model, hist = fit_lite(cfg, data, np.arange(180), np.arange(180, 210))
+    test = np.arange(210, 240)
+    x, y = data.rows(test, ["even"], cfg["pooling"])
+    metrics = quadrant_metrics(y, quadrant_softmax(predict_logits(model, x)))
     assert metrics["quadrant_accuracy"] > 0.8, metrics  # chance: 0.25
-    assert metrics["valence_roc_auc"] > 0.95 and metrics["arousal_roc_auc"] > 0.95
+    again, _ = fit_lite(cfg, data, np.arange(180), np.arange(180, 210))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
+def test_views_pool_the_documented_patches():
+    data = _synthetic_clips(n=4)
+    p = data.penultimate[0]
+    assert np.array_equal(data.view(0, "even")[0], p[0::2])
+    assert np.array_equal(data.view(0, "odd")[0], p[1::2])
+    assert len(data.view(0, "patches")) == 10
+    x, y = data.rows([0, 1], ["even", "patches"], "mean")
+    assert x.shape == (22, 200) and (y[:2] == data.y[:2]).all()
+
+
+def test_cross_validation_reports_the_product_metrics():
+    from m2e_plugin.training.lite import cross_validate, load_config
+
+    m = cross_validate({**load_config(), "folds": 3, "max_epochs": 20, "views": ["even"]}, _synthetic_clips(),
+                       progress=False)
+    assert m["quadrant_accuracy"] > 0.7 and len(m["best_epochs"]) == 3
+    for key in ("codec_view", "single_3s_patch", "ratings", "calibration", "uncalibrated"):
+        assert key in m
+    assert m["ratings"]["valence"]["outside_1.5_8.5"] == 0.0
 
 
 def test_stratified_group_folds_keep_artists_together():
@@ -142,27 +131,88 @@ def test_stratified_group_folds_keep_artists_together():
     assert [f.tolist() for f in folds] == [f.tolist() for f in stratified_group_folds(y, groups, 5, seed=0)]
 
 
-@pytest.mark.shared_data
-def test_fourq_reader_and_mood_targets(shared_data):
-    from m2e_plugin.training.fourq import LITE_MOOD_TAGS, artist_groups, mood_targets, read_fourq
+def test_shipped_card_describes_version_2(backend):
+    from m2e_plugin.backbones.convert_musicnn import sha256_of
+    from m2e_plugin.backbones.musicnn import default_weights
 
-    home = shared_data / "4q-dev"
-    if not home.is_dir():
-        pytest.skip("4q-dev not in shared data")
-    clips = read_fourq(home)
-    assert len(clips) == 600 and np.bincount([c.quadrant for c in clips]).tolist() == [150] * 4
-    y = mood_targets(clips)
-    assert y.shape == (600, len(LITE_MOOD_TAGS)) and (y.sum(0) >= 25).all()
-    assert set(LITE_MOOD_TAGS) <= set(MOOD_TAGS)
-    assert len(set(artist_groups(clips))) < 600  # artists repeat: CV must group them
-    # "sad" clips sit in Q3 overwhelmingly, "happy" in Q1
-    sad = y[:, LITE_MOOD_TAGS.index("sad")] == 1
-    assert np.mean([c.quadrant == 2 for c, s in zip(clips, sad) if s]) > 0.8
+    card = backend.card
+    assert card["version"].startswith("2") and backend.version == card["version"]
+    assert card["classes"]["mood_tags"] == list(MOOD_TAGS) == list(backend.mood_tags)
+    assert card["sources"]["musicnn"]["weights_sha256"] == sha256_of(default_weights())
+    assert card["sources"]["musicnn"]["licence"] == "ISC"
+    assert "CC BY-NC-SA" in card["sources"]["moodtheme"]["licence_summary"]
+    cv = card["metrics"]["cross_validation"]
+    assert cv["folds"] == 10 and "artist" in card["metrics"]["protocol"]
+
+
+def test_backend_outputs_follow_the_schema(backend):
+    assert backend.name == "lite" and backend.sample_rate == SR
+    p = backend.predict_track([synth_music(12.0, SR)])
+    scale = backend.card["valence_arousal"]["scale"]
+    assert 5 - scale <= p.valence <= 5 + scale and 5 - scale <= p.arousal <= 5 + scale
+    assert p.mood_probabilities.shape == (56,)
+    assert ((p.mood_probabilities >= 0) & (p.mood_probabilities <= 1)).all()
+    q = p.extras["quadrant_probabilities"]
+    assert sum(q.values()) == pytest.approx(1.0, abs=1e-6)
+    assert p.valence == pytest.approx(5 + scale * (2 * (q["Q1"] + q["Q4"]) - 1), abs=1e-6)
+    assert p.arousal == pytest.approx(5 + scale * (2 * (q["Q1"] + q["Q2"]) - 1), abs=1e-6)
+    assert p.extras["confidence"] == 1.0
+
+
+def test_level_does_not_move_the_answer(backend):
+    y = synth_music(9.0, SR, seed=3)
+    ref = backend.predict_window(y)
+    for db in (-6.0, -20.0, 6.0):
+        p = backend.predict_window(y * np.float32(10 ** (db / 20)))
+        assert abs(p.valence - ref.valence) < 0.02 and abs(p.arousal - ref.arousal) < 0.02, db
+        assert np.abs(p.mood_probabilities - ref.mood_probabilities).max() < 0.02
+
+
+def test_short_and_quiet_input_shrinks_toward_neutral(backend):
+    y = synth_music(6.0, SR, seed=4)
+    full = backend.predict_window(y[: 3 * SR])
+    for seconds in (1.0, 0.1):
+        p = backend.predict_window(y[: int(seconds * SR)])
+        assert p.extras["confidence"] == pytest.approx((seconds / 3.0) ** 0.5, abs=1e-3)
+        assert abs(p.valence - 5) <= 2.5 * p.extras["confidence"] + 1e-9
+    assert full.extras["confidence"] == 1.0
+    from m2e_plugin.backbones.level import measure_level
+
+    clip = y[: 3 * SR]
+    gain = 10 ** ((-65.0 - measure_level(clip, SR).dbfs) / 20)  # halfway between the silence floor and -60 dBFS
+    quiet = backend.predict_window((clip * gain).astype(np.float32))
+    assert quiet.extras["confidence"] == pytest.approx(0.5, abs=1e-3)
+    assert abs(quiet.valence - 5) == pytest.approx(0.5 * abs(full.valence - 5), abs=1e-3)
+
+
+def test_backend_track_pools_blocks(backend):
+    a = synth_music(30.0, SR, seed=1)
+    b = synth_music(15.0, SR, seed=2, tempo=170.0)
+    both = backend.predict_track([a, b])
+    assert both.extras["confidence"] == 1.0
+    # a tiny tail block after a full one is ignored
+    tail = backend.predict_track([a, b[:1000]])
+    alone = backend.predict_track([a])
+    assert tail.valence == alone.valence and tail.arousal == alone.arousal
+    batch = backend.predict_windows([a, b, np.zeros(SR, np.float32)])
+    single = backend.predict_window(b)
+    assert batch[1].arousal == pytest.approx(single.arousal, abs=1e-5)
+    assert batch[2].extras.get("silent") is True
+
+
+def test_music2emo_api_uses_lite_by_default(music_wav):
+    from m2e_plugin.predictor import Music2emo
+
+    m = Music2emo()
+    out = m.predict(str(music_wav), timeline=True, window=2.0, hop=1.0)
+    assert out["model"] == "lite"
+    assert set(out["mood_probabilities"]) == set(MOOD_TAGS)
+    assert out["quadrant"] == quadrant(out["valence"], out["arousal"])
+    assert len(out["timeline"]) >= 4
 
 
 def test_silence_has_the_documented_neutral_result():
     from m2e_plugin import Music2emo
-    from m2e_plugin.demo import synth_music
 
     m = Music2emo()
     sr = 22050

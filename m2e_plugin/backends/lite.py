@@ -1,9 +1,21 @@
-"""`lite`: the default, embedded, offline backend (torch descriptors + a small trained head; no downloads).
+"""`lite` (version 2): the default, embedded, offline backend — musicnn embeddings + a trained quadrant head, and the
+MTG-Jamendo mood/theme CNN for all 56 tags. No downloads; CPU-friendly.
 
-A track is scored block by block (30 s blocks, the length of the training clips): each block's descriptors go
-through the head and the quadrant probabilities are averaged over blocks, weighted by block duration, so memory
-stays constant in the track's length. Windows (timeline, realtime) are scored directly; the model was also trained
-on 10 s windows. Only the mood tags listed in the model card are emitted.
+Per input (a 30 s block of a track, or a window):
+
+1. level normalisation (:mod:`m2e_plugin.backbones.level`): the answer does not move with the volume;
+2. musicnn MSD penultimate embeddings of non-overlapping 3 s patches (:func:`~m2e_plugin.backbones.musicnn.embed_audio`;
+   blocks use every other patch, as the head was trained and validated, windows every patch), averaged over the
+   whole track (:func:`~m2e_plugin.models.lite.pool_embeddings`);
+3. the head's temperature-calibrated quadrant probabilities, shrunk toward uniform by ``1 - confidence`` where the
+   input is short (less than ``full_confidence_seconds`` of audio) or quiet (gated level between the silence floor
+   and ``full_confidence_dbfs``); ``quadrant_probabilities`` and ``confidence`` are returned in ``extras``;
+4. valence/arousal on 1-9 from the quadrant probabilities (:func:`~m2e_plugin.models.lite.valence_arousal`);
+5. the 56 mood probabilities from :class:`m2e_plugin.backbones.moodtheme.MoodTagger` (calibrated so that 0.5 is each
+   tag's threshold), averaged over blocks weighted by duration.
+
+Silence (every block below the level module's silence floor) gives the documented neutral answer: valence 5,
+arousal 1, every mood 0, confidence 0.
 """
 
 from __future__ import annotations
@@ -17,22 +29,14 @@ import numpy as np
 
 from m2e_plugin.backends.base import EmotionBackend, Prediction
 
-# Blocks shorter than this are merged into the previous one's weight only (a 0.2 s tail says little about a track).
-_MIN_BLOCK_SECONDS = 2.0
-# Audio whose RMS is below this (dBFS) is silence: the descriptors of digital or near-digital silence are outside
-# anything the model saw, and it would answer with a confident, arbitrary quadrant.
-SILENCE_DBFS = -70.0
-_SILENCE_RMS = 10 ** (SILENCE_DBFS / 20)
-
-
-def is_silent(audio: np.ndarray) -> bool:
-    """True when the RMS level of ``audio`` is below :data:`SILENCE_DBFS` (or it has no samples)."""
-    x = np.asarray(audio, dtype=np.float64)
-    return x.size == 0 or float(np.sqrt(np.mean(x * x))) < _SILENCE_RMS
+# Blocks shorter than this after full blocks add nothing but noise to a track's answer (a 0.2 s tail).
+_MIN_TAIL_SECONDS = 2.0
+# A block uses every other 3 s patch: 5 per 30 s block (as good as 10 in cross-validation, half the cost).
+TRACK_PATCH_STEP = 2
 
 
 def default_weights() -> Path:
-    """Path of the weights shipped inside the package."""
+    """Path of the head weights shipped inside the package."""
     return Path(str(resources.files("m2e_plugin.models").joinpath("weights/lite.safetensors")))
 
 
@@ -42,43 +46,50 @@ class LiteBackend(EmotionBackend):
     Parameters
     ----------
     device : str
-        ``"cpu"`` (recommended: the model is tiny) or a CUDA device.
+        ``"cpu"`` (recommended: the networks are small) or a CUDA device.
     weights : path, optional
-        Another `lite` checkpoint (``.safetensors`` with its ``.json`` card beside it), e.g. one rebuilt with
+        Another `lite` head (``.safetensors`` with its ``.json`` card beside it), e.g. one rebuilt with
         ``m2e train --model lite``.
     threads : int or None
-        Torch intra-op threads while lite computes (restored afterwards). Default 1: the descriptors are many small
-        ops, and on a busy 2-core machine two threads measured 3-10x slower (spin-waiting); ``None`` leaves
-        torch's setting alone.
+        Torch intra-op threads while lite computes (restored afterwards). Default 1: on a busy 2-core machine more
+        threads measured slower (spin-waiting); ``None`` leaves torch's setting alone.
     """
 
     name = "lite"
     block_seconds = 30.0
     window_seconds = 10.0
     hop_seconds = 5.0
+    # Batch workers use one torch thread: the small convolutions gain little from more, and on a busy machine torch's
+    # default (all cores) oversubscribes (benchmarks/bench_extract.py).
+    torch_threads = 1
 
     def __init__(self, device: str = "cpu", *, weights=None, threads: int | None = 1):
         import torch
 
-        from m2e_plugin.backbones.lite import N_FEATURES, SAMPLE_RATE
+        from m2e_plugin.backbones.moodtheme import MoodTagger
+        from m2e_plugin.backbones.musicnn import PENULTIMATE_DIM, SAMPLE_RATE, load_musicnn
+        from m2e_plugin.labels import MOOD_TAGS
         from m2e_plugin.models.lite import load_lite
 
         self.device = str(device)
         self.weights_path = Path(weights) if weights else default_weights()
-        self._model, self._card = load_lite(self.weights_path, device=self.device)
-        if self._model.config["n_features"] != N_FEATURES:
-            raise ValueError(f"{self.weights_path}: model expects {self._model.config['n_features']} descriptors, "
-                             f"the lite front end computes {N_FEATURES} (weights from another version?)")
-        tags = tuple(self._card.get("classes", {}).get("mood_tags", ()))
-        if len(tags) != self._model.config["n_moods"]:
-            raise ValueError(f"{self.weights_path.with_suffix('.json')}: model card lists {len(tags)} mood tags, "
-                             f"the weights have {self._model.config['n_moods']}")
-        self.mood_tags = tags
+        self._head, self._card = load_lite(self.weights_path, device=self.device)
+        self._pooling = str(self._card.get("features", {}).get("pooling", "mean"))
+        expected = PENULTIMATE_DIM * (2 if self._pooling == "mean_std" else 1)
+        if self._head.config["n_features"] != expected:
+            raise ValueError(f"{self.weights_path}: head expects {self._head.config['n_features']} inputs, "
+                             f"{self._pooling!r} pooling of musicnn gives {expected}")
+        self._musicnn = load_musicnn().to(self.device)
+        self._moods = MoodTagger.load()
+        self.mood_tags = tuple(MOOD_TAGS)
         self.sample_rate = SAMPLE_RATE
         self.version = str(self._card.get("version", ""))
         self._torch = torch
-        # Temperature fitted on the cross-validation's out-of-fold logits (model card); 1.0 for uncalibrated weights.
+        outputs = self._card.get("valence_arousal", {})
         self._temperature = float(self._card.get("calibration", {}).get("quadrant_temperature", 1.0))
+        self._va_scale = float(outputs.get("scale", 2.5))
+        self._full_seconds = float(outputs.get("full_confidence_seconds", 3.0))
+        self._full_dbfs = float(outputs.get("full_confidence_dbfs", -60.0))
         self.threads = threads
 
     @contextmanager
@@ -98,71 +109,88 @@ class LiteBackend(EmotionBackend):
     def card(self) -> dict:
         return dict(self._card)
 
-    def _score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        torch = self._torch
-        with torch.no_grad():
-            x = torch.from_numpy(np.atleast_2d(features).astype(np.float32)).to(self.device)
-            out = self._model(x)
-            q = torch.softmax(out["quadrant"] / self._temperature, -1).cpu().numpy()
-            m = torch.sigmoid(out["moods"]).cpu().numpy()
-        return q, m
+    def confidence(self, seconds: float, level_dbfs: float) -> float:
+        """1 for at least ``full_confidence_seconds`` of audio at or above ``full_confidence_dbfs``; less, down to
+        0, for shorter or quieter input (square root in duration, linear in dB above the silence floor)."""
+        from m2e_plugin.backbones.level import SILENCE_FLOOR_DBFS
 
-    def _prediction(self, quad: np.ndarray, moods: np.ndarray) -> Prediction:
-        pv = float(quad[0] + quad[3])
-        pa = float(quad[0] + quad[1])
-        return Prediction(valence=1.0 + 8.0 * pv, arousal=1.0 + 8.0 * pa, mood_probabilities=moods.astype(np.float64),
-                          extras={"quadrant_probabilities": {f"Q{i + 1}": float(p) for i, p in enumerate(quad)}})
+        by_length = min(1.0, max(seconds, 0.0) / self._full_seconds) ** 0.5
+        by_level = float(np.clip((level_dbfs - SILENCE_FLOOR_DBFS) / (self._full_dbfs - SILENCE_FLOOR_DBFS), 0, 1))
+        return by_length * by_level
+
+    def _embed(self, audio: np.ndarray, patch_step: int):
+        from m2e_plugin.backbones.musicnn import embed_audio
+
+        return embed_audio(self._musicnn, audio, patch_step=patch_step)
+
+    def _prediction(self, penultimate: np.ndarray, moods: np.ndarray, seconds: float, level_dbfs: float
+                    ) -> Prediction:
+        from m2e_plugin.models.lite import pool_embeddings, quadrant_softmax, shrink_quadrants, valence_arousal
+
+        torch = self._torch
+        x = torch.from_numpy(pool_embeddings(penultimate, self._pooling)[None]).to(self.device)
+        with torch.no_grad():
+            logits = self._head(x)["quadrant"].cpu().numpy()[0]
+        confidence = self.confidence(seconds, level_dbfs)
+        quad = shrink_quadrants(quadrant_softmax(logits, self._temperature), confidence)
+        valence, arousal = valence_arousal(quad, self._va_scale)
+        return Prediction(valence=float(valence), arousal=float(arousal),
+                          mood_probabilities=np.asarray(moods, dtype=np.float64),
+                          extras={"quadrant_probabilities": {f"Q{i + 1}": float(p) for i, p in enumerate(quad)},
+                                  "confidence": round(confidence, 4)})
 
     def _silent_prediction(self) -> Prediction:
         """Documented result for silence: valence 5 (undecided), arousal 1 (no energy), every mood 0."""
         return Prediction(valence=5.0, arousal=1.0, mood_probabilities=np.zeros(len(self.mood_tags)),
-                          extras={"silent": True})
+                          extras={"silent": True, "confidence": 0.0,
+                                  "quadrant_probabilities": {f"Q{i + 1}": 0.25 for i in range(4)}})
 
     def predict_track(self, blocks: Iterable[np.ndarray]) -> Prediction:
-        from m2e_plugin.backbones.lite import clip_features
-
-        feats, weights = [], []
+        patches, moods, seconds, levels = [], [], [], []
         saw_audio = False
         for block in blocks:
             block = np.asarray(block, dtype=np.float32)
             if block.size == 0:
                 continue
             saw_audio = True
-            seconds = block.size / self.sample_rate
-            if (feats and seconds < _MIN_BLOCK_SECONDS) or is_silent(block):
-                continue  # short tail after full blocks; silent passages do not vote
+            duration = block.size / self.sample_rate
+            if seconds and duration < _MIN_TAIL_SECONDS:
+                continue
             with self._threads():
-                feats.append(clip_features(block, self.sample_rate))
-            weights.append(seconds)
-        if not feats:
+                emb = self._embed(block, TRACK_PATCH_STEP)
+                if emb.silent:
+                    continue  # silent passages do not vote
+                moods.append(self._moods.predict_moods(block, self.sample_rate))
+            patches.append(emb.penultimate)
+            seconds.append(duration)
+            levels.append(emb.level_dbfs)
+        if not patches:
             if saw_audio:
                 return self._silent_prediction()
             raise ValueError("lite: no audio to score (all blocks empty)")
-        q, m = self._score(np.stack(feats))
-        w = np.asarray(weights)[:, None] / np.sum(weights)
-        return self._prediction((q * w).sum(0), (m * w).sum(0))
+        w = np.asarray(seconds) / np.sum(seconds)
+        with self._threads():
+            return self._prediction(np.concatenate(patches), (np.stack(moods) * w[:, None]).sum(0),
+                                    float(np.sum(seconds)), float(np.dot(w, levels)))
 
     def predict_window(self, audio: np.ndarray) -> Prediction:
-        from m2e_plugin.backbones.lite import clip_features
-
-        if is_silent(audio):
-            return self._silent_prediction()
-        with self._threads():
-            q, m = self._score(clip_features(np.asarray(audio, dtype=np.float32), self.sample_rate))
-        return self._prediction(q[0], m[0])
+        return self.predict_windows([audio])[0]
 
     def predict_windows(self, windows: list[np.ndarray]) -> list[Prediction]:
-        from m2e_plugin.backbones.lite import clip_features
-
-        if not windows:
-            return []
-        results: list[Prediction | None] = [None] * len(windows)
-        audible = [i for i, w in enumerate(windows) if not is_silent(w)]
-        if audible:
-            with self._threads():
-                feats = np.stack([clip_features(np.asarray(windows[i], dtype=np.float32), self.sample_rate)
-                                  for i in audible])
-                q, m = self._score(feats)
-            for i, qi, mi in zip(audible, q, m):
-                results[i] = self._prediction(qi, mi)
-        return [r if r is not None else self._silent_prediction() for r in results]
+        results: list[Prediction] = []
+        with self._threads():
+            embedded = [self._embed(np.asarray(w, dtype=np.float32), 1) for w in windows]
+            audible = [i for i, e in enumerate(embedded) if not e.silent and np.asarray(windows[i]).size]
+            moods = {}
+            # The mood tagger batches windows of one length (a timeline's last window may be shorter).
+            for length in sorted({np.asarray(windows[i]).size for i in audible}):
+                same = [i for i in audible if np.asarray(windows[i]).size == length]
+                for i, p in zip(same, self._moods.predict_windows([windows[i] for i in same], self.sample_rate)):
+                    moods[i] = p
+            for i, emb in enumerate(embedded):
+                if i not in moods:
+                    results.append(self._silent_prediction())
+                    continue
+                results.append(self._prediction(emb.penultimate, moods[i], np.asarray(windows[i]).size /
+                                                self.sample_rate, emb.level_dbfs))
+        return results

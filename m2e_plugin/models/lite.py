@@ -1,10 +1,14 @@
-"""The `lite` head: standardised clip descriptors -> Russell quadrant (4-way) + mood tags (multi-label).
+"""The `lite` head (v2): pooled musicnn embeddings -> Russell quadrant, and the quadrant -> valence/arousal mapping.
 
-Valence and arousal are read off the quadrant distribution, so the three outputs can never disagree:
-``P(valence positive) = P(Q1) + P(Q4)``, ``P(arousal positive) = P(Q1) + P(Q2)``, and on the product's 1-9 scale
-``valence = 1 + 8 * P(valence positive)`` (likewise arousal). 5 is the undecided midpoint; 9 means the model is sure
-the clip is positive (pleasant / energetic), 1 sure it is negative. The quadrant from these values equals the
-quadrant whose valence and arousal halves are most probable.
+* Input: the mean (and, per the config, the standard deviation) over 3 s patches of musicnn's 200-d penultimate
+  embedding (:func:`pool_embeddings`), standardised with the training set's statistics.
+* Output: 4 quadrant logits. Temperature-scaled (fitted on cross-validated logits), they give calibrated
+  quadrant probabilities.
+* Valence/arousal (:func:`valence_arousal`): ``P(valence positive) = P(Q1) + P(Q4)``, ``P(arousal positive) =
+  P(Q1) + P(Q2)``; on the 1-9 scale ``5 + scale * confidence * (2 P - 1)``. With ``scale`` 2.5 the values stay in
+  [2.5, 7.5] — the span of real song ratings (DEAM: 2.7-6.8) — grade with the evidence instead of saturating,
+  and the quadrant read off valence/arousal is always the most probable valence and arousal halves.
+  ``confidence`` in [0, 1] shrinks toward the neutral 5 when the input is short or quiet.
 """
 
 from __future__ import annotations
@@ -12,29 +16,39 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 
+def pool_embeddings(penultimate: np.ndarray, pooling: str) -> np.ndarray:
+    """One clip vector from (P, 200) patch embeddings: ``"mean"`` (200) or ``"mean_std"`` (400)."""
+    x = np.asarray(penultimate, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"pool_embeddings: expected (patches, dims) with at least one patch, got {x.shape}")
+    if pooling == "mean":
+        return x.mean(0).astype(np.float32)
+    if pooling == "mean_std":
+        return np.concatenate([x.mean(0), x.std(0)]).astype(np.float32)
+    raise ValueError(f"unknown pooling {pooling!r} (mean, mean_std)")
+
+
 class LiteModel(nn.Module):
-    """Small MLP (or linear model when ``hidden == 0``) over standardised descriptors.
+    """Small MLP (``hidden > 0``) or multinomial-logistic model (``hidden == 0``) over standardised features.
 
     Parameters
     ----------
     n_features : int
-        Length of the descriptor vector.
-    n_moods : int
-        Number of mood tags (multi-label outputs).
+        Length of the pooled embedding.
     hidden : int
-        Width of the hidden layer; 0 gives a multinomial-logistic model.
+        Width of the hidden layer; 0 gives a linear model.
     dropout : float
-        Dropout on the input and hidden layer (small data: the main regulariser besides weight decay).
+        Dropout on the input (and the hidden layer): the main regulariser besides weight decay.
     """
 
-    def __init__(self, n_features: int, n_moods: int, hidden: int = 64, dropout: float = 0.3):
+    def __init__(self, n_features: int, hidden: int = 0, dropout: float = 0.3):
         super().__init__()
-        self.config = {"n_features": int(n_features), "n_moods": int(n_moods), "hidden": int(hidden),
-                       "dropout": float(dropout)}
+        self.config = {"n_features": int(n_features), "hidden": int(hidden), "dropout": float(dropout)}
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_scale", torch.ones(n_features))
         if hidden > 0:
@@ -45,28 +59,37 @@ class LiteModel(nn.Module):
             self.trunk = nn.Dropout(dropout)
             width = n_features
         self.quadrant_head = nn.Linear(width, 4)
-        self.mood_head = nn.Linear(width, n_moods)
 
     def set_standardisation(self, features: torch.Tensor) -> None:
         """Store per-feature mean and scale of the training features (constant features get scale 1)."""
-        mean = features.mean(0)
         std = features.std(0, unbiased=False)
-        self.feature_mean.copy_(mean)
+        self.feature_mean.copy_(features.mean(0))
         self.feature_scale.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        # Clamp standardised values: a clip far outside the training range (e.g. digital silence) must not let
-        # one feature dominate the logits.
+        # Clamp standardised values: input far outside the training range must not let one feature dominate.
         z = ((features - self.feature_mean) / self.feature_scale).clamp(-8.0, 8.0)
-        h = self.trunk(z)
-        return {"quadrant": self.quadrant_head(h), "moods": self.mood_head(h)}
+        return {"quadrant": self.quadrant_head(self.trunk(z))}
 
-    @staticmethod
-    def valence_arousal(quadrant_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(valence, arousal) on 1-9 from (..., 4) quadrant probabilities ordered Q1..Q4."""
-        pv = quadrant_probs[..., 0] + quadrant_probs[..., 3]
-        pa = quadrant_probs[..., 0] + quadrant_probs[..., 1]
-        return 1.0 + 8.0 * pv, 1.0 + 8.0 * pa
+
+def quadrant_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def shrink_quadrants(quad_probs: np.ndarray, confidence) -> np.ndarray:
+    """Quadrant probabilities pulled toward uniform (0.25 each) by ``1 - confidence``."""
+    c = np.asarray(confidence, dtype=np.float64)[..., None]
+    return c * np.asarray(quad_probs, dtype=np.float64) + (1.0 - c) * 0.25
+
+
+def valence_arousal(quad_probs: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(valence, arousal) on 1-9 from (..., 4) quadrant probabilities ordered Q1..Q4 (already shrunk)."""
+    q = np.asarray(quad_probs, dtype=np.float64)
+    pv = q[..., 0] + q[..., 3]
+    pa = q[..., 0] + q[..., 1]
+    return 5.0 + scale * (2.0 * pv - 1.0), 5.0 + scale * (2.0 * pa - 1.0)
 
 
 def save_lite(model: LiteModel, weights_path, card: dict) -> None:
@@ -82,7 +105,7 @@ def save_lite(model: LiteModel, weights_path, card: dict) -> None:
 
 
 def load_lite(weights_path, device: str = "cpu") -> tuple[LiteModel, dict]:
-    """Load a `lite` model saved by :func:`save_lite`; returns (model in eval mode, model card)."""
+    """Load a `lite` head saved by :func:`save_lite`; returns (model in eval mode, model card)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -93,7 +116,11 @@ def load_lite(weights_path, device: str = "cpu") -> tuple[LiteModel, dict]:
         meta = fh.metadata() or {}
     if "config" not in meta:
         raise ValueError(f"{weights_path}: no 'config' metadata; not a lite checkpoint")
-    model = LiteModel(**json.loads(meta["config"]))
+    config = json.loads(meta["config"])
+    if "n_moods" in config:
+        raise ValueError(f"{weights_path}: a lite version 1 checkpoint (descriptor features); this package runs "
+                         f"lite 2 (musicnn embeddings): rebuild it with `m2e train --model lite`")
+    model = LiteModel(**config)
     model.load_state_dict(load_file(str(weights_path), device="cpu"), strict=True)
     card_path = weights_path.with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}

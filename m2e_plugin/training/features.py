@@ -5,8 +5,7 @@ Layout under the cache root (``--out``)::
     <root>/manifest.json          model, dataset, feature version, names/shapes, list of done and failed tracks
     <root>/<track_id>.npz         the track's arrays (see below)
 
-``lite``: ``clip`` (D,) descriptors of the whole clip, ``windows`` (W, D) descriptors of 10 s windows every 5 s
-(augmentation, and the view the realtime face sees).
+``lite``: musicnn embeddings of the clip's 3 s patches (:mod:`m2e_plugin.training.lite_features`).
 ``music2emo``: ``mert`` (S, 1536) per-30 s-segment MERT layer 6+7 means, ``root`` / ``attr`` (100,) chord ids,
 ``mode`` () key mode id, as the reference's cache (reference doc section 4.4).
 
@@ -23,10 +22,6 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-LITE_FEATURE_VERSION = "lite-features-2"
-WINDOW_SECONDS = 10.0
-WINDOW_HOP = 5.0
-
 
 def default_cache_root() -> Path:
     """:func:`m2e_plugin.cache.cache_root`: features live outside the repository."""
@@ -35,26 +30,11 @@ def default_cache_root() -> Path:
     return cache_root()
 
 
-def lite_track_arrays(audio: np.ndarray, sr: int) -> dict[str, np.ndarray]:
-    """The `lite` cache entry of one track: whole-clip descriptors and 10 s / 5 s-hop window descriptors."""
-    from m2e_plugin.backbones.lite import clip_features
-    from m2e_plugin.predictor import sliding_windows
+def lite_extractor():
+    """(path -> arrays, description) for the lite model: see :mod:`m2e_plugin.training.lite_features`."""
+    from m2e_plugin.training.lite_features import lite_extractor as extractor
 
-    clip = clip_features(audio, sr)
-    windows = [clip_features(seg, sr) for _, seg in sliding_windows([audio], sr, WINDOW_SECONDS, WINDOW_HOP)]
-    return {"clip": clip, "windows": np.stack(windows).astype(np.float32)}
-
-
-def lite_extractor() -> tuple[Callable[[str], dict[str, np.ndarray]], dict]:
-    """(path -> arrays, description) for the lite front end."""
-    from m2e_plugin.audio import load_audio
-    from m2e_plugin.backbones.lite import SAMPLE_RATE, feature_names
-
-    def extract(path: str) -> dict[str, np.ndarray]:
-        audio, sr = load_audio(path, target_sr=SAMPLE_RATE)
-        return lite_track_arrays(audio, sr)
-
-    return extract, {"version": LITE_FEATURE_VERSION, "sample_rate": SAMPLE_RATE, "feature_names": feature_names()}
+    return extractor()
 
 
 def music2emo_extractor(*, mert: str | None = None, chords: str = "auto", chord_model=None, device: str = "auto",

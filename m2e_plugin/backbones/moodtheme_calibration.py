@@ -1,0 +1,143 @@
+"""Calibration of the mood/theme CNN's 56 outputs, so that predicted moods are few and coherent.
+
+The raw baseline probabilities are poorly scaled (most tags never pass 0.5, a few pass it everywhere). Method,
+fitted on a broad corpus of real music (the 600 4Q clips: four emotion quadrants, many styles):
+
+- **Thresholds by prior rate.** For tag k with prior frequency pi_k in the MTG-Jamendo training split
+  (``labels.TAG_PRIORS``), the threshold is the (1 - pi_k) quantile of the tag's whole-clip logits on the corpus:
+  each tag is predicted for as many clips as it is tagged on in MTG-Jamendo (about 1.9 tags a track on average).
+  The calibrated probability is sigmoid(logit - threshold_k): 0.5 means "predicted", and one global 0.5 threshold
+  applies to every tag.
+- **Short inputs.** A window shorter than the 29.1 s training crop sees a max over less time, so its logits are
+  lower and differently spread. For each length in ``SHORT_SECONDS`` the per-tag offset moves that tag's (1 - pi_k)
+  quantile of window logits (the centred window of each corpus clip) onto the whole-clip threshold, so windows
+  are predicted at the same rates as whole clips; lengths in between interpolate in log(seconds), the training
+  length has offset 0.
+
+The figures written with the calibration (``calibration.figures`` in the card): predicted moods per clip, the rate
+of clips with an antonym pair (``moodtheme.ANTONYM_PAIRS``), both in-sample and split-half out-of-sample (thresholds
+fitted on one half of the clips by index parity, measured on the other), and the agreement of calibrated window
+predictions with the whole clip's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from m2e_plugin.backbones.level import normalise_level
+from m2e_plugin.backbones.moodtheme import ANTONYM_PAIRS, HOP, INPUT_FRAMES, SR, MoodThemeCNN, raw_logits
+from m2e_plugin.labels import MOOD_TAGS, TAG_PRIORS
+
+SHORT_SECONDS = (1.0, 3.0, 10.0, 20.0)
+TRAINING_SECONDS = INPUT_FRAMES * HOP / SR  # 29.14 s
+_PAIR_INDEX = [(MOOD_TAGS.index(a), MOOD_TAGS.index(b)) for a, b in ANTONYM_PAIRS]
+
+
+def corpus_logits(network: MoodThemeCNN, files: list[Path], seconds=SHORT_SECONDS) -> dict[str, np.ndarray]:
+    """Whole-clip logits (n_clips, 56), and for each window length the logits of the clip's centred window
+    (n_windows, 56) with the index of its clip; windows are level-normalised one by one as at run time."""
+    from tqdm import tqdm
+
+    from m2e_plugin.audio import load_audio
+
+    full, windows, owners = [], {s: [] for s in seconds}, {s: [] for s in seconds}
+    for i, path in enumerate(tqdm(files, desc="moodtheme calibration", unit="clip")):
+        y, _ = load_audio(path, target_sr=SR)
+        whole = normalise_level(y, SR)
+        if whole.level.silent:
+            raise ValueError(f"{path}: silent clip in the calibration corpus")
+        full.append(raw_logits(network, [whole.audio])[0])
+        for s in seconds:  # one window per clip and length, centred (the network is the cost)
+            n = int(round(s * SR))
+            if len(y) >= n:
+                part = normalise_level(y[(len(y) - n) // 2 :][:n], SR)
+                if not part.level.silent:
+                    windows[s].append(raw_logits(network, [part.audio]))
+                    owners[s].append([i])
+    out = {"full": np.array(full)}
+    for s in seconds:
+        out[f"windows_{s:g}"] = np.concatenate(windows[s])
+        out[f"owners_{s:g}"] = np.concatenate(owners[s])
+    return out
+
+
+def prior_thresholds(logits: np.ndarray, priors=TAG_PRIORS) -> np.ndarray:
+    """Per-tag logit threshold: the (1 - prior) quantile of the tag's logits."""
+    return np.array([np.quantile(logits[:, k], 1.0 - p) for k, p in enumerate(priors)])
+
+
+def mood_figures(predicted: np.ndarray) -> dict[str, float]:
+    """Predicted moods per row (median, mean, share with none) and the share of rows with an antonym pair."""
+    counts = predicted.sum(axis=1)
+    antonym = np.zeros(len(predicted), dtype=bool)
+    for a, b in _PAIR_INDEX:
+        antonym |= predicted[:, a] & predicted[:, b]
+    return {
+        "median_moods": float(np.median(counts)),
+        "mean_moods": round(float(counts.mean()), 3),
+        "share_with_no_mood": round(float((counts == 0).mean()), 4),
+        "antonym_pair_rate": round(float(antonym.mean()), 4),
+        "tags_ever_predicted": int(predicted.any(axis=0).sum()),
+    }
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def agreement(window_probs: np.ndarray, owners: np.ndarray, full_probs: np.ndarray) -> dict[str, float]:
+    """How a clip's windows agree with the clip: Pearson r of the 56 calibrated probabilities (median over windows),
+    Jaccard overlap of the predicted sets (mean over windows where either predicts something), and the share of
+    windows whose top tag is among the clip's top 5."""
+    ref = full_probs[owners]
+    r = [np.corrcoef(w, f)[0, 1] for w, f in zip(window_probs, ref)]
+    pw, pf = window_probs > 0.5, ref > 0.5
+    union = (pw | pf).sum(axis=1)
+    jaccard = ((pw & pf).sum(axis=1)[union > 0] / union[union > 0]).mean()
+    top5 = np.argsort(-ref, axis=1)[:, :5]
+    top1_in_top5 = np.mean([w.argmax() in t for w, t in zip(window_probs, top5)])
+    return {"median_pearson_r": round(float(np.median(r)), 4), "mean_jaccard": round(float(jaccard), 4),
+            "top1_in_clip_top5": round(float(top1_in_top5), 4)}
+
+
+def fit(logits: dict[str, np.ndarray], seconds=SHORT_SECONDS) -> dict:
+    """Thresholds, short-input offsets and their figures from :func:`corpus_logits` output."""
+    full = logits["full"]
+    thresholds = prior_thresholds(full)
+    offsets = [thresholds - prior_thresholds(logits[f"windows_{s:g}"]) for s in seconds]
+    figures = {"whole_clips_in_sample": mood_figures(full > thresholds)}
+    halves = [np.arange(len(full)) % 2 == parity for parity in (0, 1)]
+    out_of_sample = np.zeros_like(full, dtype=bool)
+    for fit_half, test_half in (halves, halves[::-1]):
+        out_of_sample[test_half] = full[test_half] > prior_thresholds(full[fit_half])
+    figures["whole_clips_split_half"] = mood_figures(out_of_sample)
+    full_probs = _sigmoid(full - thresholds)
+    for s, offset in zip(seconds, offsets):
+        win_probs = _sigmoid(logits[f"windows_{s:g}"] + offset - thresholds)
+        figures[f"windows_{s:g}s"] = {
+            "n_windows": int(len(win_probs)),
+            **mood_figures(win_probs > 0.5),
+            **agreement(win_probs, logits[f"owners_{s:g}"], full_probs),
+        }
+    return {
+        "method": "per-tag thresholds: the (1 - prior) quantile of whole-clip logits on the corpus (prior = tag "
+        "frequency in MTG-Jamendo split-0 train, labels.TAG_PRIORS); calibrated p = sigmoid(logit - threshold), "
+        "0.5 = predicted; inputs shorter than 29.1 s add a per-tag logit offset (quantile matching of windows of "
+        "that length to the same rates), interpolated in log(seconds)",
+        "logit_thresholds": [float(t) for t in thresholds],
+        "short_input_seconds": [*map(float, seconds), TRAINING_SECONDS],
+        "short_input_logit_offsets": [[float(v) for v in o] for o in offsets] + [[0.0] * len(MOOD_TAGS)],
+        "figures": figures,
+    }
+
+
+def calibrate(network: MoodThemeCNN, fourq_dir: Path) -> dict:
+    """The card's ``calibration`` section, fitted on the 4Q clips under ``fourq_dir`` (Q1..Q4/*.mp3)."""
+    files = sorted(Path(fourq_dir).glob("Q[1-4]/*.mp3"))
+    if len(files) < 100:
+        raise ValueError(f"{fourq_dir}: expected the 4Q clips (Q1..Q4/*.mp3), found {len(files)}")
+    result = fit(corpus_logits(network.eval(), files))
+    result["corpus"] = f"{len(files)} clips of the 4Q audio emotion dataset (Panda et al. 2018), ../shared/data/4q-dev"
+    return result
