@@ -31,8 +31,8 @@ def test_lite_cache_is_resumable_and_records_failures(tmp_path):
     manifest = build_cache(tracks, out, counting, desc, progress=False)
     assert manifest["done"] == ["t0", "t1"] and "bad" in manifest["failed"]
     assert "bad.wav" in manifest["failed"]["bad"]
-    clip, windows = load_cache(out, ["t0"], "clip")[0], load_cache(out, ["t0"], "windows")[0]
-    assert clip.ndim == 1 and windows.shape == (2, clip.size)  # 12 s -> windows at 0 s and the end-aligned one
+    patches, coded = load_cache(out, ["t0"], "penultimate")[0], load_cache(out, ["t0"], "codec_penultimate")[0]
+    assert patches.shape == (4, 200) and coded.shape == (2, 200)  # 12 s -> four 3 s patches; the codec view: odd ones
     # second run: only the failed track is tried again
     calls.clear()
     build_cache(tracks, out, counting, desc, progress=False)
@@ -41,6 +41,6 @@ def test_lite_cache_is_resumable_and_records_failures(tmp_path):
     with pytest.raises(ValueError, match="features"):
         build_cache(tracks, out, counting, {"version": "other"}, progress=False)
     with pytest.raises(FileNotFoundError, match="m2e features"):
-        load_cache(out, ["t0", "missing"], "clip")
-    np.testing.assert_allclose(load_cache(out, ["t1"], "clip")[0],
-                               extract(paths[1][1])["clip"], rtol=1e-6)
+        load_cache(out, ["t0", "missing"], "penultimate")
+    np.testing.assert_allclose(load_cache(out, ["t1"], "penultimate")[0],
+                               extract(paths[1][1])["penultimate"], rtol=1e-6)
