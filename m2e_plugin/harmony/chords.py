@@ -131,9 +131,14 @@ def recognize_offline(audio: np.ndarray, sr: int, *, vocabulary: str = "sevenths
     duration = y.size / BTC_SR
     if not np.any(np.abs(y) > _SILENCE):
         return [(0.0, duration, NO_CHORD)]
-    labels, templates, roots = chord_templates("majmin")
     treble, energy = chroma(y, hop=_HOP, filter_scale=_FILTER_SCALE, compression=_COMPRESSION,
                             fifth_harmonic=_FIFTH_HARMONIC)
+    return decode_chroma(treble, energy, duration, vocabulary=vocabulary)
+
+
+def decode_chroma(treble: np.ndarray, energy: np.ndarray, duration: float, *, vocabulary: str = "sevenths") -> Chords:
+    """Chord segments from the recogniser's chroma (``(frames, 12)`` and per-frame energy on its ``_HOP`` grid)."""
+    labels, templates, roots = chord_templates("majmin")
     scores = _frame_scores(treble, energy, templates, labels)
     path = _viterbi(_SHARPNESS * scores, _transitions(roots))
     labels = labels + [NO_CHORD]

@@ -344,7 +344,10 @@ def render(midi: Path, out: Path, soundfont: str, sr: int = RENDER_SR) -> None:
         raise EvaluationError("the 'fluidsynth' program is not installed (apt install fluidsynth)")
     tmp_wav = out.with_name(f".{out.name}.{os.getpid()}.tmp.wav")
     tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp.flac")
-    cmd = [exe, "-ni", "-q", "-g", "0.6", "-r", str(sr), "-T", "wav", "-F", str(tmp_wav), soundfont, str(midi)]
+    # Dynamic sample loading: only the samples the piece plays are loaded (and, for .sf3, decompressed), which
+    # makes a compressed soundfont as quick to render from as an .sf2; the audio is the same.
+    cmd = [exe, "-ni", "-q", "-g", "0.6", "-r", str(sr), "-o", "synth.dynamic-sample-loading=1", "-T", "wav",
+           "-F", str(tmp_wav), soundfont, str(midi)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0 or not tmp_wav.exists():
@@ -362,27 +365,48 @@ def _settings_tag(bpm: float, soundfont: str, program: int) -> str:
     return f"bpm{bpm:g}-p{program}-{Path(soundfont).stem}-{hashlib.sha1(raw.encode()).hexdigest()[:6]}"
 
 
-def prepare_piece(name: str, analysis: str, cache: Path, bpm: float, soundfont: str, program: int) -> dict:
-    """Render one piece and store its annotations, unless both are already cached. Returns the annotation dict."""
-    folder = cache / _settings_tag(bpm, soundfont, program)
+def parsed_piece(name: str, analysis: str, cache: Path) -> dict:
+    """Annotations (at 60 bpm: one quarter = 1 s) and notes of one analysis, parsed once per cache root.
+
+    Parsing the score and the analysis with music21 costs seconds per piece, more than rendering it, and does not
+    depend on the rendering; every rendering scales these by its tempo. A piece that cannot be used is cached as
+    ``{"error": message}`` too, so it is not parsed again.
+    """
+    folder = Path(cache) / "scores"
     folder.mkdir(parents=True, exist_ok=True)
-    # Annotations are versioned apart from the audio, so improving the conversion does not re-render anything.
-    audio, meta = folder / f"{name}.flac", folder / f"{name}.ann{ANNOTATION_VERSION}.json"
-    if audio.exists() and meta.exists():
+    meta = folder / f"{name}.ann{ANNOTATION_VERSION}.json"
+    if meta.exists():
         return json.loads(meta.read_text())
-    piece, notes = parse_piece(name, analysis, bpm)
-    if not audio.exists():
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            midi = Path(tmp) / f"{name}.mid"
-            write_midi(notes, midi, bpm, program)
-            render(midi, audio, soundfont)
-    info = {"name": name, "analysis": analysis, "score": piece.score, "key": list(piece.key),
-            "duration": piece.duration, "transpose": piece.transpose,
-            "shift_quarters": piece.shift_quarters, "fit": piece.fit, "chords": [list(c) for c in piece.chords],
-            "audio": str(audio)}
+    try:
+        piece, notes = parse_piece(name, analysis, 60.0)
+        info = {"name": name, "analysis": analysis, "score": piece.score, "key": list(piece.key),
+                "duration": piece.duration, "transpose": piece.transpose, "shift_quarters": piece.shift_quarters,
+                "fit": piece.fit, "chords": [list(c) for c in piece.chords], "notes": [list(n) for n in notes]}
+    except EvaluationError as exc:
+        info = {"name": name, "error": str(exc)}
     tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
     tmp_meta.write_text(json.dumps(info))
     os.replace(tmp_meta, meta)
+    return info
+
+
+def prepare_piece(name: str, analysis: str, cache: Path, bpm: float, soundfont: str, program: int) -> dict:
+    """Render one piece (unless cached) and return its annotation dict in seconds at ``bpm``."""
+    parsed = parsed_piece(name, analysis, cache)
+    if "error" in parsed:
+        raise EvaluationError(parsed["error"])
+    folder = Path(cache) / _settings_tag(bpm, soundfont, program)
+    folder.mkdir(parents=True, exist_ok=True)
+    audio = folder / f"{name}.flac"
+    if not audio.exists():
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            midi = Path(tmp) / f"{name}.mid"
+            write_midi(parsed["notes"], midi, bpm, program)
+            render(midi, audio, soundfont)
+    sec = 60.0 / bpm
+    info = {k: v for k, v in parsed.items() if k != "notes"}
+    info.update(duration=parsed["duration"] * sec, chords=[[s * sec, e * sec, lab] for s, e, lab in parsed["chords"]],
+                audio=str(audio), rendering=folder.name)
     return info
 
 

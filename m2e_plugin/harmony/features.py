@@ -68,11 +68,11 @@ def _cqt(librosa, y: np.ndarray) -> np.ndarray:
                            hop_length=BTC_HOP, tuning=0.0)
 
 
-def chroma(y: np.ndarray, *, hop: int = CHROMA_HOP, filter_scale: float = 1.0, compression: float = 10.0,
-           fifth_harmonic: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Tuning-corrected chroma of 22.05 kHz mono audio.
+def semitone_spectrum(y: np.ndarray, *, hop: int = CHROMA_HOP, filter_scale: float = 1.0) -> np.ndarray:
+    """Tuning-corrected semitone magnitudes of 22.05 kHz mono audio: ``(72, frames)`` over C1..B6.
 
-    The defaults are the audio key estimator's; the chord recogniser passes its own (see ``chords.py``).
+    A 3-bins-per-semitone CQT, tuned to the track's estimated tuning, each semitone the sum of its centre bin and
+    half of its two neighbours.
 
     Parameters
     ----------
@@ -80,17 +80,6 @@ def chroma(y: np.ndarray, *, hop: int = CHROMA_HOP, filter_scale: float = 1.0, c
         Hop in samples at 22.05 kHz.
     filter_scale : float
         CQT window length relative to librosa's default (shorter windows blur changes less, resolve bass less).
-    compression : float
-        ``log1p(compression * x)`` of the summed magnitudes.
-    fifth_harmonic : float
-        Share of each semitone's magnitude removed two octaves and a major third above it (its 5th harmonic).
-
-    Returns
-    -------
-    treble : np.ndarray
-        ``(frames, 12)`` non-negative chroma over C1..B6 (pitch class 0 = C), compressed with ``log1p``.
-    energy : np.ndarray
-        ``(frames,)`` total magnitude per frame before compression (silence detection).
     """
     import librosa
 
@@ -104,19 +93,48 @@ def chroma(y: np.ndarray, *, hop: int = CHROMA_HOP, filter_scale: float = 1.0, c
             tuning = 0.0
         mag = np.abs(librosa.cqt(y, sr=BTC_SR, hop_length=hop, n_bins=_CHROMA_BPO * _CHROMA_OCTAVES,
                                  bins_per_octave=_CHROMA_BPO, tuning=tuning, filter_scale=filter_scale))
-    # Semitone spectrum: the centre bin of each semitone plus half of its two neighbours. Bin 0 is the (tuned)
-    # C1 itself, so semitone s owns bins 3s-1, 3s, 3s+1: shift by one zero row and group in threes.
+    # Bin 0 is the (tuned) C1 itself, so semitone s owns bins 3s-1, 3s, 3s+1: shift by one zero row and group in
+    # threes.
     weights = np.array([0.5, 1.0, 0.5])
     padded = np.concatenate([np.zeros((1, mag.shape[1])), mag], axis=0)[: _CHROMA_BPO * _CHROMA_OCTAVES]
     semis = padded.reshape(_CHROMA_OCTAVES * 12, 3, -1)
-    semitone = np.tensordot(weights, semis, axes=([0], [1]))  # (72, frames)
+    return np.tensordot(weights, semis, axes=([0], [1])).astype(np.float32)
+
+
+def fold_chroma(semitone: np.ndarray, *, compression: float = 10.0,
+                fifth_harmonic: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Chroma from a :func:`semitone_spectrum`.
+
+    Parameters
+    ----------
+    compression : float
+        ``log1p(compression * x)`` of the summed magnitudes.
+    fifth_harmonic : float
+        Share of each semitone's magnitude removed two octaves and a major third above it (its 5th harmonic).
+
+    Returns
+    -------
+    treble : np.ndarray
+        ``(frames, 12)`` non-negative chroma (pitch class 0 = C), compressed with ``log1p``.
+    energy : np.ndarray
+        ``(frames,)`` total magnitude per frame before compression (silence detection).
+    """
+    semitone = np.asarray(semitone, dtype=np.float64)
     # The 5th harmonic of a note sounds its major third two octaves up, which makes minor chords look major.
     if fifth_harmonic:
+        semitone = semitone.copy()
         semitone[_FIFTH_HARMONIC_OFFSET:] = np.maximum(
             semitone[_FIFTH_HARMONIC_OFFSET:] - fifth_harmonic * semitone[:-_FIFTH_HARMONIC_OFFSET], 0.0)
     energy = semitone.sum(axis=0)
     treble = np.log1p(semitone.reshape(_CHROMA_OCTAVES, 12, -1).sum(axis=0) * compression).T
     return treble.astype(np.float32), energy.astype(np.float32)
+
+
+def chroma(y: np.ndarray, *, hop: int = CHROMA_HOP, filter_scale: float = 1.0, compression: float = 10.0,
+           fifth_harmonic: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Tuning-corrected chroma of 22.05 kHz mono audio: :func:`fold_chroma` of :func:`semitone_spectrum`."""
+    return fold_chroma(semitone_spectrum(y, hop=hop, filter_scale=filter_scale), compression=compression,
+                       fifth_harmonic=fifth_harmonic)
 
 
 def frame_times(n_frames: int, hop: int = CHROMA_HOP, sr: int = BTC_SR) -> np.ndarray:
