@@ -32,7 +32,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -451,6 +450,33 @@ def _mir_key(tonic, mode) -> str:
     return f"{tonic} {mode}" if tonic else "C major"  # mir_eval cannot read "no key"; C major scores ~0 elsewhere
 
 
+def piece_spectra(info: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """The chord recogniser's and the key estimator's semitone spectra of a rendered piece, and its duration (s).
+
+    They are what the recognisers compute first from audio and the costly part (two CQTs); cached beside the
+    audio (float32, so decoding from the cache gives exactly what decoding the audio gives), so trying other
+    decoder or front-end settings (``benchmarks/tune_harmony.py``) does not recompute them.
+    """
+    import soundfile as sf
+
+    from m2e_plugin.harmony.chords import _FILTER_SCALE, _HOP, chord_spectrum
+    from m2e_plugin.harmony.features import CHROMA_HOP, prepare, semitone_spectrum
+
+    audio = Path(info["audio"])
+    path = audio.with_name(f"{audio.stem}.spectra-h{_HOP}-f{_FILTER_SCALE:g}-k{CHROMA_HOP}.npz")
+    if path.exists():
+        with np.load(path) as z:
+            return z["chord"], z["key"], float(z["duration"])
+    y, sr = sf.read(str(audio), dtype="float32", always_2d=True)
+    y = prepare(y.mean(axis=1), sr, source=str(audio))
+    chord, key = chord_spectrum(y), semitone_spectrum(y, hop=CHROMA_HOP)
+    duration = y.size / RENDER_SR
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, chord=chord, key=key, duration=duration)
+    os.replace(tmp, path)
+    return chord, key, duration
+
+
 @dataclass
 class Scores:
     """Corpus-level results."""
@@ -459,49 +485,55 @@ class Scores:
     seconds: float
     chord: dict  # method -> {"majmin": x, "mirex": y, "sevenths": z}
     key: dict  # method -> weighted score
-    seconds_per_minute: dict  # method -> wall-clock seconds of recognition per minute of audio
     per_piece: list
 
 
-def evaluate(pieces: list[dict], *, progress=None) -> Scores:
-    """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval."""
+def chord_totals(ref: list, est: list) -> dict:
+    """mir_eval ``majmin``/``mirex``/``sevenths``: ``metric -> (correct seconds, scored seconds)`` of one piece."""
     import mir_eval
-    import soundfile as sf
 
-    from m2e_plugin.harmony import estimate_key, key_from_chords, recognize_chords
+    ref_iv = np.array([[s, e] for s, e, _ in ref])
+    est_iv = np.array([[s, e] for s, e, _ in est])
+    est_iv, est_lab = mir_eval.util.adjust_intervals(est_iv, [lab for *_, lab in est], ref_iv.min(), ref_iv.max(),
+                                                     mir_eval.chord.NO_CHORD, mir_eval.chord.NO_CHORD)
+    iv, r_lab, e_lab = mir_eval.util.merge_labeled_intervals(ref_iv, [lab for *_, lab in ref], est_iv, est_lab)
+    dur = mir_eval.util.intervals_to_durations(iv)
+    out = {}
+    for metric in ("majmin", "mirex", "sevenths"):
+        comp = getattr(mir_eval.chord, metric)(r_lab, e_lab)
+        valid = comp >= 0
+        out[metric] = (float((comp[valid] * dur[valid]).sum()), float(dur[valid].sum()))
+    return out
+
+
+def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_settings=None) -> Scores:
+    """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval.
+
+    ``chord_front`` (a :class:`~m2e_plugin.harmony.features.FrontEnd`) and ``key_settings`` (a
+    :class:`~m2e_plugin.harmony.key.KeySettings`) replace the shipped settings (cross-validation); the recognisers
+    run from :func:`piece_spectra`, exactly as from the audio.
+    """
+    import mir_eval
+
+    from m2e_plugin.harmony.chords import CHORD_FRONT_END, decode_spectrum
+    from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_chords, key_from_spectrum
 
     totals = {"majmin": [0.0, 0.0], "mirex": [0.0, 0.0], "sevenths": [0.0, 0.0]}
     key_scores = {"audio": [], "chords": [], "reference chords (oracle)": []}
-    timing = 0.0
     audio_seconds = 0.0
     per_piece = []
     for info in pieces:
-        y, sr = sf.read(info["audio"], dtype="float32", always_2d=True)
-        y = y.mean(axis=1)
-        audio_seconds += y.size / sr
-        t0 = time.perf_counter()
-        est = recognize_chords(y, sr)
-        timing += time.perf_counter() - t0
+        chord_spec, key_spec, duration = piece_spectra(info)
+        audio_seconds += duration
+        est = decode_spectrum(chord_spec, duration, front=chord_front or CHORD_FRONT_END)
         ref = [tuple(c) for c in info["chords"]]
-        ref_iv = np.array([[s, e] for s, e, _ in ref])
-        ref_lab = [lab for _, _, lab in ref]
-        est_iv = np.array([[s, e] for s, e, _ in est])
-        est_lab = [lab for _, _, lab in est]
-        est_iv, est_lab = mir_eval.util.adjust_intervals(est_iv, est_lab, ref_iv.min(), ref_iv.max(),
-                                                         mir_eval.chord.NO_CHORD, mir_eval.chord.NO_CHORD)
-        iv, r_lab, e_lab = mir_eval.util.merge_labeled_intervals(ref_iv, ref_lab, est_iv, est_lab)
-        dur = mir_eval.util.intervals_to_durations(iv)
         row = {"name": info["name"], "key": " ".join(info["key"])}
-        for metric in totals:
-            comp = getattr(mir_eval.chord, metric)(r_lab, e_lab)
-            valid = comp >= 0
-            totals[metric][0] += float((comp[valid] * dur[valid]).sum())
-            totals[metric][1] += float(dur[valid].sum())
-            row[metric] = float((comp[valid] * dur[valid]).sum() / max(dur[valid].sum(), 1e-9))
+        for metric, (correct, scored) in chord_totals(ref, est).items():
+            totals[metric][0] += correct
+            totals[metric][1] += scored
+            row[metric] = correct / max(scored, 1e-9)
         ref_key = _mir_key(*info["key"])
-        t0 = time.perf_counter()
-        k_audio = estimate_key(y, sr)
-        timing += time.perf_counter() - t0
+        k_audio = key_from_spectrum(key_spec, key_settings or KEY_SETTINGS)
         k_chords = key_from_chords(est)
         k_oracle = key_from_chords([c for c in ref if c[2] != "X"])
         for name, k in (("audio", k_audio), ("chords", k_chords), ("reference chords (oracle)", k_oracle)):
@@ -513,10 +545,7 @@ def evaluate(pieces: list[dict], *, progress=None) -> Scores:
                      f"audio {row['key_audio']}, chords {row['key_chords']}")
     chord = {"offline": {m: (v[0] / v[1] if v[1] else float("nan")) for m, v in totals.items()}}
     key = {k: float(np.mean(v)) if v else float("nan") for k, v in key_scores.items()}
-    minutes = audio_seconds / 60.0
-    return Scores(pieces=len(pieces), seconds=audio_seconds, chord=chord, key=key,
-                  seconds_per_minute={"offline chords + audio key": timing / max(minutes, 1e-9)},
-                  per_piece=per_piece)
+    return Scores(pieces=len(pieces), seconds=audio_seconds, chord=chord, key=key, per_piece=per_piece)
 
 
 def format_table(scores: Scores) -> str:
@@ -532,6 +561,4 @@ def format_table(scores: Scores) -> str:
     lines.append(f"| key from recognised chords (`key_from_chords`) | | | | {scores.key['chords']:.3f} |")
     lines.append(f"| key from the reference chords (oracle, for scale) | | | | "
                  f"{scores.key['reference chords (oracle)']:.3f} |")
-    for what, v in scores.seconds_per_minute.items():
-        lines.append(f"\n{what}: {v:.3f} s (wall clock) per minute of audio")
     return "\n".join(lines)

@@ -7,10 +7,12 @@ Both correlate a 12-bin pitch-class distribution with the 24 rotations of a majo
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from m2e_plugin.harmony.features import FrontEnd, fold_chroma
 from m2e_plugin.harmony.vocabulary import PITCH_CLASSES, chord_pitch_classes, check_chords
 
 KeyResult = tuple["str | None", "str | None", float]
@@ -117,8 +119,36 @@ def key_from_chords(chords: Iterable[Sequence], *, profile: str = "aarden") -> K
     return best_key(chord_pitch_distribution(chords), profile)
 
 
-def estimate_key(audio: np.ndarray, sr: int, *, profile: str = "aarden") -> KeyResult:
-    """Key of an audio signal from its tuning-corrected chroma.
+@dataclass(frozen=True)
+class KeySettings:
+    """The audio key estimator: its chroma front end and key profile (chosen by cross-validation across renderings:
+    ``benchmarks/tune_harmony.py``)."""
+
+    front: FrontEnd = FrontEnd()
+    profile: str = "aarden"
+
+
+KEY_SETTINGS = KeySettings()
+
+
+def key_pitch_distribution(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS) -> np.ndarray:
+    """Pitch-class distribution of a :func:`~m2e_plugin.harmony.features.semitone_spectrum` for key finding:
+    the front end's chroma summed over the sounding frames. All zeros when nothing sounds."""
+    s = np.asarray(semitone, dtype=np.float64)
+    energy = s.sum(axis=0)
+    if s.size == 0 or not np.any(energy > 0):
+        return np.zeros(12)
+    treble, _ = fold_chroma(s[:, energy > _SILENT_FRAME * float(energy.max())], settings.front)
+    return treble.sum(axis=0).astype(np.float64)
+
+
+def key_from_spectrum(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS) -> KeyResult:
+    """Key of a :func:`~m2e_plugin.harmony.features.semitone_spectrum` (the audio key estimator's core)."""
+    return best_key(key_pitch_distribution(semitone, settings), settings.profile)
+
+
+def estimate_key(audio: np.ndarray, sr: int, *, profile: str | None = None) -> KeyResult:
+    """Key of an audio signal from its tuning-corrected semitone spectrum.
 
     Parameters
     ----------
@@ -126,9 +156,8 @@ def estimate_key(audio: np.ndarray, sr: int, *, profile: str = "aarden") -> KeyR
         Samples, mono or multichannel (channels are averaged).
     sr : int
         Sample rate of ``audio``.
-    profile : {"aarden", "temperley", "krumhansl"}
-        Key profile correlated with the track's summed chroma. Aarden-Essen scored best on the rendered corpus
-        (`m2e evaluate-harmony`: 0.82 weighted score vs 0.73 Temperley, 0.59 Krumhansl).
+    profile : {"aarden", "temperley", "krumhansl"}, optional
+        Key profile correlated with the track's pitch-class distribution; default: :data:`KEY_SETTINGS`'s.
 
     Returns
     -------
@@ -140,14 +169,10 @@ def estimate_key(audio: np.ndarray, sr: int, *, profile: str = "aarden") -> KeyR
     m2e_plugin.audio.AudioError
         Empty audio, NaN/inf samples or an invalid sample rate.
     """
-    from m2e_plugin.harmony.features import chroma, prepare
+    from m2e_plugin.harmony.features import CHROMA_HOP, prepare, semitone_spectrum
 
+    settings = KEY_SETTINGS if profile is None else replace(KEY_SETTINGS, profile=profile)
     y = prepare(audio, sr)
     if not np.any(np.abs(y) > _SILENCE):
         return None, None, 0.0
-    treble, energy = chroma(y)
-    voiced = energy > _SILENT_FRAME * max(float(energy.max()), 1e-12)
-    if not voiced.any():
-        return None, None, 0.0
-    return best_key(treble[voiced].sum(axis=0), profile)
-
+    return key_from_spectrum(semitone_spectrum(y, hop=CHROMA_HOP), settings)
