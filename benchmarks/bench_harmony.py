@@ -9,8 +9,9 @@ What it measures (printed as tables):
      recognised chords and on the true chords;
    * ``key_from_chords`` vs the reference's own path (chords -> pretty_midi file -> music21 ``analyze('key')``):
      agreement on the recognised chords.
-2. VGMIDI piano pieces (``../shared/data/vgmidi``, when present): ``estimate_key`` on the rendered audio against
-   music21's key of the symbolic MIDI (agreement with a symbolic analysis, not ground truth).
+2. VGMIDI pieces (``../shared/data/vgmidi``, when present) played by several renderings' instruments:
+   ``estimate_key`` (and its previous settings) on the rendered audio against music21's key of the symbolic MIDI
+   (agreement with a symbolic analysis, not ground truth).
 3. Speed on CPU on a 3-minute render: offline recogniser, audio key, the BTC network (published size, random
    weights: timing only), as multiples of real time.
 
@@ -90,7 +91,8 @@ def write_chord_midi(chords, program: int, path: Path) -> None:
 
 
 def render(midi: Path, wav: Path, soundfont: str) -> np.ndarray:
-    subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", str(SR), "-F", str(wav), soundfont, str(midi)],
+    subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", str(SR), "-o", "synth.dynamic-sample-loading=1", "-F",
+                    str(wav), soundfont, str(midi)],
                    check=True, capture_output=True)
     return load_audio(str(wav), target_sr=SR)[0]
 
@@ -184,8 +186,17 @@ def bench_synthetic(n: int, seed: int, soundfont: str, tmp: Path, vocabulary: st
           f"{np.mean(agree):.3f} ({sum(agree)}/{len(agree)})")
 
 
-def bench_vgmidi(k: int, soundfont: str, tmp: Path):
+def bench_vgmidi(k: int, renderings: list[str], tmp: Path):
+    """``estimate_key`` on VGMIDI pieces played by each named rendering's soundfont and instrument (every part
+    set to that GM program, the file's own tempo), against music21's key of the MIDI; also the key estimator's
+    previous settings (plain chroma, Aarden-Essen) for comparison."""
+    import mir_eval
+    import pretty_midi
     from music21 import converter
+
+    from m2e_plugin.harmony.features import CHROMA_HOP, semitone_spectrum
+    from m2e_plugin.harmony.key import KeySettings, key_from_spectrum
+    from m2e_plugin.harmony.renderings import rendering
 
     shared = Path(os.environ.get("M2E_SHARED_DATA", ROOT_PATH.parent / "shared" / "data"))
     root = shared / "vgmidi" / "labelled" / "midi"
@@ -193,22 +204,36 @@ def bench_vgmidi(k: int, soundfont: str, tmp: Path):
     if not files:
         print("\nVGMIDI: skipped (../shared/data/vgmidi not found)")
         return
-    agree, weighted = [], []
-    import mir_eval
-
+    truths = {}
     for f in files:
         try:
             sym = converter.parse(str(f)).analyze("key")
-        except Exception:
+        except Exception:  # music21 raises many types on odd MIDI files
             continue
-        y = render(f, tmp / "vg.wav", soundfont)[: 60 * SR]
-        est = estimate_key(y, SR)
-        truth = (PITCH_CLASSES[sym.tonic.pitchClass], sym.mode)
-        agree.append(est[:2] == truth)
-        weighted.append(mir_eval.key.weighted_score(f"{truth[0]} {truth[1]}", f"{est[0]} {est[1]}")
-                        if est[0] else 0.0)
-    print(f"\nVGMIDI ({len(agree)} piano pieces, first 60 s rendered): estimate_key vs music21 key of the MIDI: "
-          f"agreement {np.mean(agree):.3f}, MIREX weighted {np.mean(weighted):.3f}")
+        truths[f] = f"{PITCH_CLASSES[sym.tonic.pitchClass]} {sym.mode}"
+    settings = {"estimate_key": None, "previous settings": KeySettings()}
+    print(f"\nVGMIDI ({len(truths)} pieces, first 60 s, every part played by the rendering's instrument): "
+          "MIREX weighted score of the audio key against music21's key of the MIDI (agreement with a symbolic "
+          "analysis, not ground truth)")
+    print("| rendering | " + " | ".join(settings) + " |\n|---|" + "---|" * len(settings))
+    for name in renderings:
+        r = rendering(name)
+        if r.soundfont() is None:
+            print(f"| {name} | soundfont not installed ({r.package}) |")
+            continue
+        scores = {s: [] for s in settings}
+        for f, truth in truths.items():
+            pm = pretty_midi.PrettyMIDI(str(f))
+            pm.instruments = [inst for inst in pm.instruments if not inst.is_drum]
+            for inst in pm.instruments:
+                inst.program = r.program
+            pm.write(str(tmp / "vg.mid"))
+            y = render(tmp / "vg.mid", tmp / "vg.wav", r.soundfont())[: 60 * SR]
+            spectrum = semitone_spectrum(y, hop=CHROMA_HOP)
+            for s, st in settings.items():
+                est = key_from_spectrum(spectrum, st) if st else key_from_spectrum(spectrum)
+                scores[s].append(mir_eval.key.weighted_score(truth, f"{est[0]} {est[1]}") if est[0] else 0.0)
+        print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in scores.values()) + " |")
 
 
 def bench_speed(soundfont: str, tmp: Path, threads: int):
@@ -247,6 +272,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=40, help="synthetic progressions to render")
     parser.add_argument("--vgmidi", type=int, default=30, help="VGMIDI pieces (0 to skip)")
+    parser.add_argument("--vgmidi-renderings", nargs="+", default=["fluidr3-piano", "fluidr3-organ", "timgm-strings"],
+                        help="renderings (m2e_plugin.harmony.renderings) that play the VGMIDI pieces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vocabulary", default="sevenths")
     parser.add_argument("--soundfont")
@@ -262,7 +289,7 @@ def main() -> int:
         if args.n:
             bench_synthetic(args.n, args.seed, soundfont, tmp, args.vocabulary)
         if args.vgmidi:
-            bench_vgmidi(args.vgmidi, soundfont, tmp)
+            bench_vgmidi(args.vgmidi, args.vgmidi_renderings, tmp)
         if not args.skip_speed:
             bench_speed(soundfont, tmp, args.threads)
     return 0

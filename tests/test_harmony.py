@@ -240,7 +240,7 @@ def test_offline_recognizer_inputs():
 
 
 def test_chroma_takes_a_notes_fifth_harmonic_back_out():
-    from m2e_plugin.harmony.features import chroma
+    from m2e_plugin.harmony.features import FrontEnd, chroma
 
     # One C3 with a strong 5th harmonic (E5): that E is not a played note and would make a C minor chord look major.
     t = np.arange(2 * SR) / SR
@@ -248,11 +248,36 @@ def test_chroma_takes_a_notes_fifth_harmonic_back_out():
     y = sum((0.3 / h) * np.sin(2 * np.pi * f * h * t) for h in range(1, 6)).astype(np.float32)
     e = PITCH_CLASSES.index("E")
     plain, energy = chroma(y)
-    suppressed, _ = chroma(y, fifth_harmonic=0.5)
+    suppressed, _ = chroma(y, front=FrontEnd(harmonics=(0.0, 0.0, 0.5)))
     assert plain.shape == suppressed.shape and plain.shape[1] == 12 and energy.shape == (plain.shape[0],)
     assert int(np.argmax(plain.mean(axis=0))) == 0  # C
     assert suppressed[:, e].mean() < 0.8 * plain[:, e].mean()
     assert suppressed[:, 0].mean() == pytest.approx(plain[:, 0].mean(), rel=0.02)  # the note itself stays
+    # The 3rd harmonic (G4, a twelfth up) is what makes a bright timbre's tonic look like its dominant.
+    g = PITCH_CLASSES.index("G")
+    no_twelfth, _ = chroma(y, front=FrontEnd(harmonics=(0.0, 0.5, 0.0)))
+    assert no_twelfth[:, g].mean() < 0.8 * plain[:, g].mean()
+
+
+def test_levelled_front_end_ignores_the_recording_gain():
+    from m2e_plugin.harmony.features import FrontEnd, fold_chroma, semitone_spectrum
+
+    y, _ = render([("C:maj", 1.0), ("A:min", 1.0)])
+    loud, quiet = semitone_spectrum(y), semitone_spectrum(0.05 * y)
+    plain = FrontEnd(compression=10.0)
+    levelled = FrontEnd(compression=10.0, level=True)
+    assert not np.allclose(fold_chroma(loud, plain)[0], fold_chroma(quiet, plain)[0], rtol=1e-2)
+    np.testing.assert_allclose(fold_chroma(loud, levelled)[0], fold_chroma(quiet, levelled)[0], rtol=1e-3,
+                               atol=1e-4)
+
+
+def test_key_from_spectrum_is_estimate_keys_core():
+    from m2e_plugin.harmony.features import CHROMA_HOP, semitone_spectrum
+    from m2e_plugin.harmony.key import key_from_spectrum
+
+    y, _ = render([("D:maj", 1.0), ("G:maj", 1.0), ("A:7", 1.0), ("D:maj", 1.5)])
+    assert key_from_spectrum(semitone_spectrum(y, hop=CHROMA_HOP)) == estimate_key(y, SR)
+    assert estimate_key(y, SR)[:2] == ("D", "major")
 
 
 def test_recognize_chords_errors():

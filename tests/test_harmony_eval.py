@@ -124,3 +124,31 @@ def test_chord_accuracy_on_the_bach_chorales_holds(tmp_path, capsys):
     assert out["pieces"] == 19 and len(out["left_out"]) == 1 and "riemenschneider011" in out["left_out"][0]
     assert out["chord"]["offline"]["majmin"] >= 0.80
     assert out["key"]["audio"] >= 0.80
+
+
+def test_renderings_are_named_and_the_held_out_one_is_apart():
+    from m2e_plugin.harmony import renderings as rd
+
+    assert rd.HELD_OUT not in rd.TUNING
+    assert rd.HELD_OUT.soundfonts[0] not in {r.soundfonts[0] for r in rd.TUNING}
+    assert rd.HELD_OUT.program not in {r.program for r in rd.TUNING}
+    assert rd.select(["all"]) == list(rd.TUNING) + [rd.HELD_OUT]
+    assert rd.select(["timgm-piano", "tuning"])[0].name == "timgm-piano"
+    with pytest.raises(ValueError, match="unknown rendering"):
+        rd.select(["kazoo"])
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None or not Path("/usr/share/sounds/sf2/TimGM6mb.sf2").is_file(),
+                    reason="needs the fluidsynth program and the TimGM6mb soundfont (Debian timgm6mb-soundfont)")
+def test_chords_and_key_hold_on_a_second_timbre(tmp_path, capsys):
+    """The guard above is on FluidR3's piano; this one plays nine chorales with another soundfont, instrument and
+    tempo (TimGM6mb's string ensemble at 80 bpm), where the previous key estimator fell to 0.70."""
+    from m2e_plugin.cli.main import main
+
+    argv = ["evaluate-harmony", "--rendering", "timgm-strings", "--pieces", "riemenschneider00", "--cache",
+            str(tmp_path), "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)["timgm-strings"]
+    assert out["pieces"] == 9 and out["left_out"] == []
+    assert out["chord"]["offline"]["majmin"] >= MAJMIN_STRINGS
+    assert out["key"]["audio"] >= KEY_STRINGS

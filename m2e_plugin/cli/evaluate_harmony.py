@@ -19,6 +19,11 @@ def register(subparsers) -> None:
         "estimators, and print mir_eval chord majmin/mirex/sevenths (duration-weighted over the corpus) and key "
         "weighted scores (reference key = the analysis's first key). Needs music21 and the fluidsynth program.",
     )
+    p.add_argument("--rendering", action="append", default=None, metavar="NAME",
+                   help="a named rendering (soundfont, instrument, tempo; repeatable): "
+                   "'all', 'tuning', 'held-out' or one of: fluidr3-piano, timgm-piano, fluidr3-organ, timgm-strings, "
+                   "fluidr3mono-guitar, gmbank-brass, musescore-choir (held out: never tuned on); one table row each. "
+                   "Overrides --bpm/--soundfont/--program")
     p.add_argument("--pieces", nargs="*", default=None,
                    help="only these analyses (name or prefix, e.g. riemenschneider001 madrigal.3)")
     p.add_argument("--cache", default=None, help="render cache folder (default ~/.cache/m2e/harmony-eval)")
@@ -44,10 +49,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"m2e evaluate-harmony: {exc.name} is not installed (pip install 'm2e[harmony]')", file=sys.stderr)
         return 2
     log = (lambda m: print(m, file=sys.stderr, flush=True))
+    cache = Path(args.cache) if args.cache else ev.DEFAULT_CACHE
+    if args.rendering:
+        return _run_renderings(args, cache, log)
     try:
-        pieces, errors = ev.prepare_corpus(args.pieces, cache=Path(args.cache) if args.cache else ev.DEFAULT_CACHE,
-                                           bpm=args.bpm, soundfont=args.soundfont, program=args.program,
-                                           jobs=args.jobs, progress=log if args.verbose else None)
+        pieces, errors = ev.prepare_corpus(args.pieces, cache=cache, bpm=args.bpm, soundfont=args.soundfont,
+                                           program=args.program, jobs=args.jobs,
+                                           progress=log if args.verbose else None)
     except ev.EvaluationError as exc:
         print(f"m2e evaluate-harmony: {exc}", file=sys.stderr)
         return 1
@@ -63,6 +71,52 @@ def run(args: argparse.Namespace) -> int:
         out = asdict(scores)
         out["left_out"] = errors
         print(json.dumps(out, indent=1))
+    else:
+        print(table)
+    return 0
+
+
+def _run_renderings(args, cache, log) -> int:
+    """One evaluation per named rendering, one table row each (a rendering whose soundfont is missing is said so)."""
+    from dataclasses import asdict
+
+    from m2e_plugin.harmony import evaluation as ev
+    from m2e_plugin.harmony import renderings as rd
+
+    try:
+        chosen = rd.select(args.rendering)
+    except ValueError as exc:
+        print(f"m2e evaluate-harmony: {exc}", file=sys.stderr)
+        return 2
+    results, left_out = {}, {}
+    for r in chosen:
+        soundfont = r.soundfont()
+        if soundfont is None:
+            print(f"m2e evaluate-harmony: {r.name}: soundfont not installed (apt install {r.package}); skipped",
+                  file=sys.stderr)
+            continue
+        log(f"{r.name}: rendering and scoring ({r.description})")
+        try:
+            pieces, errors = ev.prepare_corpus(args.pieces, cache=cache, bpm=r.bpm, soundfont=soundfont,
+                                               program=r.program, jobs=args.jobs,
+                                               progress=log if args.verbose else None)
+        except ev.EvaluationError as exc:
+            print(f"m2e evaluate-harmony: {r.name}: {exc}", file=sys.stderr)
+            return 1
+        if not pieces:
+            print(f"m2e evaluate-harmony: {r.name}: no piece could be rendered", file=sys.stderr)
+            return 1
+        left_out[r.name] = errors
+        results[r.name] = ev.evaluate(pieces, progress=log if args.verbose else None)
+    if not results:
+        print("m2e evaluate-harmony: no rendering could be evaluated", file=sys.stderr)
+        return 1
+    for err in sorted({e for errs in left_out.values() for e in errs}):
+        print(f"m2e evaluate-harmony: left out: {err}", file=sys.stderr)
+    table = rd.format_renderings_table(results)
+    if args.json:
+        print(table, file=sys.stderr)
+        print(json.dumps({name: {**asdict(s), "left_out": left_out[name]} for name, s in results.items()}, indent=1))
     else:
         print(table)
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from m2e_plugin.harmony.features import BTC_SR, chroma, prepare
+from m2e_plugin.harmony.features import BTC_SR, FrontEnd, fold_chroma, prepare, semitone_spectrum
 from m2e_plugin.harmony.vocabulary import NO_CHORD, PITCH_CLASSES, QUALITY_INTERVALS, frames_to_segments
 
 Chords = list[tuple[float, float, str]]
@@ -35,8 +35,7 @@ _HOP = 1024
 # 0.7 of librosa's default length smear chord changes less (the full C1 window is 1.6 s long), a gentler log
 # compression, and 3 % of each note's 5th harmonic (its major third two octaves up) taken back out.
 _FILTER_SCALE = 0.7
-_COMPRESSION = 5.0
-_FIFTH_HARMONIC = 0.03
+CHORD_FRONT_END = FrontEnd(compression=5.0, harmonics=(0.0, 0.0, 0.03))
 _SHARPNESS = 6.0
 _SWITCH_COST = 7.0
 # Functional harmony: a root falling a fifth (V -> I, ii -> V, ...) is the commonest progression, so that change is
@@ -131,9 +130,19 @@ def recognize_offline(audio: np.ndarray, sr: int, *, vocabulary: str = "sevenths
     duration = y.size / BTC_SR
     if not np.any(np.abs(y) > _SILENCE):
         return [(0.0, duration, NO_CHORD)]
+    return decode_spectrum(chord_spectrum(y), duration, vocabulary=vocabulary)
+
+
+def chord_spectrum(y: np.ndarray) -> np.ndarray:
+    """The recogniser's semitone spectrum of 22.05 kHz mono audio (its hop and CQT window length)."""
+    return semitone_spectrum(y, hop=_HOP, filter_scale=_FILTER_SCALE)
+
+
+def decode_spectrum(semitone: np.ndarray, duration: float, *, vocabulary: str = "sevenths",
+                    front: FrontEnd = CHORD_FRONT_END) -> Chords:
+    """Chord segments from the recogniser's :func:`chord_spectrum` of ``duration`` seconds of audio."""
+    treble, energy = fold_chroma(semitone, front)
     labels, templates, roots = chord_templates("majmin")
-    treble, energy = chroma(y, hop=_HOP, filter_scale=_FILTER_SCALE, compression=_COMPRESSION,
-                            fifth_harmonic=_FIFTH_HARMONIC)
     scores = _frame_scores(treble, energy, templates, labels)
     path = _viterbi(_SHARPNESS * scores, _transitions(roots))
     labels = labels + [NO_CHORD]

@@ -32,7 +32,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -346,7 +345,10 @@ def render(midi: Path, out: Path, soundfont: str, sr: int = RENDER_SR) -> None:
         raise EvaluationError("the 'fluidsynth' program is not installed (apt install fluidsynth)")
     tmp_wav = out.with_name(f".{out.name}.{os.getpid()}.tmp.wav")
     tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp.flac")
-    cmd = [exe, "-ni", "-q", "-g", "0.6", "-r", str(sr), "-T", "wav", "-F", str(tmp_wav), soundfont, str(midi)]
+    # Dynamic sample loading: only the samples the piece plays are loaded (and, for .sf3, decompressed), which
+    # makes a compressed soundfont as quick to render from as an .sf2; the audio is the same.
+    cmd = [exe, "-ni", "-q", "-g", "0.6", "-r", str(sr), "-o", "synth.dynamic-sample-loading=1", "-T", "wav",
+           "-F", str(tmp_wav), soundfont, str(midi)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0 or not tmp_wav.exists():
@@ -364,27 +366,48 @@ def _settings_tag(bpm: float, soundfont: str, program: int) -> str:
     return f"bpm{bpm:g}-p{program}-{Path(soundfont).stem}-{hashlib.sha1(raw.encode()).hexdigest()[:6]}"
 
 
-def prepare_piece(name: str, analysis: str, cache: Path, bpm: float, soundfont: str, program: int) -> dict:
-    """Render one piece and store its annotations, unless both are already cached. Returns the annotation dict."""
-    folder = cache / _settings_tag(bpm, soundfont, program)
+def parsed_piece(name: str, analysis: str, cache: Path) -> dict:
+    """Annotations (at 60 bpm: one quarter = 1 s) and notes of one analysis, parsed once per cache root.
+
+    Parsing the score and the analysis with music21 costs seconds per piece, more than rendering it, and does not
+    depend on the rendering; every rendering scales these by its tempo. A piece that cannot be used is cached as
+    ``{"error": message}`` too, so it is not parsed again.
+    """
+    folder = Path(cache) / "scores"
     folder.mkdir(parents=True, exist_ok=True)
-    # Annotations are versioned apart from the audio, so improving the conversion does not re-render anything.
-    audio, meta = folder / f"{name}.flac", folder / f"{name}.ann{ANNOTATION_VERSION}.json"
-    if audio.exists() and meta.exists():
+    meta = folder / f"{name}.ann{ANNOTATION_VERSION}.json"
+    if meta.exists():
         return json.loads(meta.read_text())
-    piece, notes = parse_piece(name, analysis, bpm)
-    if not audio.exists():
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            midi = Path(tmp) / f"{name}.mid"
-            write_midi(notes, midi, bpm, program)
-            render(midi, audio, soundfont)
-    info = {"name": name, "analysis": analysis, "score": piece.score, "key": list(piece.key),
-            "duration": piece.duration, "transpose": piece.transpose,
-            "shift_quarters": piece.shift_quarters, "fit": piece.fit, "chords": [list(c) for c in piece.chords],
-            "audio": str(audio)}
+    try:
+        piece, notes = parse_piece(name, analysis, 60.0)
+        info = {"name": name, "analysis": analysis, "score": piece.score, "key": list(piece.key),
+                "duration": piece.duration, "transpose": piece.transpose, "shift_quarters": piece.shift_quarters,
+                "fit": piece.fit, "chords": [list(c) for c in piece.chords], "notes": [list(n) for n in notes]}
+    except EvaluationError as exc:
+        info = {"name": name, "error": str(exc)}
     tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
     tmp_meta.write_text(json.dumps(info))
     os.replace(tmp_meta, meta)
+    return info
+
+
+def prepare_piece(name: str, analysis: str, cache: Path, bpm: float, soundfont: str, program: int) -> dict:
+    """Render one piece (unless cached) and return its annotation dict in seconds at ``bpm``."""
+    parsed = parsed_piece(name, analysis, cache)
+    if "error" in parsed:
+        raise EvaluationError(parsed["error"])
+    folder = Path(cache) / _settings_tag(bpm, soundfont, program)
+    folder.mkdir(parents=True, exist_ok=True)
+    audio = folder / f"{name}.flac"
+    if not audio.exists():
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            midi = Path(tmp) / f"{name}.mid"
+            write_midi(parsed["notes"], midi, bpm, program)
+            render(midi, audio, soundfont)
+    sec = 60.0 / bpm
+    info = {k: v for k, v in parsed.items() if k != "notes"}
+    info.update(duration=parsed["duration"] * sec, chords=[[s * sec, e * sec, lab] for s, e, lab in parsed["chords"]],
+                audio=str(audio), rendering=folder.name)
     return info
 
 
@@ -429,6 +452,33 @@ def _mir_key(tonic, mode) -> str:
     return f"{tonic} {mode}" if tonic else "C major"  # mir_eval cannot read "no key"; C major scores ~0 elsewhere
 
 
+def piece_spectra(info: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """The chord recogniser's and the key estimator's semitone spectra of a rendered piece, and its duration (s).
+
+    They are what the recognisers compute first from audio and the costly part (two CQTs); cached beside the
+    audio (float32, so decoding from the cache gives exactly what decoding the audio gives), so trying other
+    decoder or front-end settings (``benchmarks/tune_harmony.py``) does not recompute them.
+    """
+    import soundfile as sf
+
+    from m2e_plugin.harmony.chords import _FILTER_SCALE, _HOP, chord_spectrum
+    from m2e_plugin.harmony.features import CHROMA_HOP, prepare, semitone_spectrum
+
+    audio = Path(info["audio"])
+    path = audio.with_name(f"{audio.stem}.spectra-h{_HOP}-f{_FILTER_SCALE:g}-k{CHROMA_HOP}.npz")
+    if path.exists():
+        with np.load(path) as z:
+            return z["chord"], z["key"], float(z["duration"])
+    y, sr = sf.read(str(audio), dtype="float32", always_2d=True)
+    y = prepare(y.mean(axis=1), sr, source=str(audio))
+    chord, key = chord_spectrum(y), semitone_spectrum(y, hop=CHROMA_HOP)
+    duration = y.size / RENDER_SR
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, chord=chord, key=key, duration=duration)
+    os.replace(tmp, path)
+    return chord, key, duration
+
+
 @dataclass
 class Scores:
     """Corpus-level results."""
@@ -437,49 +487,55 @@ class Scores:
     seconds: float
     chord: dict  # method -> {"majmin": x, "mirex": y, "sevenths": z}
     key: dict  # method -> weighted score
-    seconds_per_minute: dict  # method -> wall-clock seconds of recognition per minute of audio
     per_piece: list
 
 
-def evaluate(pieces: list[dict], *, progress=None) -> Scores:
-    """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval."""
+def chord_totals(ref: list, est: list) -> dict:
+    """mir_eval ``majmin``/``mirex``/``sevenths``: ``metric -> (correct seconds, scored seconds)`` of one piece."""
     import mir_eval
-    import soundfile as sf
 
-    from m2e_plugin.harmony import estimate_key, key_from_chords, recognize_chords
+    ref_iv = np.array([[s, e] for s, e, _ in ref])
+    est_iv = np.array([[s, e] for s, e, _ in est])
+    est_iv, est_lab = mir_eval.util.adjust_intervals(est_iv, [lab for *_, lab in est], ref_iv.min(), ref_iv.max(),
+                                                     mir_eval.chord.NO_CHORD, mir_eval.chord.NO_CHORD)
+    iv, r_lab, e_lab = mir_eval.util.merge_labeled_intervals(ref_iv, [lab for *_, lab in ref], est_iv, est_lab)
+    dur = mir_eval.util.intervals_to_durations(iv)
+    out = {}
+    for metric in ("majmin", "mirex", "sevenths"):
+        comp = getattr(mir_eval.chord, metric)(r_lab, e_lab)
+        valid = comp >= 0
+        out[metric] = (float((comp[valid] * dur[valid]).sum()), float(dur[valid].sum()))
+    return out
+
+
+def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_settings=None) -> Scores:
+    """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval.
+
+    ``chord_front`` (a :class:`~m2e_plugin.harmony.features.FrontEnd`) and ``key_settings`` (a
+    :class:`~m2e_plugin.harmony.key.KeySettings`) replace the shipped settings (cross-validation); the recognisers
+    run from :func:`piece_spectra`, exactly as from the audio.
+    """
+    import mir_eval
+
+    from m2e_plugin.harmony.chords import CHORD_FRONT_END, decode_spectrum
+    from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_chords, key_from_spectrum
 
     totals = {"majmin": [0.0, 0.0], "mirex": [0.0, 0.0], "sevenths": [0.0, 0.0]}
     key_scores = {"audio": [], "chords": [], "reference chords (oracle)": []}
-    timing = 0.0
     audio_seconds = 0.0
     per_piece = []
     for info in pieces:
-        y, sr = sf.read(info["audio"], dtype="float32", always_2d=True)
-        y = y.mean(axis=1)
-        audio_seconds += y.size / sr
-        t0 = time.perf_counter()
-        est = recognize_chords(y, sr)
-        timing += time.perf_counter() - t0
+        chord_spec, key_spec, duration = piece_spectra(info)
+        audio_seconds += duration
+        est = decode_spectrum(chord_spec, duration, front=chord_front or CHORD_FRONT_END)
         ref = [tuple(c) for c in info["chords"]]
-        ref_iv = np.array([[s, e] for s, e, _ in ref])
-        ref_lab = [lab for _, _, lab in ref]
-        est_iv = np.array([[s, e] for s, e, _ in est])
-        est_lab = [lab for _, _, lab in est]
-        est_iv, est_lab = mir_eval.util.adjust_intervals(est_iv, est_lab, ref_iv.min(), ref_iv.max(),
-                                                         mir_eval.chord.NO_CHORD, mir_eval.chord.NO_CHORD)
-        iv, r_lab, e_lab = mir_eval.util.merge_labeled_intervals(ref_iv, ref_lab, est_iv, est_lab)
-        dur = mir_eval.util.intervals_to_durations(iv)
         row = {"name": info["name"], "key": " ".join(info["key"])}
-        for metric in totals:
-            comp = getattr(mir_eval.chord, metric)(r_lab, e_lab)
-            valid = comp >= 0
-            totals[metric][0] += float((comp[valid] * dur[valid]).sum())
-            totals[metric][1] += float(dur[valid].sum())
-            row[metric] = float((comp[valid] * dur[valid]).sum() / max(dur[valid].sum(), 1e-9))
+        for metric, (correct, scored) in chord_totals(ref, est).items():
+            totals[metric][0] += correct
+            totals[metric][1] += scored
+            row[metric] = correct / max(scored, 1e-9)
         ref_key = _mir_key(*info["key"])
-        t0 = time.perf_counter()
-        k_audio = estimate_key(y, sr)
-        timing += time.perf_counter() - t0
+        k_audio = key_from_spectrum(key_spec, key_settings or KEY_SETTINGS)
         k_chords = key_from_chords(est)
         k_oracle = key_from_chords([c for c in ref if c[2] != "X"])
         for name, k in (("audio", k_audio), ("chords", k_chords), ("reference chords (oracle)", k_oracle)):
@@ -491,10 +547,7 @@ def evaluate(pieces: list[dict], *, progress=None) -> Scores:
                      f"audio {row['key_audio']}, chords {row['key_chords']}")
     chord = {"offline": {m: (v[0] / v[1] if v[1] else float("nan")) for m, v in totals.items()}}
     key = {k: float(np.mean(v)) if v else float("nan") for k, v in key_scores.items()}
-    minutes = audio_seconds / 60.0
-    return Scores(pieces=len(pieces), seconds=audio_seconds, chord=chord, key=key,
-                  seconds_per_minute={"offline chords + audio key": timing / max(minutes, 1e-9)},
-                  per_piece=per_piece)
+    return Scores(pieces=len(pieces), seconds=audio_seconds, chord=chord, key=key, per_piece=per_piece)
 
 
 def format_table(scores: Scores) -> str:
@@ -510,6 +563,4 @@ def format_table(scores: Scores) -> str:
     lines.append(f"| key from recognised chords (`key_from_chords`) | | | | {scores.key['chords']:.3f} |")
     lines.append(f"| key from the reference chords (oracle, for scale) | | | | "
                  f"{scores.key['reference chords (oracle)']:.3f} |")
-    for what, v in scores.seconds_per_minute.items():
-        lines.append(f"\n{what}: {v:.3f} s (wall clock) per minute of audio")
     return "\n".join(lines)
