@@ -58,7 +58,8 @@ def test_predict_extract_and_stream_cut_and_score_alike(song):
     assert predicted[-1][1] == 11.5
 
     pool = plugins.get_extractor("lite", device="cpu", frames=True, window=WINDOW, hop=HOP).compute_file(song)
-    extracted = list(zip(*(pool[f"highlevel.music2emo.frames.{k}"] for k in ("start", "end", "valence", "arousal"))))
+    extracted = list(zip(*(pool[f"frames.highlevel.music2emo.{k}"]
+                           for k in ("frame_start", "frame_end", "valence", "arousal"))))
 
     streamed = _stream_windows(song, model)
 
