@@ -69,3 +69,18 @@ def test_predict_extract_and_stream_cut_and_score_alike(song):
             assert (round(s1, 3), round(e1, 3)) == (s0, e0)
             assert (v1, a1) == (v0, a0)  # identical, not merely close
     assert len({v for _, _, v, _ in predicted}) > 1  # the values follow the music (the comparison is not vacuous)
+
+
+def test_predict_with_timeline_decodes_the_file_once(song, monkeypatch):
+    from m2e_plugin import analysis
+
+    calls = []
+    real = analysis.stream_audio
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "stream_audio", counting)
+    out = Music2emo(model="lite", device="cpu").predict(song, timeline=True, window=WINDOW, hop=HOP)
+    assert len(calls) == 1 and len(out["timeline"]) == 4 and out["duration"] == 11.5
