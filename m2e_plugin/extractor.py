@@ -100,7 +100,7 @@ class ModelExtractor:
     window, hop : float, optional
         Sliding-window length and hop (seconds) for the statistics; the model's defaults when omitted.
     frames : bool
-        Also return the per-window series (``highlevel.music2emo.frames.*``).
+        Also return the frames pool, the per-window series (``frames.highlevel.music2emo.*``).
     **model_options
         Passed to the backend (e.g. ``mert=``, ``checkpoint=``, ``chord_model=`` for ``music2emo``).
     """
