@@ -223,7 +223,7 @@ def test_missing_path_is_one_error_in_extract(tmp_path, capsys):
     sf.write(good, synth_music(3.0, 22050), 22050)
     missing = tmp_path / "in" / "missing.wav"
     out = tmp_path / "out"
-    assert main(["extract", str(good), str(missing), "-o", str(out), "--no-progress"]) == 1
+    assert main(["extract", str(good), str(missing), "-o", str(out), "--progress", "never"]) == 1
     assert len(list(out.glob("good*.json"))) == 1
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert [e["id"] for e in errors] == ["missing.wav"] and "file not found" in errors[0]["error"]

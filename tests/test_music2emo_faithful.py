@@ -85,12 +85,13 @@ def test_extract_pool_carries_the_fallback(weights, offline_hub, clip, tmp_path)
     mert, ckpt, _ = weights
     out = tmp_path / "out"
     assert main(["extract", str(clip), "-o", str(out), "--extractor", "music2emo", "--device", "cpu",
-                 "--no-progress", "-O", f"mert={mert}", "-O", f"checkpoint={ckpt}"]) == 0
+                 "--progress", "never", "-O", f"mert={mert}", "-O", f"checkpoint={ckpt}"]) == 0
     pool = json.loads((out / "clip.wav.json").read_text())
     assert [w["code"] for w in pool["metadata"]["warnings"]] == ["chords_fallback"]
-    assert pool["metadata"]["models"]["music2emo"]["chord_recognizer"] == "offline"
+    run = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])  # the model card goes once per run
+    assert run["model"]["model_card"]["chord_recognizer"] == "offline"
     assert main(["extract", str(clip), "-o", str(tmp_path / "btc"), "--extractor", "music2emo", "--device", "cpu",
-                 "--no-progress", "--chords", "btc", "-O", f"mert={mert}", "-O", f"checkpoint={ckpt}"]) == 2
+                 "--progress", "never", "--chords", "btc", "-O", f"mert={mert}", "-O", f"checkpoint={ckpt}"]) == 2
 
 
 def test_training_features_use_the_inference_stages_with_btc(weights, offline_hub, clip):
@@ -127,9 +128,9 @@ def test_features_cli_chords_option(weights, offline_hub, tmp_path, capsys, monk
     sf.write(tmp_path / "x.wav", synth_music(3.0, 22050), 22050)
     base = ["features", "--model", "music2emo", "--dataset", "fourq", "--data-home", str(tmp_path), "--mert",
             str(mert), "--device", "cpu", "--quiet"]
-    assert main(base + ["--chords", "btc", "--out", str(tmp_path / "c1")]) == 2
+    assert main(base + ["--chords", "btc", "-o", str(tmp_path / "c1")]) == 2
     assert "BTC chord model" in capsys.readouterr().err
-    assert main(base + ["--chords", "btc", "--chord-model", str(btc), "--out", str(tmp_path / "c2")]) == 0
+    assert main(base + ["--chords", "btc", "--chord-model", str(btc), "-o", str(tmp_path / "c2")]) == 0
     manifest = json.loads((tmp_path / "c2" / "manifest.json").read_text())
     assert manifest["done"] == ["t0"] and manifest["description"]["chords_method"] == "btc"
     with pytest.raises(SystemExit):
