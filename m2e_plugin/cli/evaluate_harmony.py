@@ -114,7 +114,7 @@ def _run_renderings(args, cache, log) -> int:
     for err in sorted({e for errs in left_out.values() for e in errs}):
         print(f"m2e evaluate-harmony: left out: {err}", file=sys.stderr)
     table = rd.format_renderings_table(results)
-    if args.json:
+    if args.format == "json":
         print(table, file=sys.stderr)
         print(json.dumps({name: {**asdict(s), "left_out": left_out[name]} for name, s in results.items()}, indent=1))
     else:

@@ -18,9 +18,14 @@ corpus. For each analysis we
 3. score with ``mir_eval``: chord ``majmin``, ``mirex`` and ``sevenths`` duration-weighted over the whole corpus, key
    ``weighted_score`` averaged over pieces.
 
-Rendered audio (mono FLAC) and parsed annotations are cached (default ``~/.cache/m2e/harmony-eval``) under a name
-that encodes the rendering settings; files are written to a temporary name and renamed, so parallel and interrupted
-runs are safe and a re-run resumes. music21, mir_eval and fluidsynth are only needed here.
+Cached under one root (default ``~/.cache/m2e/harmony-eval``): each analysis parsed once (``scores/``, in quarters,
+for every rendering), rendered audio (mono FLAC) in a folder whose name encodes the rendering settings, and the
+recognisers' semitone spectra beside each render (:func:`piece_spectra`); files are written to a temporary name and
+renamed, so parallel and interrupted runs are safe and a re-run resumes. The named renderings the README reports
+live in :mod:`m2e_plugin.harmony.renderings`. music21, mir_eval and fluidsynth are only needed here.
+
+Over 400 lines because the score -> notes -> labels alignment, rendering, caching and scoring are one pipeline whose
+steps share the cache layout; the scoring half (from :func:`piece_spectra` on) is the natural place to split.
 """
 
 from __future__ import annotations
