@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         "so an interrupted run resumes; failures are listed in <out>/manifest.json and the run goes on.",
     )
     p.add_argument("--model", choices=("lite", "music2emo"), default="lite",
-                   help="lite: spectral/rhythm/tonal descriptors; music2emo: MERT 1536-d segments + chord/key ids")
+                   help="lite: musicnn embeddings of 3 s patches (+ a lossy-codec view); music2emo: MERT 1536-d "
+                        "segments + chord/key ids")
     p.add_argument("--dataset", required=True, help="deam, emomusic, pmemo, mtg_jamendo_moodtheme or fourq")
     p.add_argument("--data-home", required=True, help="the dataset's folder")
     p.add_argument("--out", default=None, help="cache folder")
