@@ -124,6 +124,7 @@ def test_conversion_round_trip(tmp_path):
     loaded = load_file(str(tmp_path / "out" / moodtheme.WEIGHTS_NAME))
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert (tmp_path / "out" / moodtheme.WEIGHTS_NAME).stat().st_mode & 0o777 == 0o644
     with pytest.raises(ValueError, match="no calibration"):
         MoodTagger.load(tmp_path / "out")
 

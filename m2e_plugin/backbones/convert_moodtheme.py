@@ -68,6 +68,7 @@ def convert(checkpoint: Path, tag_list: Path, out_dir: Path = WEIGHTS_DIR, calib
     state = load_checkpoint(checkpoint)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out_dir / WEIGHTS_NAME), metadata={"source_sha256": sha256(checkpoint)})
+    (out_dir / WEIGHTS_NAME).chmod(0o644)  # safetensors writes 0600; the file ships in the wheel
     card = {
         "name": "moodtheme",
         "what": "MTG-Jamendo baseline mood/theme CNN: 56 mood/theme tags (= Music2Emo's) from a 96-band mel "

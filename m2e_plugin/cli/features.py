@@ -18,7 +18,8 @@ def register(subparsers) -> None:
         "so an interrupted run resumes; failures are listed in <out>/manifest.json and the run goes on.",
     )
     p.add_argument("--model", choices=("lite", "music2emo"), default="lite",
-                   help="lite: spectral/rhythm/tonal descriptors; music2emo: MERT 1536-d segments + chord/key ids")
+                   help="lite: musicnn embeddings of 3 s patches (+ a lossy-codec view); music2emo: MERT 1536-d "
+                        "segments + chord/key ids")
     p.add_argument("--dataset", required=True, help="deam, emomusic, pmemo, mtg_jamendo_moodtheme or fourq")
     add_data_home(p, required=True, help="the dataset's folder")
     add_output(p, help="cache folder (default ~/.cache/m2e/features/<model>/<dataset>)")
