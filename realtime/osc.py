@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.parsing import osc_types
 
 from m2e_plugin.labels import normalise_va
 
@@ -114,23 +116,109 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-@dataclass
 class Destination:
-    """One OSC receiver."""
+    """One OSC receiver, with its own sender thread and socket.
 
-    host: str
-    port: int
-    profile: str = "default"
-    address: tuple[str, int] | None = None  # resolved (ip, port)
-    sent: int = 0
-    errors: int = 0
-    last_error: str = ""
-    _next_resolve: float = field(default=0.0, repr=False)
-    _next_log: float = field(default=0.0, repr=False)
+    Name resolution and sending happen on that thread, so a host whose DNS lookup takes seconds, or a dead one,
+    delays nothing but itself. The thread sends the newest packets only: when it falls behind, the oldest waiting
+    step is dropped (counted in ``dropped``).
+    """
+
+    RETRY_RESOLVE_S = 5.0
+    LOG_EVERY_S = 10.0
+    QUEUE = 4  # steps waiting at most (~130 ms at 30 Hz)
+
+    def __init__(self, host: str, port: int, profile: str = "default"):
+        self.host, self.port, self.profile = host, int(port), profile
+        self.address: tuple[str, int] | None = None  # resolved (ip, port)
+        self.sent = 0  # steps (state or heartbeat) sent whole
+        self.datagrams = 0
+        self.errors = 0
+        self.dropped = 0  # steps dropped because this destination's thread was behind (slow resolution)
+        self.last_error = ""
+        self._next_resolve = 0.0
+        self._next_log = 0.0
+        self._queue: deque[list[bytes]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def label(self) -> str:
         return f"{self.host}:{self.port}@{self.profile}"
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)  # a full send buffer drops a packet, never stalls the thread
+        self._thread = threading.Thread(target=self._run, name=f"m2e-osc-{self.label}", daemon=True)
+        self._thread.start()
+
+    def put(self, packets: list[bytes]) -> None:
+        """Queue one step's datagrams (never blocks)."""
+        with self._cond:
+            if len(self._queue) >= self.QUEUE:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(packets)
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._queue
+
+    def close(self, timeout: float = 0.5) -> None:
+        """Send what is queued (within ``timeout``), then stop; a thread stuck resolving is abandoned."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._sock is not None and (self._thread is None or not self._thread.is_alive()):
+            self._sock.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                packets = self._queue.popleft()
+            if not self._resolve():
+                continue
+            try:
+                for data in packets:
+                    self._sock.sendto(data, self.address)
+                    self.datagrams += 1
+                self.sent += 1
+            except OSError as exc:  # refused, unreachable, buffer full: this destination only
+                self._fail(f"send failed: {exc}")
+
+    def _resolve(self) -> bool:
+        if self.address is not None:
+            return True
+        now = time.monotonic()
+        if now < self._next_resolve:
+            self._fail("host not resolved yet")
+            return False
+        self._next_resolve = now + self.RETRY_RESOLVE_S
+        try:
+            info = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_DGRAM)
+            self.address = info[0][4][:2]
+            return True
+        except OSError as exc:
+            self._fail(f"cannot resolve host: {exc}")
+            return False
+
+    def _fail(self, why: str) -> None:
+        self.errors += 1
+        self.last_error = why
+        now = time.monotonic()
+        if now >= self._next_log:
+            self._next_log = now + self.LOG_EVERY_S
+            log.warning("OSC destination %s: %s (%d errors so far; other destinations unaffected)",
+                        self.label, why, self.errors)
 
 
 def parse_destination(text: str, default_profile: str = "default") -> Destination:
@@ -152,15 +240,7 @@ def parse_destination(text: str, default_profile: str = "default") -> Destinatio
     return Destination(host, port, profile)
 
 
-def build_bundle(messages: Messages, timetag: float) -> bytes:
-    """One OSC bundle (bytes) holding ``messages``, stamped with ``timetag`` (seconds since the Unix epoch)."""
-    bundle = OscBundleBuilder(timetag)
-    for address, args in messages:
-        msg = OscMessageBuilder(address)
-        for a in args:
-            msg.add_arg(a)
-        bundle.add_content(msg.build())
-    return bundle.build().dgram
+MAX_DATAGRAM = 1472  # one Ethernet frame (1500) minus IPv4 and UDP headers: no IP fragmentation
 
 
 def build_message(address: str, args: list) -> bytes:
@@ -170,8 +250,33 @@ def build_message(address: str, args: list) -> bytes:
     return msg.build().dgram
 
 
+def build_bundles(messages: Messages, timetag: float, limit: int = MAX_DATAGRAM) -> list[bytes]:
+    """``messages`` as OSC bundles of at most ``limit`` bytes each, all stamped with ``timetag`` (seconds since
+    the Unix epoch). A message that alone exceeds the limit travels in a bundle of its own."""
+    header = b"#bundle\0" + osc_types.write_date(timetag)
+    out: list[bytes] = []
+    parts: list[bytes] = []
+    size = len(header)
+    for address, args in messages:
+        element = build_message(address, args)
+        element = osc_types.write_int(len(element)) + element
+        if parts and size + len(element) > limit:
+            out.append(header + b"".join(parts))
+            parts, size = [], len(header)
+        parts.append(element)
+        size += len(element)
+    if parts:
+        out.append(header + b"".join(parts))
+    return out
+
+
+def build_bundle(messages: Messages, timetag: float) -> bytes:
+    """One OSC bundle (bytes) holding all ``messages``, whatever its size."""
+    return build_bundles(messages, timetag, limit=1 << 30)[0]
+
+
 class OscOut:
-    """Send bundles to several destinations over one non-blocking UDP socket.
+    """Send each step to several destinations, each through its own thread (see :class:`Destination`).
 
     Parameters
     ----------
@@ -179,73 +284,44 @@ class OscOut:
         Receivers; each has its own profile.
     """
 
-    RETRY_RESOLVE_S = 5.0
-    LOG_EVERY_S = 10.0
-
     def __init__(self, destinations: list[Destination]):
         if not destinations:
             raise ValueError("at least one OSC destination is needed")
         self.destinations = destinations
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)  # a full send buffer must drop a packet, never stall the output thread
         self.bundles = 0
         self._last_timetag = 0.0
         for d in destinations:
-            self._resolve(d)
+            d.start()
 
-    def _resolve(self, d: Destination) -> bool:
-        now = time.monotonic()
-        if d.address is not None:
-            return True
-        if now < d._next_resolve:
-            return False
-        d._next_resolve = now + self.RETRY_RESOLVE_S
-        try:
-            info = socket.getaddrinfo(d.host, d.port, socket.AF_INET, socket.SOCK_DGRAM)
-            d.address = info[0][4][:2]
-            return True
-        except OSError as exc:
-            self._fail(d, f"cannot resolve host: {exc}")
-            return False
-
-    def _fail(self, d: Destination, why: str) -> None:
-        d.errors += 1
-        d.last_error = why
-        now = time.monotonic()
-        if now >= d._next_log:
-            d._next_log = now + self.LOG_EVERY_S
-            log.warning("OSC destination %s: %s (%d errors so far; other destinations unaffected)",
-                        d.label, why, d.errors)
-
-    def _send(self, d: Destination, data: bytes) -> None:
-        if not self._resolve(d):
-            return
-        try:
-            self._sock.sendto(data, d.address)
-            d.sent += 1
-        except OSError as exc:  # refused, unreachable, buffer full: this destination only
-            self._fail(d, f"send failed: {exc}")
-
-    def send_state(self, state: EmotionState, timetag: float | None = None) -> None:
-        """Send one bundle per destination (built once per profile), all stamped with the same timetag."""
+    def _timetag(self, timetag: float | None) -> float:
         timetag = time.time() if timetag is None else timetag
         # Strictly increasing timetags, even for bundles built within the clock's resolution or after a clock step.
         timetag = max(timetag, self._last_timetag + 1e-6)
         self._last_timetag = timetag
-        cache: dict[str, bytes] = {}
+        return timetag
+
+    def send_state(self, state: EmotionState, timetag: float | None = None) -> None:
+        """Queue one step for every destination (built once per profile), all with the same timetag."""
+        timetag = self._timetag(timetag)
+        cache: dict[str, list[bytes]] = {}
         for d in self.destinations:
-            data = cache.get(d.profile)
-            if data is None:
-                data = cache[d.profile] = build_bundle(PROFILES[d.profile].build(state), timetag)
-            self._send(d, data)
+            packets = cache.get(d.profile)
+            if packets is None:
+                packets = cache[d.profile] = build_bundles(PROFILES[d.profile].build(state), timetag)
+            d.put(packets)
         self.bundles += 1
 
     def send_status(self, args: list, timetag: float | None = None) -> None:
         """The ``/m2e/status`` heartbeat, to every destination whose profile takes it."""
-        data = build_bundle([("/m2e/status", args)], time.time() if timetag is None else timetag)
+        packets = build_bundles([("/m2e/status", args)], self._timetag(timetag))
         for d in self.destinations:
             if PROFILES[d.profile].heartbeat:
-                self._send(d, data)
+                d.put(packets)
 
-    def close(self) -> None:
-        self._sock.close()
+    def idle(self) -> bool:
+        return all(d.idle() for d in self.destinations)
+
+    def close(self, timeout: float = 0.5) -> None:
+        deadline = time.monotonic() + timeout
+        for d in self.destinations:
+            d.close(max(0.0, deadline - time.monotonic()))

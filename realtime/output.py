@@ -45,12 +45,15 @@ class Output:
         Returns the heartbeat fields (dict) once per ``status_every`` seconds.
     listeners : list of callables
         Called with a JSON-able snapshot after each send (the monitor page).
+    live : callable, optional
+        Returns False while the input delivers nothing: then no values are sent (they would be stale), only the
+        heartbeat.
     """
 
     def __init__(self, osc: OscOut | None, *, rate: float = 30.0, smoothing: str = "euro", amount: float = 1.0,
                  mood_tau: float = 0.5, margin: float = 0.05, dwell: float = 1.0, top_k: int = 3,
                  threshold: float = 0.5, status: Callable[[], dict[str, Any]] | None = None,
-                 status_every: float = 1.0, listeners: list | None = None):
+                 status_every: float = 1.0, listeners: list | None = None, live: Callable[[], bool] | None = None):
         if rate < 0:
             raise ValueError(f"rate must be >= 0, got {rate}")
         self.osc = osc
@@ -64,6 +67,8 @@ class Output:
         self._status = status
         self.status_every = float(status_every)
         self.listeners = list(listeners or [])
+        self._live = live or (lambda: True)
+        self.withheld = 0  # ticks not sent because the input was not live
         # Results not sent yet. Normally at most one; a few when the model outpaces this thread (a file without
         # pace): each still gets its own bundle. Bounded, the oldest is dropped (counted in `coalesced`).
         self._pending: deque[WindowResult] = deque(maxlen=16)
@@ -111,9 +116,7 @@ class Output:
         fields = self._status()
         if state is not None:
             fields["state"] = state
-        self.osc.send_status([str(fields["state"]), float(fields["uptime"]), int(fields["updates"]),
-                              int(fields["skipped"]), int(fields["overflows"]), float(self.last_latency_ms),
-                              str(fields["model"]), float(fields["level_db"])])
+        self.osc.send_status(status_args(fields, self.last_latency_ms))
 
     def _run(self) -> None:
         now = time.monotonic()
@@ -156,6 +159,9 @@ class Output:
         latest = self._latest
         if latest is None or not (fresh or tick):
             return fresh
+        if not fresh and not self._live():
+            self.withheld += 1
+            return fresh
         if self._hysteresis is None or self._hysteresis.tags != latest.tags:
             # First result, or a model switch changed the tag set: restart the per-tag state.
             self._hysteresis = MoodHysteresis(latest.tags, self._margin, self._dwell)
@@ -184,6 +190,17 @@ class Output:
             for listener in self.listeners:
                 listener(snap)
         return fresh
+
+
+STATUS_FIELDS = ("state", "uptime", "updates", "skipped", "overflows", "latency_ms", "model", "level_db", "xruns",
+                 "input")
+
+
+def status_args(fields: dict[str, Any], latency_ms: float) -> list:
+    """The ``/m2e/status`` arguments in :data:`STATUS_FIELDS` order (new fields are only ever appended)."""
+    return [str(fields["state"]), float(fields["uptime"]), int(fields["updates"]), int(fields["skipped"]),
+            int(fields["overflows"]), float(latency_ms), str(fields["model"]), float(fields["level_db"]),
+            int(fields.get("xruns", 0)), str(fields.get("input", "live"))]
 
 
 def snapshot(state: EmotionState, result: WindowResult) -> dict[str, Any]:

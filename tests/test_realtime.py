@@ -20,6 +20,7 @@ from m2e_plugin.labels import MOOD_TAGS
 from m2e_plugin.realtime.capture import CaptureError, FileSource, import_sounddevice
 from m2e_plugin.realtime.engine import ModelRunner
 from m2e_plugin.realtime.osc import (PROFILES, EmotionState, OscOut, build_bundle, parse_destination)
+from m2e_plugin.realtime.control import ControlServer
 from m2e_plugin.realtime.ringbuffer import RingBuffer
 from m2e_plugin.realtime.sidecar import Sidecar
 from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, OneEuroFilter
@@ -240,7 +241,7 @@ def test_control_port_steers_the_stream_and_ignores_malformed_messages(backends,
 
     sc = Sidecar(FileSource(wav, pace=True, loop=True), ModelRunner("rt-feature"),
                  [parse_destination(f"127.0.0.1:{collector.port}")], window=1.0, hop=0.25, rate=10,
-                 control_port=0)
+                 control=ControlServer(None, 0))
     sc.start()
     try:
         assert sc.control.host == "127.0.0.1"

@@ -25,6 +25,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def sidecar_with_monitor(tmp_path, monkeypatch):
     from m2e_plugin.realtime.capture import FileSource
     from m2e_plugin.realtime.engine import ModelRunner
+    from m2e_plugin.realtime.monitor import MonitorServer
     from m2e_plugin.realtime.sidecar import Sidecar
 
     register_test_backends(monkeypatch)
@@ -34,7 +35,7 @@ def sidecar_with_monitor(tmp_path, monkeypatch):
     path = tmp_path / "music.wav"
     sf.write(path, y, 22050)
     sc = Sidecar(FileSource(path, pace=True, loop=True), ModelRunner("rt-feature"), [], window=1.0, hop=0.25,
-                 rate=20, monitor_port=0)
+                 rate=20, monitor=MonitorServer(0))
     sc.start()
     yield sc
     sc.stop()

@@ -2,7 +2,7 @@
 
 ``FeatureBackend`` derives valence/arousal from simple signal features (so its output follows the audio and is
 deterministic) and mood probabilities from the distance to each tag's word-norm valence/arousal; ``SlowBackend``
-takes ``DELAY`` seconds per window (slower than the hop); ``FlakyBackend`` fails every other window. They are
+takes ``DELAY`` seconds per window (slower than the hop); ``FlakyBackend`` fails every other window; ``HangBackend`` stops returning after a few windows. They are
 registered per test by monkeypatching ``BUILTIN_BACKENDS`` (see :func:`register_test_backends`).
 """
 
@@ -67,10 +67,28 @@ class FlakyBackend(FeatureBackend):
         return super().predict_track(blocks)
 
 
+class HangBackend(FeatureBackend):
+    """Answers ``ANSWERS`` calls (the warm-up included), then never returns (a wedged model or driver).
+    ``M2E_TEST_HANG_AFTER`` overrides ``ANSWERS`` in a subprocess."""
+
+    name = "rt-hang"
+    ANSWERS = 3
+
+    def predict_track(self, blocks) -> Prediction:
+        answers = int(os.environ.get("M2E_TEST_HANG_AFTER", self.ANSWERS))
+        if self.calls >= answers:
+            threading.Event().wait()  # forever
+        return super().predict_track(blocks)
+
+
+TEST_BACKENDS = (("rt-feature", "FeatureBackend"), ("rt-slow", "SlowBackend"), ("rt-flaky", "FlakyBackend"),
+                 ("rt-hang", "HangBackend"))
+
+
 def register_test_backends(monkeypatch) -> None:
     from m2e_plugin.backends import base
 
-    for name, cls in (("rt-feature", "FeatureBackend"), ("rt-slow", "SlowBackend"), ("rt-flaky", "FlakyBackend")):
+    for name, cls in TEST_BACKENDS:
         monkeypatch.setitem(base.BUILTIN_BACKENDS, name, f"test_realtime_support:{cls}")
 
 
