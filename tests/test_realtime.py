@@ -181,6 +181,50 @@ def test_unreachable_destinations_never_stop_the_others(collector):
         out.close()
 
 
+def test_bundles_are_split_below_one_ethernet_frame_with_one_timetag():
+    from pythonosc.osc_bundle import OscBundle
+
+    from m2e_plugin.realtime.osc import MAX_DATAGRAM, build_bundles
+
+    messages = PROFILES["default"].build(_state())
+    assert len(build_bundle(messages, 0.0)) > MAX_DATAGRAM  # 56 tags do not fit in one frame
+    packets = build_bundles(messages, 1_800_000_000.5)
+    assert len(packets) >= 2 and all(len(p) <= MAX_DATAGRAM for p in packets)
+    bundles = [OscBundle(p) for p in packets]
+    assert all(b.timestamp == pytest.approx(1_800_000_000.5, abs=1e-6) for b in bundles)
+    received = [(m.address, list(m.params)) for b in bundles for m in b]
+    assert [a for a, _ in received] == [a for a, _ in messages]  # all of them, in order
+
+
+def test_a_slow_resolving_destination_does_not_slow_the_others(collector, monkeypatch):
+    import socket as socket_module
+
+    real = socket_module.getaddrinfo
+
+    def slow_dns(host, *args, **kwargs):
+        if host == "slow.example":
+            time.sleep(5.0)  # a resolver that times out
+            raise socket_module.gaierror("timed out")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket_module, "getaddrinfo", slow_dns)
+    slow = parse_destination("slow.example:9000")
+    live = parse_destination(f"127.0.0.1:{collector.port}")
+    t0 = time.monotonic()
+    out = OscOut([slow, live])
+    try:
+        assert time.monotonic() - t0 < 0.5, "building the sender must not wait for name resolution"
+        start = time.monotonic()
+        for i in range(60):  # 2 s at 30 Hz
+            out.send_state(_state())
+            time.sleep(max(0.0, start + (i + 1) / 30 - time.monotonic()))
+        assert time.monotonic() - start < 2.5, "sending must not wait for a slow destination"
+        assert wait_for(lambda: live.sent == 60, timeout=1.0), f"127.0.0.1 got {live.sent} of 60 steps"
+        assert slow.sent == 0
+    finally:
+        out.close()
+
+
 # -- engine + sidecar -----------------------------------------------------------------------------------------
 
 def test_file_without_pace_analyses_every_window_and_sends_bundles(backends, wav, collector):

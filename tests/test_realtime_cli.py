@@ -202,9 +202,16 @@ def test_busy_monitor_and_control_ports_fail_at_start(music_wav):
         udp.bind(("127.0.0.1", 0))
         for flag, port, what in (("--monitor", tcp.getsockname()[1], "monitor"),
                                  ("--control", udp.getsockname()[1], "control")):
-            proc = m2e("stream", "--input", str(music_wav), "--model", "rt-feature", "--device", "cpu",
-                       "--osc", f"127.0.0.1:{free_udp_port()}", flag, str(port), "--duration", "5")
-            _, err = proc.communicate(timeout=60)
+            # The model never finishes loading (hangs in its warm-up): the port must be checked before.
+            proc = m2e("stream", "--input", str(music_wav), "--model", "rt-hang", "--device", "cpu",
+                       "--osc", f"127.0.0.1:{free_udp_port()}", flag, str(port), "--duration", "5",
+                       env={"M2E_TEST_HANG_AFTER": "0"})
+            try:
+                _, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
             assert proc.returncode == 2, err
             assert what in err and str(port) in err and "in use" in err and "Traceback" not in err, err
     finally:
