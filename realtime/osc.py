@@ -1,28 +1,15 @@
-"""OSC out: address profiles for the common hosts, and a sender that reaches several destinations.
+"""OSC out: destinations, each with a mapping (see :mod:`~m2e_plugin.realtime.mapping`) and its own sender thread.
 
-Each output step is one bundle with one timetag, so a receiver updates every value atomically. A destination
-that is down, unresolvable or refusing never stops the others: errors are counted and logged (rate-limited).
+Each output step goes out with one timetag, split into bundles of at most 1,472 bytes (one Ethernet frame, no IP
+fragmentation) that share that timetag. A destination that is slow to resolve, down or refusing never delays the
+others: resolution and sending run on its own thread; errors are counted and logged (rate-limited).
 
-Profiles (``--profile`` or ``host:port@profile``):
-
-``default``
-    ``/m2e/valence``, ``/m2e/arousal`` (0-1), ``/m2e/valence_raw``, ``/m2e/arousal_raw`` (1-9), ``/m2e/quadrant``
-    (int 1-4), ``/m2e/moods`` (top tags, strings), ``/m2e/mood/<tag>`` (0-1), ``/m2e/latency_ms``.
-``resolume``
-    Floats 0-1 only (what Resolume parameters take): ``/m2e/valence``, ``/m2e/arousal``, ``/m2e/quadrant/<1-4>``
-    (1.0 for the current quadrant, else 0.0: usable as clip triggers), ``/m2e/mood/<tag>``. Resolume listens on
-    UDP 7000 by default.
-``touchdesigner``
-    Flat, numeric addresses so an OSC In CHOP makes one channel per value: ``/m2e_valence``, ``/m2e_arousal``,
-    ``/m2e_valence_raw``, ``/m2e_arousal_raw``, ``/m2e_quadrant``, ``/m2e_top_index`` (index into the tag list),
-    ``/m2e_mood_<tag>``, ``/m2e_latency_ms``.
-``wekinator``
-    One ``/wek/inputs`` message of floats: valence, arousal (0-1), then every mood probability in tag order
-    (2 + the number of tags the model emits: 58 for all 56 MTG-Jamendo tags, 18 for ``lite``'s 16). Wekinator
-    listens on UDP 6448 by default.
-
-Every profile but ``wekinator`` also gets the ``/m2e/status`` heartbeat: state, uptime (s), model updates,
-skipped windows, input overflows, last latency (ms), model name, input level of the latest window (dBFS).
+Profiles (``--profile NAME`` or ``host:port@NAME``) are the shipped mappings ``default``, ``resolume``,
+``touchdesigner``, ``wekinator``, ``max`` (``realtime/mappings/*.yaml``), or a mapping file of your own
+(``host:port@show.yaml``). Mappings with ``heartbeat: true`` (default, resolume and wekinator excepted) also get
+the ``/m2e/status`` heartbeat once a second: state, uptime (s), model updates, skipped windows, input overflows,
+last latency (ms), model name, input level of the latest window (dBFS), xruns, input state
+(live/opening/lost/stopped).
 """
 
 from __future__ import annotations
@@ -33,13 +20,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
-from m2e_plugin.labels import normalise_va
+from m2e_plugin.realtime.mapping import Mapping, MappingError, load_mapping
 
 log = logging.getLogger("m2e.realtime.osc")
 
@@ -58,62 +44,21 @@ class EmotionState:
     probs: np.ndarray  # (len(tags),) in [0, 1]
     latency_ms: float  # end of the latest analysed window -> this step
     fresh: bool = False  # True when this step carries a new model output
+    quadrant_changed: bool = False  # the (hysteresis) quadrant changed at this step
+    features: dict | None = None  # fast features (level_db, peak_db, level, onset, tempo, beat_phase)
+    beat: bool = False  # a beat was detected since the previous step
 
 
-def _default(s: EmotionState) -> Messages:
-    msgs: Messages = [
-        ("/m2e/valence", [normalise_va(s.valence)]),
-        ("/m2e/arousal", [normalise_va(s.arousal)]),
-        ("/m2e/valence_raw", [float(s.valence)]),
-        ("/m2e/arousal_raw", [float(s.arousal)]),
-        ("/m2e/quadrant", [int(s.quadrant)]),
-        ("/m2e/moods", list(s.moods)),
-    ]
-    msgs += [(f"/m2e/mood/{t}", [float(p)]) for t, p in zip(s.tags, s.probs)]
-    msgs.append(("/m2e/latency_ms", [float(s.latency_ms)]))
-    return msgs
+_MAPPINGS: dict[str, Mapping] = {}
 
 
-def _resolume(s: EmotionState) -> Messages:
-    msgs: Messages = [("/m2e/valence", [normalise_va(s.valence)]), ("/m2e/arousal", [normalise_va(s.arousal)])]
-    msgs += [(f"/m2e/quadrant/{q}", [1.0 if q == s.quadrant else 0.0]) for q in (1, 2, 3, 4)]
-    msgs += [(f"/m2e/mood/{t}", [float(p)]) for t, p in zip(s.tags, s.probs)]
-    return msgs
-
-
-def _touchdesigner(s: EmotionState) -> Messages:
-    top = s.tags.index(s.moods[0]) if s.moods and s.moods[0] in s.tags else -1
-    msgs: Messages = [
-        ("/m2e_valence", [normalise_va(s.valence)]),
-        ("/m2e_arousal", [normalise_va(s.arousal)]),
-        ("/m2e_valence_raw", [float(s.valence)]),
-        ("/m2e_arousal_raw", [float(s.arousal)]),
-        ("/m2e_quadrant", [float(s.quadrant)]),
-        ("/m2e_top_index", [float(top)]),
-    ]
-    msgs += [(f"/m2e_mood_{t}", [float(p)]) for t, p in zip(s.tags, s.probs)]
-    msgs.append(("/m2e_latency_ms", [float(s.latency_ms)]))
-    return msgs
-
-
-def _wekinator(s: EmotionState) -> Messages:
-    return [("/wek/inputs", [normalise_va(s.valence), normalise_va(s.arousal)] + [float(p) for p in s.probs])]
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    build: Callable[[EmotionState], Messages]
-    default_port: int
-    heartbeat: bool = True
-
-
-PROFILES: dict[str, Profile] = {
-    "default": Profile("default", _default, 9000),
-    "resolume": Profile("resolume", _resolume, 7000),
-    "touchdesigner": Profile("touchdesigner", _touchdesigner, 9000),
-    "wekinator": Profile("wekinator", _wekinator, 6448, heartbeat=False),
-}
+def get_mapping(name: str) -> Mapping:
+    """The mapping for a profile name or file, loaded once per process (destinations naming the same mapping
+    share its event state, so an event is detected once per step)."""
+    mapping = _MAPPINGS.get(name)
+    if mapping is None:
+        mapping = _MAPPINGS[name] = load_mapping(name)
+    return mapping
 
 
 class Destination:
@@ -130,6 +75,7 @@ class Destination:
 
     def __init__(self, host: str, port: int, profile: str = "default"):
         self.host, self.port, self.profile = host, int(port), profile
+        self.mapping = get_mapping(profile)
         self.address: tuple[str, int] | None = None  # resolved (ip, port)
         self.sent = 0  # steps (state or heartbeat) sent whole
         self.datagrams = 0
@@ -225,8 +171,10 @@ def parse_destination(text: str, default_profile: str = "default") -> Destinatio
     """Parse ``host:port``, ``host:port@profile``, ``:port`` or ``port`` (host 127.0.0.1)."""
     spec, _, profile = str(text).strip().partition("@")
     profile = profile or default_profile
-    if profile not in PROFILES:
-        raise ValueError(f"OSC destination {text!r}: unknown profile {profile!r} (use {', '.join(PROFILES)})")
+    try:
+        get_mapping(profile)
+    except MappingError as exc:
+        raise ValueError(f"OSC destination {text!r}: {exc}") from None
     host, sep, port_text = spec.rpartition(":")
     if not sep:
         host, port_text = "", spec
@@ -303,11 +251,12 @@ class OscOut:
     def send_state(self, state: EmotionState, timetag: float | None = None) -> None:
         """Queue one step for every destination (built once per profile), all with the same timetag."""
         timetag = self._timetag(timetag)
-        cache: dict[str, list[bytes]] = {}
+        now = time.monotonic()
+        cache: dict[int, list[bytes]] = {}
         for d in self.destinations:
-            packets = cache.get(d.profile)
-            if packets is None:
-                packets = cache[d.profile] = build_bundles(PROFILES[d.profile].build(state), timetag)
+            packets = cache.get(id(d.mapping))
+            if packets is None:  # once per mapping and step: its event detectors advance exactly once
+                packets = cache[id(d.mapping)] = build_bundles(d.mapping.build(state, now), timetag)
             d.put(packets)
         self.bundles += 1
 
@@ -315,7 +264,7 @@ class OscOut:
         """The ``/m2e/status`` heartbeat, to every destination whose profile takes it."""
         packets = build_bundles([("/m2e/status", args)], self._timetag(timetag))
         for d in self.destinations:
-            if PROFILES[d.profile].heartbeat:
+            if d.mapping.heartbeat:
                 d.put(packets)
 
     def idle(self) -> bool:

@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from m2e_plugin.labels import quadrant
+from m2e_plugin.labels import normalise_va
 from m2e_plugin.realtime.engine import WindowResult
 from m2e_plugin.realtime.osc import EmotionState, OscOut
-from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, make_smoother
+from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, QuadrantHysteresis, make_smoother
 
 log = logging.getLogger("m2e.realtime.output")
 
@@ -45,6 +45,10 @@ class Output:
         Returns the heartbeat fields (dict) once per ``status_every`` seconds.
     listeners : list of callables
         Called with a JSON-able snapshot after each send (the monitor page).
+    quadrant_margin, quadrant_dwell : float
+        Quadrant hysteresis (0-1 scale) and dwell (s): see :class:`QuadrantHysteresis`.
+    features : callable, optional
+        Returns ``(fast feature dict, beat since last call)`` for each step (see :mod:`.features`).
     live : callable, optional
         Returns False while the input delivers nothing: then no values are sent (they would be stale), only the
         heartbeat.
@@ -53,7 +57,9 @@ class Output:
     def __init__(self, osc: OscOut | None, *, rate: float = 30.0, smoothing: str = "euro", amount: float = 1.0,
                  mood_tau: float = 0.5, margin: float = 0.05, dwell: float = 1.0, top_k: int = 3,
                  threshold: float = 0.5, status: Callable[[], dict[str, Any]] | None = None,
-                 status_every: float = 1.0, listeners: list | None = None, live: Callable[[], bool] | None = None):
+                 status_every: float = 1.0, listeners: list | None = None, live: Callable[[], bool] | None = None,
+                 quadrant_margin: float = 0.03, quadrant_dwell: float = 2.0,
+                 features: Callable[[], tuple[dict, bool]] | None = None):
         if rate < 0:
             raise ValueError(f"rate must be >= 0, got {rate}")
         self.osc = osc
@@ -68,6 +74,8 @@ class Output:
         self.status_every = float(status_every)
         self.listeners = list(listeners or [])
         self._live = live or (lambda: True)
+        self._quadrant = QuadrantHysteresis(quadrant_margin, quadrant_dwell)
+        self._features = features
         self.withheld = 0  # ticks not sent because the input was not live
         # Results not sent yet. Normally at most one; a few when the model outpaces this thread (a file without
         # pace): each still gets its own bundle. Bounded, the oldest is dropped (counted in `coalesced`).
@@ -170,12 +178,15 @@ class Output:
         a = self._va[1](latest.result["arousal"], now)
         probs = np.asarray(self._moods(latest.probs, now), dtype=np.float64)
         top = self._hysteresis.update(probs, now)
+        q, changed = self._quadrant.update(normalise_va(v), normalise_va(a), now)
+        feats, beat = self._features() if self._features is not None else (None, False)
         order = np.argsort(-probs)
         moods = [top] + [latest.tags[i] for i in order
                          if latest.tags[i] != top and probs[i] > self.threshold][: self.top_k - 1]
         latency_ms = (time.monotonic() - latest.window_end_time) * 1000.0 if fresh else self.last_latency_ms
-        state = EmotionState(valence=float(v), arousal=float(a), quadrant=int(quadrant(v, a)[1]), moods=moods,
-                             tags=latest.tags, probs=probs, latency_ms=latency_ms, fresh=fresh)
+        state = EmotionState(valence=float(v), arousal=float(a), quadrant=q, moods=moods, tags=latest.tags,
+                             probs=probs, latency_ms=latency_ms, fresh=fresh, quadrant_changed=changed,
+                             features=feats, beat=beat)
         if self.osc is not None:
             self.osc.send_state(state, time.time())
         if fresh:
@@ -207,9 +218,12 @@ def snapshot(state: EmotionState, result: WindowResult) -> dict[str, Any]:
     """A JSON-able view of one output step (what the monitor page draws)."""
     order = np.argsort(-state.probs)[:8]
     return {
-        "valence": round(state.valence, 4),
-        "arousal": round(state.arousal, 4),
+        "valence": round(normalise_va(state.valence), 4),  # 0-1: the scale OSC sends
+        "arousal": round(normalise_va(state.arousal), 4),
+        "valence_raw": round(state.valence, 3),
+        "arousal_raw": round(state.arousal, 3),
         "quadrant": state.quadrant,
+        "features": {k: round(float(v), 3) for k, v in (state.features or {}).items()},
         "moods": state.moods,
         "top": [[state.tags[i], round(float(state.probs[i]), 4)] for i in order],
         "latency_ms": round(state.latency_ms, 1),

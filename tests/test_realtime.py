@@ -19,7 +19,9 @@ from m2e_plugin.demo import synth_music
 from m2e_plugin.labels import MOOD_TAGS
 from m2e_plugin.realtime.capture import CaptureError, FileSource, import_sounddevice
 from m2e_plugin.realtime.engine import ModelRunner
-from m2e_plugin.realtime.osc import (PROFILES, EmotionState, OscOut, build_bundle, parse_destination)
+from m2e_plugin.realtime.mapping import MappingError, load_mapping
+from m2e_plugin.realtime.osc import EmotionState, OscOut, build_bundle, parse_destination
+from m2e_plugin.realtime.smoothing import EdgeTrigger, QuadrantHysteresis
 from m2e_plugin.realtime.control import ControlServer
 from m2e_plugin.realtime.ringbuffer import RingBuffer
 from m2e_plugin.realtime.sidecar import Sidecar
@@ -141,29 +143,139 @@ def _state(**kw):
 
 
 def test_profiles_map_the_same_values_onto_each_hosts_conventions():
-    msgs = dict(PROFILES["default"].build(_state()))
+    msgs = dict(load_mapping("default").build(_state(), 0.0))
     assert msgs["/m2e/valence"] == [pytest.approx(0.75)] and msgs["/m2e/arousal"] == [pytest.approx(0.25)]
     assert msgs["/m2e/valence_raw"] == [7.0] and msgs["/m2e/quadrant"] == [4]
     assert msgs["/m2e/moods"] == ["uplifting", "travel"] and msgs["/m2e/latency_ms"] == [12.5]
     assert len([a for a in msgs if a.startswith("/m2e/mood/")]) == 56
-    res = dict(PROFILES["resolume"].build(_state()))
+    res = dict(load_mapping("resolume").build(_state(), 0.0))
     assert all(isinstance(v[0], float) and 0 <= v[0] <= 1 for v in res.values())  # Resolume takes 0-1 floats
-    assert [res[f"/m2e/quadrant/{q}"][0] for q in (1, 2, 3, 4)] == [0.0, 0.0, 0.0, 1.0]
-    td = dict(PROFILES["touchdesigner"].build(_state()))
+    assert res["/composition/layers/1/video/opacity"][0] == pytest.approx(0.2 + 0.8 * (3 * 0.25**2 - 2 * 0.25**3))
+    td = dict(load_mapping("touchdesigner").build(_state(), 0.0))
     assert all(a.count("/") == 1 for a in td)  # flat names -> one CHOP channel each
-    assert td["/m2e_top_index"] == [float(MOOD_TAGS.index("uplifting"))]
-    wek = PROFILES["wekinator"].build(_state())
-    assert [a for a, _ in wek] == ["/wek/inputs"] and len(wek[0][1]) == 58
-    assert PROFILES["wekinator"].default_port == 6448 and PROFILES["resolume"].default_port == 7000
+    assert td["/m2e_top_index"] == [MOOD_TAGS.index("uplifting")]
+    assert load_mapping("wekinator").port == 6448 and load_mapping("resolume").port == 7000
+    assert dict(load_mapping("max").build(_state(), 0.0))["/m2e/va"] == [pytest.approx(0.75), pytest.approx(0.25)]
+
+
+def test_wekinator_input_count_does_not_depend_on_the_model():
+    wek = load_mapping("wekinator")
+    full = wek.build(_state(), 0.0)
+    few_tags = MOOD_TAGS[:10:2]  # a model with 5 tags
+    small = wek.build(_state(tags=few_tags, probs=np.full(5, 0.9), moods=[few_tags[0]]), 0.0)
+    assert [a for a, _ in full] == [a for a, _ in small] == ["/wek/inputs"]
+    assert len(full[0][1]) == len(small[0][1]) == 58
+    assert small[0][1][2] == pytest.approx(0.9) and small[0][1][3] == 0.0  # tag 0 present, tag 1 absent
+
+
+def test_resolume_triggers_are_sent_once_per_quadrant_change_not_at_the_output_rate():
+    res = load_mapping("resolume")
+    sent = []
+    for i in range(90):  # 3 s at 30 Hz, one quadrant change in the middle
+        msgs = res.build(_state(quadrant=1 if i >= 45 else 4, quadrant_changed=i == 45), i / 30)
+        sent += [a for a, _ in msgs if a.startswith("/composition/columns/")]
+    assert sent == ["/composition/columns/1/connect"]
+
+
+def test_a_mapping_file_sends_any_value_anywhere_with_range_curve_and_type(tmp_path):
+    path = tmp_path / "show.yaml"
+    path.write_text(
+        "values:\n"
+        "  - {source: arousal, address: /composition/layers/1/video/opacity, range: [0.5, 1.0]}\n"
+        "  - {source: valence, address: /dim, curve: 'exp:2'}\n"
+        "  - {source: valence_raw, address: /steps, in: [1, 9], range: [0, 10], type: int}\n"
+        "  - {source: arousal, address: /gate, type: bool}\n"
+        "events:\n"
+        "  - {event: mood_onset, mood: happy, address: /happy/on, dwell: 1.0}\n")
+    m = load_mapping(str(path))
+    msgs = dict(m.build(_state(), 0.0))
+    assert msgs["/composition/layers/1/video/opacity"] == [pytest.approx(0.625)]
+    assert msgs["/dim"] == [pytest.approx(0.75 ** 2)]
+    assert msgs["/steps"] == [8] and msgs["/gate"] == [False]
+    happy = MOOD_TAGS.index("happy")
+    fired = []
+    for i in range(40):  # probability 0.9 from 0.5 s on: onset after the 1 s dwell, once
+        probs = np.zeros(56)
+        probs[happy] = 0.9 if i >= 5 else 0.1
+        fired += [(i, a) for a, _ in m.build(_state(probs=probs), i * 0.1) if a == "/happy/on"]
+    assert fired == [(15, "/happy/on")]
+    toml = tmp_path / "show.toml"
+    toml.write_text('[[values]]\nsource = "arousal"\naddress = "/a"\n')
+    assert dict(load_mapping(str(toml)).build(_state(), 0.0))["/a"] == [pytest.approx(0.25)]
+
+
+@pytest.mark.parametrize("text, error", [
+    ("values: [{source: nope, address: /x}]", "values\\[0\\]: unknown value 'nope'"),
+    ("values: [{source: arousal, address: x}]", "must start with /"),
+    ("values: [{source: arousal, address: /x, curve: wobbly}]", "unknown curve"),
+    ("events: [{event: mood_onset, address: /x}]", "events\\[0\\]: mood events need"),
+    ("values: [{source: arousal", "not valid YAML"),
+])
+def test_bad_mapping_files_name_the_file_and_the_rule(tmp_path, text, error):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(MappingError, match="bad.yaml.*" + error):
+        load_mapping(str(path))
+    with pytest.raises(ValueError, match="OSC destination"):
+        parse_destination(f"127.0.0.1:9000@{path}")
+
+
+def test_quadrant_never_flaps_on_a_boundary_nor_shows_a_diagonal_passage():
+    q = QuadrantHysteresis(margin=0.03, dwell=2.0)
+    t = 0.0
+    q.update(0.7, 0.7, t)
+    changes = []
+    rng = np.random.default_rng(0)
+    for _ in range(600):  # 20 s at 30 Hz sitting on the valence boundary, +-0.02 noise
+        t += 1 / 30
+        if q.update(0.5 + rng.uniform(-0.02, 0.02), 0.7, t)[1]:
+            changes.append(t)
+    assert changes == []
+    for _ in range(30):  # diagonal Q1 -> Q3 that crosses Q2 for 1 s
+        t += 1 / 30
+        assert q.update(0.3, 0.7, t) == (1, False)
+    changes = []
+    for _ in range(150):
+        t += 1 / 30
+        qq, changed = q.update(0.3, 0.3, t)
+        if changed:
+            changes.append(qq)
+    assert changes == [3]  # straight to Q3, Q2 never shown
+    # Changes are never closer than the dwell time.
+    q2, t, last, gaps = QuadrantHysteresis(dwell=2.0), 0.0, None, []
+    for i in range(3000):
+        t += 1 / 30
+        v = 0.5 + 0.3 * np.sin(i / 20.0) + 0.1 * np.sin(i / 3.0)  # swings of ~4 s with fast wobble
+        if q2.update(v, 0.7, t)[1]:
+            if last is not None:
+                gaps.append(t - last)
+            last = t
+    assert gaps and min(gaps) >= 2.0
+
+
+def test_edge_trigger_needs_hysteresis_and_dwell():
+    trig = EdgeTrigger(threshold=0.5, hysteresis=0.1, dwell=2.0)
+    t, edges = 0.0, []
+    for i in range(300):  # hovering around the threshold: nothing
+        t += 0.1
+        if (e := trig.update(0.5 + 0.06 * (-1) ** i, t)):
+            edges.append(e)
+    assert edges == []
+    for _ in range(25):
+        t += 0.1
+        if (e := trig.update(0.7, t)):
+            edges.append((e, round(t, 1)))
+    assert edges == [("onset", round(t - 0.4, 1))]
 
 
 def test_bundle_carries_one_timetag():
     from pythonosc.osc_bundle import OscBundle
 
-    data = build_bundle(PROFILES["default"].build(_state()), 1_800_000_000.25)
+    messages = load_mapping("default").build(_state(), 0.0)
+    data = build_bundle(messages, 1_800_000_000.25)
     b = OscBundle(data)
     assert b.timestamp == pytest.approx(1_800_000_000.25, abs=1e-6)
-    assert b.num_contents == 7 + 56  # 7 fixed addresses + one per tag
+    assert b.num_contents == len(messages) == 12 + 56  # 12 fixed addresses + one per tag
 
 
 def test_unreachable_destinations_never_stop_the_others(collector):
@@ -186,7 +298,7 @@ def test_bundles_are_split_below_one_ethernet_frame_with_one_timetag():
 
     from m2e_plugin.realtime.osc import MAX_DATAGRAM, build_bundles
 
-    messages = PROFILES["default"].build(_state())
+    messages = load_mapping("default").build(_state(), 0.0)
     assert len(build_bundle(messages, 0.0)) > MAX_DATAGRAM  # 56 tags do not fit in one frame
     packets = build_bundles(messages, 1_800_000_000.5)
     assert len(packets) >= 2 and all(len(p) <= MAX_DATAGRAM for p in packets)
@@ -266,8 +378,9 @@ def test_slow_model_and_dead_destination_do_not_stop_the_stream(backends, wav, c
     assert summary["windows"] - summary["skipped_windows"] - summary["updates"] <= 2
     bundles = collector.bundles()
     times = sorted(tt for tt, _ in bundles)
-    # Steady output between slow updates: ~20 Hz after the first result, no gap near a whole inference.
-    assert len(bundles) >= 40 and max(np.diff(times)) < 0.3
+    # Steady output between slow updates: ~20 Hz after the first result, not one bundle per inference (a single
+    # scheduling hiccup of a loaded machine is tolerated by the percentile).
+    assert len(bundles) >= 40 and np.percentile(np.diff(times), 95) < 0.15
     assert all(0 <= m["/m2e/valence"][0] <= 1 and 0 <= m["/m2e/arousal"][0] <= 1 for _, m in bundles)
     dests = {d["destination"]: d for d in summary["destinations"]}
     assert dests[f"127.0.0.1:{dead}@default"]["sent"] == dests[f"127.0.0.1:{collector.port}@default"]["sent"]

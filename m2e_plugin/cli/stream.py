@@ -53,8 +53,9 @@ def register(subparsers) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--osc", action="append", default=[], metavar="HOST:PORT[@PROFILE]",
                      help="OSC destination; repeat for several (default: 127.0.0.1 on the profile's port)")
-    out.add_argument("--profile", default="default", choices=("default", "resolume", "touchdesigner", "wekinator"),
-                     help="address scheme for destinations without @PROFILE (default: default)")
+    out.add_argument("--profile", default="default", metavar="PROFILE",
+                     help="mapping for destinations without @PROFILE: default, resolume, touchdesigner, wekinator, "
+                     "max, or a .yaml/.toml mapping file (default: default)")
     out.add_argument("--rate", type=float, default=30.0, help="OSC bundles per second between updates (default 30)")
     out.add_argument("--smoothing", choices=("euro", "ema", "none"), default="euro",
                      help="valence/arousal smoothing: one-euro (default), exponential, none")
@@ -99,14 +100,14 @@ def run(args: argparse.Namespace) -> int:
                         format="m2e stream: %(message)s", stream=sys.stderr)
     log = logging.getLogger("m2e.realtime")
 
-    from m2e_plugin.realtime.osc import PROFILES, parse_destination
+    from m2e_plugin.realtime.osc import get_mapping, parse_destination
 
     def fail(message) -> int:
         print(f"m2e stream: {message}", file=sys.stderr)
         return 2
 
     try:
-        specs = args.osc or [f"127.0.0.1:{PROFILES[args.profile].default_port}"]
+        specs = args.osc or [f"127.0.0.1:{get_mapping(args.profile).port}"]
         destinations = [parse_destination(s, args.profile) for s in specs]
         if args.no_pace and args.input is None:
             raise ValueError("--no-pace only applies to --input FILE")
