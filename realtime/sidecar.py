@@ -15,6 +15,7 @@ import numpy as np
 from m2e_plugin.realtime.capture import Source
 from m2e_plugin.realtime.control import ControlServer
 from m2e_plugin.realtime.engine import Engine, ModelRunner
+from m2e_plugin.realtime.features import FastFeatures
 from m2e_plugin.realtime.monitor import MonitorServer
 from m2e_plugin.realtime.osc import Destination, OscOut
 from m2e_plugin.realtime.output import Output
@@ -57,8 +58,9 @@ class Sidecar:
         self.osc = OscOut(destinations) if destinations else None
         self.monitor = monitor
         listeners = [self.monitor.publish] if self.monitor is not None else []
+        self.features = FastFeatures(source)
         self.output = Output(self.osc, status=self.status, listeners=listeners, live=self.input_live,
-                             **output_options)
+                             features=self.features.snapshot, **output_options)
         self.engine = Engine(source, runner, window=window, hop=hop, on_result=self.output.push, batch=batch)
         self.control = control
         if control is not None:
@@ -106,6 +108,7 @@ class Sidecar:
             self.monitor.status = self.status
             self.monitor.start()
         self.output.start()
+        self.features.start()
         self.engine.start()
         if self.control is not None:
             self.control.start()
@@ -141,7 +144,7 @@ class Sidecar:
         if self._stopped:
             return
         self._stopped = True
-        for step in (self.source.stop, self.engine.stop, self.output.stop,
+        for step in (self.source.stop, self.engine.stop, self.features.stop, self.output.stop,
                      *(x.stop for x in (self.control, self.monitor) if x is not None),
                      *((self.osc.close,) if self.osc is not None else ()), self.source.close):
             try:
@@ -183,6 +186,7 @@ class Sidecar:
             "input_losses": getattr(self.source, "losses", 0),
             "input_reopens": getattr(self.source, "reopens", 0),
             "input_level_db": round(e.level_db, 1),
+            "tempo_bpm": round(self.features.tracker.tempo, 1) if self.features.tracker else None,
             "bundles_sent": self.output.sent,
             "latency_ms_median": round(float(np.median(lat)), 2) if lat.size else None,
             "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat.size else None,

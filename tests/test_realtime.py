@@ -510,3 +510,56 @@ def test_output_survives_a_model_switch_to_another_tag_set(collector):
         osc.close()
     last = dict(collector.bundles()[-1][1])
     assert "/m2e/mood/sad" in last and "/m2e/mood/uplifting" not in last
+
+
+# -- fast features --------------------------------------------------------------------------------------------
+
+def _click_track(bpm: float, seconds: float, sr: int = 48000):
+    n = int(seconds * sr)
+    y = 0.005 * np.random.default_rng(1).standard_normal(n).astype(np.float32)
+    k = np.arange(int(0.03 * sr))
+    click = (np.exp(-k / (0.005 * sr)) * np.sin(2 * np.pi * 1500 * k / sr)).astype(np.float32)
+    clicks = np.arange(0.25, seconds, 60.0 / bpm)
+    for c in clicks:
+        i = int(c * sr)
+        y[i:i + click.size] += 0.5 * click[: n - i]
+    return y, clicks
+
+
+@pytest.mark.parametrize("bpm", [90, 128])
+def test_beat_tracker_finds_tempo_and_beats_causally(bpm):
+    from m2e_plugin.realtime.features import BeatTracker
+
+    y, clicks = _click_track(bpm, 16.0)
+    bt = BeatTracker(48000)
+    fired = []
+    for start in range(0, y.size, 480):  # 10 ms blocks, as a live input delivers them
+        bt.process(y[start:start + 480])
+        if bt.take_beat():
+            fired.append((start + 480) / 48000)  # when the beat was known, not re-dated afterwards
+    assert bt.tempo == pytest.approx(bpm, rel=0.02)
+    late = [t for t in fired if t > 8.0]  # after convergence
+    assert len(late) >= int(7.5 * bpm / 60)
+    errors = [np.min(np.abs(clicks - t)) for t in late]
+    assert max(errors) < 0.05  # within 50 ms of the click
+
+
+def test_fast_features_follow_the_ring_level(backends):
+    from m2e_plugin.realtime.capture import Source
+    from m2e_plugin.realtime.features import FastFeatures
+
+    src = Source(48000, 5.0)
+    ff = FastFeatures(src)
+    ff.start()
+    try:
+        t = np.arange(4800) / 48000
+        for _ in range(30):  # 3 s of a -6 dBFS sine, in 100 ms blocks
+            src.ring.write((0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+            time.sleep(0.01)
+        assert wait_for(lambda: ff.snapshot()[0]["peak_db"] > -7.0)
+        values, _ = ff.snapshot()
+        assert values["peak_db"] == pytest.approx(-6.02, abs=0.3)
+        assert values["level_db"] == pytest.approx(-9.03, abs=0.3)  # sine RMS = peak / sqrt(2)
+        assert values["level"] == pytest.approx((60 - 9.03) / 60, abs=0.01)
+    finally:
+        ff.stop()
