@@ -363,6 +363,9 @@ class Engine:
 
     # -- worker ----------------------------------------------------------------------------------------------
     def _work(self) -> None:
+        backend = self.runner.current.backend
+        if self.source.sample_rate != backend.sample_rate:  # build the resampling kernel before the first window
+            self._resample(np.zeros(1024, dtype=np.float32), self.source.sample_rate, backend.sample_rate)
         while not self._stop.is_set():
             jobs = self._mailbox.take(timeout=0.05)
             if not jobs:
