@@ -563,3 +563,72 @@ def test_fast_features_follow_the_ring_level(backends):
         assert values["level"] == pytest.approx((60 - 9.03) / 60, abs=0.01)
     finally:
         ff.stop()
+
+
+# -- responsiveness and batching ------------------------------------------------------------------------------
+
+def _calm_then_energetic(path, sr=16000, seconds=12.0):
+    rng = np.random.default_rng(3)
+    calm = 0.01 * rng.standard_normal(int(seconds * sr))
+    energetic = 0.15 * rng.standard_normal(int(seconds * sr))  # below the feature backend's saturation
+    sf.write(path, np.concatenate([calm, energetic]).astype(np.float32), sr)
+    return seconds
+
+
+def _reaction(path, switch, window, hop):
+    """Audio seconds from the switch to the first result past the midpoint of the two arousal plateaus."""
+    from m2e_plugin.realtime.engine import Engine
+
+    results = []
+    engine = Engine(FileSource(path, pace=False), ModelRunner("rt-feature"), window=window, hop=hop,
+                    on_result=results.append)
+    engine.source.start()
+    engine.start()
+    assert engine.done.wait(60)
+    engine.stop()
+    times = np.array([r.stream_time for r in results])
+    arousal = np.array([r.result["arousal"] for r in results])
+    calm = np.median(arousal[times <= switch])
+    hot = np.median(arousal[times >= switch + window])
+    crossed = times[(times > switch) & (arousal >= (calm + hot) / 2)]
+    return float(crossed[0] - switch)
+
+
+def test_low_latency_mode_reacts_to_a_change_within_2_s(backends, tmp_path):
+    from m2e_plugin.cli.stream import LOW_LATENCY
+
+    switch = _calm_then_energetic(tmp_path / "change.wav")
+    window, hop = LOW_LATENCY
+    assert window <= 3.0 and hop <= 0.5
+    assert _reaction(tmp_path / "change.wav", switch, window, hop) <= 2.0
+    # 10 s windows (the old default) do not: the change must fill most of the window first.
+    assert _reaction(tmp_path / "change.wav", switch, 10.0, 0.5) > 2.0
+
+
+def test_pending_windows_are_batched_when_the_model_is_busy(backends, wav, monkeypatch):
+    """The GPU path: windows that arrive while the model is busy are analysed in one predict_windows call."""
+    from m2e_plugin.realtime.engine import Engine
+
+    calls = []
+
+    def predict_windows(self, windows):
+        calls.append(len(windows))
+        time.sleep(0.3)  # slower than the 0.1 s hop: windows pile up (up to the batch size)
+        return [self.predict_track([w]) for w in windows]
+
+    monkeypatch.setattr(SlowBackend, "predict_windows", predict_windows)
+    monkeypatch.setattr(SlowBackend, "DELAY", 0.3)
+    results = []
+    engine = Engine(FileSource(wav, pace=True, loop=True), ModelRunner("rt-slow"), window=1.0, hop=0.1,
+                    on_result=results.append, batch=4)
+    engine.source.start()
+    engine.start()
+    try:
+        assert wait_for(lambda: len(calls) >= 4, timeout=30)
+    finally:
+        engine.stop()
+        engine.source.stop()
+    assert max(calls) > 1 and max(calls) <= 4  # batched, never more than the batch size
+    assert engine.updates == len(results) >= sum(calls[:-1])
+    ends = [r.stream_time for r in results]
+    assert ends == sorted(ends)  # oldest first, each window reported with its own end time
