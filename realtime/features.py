@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 
 import numpy as np
 

@@ -64,6 +64,10 @@ def register(subparsers) -> None:
     out.add_argument("--mood-tau", type=float, default=0.5, help="mood probability smoothing time constant, s")
     out.add_argument("--dwell", type=float, default=1.0, help="seconds a new top mood must lead before it shows")
     out.add_argument("--margin", type=float, default=0.05, help="probability lead a new top mood needs")
+    out.add_argument("--quadrant-dwell", type=float, default=2.0,
+                     help="seconds the point must stay in a new quadrant before /m2e/quadrant changes (default 2)")
+    out.add_argument("--quadrant-margin", type=float, default=0.03,
+                     help="distance past an axis (0-1 scale) that counts as the other side (default 0.03)")
     out.add_argument("--top", type=int, default=3, help="at most this many tags in /m2e/moods (default 3)")
     out.add_argument("--threshold", type=float, default=0.5, help="probability other tags need to be listed")
 
@@ -122,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--rate must be >= 0")
         if args.batch is not None and args.batch < 1:
             raise ValueError("--batch must be >= 1")
+        if args.quadrant_dwell < 0 or not 0 <= args.quadrant_margin < 0.5:
+            raise ValueError("--quadrant-dwell must be >= 0 and --quadrant-margin in [0, 0.5)")
         if args.duration is not None and not args.duration > 0:  # "not >": NaN is rejected too
             raise ValueError(f"--duration must be a positive number of seconds, got {args.duration:g}")
     except ValueError as exc:
@@ -213,7 +219,8 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             else:
                 source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
                                       blocksize=args.blocksize)
-                source.start()  # live audio fills the ring while the model loads
+            if source.realtime:
+                source.start()  # live (or paced) audio fills the ring while the model loads
         except (CaptureError, ValueError) as exc:
             return fail(exc)
         if stopping.is_set():
@@ -228,7 +235,8 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             sidecar = Sidecar(source, runner, destinations, window=window, hop=hop, control=control,
                               monitor=monitor, batch=batch, rate=args.rate, smoothing=args.smoothing,
                               amount=_smooth_amount(args), mood_tau=args.mood_tau, margin=args.margin,
-                              dwell=args.dwell, top_k=args.top, threshold=args.threshold)
+                              dwell=args.dwell, top_k=args.top, threshold=args.threshold,
+                              quadrant_dwell=args.quadrant_dwell, quadrant_margin=args.quadrant_margin)
         except (OSError, ValueError) as exc:
             return fail(exc)
         holder["sidecar"] = sidecar
