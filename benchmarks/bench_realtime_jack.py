@@ -10,7 +10,7 @@ listens for ``--baseline-seconds``: its input overflows per minute are the floor
 ``m2e stream --input-device system`` listens for ``--seconds``, sending OSC to a local receiver.
 
 Printed (one table): input overflows per minute (bare vs m2e), the player's underflows per second in each phase,
-resident memory of m2e (main + capture process) at start and end, CPU (one core = 100 %), latency p50/p95 (end of
+resident memory of m2e (main + capture process) at start and end and its range once the shared ring has filled, CPU (one core = 100 %), latency p50/p95 (end of
 window -> bundle sent, from m2e's summary), reaction time to each calm -> energetic switch (first time the arousal
 sent over OSC crosses the midpoint between the calm and the energetic plateau), quadrant changes and the shortest
 time between two, and the largest datagram. Run it on a quiet machine, or report ``uptime``'s load beside it.
@@ -244,7 +244,10 @@ def main() -> None:
             cpu0, rss0 = proc_stats(m2e.pid)
             t_cpu0 = time.monotonic()
             p2 = player_counts()
-            time.sleep(max(0.0, args.seconds - (time.time() - launch)))
+            rss_trace = []  # (seconds since launch, RSS MB) every 30 s
+            while time.time() - launch < args.seconds:
+                time.sleep(min(30.0, max(0.0, args.seconds - (time.time() - launch))))
+                rss_trace.append((time.time() - launch, proc_stats(m2e.pid)[1]))
             cpu1, rss1 = proc_stats(m2e.pid)
             cpu = (cpu1 - cpu0) / (time.monotonic() - t_cpu0) * 100
             p3 = player_counts()
@@ -288,7 +291,11 @@ def main() -> None:
          f"{(p3['underflows'] - p2['underflows']) / (args.seconds - 10 - first_values):.3f}"),
         ("xruns, skipped windows, input losses", f"{summary['input_xruns']}, {summary['skipped_windows']}, "
                                                  f"{summary['input_losses']}"),
-        ("RSS MB start -> end (main + capture)", f"{rss0:.1f} -> {rss1:.1f}"),
+        ("RSS MB at start -> end (main + capture)", f"{rss0:.1f} -> {rss1:.1f}"),
+        # The shared ring (70 s of audio) is counted in both processes and fills during the first 70 s.
+        ("RSS MB after the ring filled (>= 90 s): min / max",
+         " / ".join(f"{f(r for t, r in rss_trace if t >= 90):.1f}" for f in (min, max))
+         if any(t >= 90 for t, _ in rss_trace) else "run too short"),
         ("CPU % (one core = 100)", f"{cpu:.1f}"),
         ("latency p50 / p95 ms", f"{summary['latency_ms_median']} / {summary['latency_ms_p95']}"),
         ("first values after launch s", f"{first_values:.2f}"),

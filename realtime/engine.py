@@ -1,10 +1,13 @@
 """The sliding-window engine: a scheduler that cuts windows out of the ring buffer and a worker that runs the model.
 
-Live input never waits for the model. The scheduler hands windows to the worker through a one-slot mailbox: when
-the worker is still busy with an older window, a newer one replaces the waiting one and the replaced window is
-counted as skipped. So a model slower than the hop lowers the update rate, never queues stale audio, and memory
+Live input never waits for the model. The scheduler hands windows to the worker through a small mailbox (one slot on
+a CPU; ``batch`` slots on a GPU, whose contents are analysed as one batch): when the worker is still busy, a newer
+window replaces the oldest waiting one and the replaced window is counted as skipped. So a model slower than the hop lowers the update rate, never queues stale audio, and memory
 stays flat. With a non-real-time source (a file read as fast as possible) the scheduler waits instead, so every
 window is analysed.
+
+(Over 400 lines because the live and the file scheduler sit side by side: the file mode is about to move to the
+shared analysis path, which leaves the live one here.)
 """
 
 from __future__ import annotations
