@@ -77,6 +77,7 @@ class Output:
         self._quadrant = QuadrantHysteresis(quadrant_margin, quadrant_dwell)
         self._features = features
         self.withheld = 0  # ticks not sent because the input was not live
+        self._stale = False
         # Results not sent yet. Normally at most one; a few when the model outpaces this thread (a file without
         # pace): each still gets its own bundle. Bounded, the oldest is dropped (counted in `coalesced`).
         self._pending: deque[WindowResult] = deque(maxlen=16)
@@ -167,7 +168,11 @@ class Output:
         latest = self._latest
         if latest is None or not (fresh or tick):
             return fresh
-        if not fresh and not self._live():
+        if not self._live():
+            self._stale = True  # the input went away: values resume with the first result after it is back
+        elif fresh:
+            self._stale = False
+        if not fresh and self._stale:
             self.withheld += 1
             return fresh
         if self._hysteresis is None or self._hysteresis.tags != latest.tags:
