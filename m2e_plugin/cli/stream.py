@@ -219,8 +219,8 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             else:
                 source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
                                       blocksize=args.blocksize)
-            if source.realtime:
-                source.start()  # live (or paced) audio fills the ring while the model loads
+            if isinstance(source, DeviceSource):
+                source.start()  # live audio fills the ring while the model loads (a file waits for the model)
         except (CaptureError, ValueError) as exc:
             return fail(exc)
         if stopping.is_set():
