@@ -2,7 +2,10 @@
 
     nice python benchmarks/bench_realtime.py                               # lite + music2emo on CPU, hops 0.5 and 1
     python benchmarks/bench_realtime.py --models lite --seconds 60
-    python benchmarks/bench_realtime.py --models music2emo --devices cuda  # on a GPU machine
+    python benchmarks/bench_realtime.py --models music2emo --devices cuda --batches 1,4 --hops 0.25,0.5  # GPU
+
+``--batches``: windows analysed together when the model is busy (``m2e stream --batch``; 4 by default on a GPU).
+The inference column is per window (a batched call's time divided by its windows).
 
 Each case runs in a fresh subprocess: a synthetic 44.1 kHz stereo WAV is replayed **paced in real time** (exactly
 like a live input) into the full sidecar (ring buffer, scheduler, model worker, smoothing, OSC to a local UDP
@@ -58,9 +61,8 @@ def worker(args) -> None:
     sink.bind(("127.0.0.1", 0))
     sc = Sidecar(FileSource(args.audio, pace=True, loop=True), runner,
                  [parse_destination(f"127.0.0.1:{sink.getsockname()[1]}")], window=args.window, hop=args.hop,
-                 rate=30.0)
-    # Warm-up (first calls allocate, JIT kernels, load CUDA): not measured.
-    runner.current.backend.predict_window(np.zeros(int(args.window * runner.current.backend.sample_rate), "float32"))
+                 rate=30.0, batch=args.batch)
+    runner.warm_up(args.window)  # first calls allocate, pick kernels, load CUDA: not measured
     sc.start()
     t0, c0 = time.monotonic(), time.process_time()
     sc.wait(args.seconds)
@@ -82,6 +84,8 @@ def main() -> None:
     p.add_argument("--window", type=float, default=5.0, help="analysis window, s (default 5)")
     p.add_argument("--seconds", type=float, default=30.0, help="measured run per case, s (default 30)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--batches", default="1", help="comma list of --batch values (default 1)")
+    p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--device", help=argparse.SUPPRESS)
@@ -109,30 +113,31 @@ def main() -> None:
                     m2e_options = build_weights(tmp)
                 options = m2e_options
             for device in args.devices.split(","):
-                for hop in (float(h) for h in args.hops.split(",")):
+                for hop, batch in ((float(h), int(b)) for h in args.hops.split(",") for b in args.batches.split(",")):
                     cmd = [sys.executable, __file__, "--worker", "--model", model, "--device", device, "--hop",
                            str(hop), "--window", str(args.window), "--seconds", str(args.seconds), "--audio",
-                           str(audio), "--options", json.dumps(options), "--threads", str(args.threads)]
-                    print(f"running {model} on {device}, hop {hop} s ...", file=sys.stderr, flush=True)
+                           str(audio), "--options", json.dumps(options), "--threads", str(args.threads),
+                           "--batch", str(batch)]
+                    print(f"running {model} on {device}, hop {hop} s, batch {batch} ...", file=sys.stderr, flush=True)
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 900)
                     if proc.returncode != 0:
                         print(proc.stderr[-2000:], file=sys.stderr)
-                        rows.append((model, device, hop, None))
+                        rows.append((model, device, hop, batch, None))
                         continue
-                    rows.append((model, device, hop, json.loads(proc.stdout.strip().splitlines()[-1])))
+                    rows.append((model, device, hop, batch, json.loads(proc.stdout.strip().splitlines()[-1])))
 
     print(f"\nwindow {args.window:g} s, {args.seconds:g} s measured per case, OSC at 30 Hz, "
           f"{os.cpu_count()} CPU cores visible\n")
-    print("| model | device | hop (s) | updates | skipped windows | latency median (ms) | latency p95 (ms) "
-          "| inference median (ms) | CPU load (% of one core) | machine load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for model, device, hop, s in rows:
+    print("| model | device | hop (s) | batch | updates | model calls | skipped windows | latency median (ms) "
+          "| latency p95 (ms) | inference per window (ms) | CPU load (% of one core) | machine load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for model, device, hop, batch, s in rows:
         if s is None:
-            print(f"| {model} | {device} | {hop:g} | failed | | | | | | |")
+            print(f"| {model} | {device} | {hop:g} | {batch} | failed | | | | | | | |")
             continue
-        print(f"| {model} | {s['device']} | {hop:g} | {s['updates']} | {s['skipped_windows']} | "
-              f"{s['latency_ms_median']} | {s['latency_ms_p95']} | {s['inference_ms_median']} | {s['cpu_percent']} | "
-              f"{s['load_average']} |")
+        print(f"| {model} | {s['device']} | {hop:g} | {batch} | {s['updates']} | {s['model_calls']} | "
+              f"{s['skipped_windows']} | {s['latency_ms_median']} | {s['latency_ms_p95']} | {s['inference_ms_median']} "
+              f"| {s['cpu_percent']} | {s['load_average']} |")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def main() -> None:
     from m2e_plugin.realtime.capture import FileSource
     from m2e_plugin.realtime.engine import ModelRunner
     from m2e_plugin.realtime.osc import parse_destination
+    from m2e_plugin.realtime.monitor import MonitorServer
     from m2e_plugin.realtime.sidecar import Sidecar
 
     torch.set_num_threads(args.threads)
@@ -69,7 +70,7 @@ def main() -> None:
         source = FileSource(audio, pace=args.pace, loop=True, max_seconds=args.audio_seconds)
         sc = Sidecar(source, ModelRunner(args.model, device=args.device),
                      [parse_destination(f"127.0.0.1:{sink.getsockname()[1]}")], window=args.window, hop=args.hop,
-                     rate=30.0, monitor_port=0)
+                     rate=30.0, monitor=MonitorServer(0))
         rows = []
         sc.start()
         t0 = time.monotonic()

@@ -2,11 +2,15 @@
 
 Pipeline (``m2e stream``)::
 
-    SoundDeviceSource / FileSource -> RingBuffer -> Engine (scheduler + model worker) -> Output (smoothing,
-    hysteresis, steady-rate OSC bundles, heartbeat) -> OSC destinations; ControlServer and MonitorServer beside it.
+    capture process (PortAudio) -> shared-memory RingBuffer -> DeviceSource (supervision, reopen)  | FileSource
+      -> Engine (scheduler + model worker, batched on a GPU) + FastFeatures (level, onsets, tempo/beats)
+      -> Output (smoothing, quadrant/mood hysteresis, steady-rate steps, heartbeat)
+      -> OscOut (one sender thread per destination, mapping per destination, bundles <= 1472 bytes);
+    ControlServer and MonitorServer beside it.
 
 Import the parts from their modules (``m2e_plugin.realtime.sidecar.Sidecar``...): this package imports nothing
 heavy, and ``sounddevice`` is only imported when a live input is opened.
 """
 
-__all__ = ["capture", "control", "engine", "monitor", "osc", "output", "ringbuffer", "sidecar", "smoothing"]
+__all__ = ["capture", "capture_process", "control", "engine", "features", "mapping", "monitor", "osc", "output",
+           "ringbuffer", "sidecar", "smoothing"]

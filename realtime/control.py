@@ -34,8 +34,9 @@ class ControlServer:
 
     Parameters
     ----------
-    sidecar : Sidecar
-        What the messages act on (``engine``, ``runner``, ``output``).
+    sidecar : Sidecar or None
+        What the messages act on (``engine``, ``runner``, ``output``). The CLI binds the port before the model
+        loads and the sidecar attaches itself later; messages that arrive before are ignored.
     port : int
         UDP port (0: pick a free one; read :attr:`port` after construction).
     host : str
@@ -97,6 +98,8 @@ class ControlServer:
             raise ValueError(f"unknown address (control messages start with {PREFIX})")
         command = address[len(PREFIX):]
         sc = self.sidecar
+        if sc is None:
+            raise ValueError("the stream is still starting")
         if command in ("pause", "resume"):
             _expect(args, 0, command)
             (sc.engine.pause if command == "pause" else sc.engine.resume)()

@@ -1,13 +1,16 @@
 """The sliding-window engine: a scheduler that cuts windows out of the ring buffer and a worker that runs the model.
 
-Live input never waits for the model. The scheduler hands windows to the worker through a one-slot mailbox: when
-the worker is still busy with an older window, a newer one replaces the waiting one and the replaced window is
-counted as skipped. So a model slower than the hop lowers the update rate, never queues stale audio, and memory
-stays flat.
+Live input never waits for the model. The scheduler hands windows to the worker through a small mailbox (one slot on
+a CPU; ``batch`` slots on a GPU, whose contents are analysed as one batch): when the worker is still busy, a newer
+window replaces the oldest waiting one and the replaced window is counted as skipped. So a model slower than the hop lowers the update rate, never queues stale audio, and memory
+stays flat. With another non-real-time source the scheduler waits instead, so every window is analysed.
 
 A file read without pace is analysed by the package's one analysis pass (:func:`m2e_plugin.analysis.iter_windows`)
 instead: decoded at the model's rate in the model's blocks, back-pressured instead of skipping, cut into the same
 windows (end-aligned tail included) with the same values as ``m2e predict --timeline``.
+
+(Over 400 lines because the live scheduler, the waiting scheduler and the file pass sit side by side and share the
+worker's delivery and error accounting.)
 """
 
 from __future__ import annotations
@@ -51,39 +54,48 @@ class _Job:
 
 
 class _Mailbox:
-    """One pending job at most; ``put_latest`` replaces (and reports) a job the worker has not taken yet."""
+    """Pending jobs, at most ``size``; ``put_latest`` drops (and reports) the oldest one the worker has not taken.
 
-    def __init__(self):
+    ``size`` is 1 on a CPU (only the newest window matters) and a few windows on a GPU, where analysing them as one
+    batch costs about as much as one.
+    """
+
+    def __init__(self, size: int = 1):
         self._cond = threading.Condition()
-        self._item: _Job | None = None
+        self._items: deque[_Job] = deque()
+        self.size = max(1, int(size))
         self._busy = False
 
     def put_latest(self, item: _Job) -> bool:
         with self._cond:
-            replaced = self._item is not None
-            self._item = item
+            dropped = len(self._items) >= self.size
+            if dropped:
+                self._items.popleft()
+            self._items.append(item)
             self._cond.notify_all()
-            return replaced
+            return dropped
 
     def put_wait(self, item: _Job, stop: threading.Event) -> bool:
         with self._cond:
-            while self._item is not None:
+            while self._items:
                 if stop.is_set():
                     return False
                 self._cond.wait(0.05)
-            self._item = item
+            self._items.append(item)
             self._cond.notify_all()
             return True
 
-    def take(self, timeout: float) -> _Job | None:
+    def take(self, timeout: float) -> list[_Job]:
+        """Everything pending (oldest first), waiting up to ``timeout`` for something."""
         with self._cond:
-            if self._item is None:
+            if not self._items:
                 self._cond.wait(timeout)
-            item, self._item = self._item, None
-            if item is not None:
+            items = list(self._items)
+            self._items.clear()
+            if items:
                 self._busy = True
             self._cond.notify_all()
-            return item
+            return items
 
     def done(self) -> None:
         with self._cond:
@@ -92,7 +104,7 @@ class _Mailbox:
 
     def idle(self) -> bool:
         with self._cond:
-            return self._item is None and not self._busy
+            return not self._items and not self._busy
 
 
 class ModelRunner:
@@ -124,6 +136,15 @@ class ModelRunner:
     @property
     def name(self) -> str:
         return self.current.model_name
+
+    def warm_up(self, seconds: float | None = None) -> float:
+        """Run the model once on silence (first calls pay for lazy initialisation, kernel selection, CUDA
+        context...), so the first live window is as fast as the rest. Returns the time it took (ms)."""
+        backend = self.current.backend
+        n = max(1, int(round(float(seconds or backend.window_seconds) * backend.sample_rate)))
+        t0 = time.perf_counter()
+        backend.predict_window(np.zeros(n, dtype=np.float32))
+        return (time.perf_counter() - t0) * 1000.0
 
     def request(self, name: str) -> bool:
         """Load ``name`` in the background and switch to it when ready; False when a load is already running."""
@@ -161,17 +182,24 @@ class Engine:
         Window length and hop in seconds (changeable while running with :meth:`set_window` / :meth:`set_hop`).
     on_result : callable
         Called on the worker thread with each :class:`WindowResult`; must be quick.
+    batch : int
+        Live input: windows kept waiting for a busy worker and analysed together with ``predict_windows`` (a GPU
+        batches them for about the cost of one). 1 (CPU): only the newest window waits.
+    first_window : float
+        Live input: after the input opens (or reopens), the first windows grow from this many seconds to
+        ``window``, so values start flowing before a long window has filled.
     """
 
     POLL_S = 0.002
 
     def __init__(self, source: Source, runner: ModelRunner, *, window: float, hop: float,
-                 on_result: Callable[[WindowResult], None]):
+                 on_result: Callable[[WindowResult], None], batch: int = 1, first_window: float = 3.0):
         self.source = source
         self.runner = runner
         self.on_result = on_result
         self.window, self.hop = check_window_hop(window, hop, max_seconds=MAX_WINDOW_S)
-        self._mailbox = _Mailbox()
+        self.first_window = float(first_window)
+        self._mailbox = _Mailbox(batch if source.realtime else 1)
         self._stop = threading.Event()
         self._paused = threading.Event()
         self.done = threading.Event()  # a finite source is exhausted and its last window analysed
@@ -183,9 +211,12 @@ class Engine:
         self.skipped = 0  # windows dropped because the model was busy or the scheduler fell behind
         self.overruns = 0  # windows whose audio was overwritten before it could be read
         self.errors = 0  # model failures (the stream goes on)
+        self.batches = 0  # model calls (several windows per call when batching)
         self.inference_ms: deque[float] = deque(maxlen=20000)  # bounded history for the summary's median
         self.level_db = -120.0  # RMS level of the latest window (dBFS): shows that audio is arriving
+        self.busy_since: float | None = None  # monotonic start of the model call in progress (watchdog)
         self._next_error_log = 0.0
+        self._next_skip_log = 0.0
 
     @property
     def file_mode(self) -> bool:
@@ -210,26 +241,81 @@ class Engine:
 
     def start(self) -> None:
         if self.file_mode:
+            if getattr(self.source, "_thread", None) is not None:
+                raise RuntimeError("start the engine before its file source (the file is decoded at the model's rate)")
             backend = self.runner.current.backend
             self.source.decode_at(backend.sample_rate, backend.block_seconds)
             self.source.ring.reader_floor = 0  # back-pressure from the first block on
             targets = ((self._analyse_file, "m2e-file-analysis"),)
         else:
-            targets = ((self._schedule, "m2e-scheduler"), (self._work, "m2e-worker"))
+            schedule = self._schedule_live if self.source.realtime else self._schedule_file
+            targets = ((schedule, "m2e-scheduler"), (self._work, "m2e-worker"))
         for target, name in targets:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=timeout)
-            if t.is_alive():
-                log.warning("%s did not stop within %.0f s (model call still running?)", t.name, timeout)
+    @property
+    def abandoned(self) -> bool:
+        """A thread still runs after :meth:`stop` (a model call that never returned)."""
+        return self._stop.is_set() and any(t.is_alive() for t in self._threads)
 
-    # -- scheduler -------------------------------------------------------------------------------------------
-    def _schedule(self) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the threads; a model call that does not return within ``timeout`` is abandoned (daemon thread)."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                log.warning("%s did not stop within %.1f s (model call still running); abandoning it", t.name,
+                            timeout)
+
+    # -- schedulers --------------------------------------------------------------------------------------------
+    def _schedule_live(self) -> None:
+        """Live input: the newest audio matters. Waits while the input is lost, restarts after a reopen (a window
+        never straddles the gap), skips ahead when it fell behind, grows the first windows."""
+        src = self.source
+        ring, sr = src.ring, src.sample_rate
+        next_end: int | None = None
+        epoch = None
+        try:
+            while not self._stop.is_set():
+                if self._paused.is_set() or src.state != "live":
+                    next_end = None  # after resume / reopen, start from the newest audio
+                    self._stop.wait(0.02)
+                    continue
+                if src.epoch != epoch:
+                    epoch, next_end = src.epoch, None
+                win = int(round(self.window * sr))
+                hop = int(round(self.hop * sr))
+                first = src.epoch_start
+                finished = src.finished.is_set()  # a paced file at its end: read before `written` (then final)
+                written = ring.written
+                if next_end is None and written - first < min(win, int(self.first_window * sr)):
+                    if finished:
+                        if self.windows == 0 and written > first:  # input shorter than one window
+                            self._submit(ring.read(written, written - first), sr, written, ring)
+                        break
+                    self._stop.wait(self.POLL_S)
+                    continue
+                if next_end is None:
+                    next_end = written
+                if written < next_end:
+                    if finished:
+                        break
+                    self._stop.wait(self.POLL_S)
+                    continue
+                if written - next_end >= hop:
+                    behind = (written - next_end) // hop  # the scheduler itself was starved: jump to the newest
+                    self._skip(behind)
+                    next_end += behind * hop
+                self._submit(ring.read(next_end, min(win, next_end - first)), sr, next_end, ring)
+                next_end += hop
+        finally:
+            self._scheduler_done.set()
+
+    def _schedule_file(self) -> None:
+        """A file read as fast as the model consumes it (back-pressure): every window, none skipped."""
         src = self.source
         ring, sr = src.ring, src.sample_rate
         next_end: int | None = None
@@ -240,15 +326,12 @@ class Engine:
                 finished = src.finished.is_set()  # read before `written`: if set, `written` is final
                 written = ring.written
                 if self._paused.is_set():
-                    next_end = None  # after resume, start from the newest audio
+                    next_end = None
                     self._stop.wait(0.02)
                     continue
                 if next_end is None:
-                    # Live: the first window ends as soon as there is one (after a pause: now). File without
-                    # pace: carry on where the reader stopped, so nothing is skipped.
-                    next_end = max(win, written) if src.realtime else (ring.reader_floor or 0) + win
-                if not src.realtime:
-                    ring.reader_floor = max(0, next_end - win)
+                    next_end = (ring.reader_floor or 0) + win  # carry on where the reader stopped
+                ring.reader_floor = max(0, next_end - win)
                 if written < next_end:
                     if finished:
                         if self.windows == 0 and written > 0:  # input shorter than one window: analyse it all
@@ -256,19 +339,19 @@ class Engine:
                         break
                     self._stop.wait(self.POLL_S)
                     continue
-                if src.realtime and written - next_end >= hop:
-                    behind = (written - next_end) // hop  # the scheduler itself was starved: jump to the newest
-                    self.skipped += behind
-                    next_end += behind * hop
-                audio = ring.read(next_end, win)
-                if audio is None:
-                    self.overruns += 1
-                else:
-                    self._submit(audio, sr, next_end, ring)
+                self._submit(ring.read(next_end, win), sr, next_end, ring)
                 next_end += hop
         finally:
             ring.reader_floor = None  # never leave a back-pressured writer waiting on a dead reader
             self._scheduler_done.set()
+
+    def _skip(self, n: int) -> None:
+        self.skipped += n
+        now = time.monotonic()
+        if now >= self._next_skip_log:  # throttled: a slow model skips windows all the time
+            self._next_skip_log = now + 30.0
+            log.warning("model slower than the hop: %d windows skipped so far (last inference %.0f ms)",
+                        self.skipped, self.inference_ms[-1] if self.inference_ms else 0.0)
 
     def _submit(self, audio, sr: int, end: int, ring) -> None:
         if audio is None:
@@ -279,24 +362,28 @@ class Engine:
         self.windows += 1
         if self.source.realtime:
             if self._mailbox.put_latest(job):
-                self.skipped += 1
+                self._skip(1)
         else:
             self._mailbox.put_wait(job, self._stop)
 
     # -- worker ----------------------------------------------------------------------------------------------
     def _work(self) -> None:
+        backend = self.runner.current.backend
+        if self.source.sample_rate != backend.sample_rate:  # build the resampling kernel before the first window
+            resample(np.zeros(1024, dtype=np.float32), self.source.sample_rate, backend.sample_rate)
         while not self._stop.is_set():
-            job = self._mailbox.take(timeout=0.05)
-            if job is None:
+            jobs = self._mailbox.take(timeout=0.05)
+            if not jobs:
                 if self._scheduler_done.is_set() and self._mailbox.idle():
                     self.done.set()
                     return
                 continue
             try:
-                self._analyse(job)
+                self._analyse(jobs)
             except Exception as exc:  # a failing model must not end the show
-                self._model_failed(exc)
+                self._model_failed(exc, len(jobs))
             finally:
+                self.busy_since = None
                 self._mailbox.done()
 
     def _model_failed(self, exc: BaseException, windows: int = 1) -> None:
@@ -306,24 +393,35 @@ class Engine:
             self._next_error_log = now + 10.0
             log.error("model failed on a window (%d failures so far): %s: %s", self.errors, type(exc).__name__, exc)
 
-    def _analyse(self, job: _Job) -> None:
+    def _analyse(self, jobs: list[_Job]) -> None:
         model = self.runner.current
         backend = model.backend
-        audio = resample(job.audio, job.sample_rate, backend.sample_rate)
+        windows = [resample(j.audio, j.sample_rate, backend.sample_rate) for j in jobs]
         t0 = time.perf_counter()
-        prediction = backend.predict_window(audio)
-        self._deliver(model, prediction, stream_time=job.end_frame / job.sample_rate, end_time=job.end_time,
-                      window_seconds=job.audio.size / job.sample_rate,
-                      inference_ms=(time.perf_counter() - t0) * 1000.0)
+        self.busy_since = time.monotonic()
+        if len(windows) == 1:
+            predictions = [backend.predict_window(windows[0])]
+        else:  # windows of unequal length (the growing first ones) are batched by the backend as it sees fit
+            predictions = backend.predict_windows(windows)
+        inference_ms = (time.perf_counter() - t0) * 1000.0
+        self.batches += 1
+        for job, prediction in zip(jobs, predictions):
+            try:
+                self._deliver(model, prediction, stream_time=job.end_frame / job.sample_rate, end_time=job.end_time,
+                              window_seconds=job.audio.size / job.sample_rate, inference_ms=inference_ms,
+                              share_ms=inference_ms / len(jobs))
+            except ValueError as exc:  # non-finite values: this window is dropped, the others still go out
+                self.errors += 1
+                log.error("%s; window dropped", exc)
 
     def _deliver(self, model, prediction, *, stream_time: float, end_time: float, window_seconds: float,
-                 inference_ms: float) -> None:
+                 inference_ms: float, share_ms: float) -> None:
         backend = model.backend
         result = model.format(prediction)
         probs = np.clip(np.asarray(prediction.mood_probabilities, dtype=np.float64), 0.0, 1.0)
         if not (np.isfinite(result["valence"]) and np.isfinite(result["arousal"]) and np.isfinite(probs).all()):
             raise ValueError("model returned non-finite values")
-        self.inference_ms.append(inference_ms)
+        self.inference_ms.append(share_ms)
         self.updates += 1
         self.on_result(WindowResult(
             result=result, tags=tuple(backend.mood_tags), probs=probs, stream_time=stream_time,
@@ -348,9 +446,11 @@ class Engine:
                 if self._stop.is_set():
                     break
                 self.windows += 1
+                self.batches += 1
                 try:
                     self._deliver(model, w.prediction, stream_time=w.end, end_time=time.monotonic() - w.seconds,
-                                  window_seconds=w.end - w.start, inference_ms=w.seconds * 1000.0)
+                                  window_seconds=w.end - w.start, inference_ms=w.seconds * 1000.0,
+                                  share_ms=w.seconds * 1000.0)
                 except Exception as exc:
                     self._model_failed(exc)
         except Exception as exc:  # the stream itself broke (not the model): report it like a source error

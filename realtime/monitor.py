@@ -1,8 +1,11 @@
-"""A live monitor page: the valence/arousal point moving on the Russell plane, with the top moods.
+"""A live monitor page: the valence/arousal point (0-1, as OSC sends it) on the Russell plane, the quadrant (with
+hysteresis), top moods, input level and tempo, and the stream's state (live / paused / no input / warming up) and
+counters (overflows, xruns, skipped windows). Scales to a full second screen.
 
 ``m2e stream --monitor PORT`` serves it on http://127.0.0.1:PORT/. The page (``monitor/index.html`` +
-``monitor/monitor.js``, package data) subscribes to ``/events``, a server-sent-events stream; ``/state`` returns
-the latest snapshot as JSON. Standard library only. Clients are capped and each stream is rate-limited, so a
+``monitor/monitor.js``, package data) subscribes to ``/events``, a server-sent-events stream (output steps as
+plain messages, the heartbeat as ``status`` events once a second); ``/state`` and ``/status`` return the latest of
+each as JSON. Standard library only. Clients are capped and each stream is rate-limited, so a
 forgotten browser tab cannot slow the sidecar down.
 """
 
@@ -11,10 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger("m2e.realtime.monitor")
 
@@ -51,6 +55,8 @@ class MonitorServer:
         self.max_clients = int(max_clients)
         self.min_interval = 1.0 / float(max_rate)
         self.info: dict[str, Any] = {}
+        # Returns the heartbeat fields (set by the sidecar); sent as a "status" event once a second.
+        self.status: Callable[[], dict[str, Any]] | None = None
         monitor = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,6 +74,8 @@ class MonitorServer:
                     with monitor._cond:
                         body = monitor._latest or b"{}"
                     self._send(HTTPStatus.OK, body, "application/json")
+                elif path == "/status":
+                    self._send(HTTPStatus.OK, monitor._status_json(), "application/json")
                 elif path == "/info":
                     self._send(HTTPStatus.OK, json.dumps(monitor.info).encode(), "application/json")
                 elif path == "/events":
@@ -122,17 +130,20 @@ class MonitorServer:
             handler.wfile.write(b"retry: 1000\n\n")
             handler.wfile.flush()
             seen = -1
+            next_status = 0.0
             while not self._stopping.is_set():
                 with self._cond:
-                    self._cond.wait_for(lambda: self._version != seen or self._stopping.is_set(), timeout=5.0)
+                    self._cond.wait_for(lambda: self._version != seen or self._stopping.is_set(),
+                                        timeout=max(0.0, next_status - time.monotonic()))
                     data, version = self._latest, self._version
                 if self._stopping.is_set():
                     break
                 if version != seen and data is not None:
                     seen = version
                     handler.wfile.write(b"data: " + data + b"\n\n")
-                else:
-                    handler.wfile.write(b": keep-alive\n\n")
+                if time.monotonic() >= next_status:  # the state is shown even when no values flow
+                    next_status = time.monotonic() + 1.0
+                    handler.wfile.write(b"event: status\ndata: " + self._status_json() + b"\n\n")
                 handler.wfile.flush()
                 self._stopping.wait(self.min_interval)
         except (BrokenPipeError, ConnectionResetError, OSError):
@@ -140,6 +151,16 @@ class MonitorServer:
         finally:
             with self._cond:
                 self._clients -= 1
+
+    def _status_json(self) -> bytes:
+        fields: dict[str, Any] = {"state": "warming up"}
+        if self.status is not None:
+            try:
+                fields = dict(self.status())
+            except Exception as exc:  # never let the page break the sidecar
+                log.debug("monitor status failed: %s", exc)
+        fields["source"] = self.info.get("source", "")
+        return json.dumps(fields, separators=(",", ":"), default=str).encode()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},

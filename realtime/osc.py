@@ -1,43 +1,31 @@
-"""OSC out: address profiles for the common hosts, and a sender that reaches several destinations.
+"""OSC out: destinations, each with a mapping (see :mod:`~m2e_plugin.realtime.mapping`) and its own sender thread.
 
-Each output step is one bundle with one timetag, so a receiver updates every value atomically. A destination
-that is down, unresolvable or refusing never stops the others: errors are counted and logged (rate-limited).
+Each output step goes out with one timetag, split into bundles of at most 1,472 bytes (one Ethernet frame, no IP
+fragmentation) that share that timetag. A destination that is slow to resolve, down or refusing never delays the
+others: resolution and sending run on its own thread; errors are counted and logged (rate-limited).
 
-Profiles (``--profile`` or ``host:port@profile``):
-
-``default``
-    ``/m2e/valence``, ``/m2e/arousal`` (0-1), ``/m2e/valence_raw``, ``/m2e/arousal_raw`` (1-9), ``/m2e/quadrant``
-    (int 1-4), ``/m2e/moods`` (top tags, strings), ``/m2e/mood/<tag>`` (0-1), ``/m2e/latency_ms``.
-``resolume``
-    Floats 0-1 only (what Resolume parameters take): ``/m2e/valence``, ``/m2e/arousal``, ``/m2e/quadrant/<1-4>``
-    (1.0 for the current quadrant, else 0.0: usable as clip triggers), ``/m2e/mood/<tag>``. Resolume listens on
-    UDP 7000 by default.
-``touchdesigner``
-    Flat, numeric addresses so an OSC In CHOP makes one channel per value: ``/m2e_valence``, ``/m2e_arousal``,
-    ``/m2e_valence_raw``, ``/m2e_arousal_raw``, ``/m2e_quadrant``, ``/m2e_top_index`` (index into the tag list),
-    ``/m2e_mood_<tag>``, ``/m2e_latency_ms``.
-``wekinator``
-    One ``/wek/inputs`` message of floats: valence, arousal (0-1), then every mood probability in tag order
-    (2 + the number of tags the model emits: 58 for all 56 MTG-Jamendo tags, 18 for ``lite``'s 16). Wekinator
-    listens on UDP 6448 by default.
-
-Every profile but ``wekinator`` also gets the ``/m2e/status`` heartbeat: state, uptime (s), model updates,
-skipped windows, input overflows, last latency (ms), model name, input level of the latest window (dBFS).
+Profiles (``--profile NAME`` or ``host:port@NAME``) are the shipped mappings ``default``, ``resolume``,
+``touchdesigner``, ``wekinator``, ``max`` (``realtime/mappings/*.yaml``), or a mapping file of your own
+(``host:port@show.yaml``). Mappings with ``heartbeat: true`` (default, resolume and wekinator excepted) also get
+the ``/m2e/status`` heartbeat once a second: state, uptime (s), model updates, skipped windows, input overflows,
+last latency (ms), model name, input level of the latest window (dBFS), xruns, input state
+(live/opening/lost/stopped).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
-from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.parsing import osc_types
 
-from m2e_plugin.labels import normalise_va
+from m2e_plugin.realtime.mapping import Mapping, MappingError, load_mapping
 
 log = logging.getLogger("m2e.realtime.osc")
 
@@ -56,89 +44,142 @@ class EmotionState:
     probs: np.ndarray  # (len(tags),) in [0, 1]
     latency_ms: float  # end of the latest analysed window -> this step
     fresh: bool = False  # True when this step carries a new model output
+    quadrant_changed: bool = False  # the (hysteresis) quadrant changed at this step
+    features: dict | None = None  # fast features (level_db, peak_db, level, onset, tempo, beat_phase)
+    beat: bool = False  # a beat was detected since the previous step
 
 
-def _default(s: EmotionState) -> Messages:
-    msgs: Messages = [
-        ("/m2e/valence", [normalise_va(s.valence)]),
-        ("/m2e/arousal", [normalise_va(s.arousal)]),
-        ("/m2e/valence_raw", [float(s.valence)]),
-        ("/m2e/arousal_raw", [float(s.arousal)]),
-        ("/m2e/quadrant", [int(s.quadrant)]),
-        ("/m2e/moods", list(s.moods)),
-    ]
-    msgs += [(f"/m2e/mood/{t}", [float(p)]) for t, p in zip(s.tags, s.probs)]
-    msgs.append(("/m2e/latency_ms", [float(s.latency_ms)]))
-    return msgs
+_MAPPINGS: dict[str, Mapping] = {}
 
 
-def _resolume(s: EmotionState) -> Messages:
-    msgs: Messages = [("/m2e/valence", [normalise_va(s.valence)]), ("/m2e/arousal", [normalise_va(s.arousal)])]
-    msgs += [(f"/m2e/quadrant/{q}", [1.0 if q == s.quadrant else 0.0]) for q in (1, 2, 3, 4)]
-    msgs += [(f"/m2e/mood/{t}", [float(p)]) for t, p in zip(s.tags, s.probs)]
-    return msgs
+def get_mapping(name: str) -> Mapping:
+    """The mapping for a profile name or file, loaded once per process (destinations naming the same mapping
+    share its event state, so an event is detected once per step)."""
+    mapping = _MAPPINGS.get(name)
+    if mapping is None:
+        mapping = _MAPPINGS[name] = load_mapping(name)
+    return mapping
 
 
-def _touchdesigner(s: EmotionState) -> Messages:
-    top = s.tags.index(s.moods[0]) if s.moods and s.moods[0] in s.tags else -1
-    msgs: Messages = [
-        ("/m2e_valence", [normalise_va(s.valence)]),
-        ("/m2e_arousal", [normalise_va(s.arousal)]),
-        ("/m2e_valence_raw", [float(s.valence)]),
-        ("/m2e_arousal_raw", [float(s.arousal)]),
-        ("/m2e_quadrant", [float(s.quadrant)]),
-        ("/m2e_top_index", [float(top)]),
-    ]
-    msgs += [(f"/m2e_mood_{t}", [float(p)]) for t, p in zip(s.tags, s.probs)]
-    msgs.append(("/m2e_latency_ms", [float(s.latency_ms)]))
-    return msgs
-
-
-def _wekinator(s: EmotionState) -> Messages:
-    return [("/wek/inputs", [normalise_va(s.valence), normalise_va(s.arousal)] + [float(p) for p in s.probs])]
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    build: Callable[[EmotionState], Messages]
-    default_port: int
-    heartbeat: bool = True
-
-
-PROFILES: dict[str, Profile] = {
-    "default": Profile("default", _default, 9000),
-    "resolume": Profile("resolume", _resolume, 7000),
-    "touchdesigner": Profile("touchdesigner", _touchdesigner, 9000),
-    "wekinator": Profile("wekinator", _wekinator, 6448, heartbeat=False),
-}
-
-
-@dataclass
 class Destination:
-    """One OSC receiver."""
+    """One OSC receiver, with its own sender thread and socket.
 
-    host: str
-    port: int
-    profile: str = "default"
-    address: tuple[str, int] | None = None  # resolved (ip, port)
-    sent: int = 0
-    errors: int = 0
-    last_error: str = ""
-    _next_resolve: float = field(default=0.0, repr=False)
-    _next_log: float = field(default=0.0, repr=False)
+    Name resolution and sending happen on that thread, so a host whose DNS lookup takes seconds, or a dead one,
+    delays nothing but itself. Live, the thread sends the newest packets only: when it falls behind, the oldest
+    waiting step is dropped (counted in ``dropped``). A file replayed without pace passes ``wait`` to :meth:`put`
+    instead, so every step goes out (back-pressure on the analysis, never on live audio).
+    """
+
+    RETRY_RESOLVE_S = 5.0
+    LOG_EVERY_S = 10.0
+    QUEUE = 4  # steps waiting at most (~130 ms at 30 Hz)
+
+    def __init__(self, host: str, port: int, profile: str = "default"):
+        self.host, self.port, self.profile = host, int(port), profile
+        self.mapping = get_mapping(profile)
+        self.address: tuple[str, int] | None = None  # resolved (ip, port)
+        self.sent = 0  # steps (state or heartbeat) sent whole
+        self.datagrams = 0
+        self.errors = 0
+        self.dropped = 0  # steps dropped because this destination's thread was behind (slow resolution)
+        self.last_error = ""
+        self._next_resolve = 0.0
+        self._next_log = 0.0
+        self._queue: deque[list[bytes]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def label(self) -> str:
         return f"{self.host}:{self.port}@{self.profile}"
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)  # a full send buffer drops a packet, never stalls the thread
+        self._thread = threading.Thread(target=self._run, name=f"m2e-osc-{self.label}", daemon=True)
+        self._thread.start()
+
+    def put(self, packets: list[bytes], wait: float = 0.0) -> None:
+        """Queue one step's datagrams; when the queue is full, wait up to ``wait`` seconds for room (0: never
+        block), then drop the oldest waiting step."""
+        with self._cond:
+            if wait > 0 and len(self._queue) >= self.QUEUE:
+                self._cond.wait_for(lambda: len(self._queue) < self.QUEUE or self._closing, timeout=wait)
+            if len(self._queue) >= self.QUEUE:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(packets)
+            self._cond.notify_all()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._queue
+
+    def close(self, timeout: float = 0.5) -> None:
+        """Send what is queued (within ``timeout``), then stop; a thread stuck resolving is abandoned."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._sock is not None and (self._thread is None or not self._thread.is_alive()):
+            self._sock.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                packets = self._queue.popleft()
+                self._cond.notify_all()  # room for a producer waiting in put()
+            if not self._resolve():
+                continue
+            try:
+                for data in packets:
+                    self._sock.sendto(data, self.address)
+                    self.datagrams += 1
+                self.sent += 1
+            except OSError as exc:  # refused, unreachable, buffer full: this destination only
+                self._fail(f"send failed: {exc}")
+
+    def _resolve(self) -> bool:
+        if self.address is not None:
+            return True
+        now = time.monotonic()
+        if now < self._next_resolve:
+            self._fail("host not resolved yet")
+            return False
+        self._next_resolve = now + self.RETRY_RESOLVE_S
+        try:
+            info = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_DGRAM)
+            self.address = info[0][4][:2]
+            return True
+        except OSError as exc:
+            self._fail(f"cannot resolve host: {exc}")
+            return False
+
+    def _fail(self, why: str) -> None:
+        self.errors += 1
+        self.last_error = why
+        now = time.monotonic()
+        if now >= self._next_log:
+            self._next_log = now + self.LOG_EVERY_S
+            log.warning("OSC destination %s: %s (%d errors so far; other destinations unaffected)",
+                        self.label, why, self.errors)
 
 
 def parse_destination(text: str, default_profile: str = "default") -> Destination:
     """Parse ``host:port``, ``host:port@profile``, ``:port`` or ``port`` (host 127.0.0.1)."""
     spec, _, profile = str(text).strip().partition("@")
     profile = profile or default_profile
-    if profile not in PROFILES:
-        raise ValueError(f"OSC destination {text!r}: unknown profile {profile!r} (use {', '.join(PROFILES)})")
+    try:
+        get_mapping(profile)
+    except MappingError as exc:
+        raise ValueError(f"OSC destination {text!r}: {exc}") from None
     host, sep, port_text = spec.rpartition(":")
     if not sep:
         host, port_text = "", spec
@@ -152,15 +193,7 @@ def parse_destination(text: str, default_profile: str = "default") -> Destinatio
     return Destination(host, port, profile)
 
 
-def build_bundle(messages: Messages, timetag: float) -> bytes:
-    """One OSC bundle (bytes) holding ``messages``, stamped with ``timetag`` (seconds since the Unix epoch)."""
-    bundle = OscBundleBuilder(timetag)
-    for address, args in messages:
-        msg = OscMessageBuilder(address)
-        for a in args:
-            msg.add_arg(a)
-        bundle.add_content(msg.build())
-    return bundle.build().dgram
+MAX_DATAGRAM = 1472  # one Ethernet frame (1500) minus IPv4 and UDP headers: no IP fragmentation
 
 
 def build_message(address: str, args: list) -> bytes:
@@ -170,8 +203,33 @@ def build_message(address: str, args: list) -> bytes:
     return msg.build().dgram
 
 
+def build_bundles(messages: Messages, timetag: float, limit: int = MAX_DATAGRAM) -> list[bytes]:
+    """``messages`` as OSC bundles of at most ``limit`` bytes each, all stamped with ``timetag`` (seconds since
+    the Unix epoch). A message that alone exceeds the limit travels in a bundle of its own."""
+    header = b"#bundle\0" + osc_types.write_date(timetag)
+    out: list[bytes] = []
+    parts: list[bytes] = []
+    size = len(header)
+    for address, args in messages:
+        element = build_message(address, args)
+        element = osc_types.write_int(len(element)) + element
+        if parts and size + len(element) > limit:
+            out.append(header + b"".join(parts))
+            parts, size = [], len(header)
+        parts.append(element)
+        size += len(element)
+    if parts:
+        out.append(header + b"".join(parts))
+    return out
+
+
+def build_bundle(messages: Messages, timetag: float) -> bytes:
+    """One OSC bundle (bytes) holding all ``messages``, whatever its size."""
+    return build_bundles(messages, timetag, limit=1 << 30)[0]
+
+
 class OscOut:
-    """Send bundles to several destinations over one non-blocking UDP socket.
+    """Send each step to several destinations, each through its own thread (see :class:`Destination`).
 
     Parameters
     ----------
@@ -179,73 +237,46 @@ class OscOut:
         Receivers; each has its own profile.
     """
 
-    RETRY_RESOLVE_S = 5.0
-    LOG_EVERY_S = 10.0
-
-    def __init__(self, destinations: list[Destination]):
+    def __init__(self, destinations: list[Destination], *, wait: float = 0.0):
         if not destinations:
             raise ValueError("at least one OSC destination is needed")
         self.destinations = destinations
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)  # a full send buffer must drop a packet, never stall the output thread
+        self.wait = float(wait)  # seconds a step may wait for a busy destination (0 live; > 0 file without pace)
         self.bundles = 0
         self._last_timetag = 0.0
         for d in destinations:
-            self._resolve(d)
+            d.start()
 
-    def _resolve(self, d: Destination) -> bool:
-        now = time.monotonic()
-        if d.address is not None:
-            return True
-        if now < d._next_resolve:
-            return False
-        d._next_resolve = now + self.RETRY_RESOLVE_S
-        try:
-            info = socket.getaddrinfo(d.host, d.port, socket.AF_INET, socket.SOCK_DGRAM)
-            d.address = info[0][4][:2]
-            return True
-        except OSError as exc:
-            self._fail(d, f"cannot resolve host: {exc}")
-            return False
-
-    def _fail(self, d: Destination, why: str) -> None:
-        d.errors += 1
-        d.last_error = why
-        now = time.monotonic()
-        if now >= d._next_log:
-            d._next_log = now + self.LOG_EVERY_S
-            log.warning("OSC destination %s: %s (%d errors so far; other destinations unaffected)",
-                        d.label, why, d.errors)
-
-    def _send(self, d: Destination, data: bytes) -> None:
-        if not self._resolve(d):
-            return
-        try:
-            self._sock.sendto(data, d.address)
-            d.sent += 1
-        except OSError as exc:  # refused, unreachable, buffer full: this destination only
-            self._fail(d, f"send failed: {exc}")
-
-    def send_state(self, state: EmotionState, timetag: float | None = None) -> None:
-        """Send one bundle per destination (built once per profile), all stamped with the same timetag."""
+    def _timetag(self, timetag: float | None) -> float:
         timetag = time.time() if timetag is None else timetag
         # Strictly increasing timetags, even for bundles built within the clock's resolution or after a clock step.
         timetag = max(timetag, self._last_timetag + 1e-6)
         self._last_timetag = timetag
-        cache: dict[str, bytes] = {}
+        return timetag
+
+    def send_state(self, state: EmotionState, timetag: float | None = None) -> None:
+        """Queue one step for every destination (built once per profile), all with the same timetag."""
+        timetag = self._timetag(timetag)
+        now = time.monotonic()
+        cache: dict[int, list[bytes]] = {}
         for d in self.destinations:
-            data = cache.get(d.profile)
-            if data is None:
-                data = cache[d.profile] = build_bundle(PROFILES[d.profile].build(state), timetag)
-            self._send(d, data)
+            packets = cache.get(id(d.mapping))
+            if packets is None:  # once per mapping and step: its event detectors advance exactly once
+                packets = cache[id(d.mapping)] = build_bundles(d.mapping.build(state, now), timetag)
+            d.put(packets, self.wait)
         self.bundles += 1
 
     def send_status(self, args: list, timetag: float | None = None) -> None:
         """The ``/m2e/status`` heartbeat, to every destination whose profile takes it."""
-        data = build_bundle([("/m2e/status", args)], time.time() if timetag is None else timetag)
+        packets = build_bundles([("/m2e/status", args)], self._timetag(timetag))
         for d in self.destinations:
-            if PROFILES[d.profile].heartbeat:
-                self._send(d, data)
+            if d.mapping.heartbeat:
+                d.put(packets)
 
-    def close(self) -> None:
-        self._sock.close()
+    def idle(self) -> bool:
+        return all(d.idle() for d in self.destinations)
+
+    def close(self, timeout: float = 0.5) -> None:
+        deadline = time.monotonic() + timeout
+        for d in self.destinations:
+            d.close(max(0.0, deadline - time.monotonic()))

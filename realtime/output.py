@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from m2e_plugin.labels import quadrant
+from m2e_plugin.labels import normalise_va
 from m2e_plugin.realtime.engine import WindowResult
 from m2e_plugin.realtime.osc import EmotionState, OscOut
-from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, make_smoother
+from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, QuadrantHysteresis, make_smoother
 
 log = logging.getLogger("m2e.realtime.output")
 
@@ -45,12 +45,21 @@ class Output:
         Returns the heartbeat fields (dict) once per ``status_every`` seconds.
     listeners : list of callables
         Called with a JSON-able snapshot after each send (the monitor page).
+    quadrant_margin, quadrant_dwell : float
+        Quadrant hysteresis (0-1 scale) and dwell (s): see :class:`QuadrantHysteresis`.
+    features : callable, optional
+        Returns ``(fast feature dict, beat since last call)`` for each step (see :mod:`.features`).
+    live : callable, optional
+        Returns False while the input delivers nothing: then no values are sent (they would be stale), only the
+        heartbeat.
     """
 
     def __init__(self, osc: OscOut | None, *, rate: float = 30.0, smoothing: str = "euro", amount: float = 1.0,
                  mood_tau: float = 0.5, margin: float = 0.05, dwell: float = 1.0, top_k: int = 3,
                  threshold: float = 0.5, status: Callable[[], dict[str, Any]] | None = None,
-                 status_every: float = 1.0, listeners: list | None = None):
+                 status_every: float = 1.0, listeners: list | None = None, live: Callable[[], bool] | None = None,
+                 quadrant_margin: float = 0.03, quadrant_dwell: float = 2.0,
+                 features: Callable[[], tuple[dict, bool]] | None = None):
         if rate < 0:
             raise ValueError(f"rate must be >= 0, got {rate}")
         self.osc = osc
@@ -64,6 +73,11 @@ class Output:
         self._status = status
         self.status_every = float(status_every)
         self.listeners = list(listeners or [])
+        self._live = live or (lambda: True)
+        self._quadrant = QuadrantHysteresis(quadrant_margin, quadrant_dwell)
+        self._features = features
+        self.withheld = 0  # ticks not sent because the input was not live
+        self._stale = False
         # Results not sent yet. Normally at most one; a few when the model outpaces this thread (a file without
         # pace): each still gets its own bundle. Bounded, the oldest is dropped (counted in `coalesced`).
         self._pending: deque[WindowResult] = deque(maxlen=16)
@@ -111,9 +125,7 @@ class Output:
         fields = self._status()
         if state is not None:
             fields["state"] = state
-        self.osc.send_status([str(fields["state"]), float(fields["uptime"]), int(fields["updates"]),
-                              int(fields["skipped"]), int(fields["overflows"]), float(self.last_latency_ms),
-                              str(fields["model"]), float(fields["level_db"])])
+        self.osc.send_status(status_args(fields, self.last_latency_ms))
 
     def _run(self) -> None:
         now = time.monotonic()
@@ -156,6 +168,13 @@ class Output:
         latest = self._latest
         if latest is None or not (fresh or tick):
             return fresh
+        if not self._live():
+            self._stale = True  # the input went away: values resume with the first result after it is back
+        elif fresh:
+            self._stale = False
+        if not fresh and self._stale:
+            self.withheld += 1
+            return fresh
         if self._hysteresis is None or self._hysteresis.tags != latest.tags:
             # First result, or a model switch changed the tag set: restart the per-tag state.
             self._hysteresis = MoodHysteresis(latest.tags, self._margin, self._dwell)
@@ -164,12 +183,15 @@ class Output:
         a = self._va[1](latest.result["arousal"], now)
         probs = np.asarray(self._moods(latest.probs, now), dtype=np.float64)
         top = self._hysteresis.update(probs, now)
+        q, changed = self._quadrant.update(normalise_va(v), normalise_va(a), now)
+        feats, beat = self._features() if self._features is not None else (None, False)
         order = np.argsort(-probs)
         moods = [top] + [latest.tags[i] for i in order
                          if latest.tags[i] != top and probs[i] > self.threshold][: self.top_k - 1]
         latency_ms = (time.monotonic() - latest.window_end_time) * 1000.0 if fresh else self.last_latency_ms
-        state = EmotionState(valence=float(v), arousal=float(a), quadrant=int(quadrant(v, a)[1]), moods=moods,
-                             tags=latest.tags, probs=probs, latency_ms=latency_ms, fresh=fresh)
+        state = EmotionState(valence=float(v), arousal=float(a), quadrant=q, moods=moods, tags=latest.tags,
+                             probs=probs, latency_ms=latency_ms, fresh=fresh, quadrant_changed=changed,
+                             features=feats, beat=beat)
         if self.osc is not None:
             self.osc.send_state(state, time.time())
         if fresh:
@@ -186,13 +208,27 @@ class Output:
         return fresh
 
 
+STATUS_FIELDS = ("state", "uptime", "updates", "skipped", "overflows", "latency_ms", "model", "level_db", "xruns",
+                 "input")
+
+
+def status_args(fields: dict[str, Any], latency_ms: float) -> list:
+    """The ``/m2e/status`` arguments in :data:`STATUS_FIELDS` order (new fields are only ever appended)."""
+    return [str(fields["state"]), float(fields["uptime"]), int(fields["updates"]), int(fields["skipped"]),
+            int(fields["overflows"]), float(latency_ms), str(fields["model"]), float(fields["level_db"]),
+            int(fields.get("xruns", 0)), str(fields.get("input", "live"))]
+
+
 def snapshot(state: EmotionState, result: WindowResult) -> dict[str, Any]:
     """A JSON-able view of one output step (what the monitor page draws)."""
     order = np.argsort(-state.probs)[:8]
     return {
-        "valence": round(state.valence, 4),
-        "arousal": round(state.arousal, 4),
+        "valence": round(normalise_va(state.valence), 4),  # 0-1: the scale OSC sends
+        "arousal": round(normalise_va(state.arousal), 4),
+        "valence_raw": round(state.valence, 3),
+        "arousal_raw": round(state.arousal, 3),
         "quadrant": state.quadrant,
+        "features": {k: round(float(v), 3) for k, v in (state.features or {}).items()},
         "moods": state.moods,
         "top": [[state.tags[i], round(float(state.probs[i]), 4)] for i in order],
         "latency_ms": round(state.latency_ms, 1),

@@ -15,6 +15,7 @@ import numpy as np
 from m2e_plugin.realtime.capture import Source
 from m2e_plugin.realtime.control import ControlServer
 from m2e_plugin.realtime.engine import Engine, ModelRunner
+from m2e_plugin.realtime.features import FastFeatures
 from m2e_plugin.realtime.monitor import MonitorServer
 from m2e_plugin.realtime.osc import Destination, OscOut
 from m2e_plugin.realtime.output import Output
@@ -35,12 +36,13 @@ class Sidecar:
         OSC receivers (may be empty when only the monitor page is wanted).
     window, hop : float
         Analysis window and hop in seconds.
-    control_port : int, optional
-        UDP port for OSC control messages (None: no control; 0: any free port).
-    control_host : str
-        Interface for the control port (127.0.0.1 by default).
-    monitor_port : int, optional
-        TCP port of the monitor page (None: none; 0: any free port). Always bound to 127.0.0.1.
+    control : ControlServer, optional
+        An OSC control port, already bound (the CLI binds ports before loading the model, so a busy port fails
+        at once).
+    monitor : MonitorServer, optional
+        The monitor page's server, already bound.
+    batch : int
+        Windows analysed together when the model is busy (see :class:`Engine`).
     **output_options
         Passed to :class:`~m2e_plugin.realtime.output.Output` (rate, smoothing, amount, dwell, margin, top_k,
         threshold...).
@@ -49,51 +51,70 @@ class Sidecar:
     NO_INPUT_S = 2.0
 
     def __init__(self, source: Source, runner: ModelRunner, destinations: list[Destination], *,
-                 window: float, hop: float, control_port: int | None = None, control_host: str = "127.0.0.1",
-                 monitor_port: int | None = None, **output_options):
+                 window: float, hop: float, control: ControlServer | None = None,
+                 monitor: MonitorServer | None = None, batch: int = 1, **output_options):
         self.source = source
         self.runner = runner
-        self.osc = OscOut(destinations) if destinations else None
-        self.monitor = MonitorServer(monitor_port) if monitor_port is not None else None
+        # A file without pace may wait for a busy destination, so every analysed window goes out; live never waits.
+        self.osc = OscOut(destinations, wait=0.0 if source.realtime else 1.0) if destinations else None
+        self.monitor = monitor
         listeners = [self.monitor.publish] if self.monitor is not None else []
-        self.output = Output(self.osc, status=self.status, listeners=listeners, **output_options)
-        self.engine = Engine(source, runner, window=window, hop=hop, on_result=self.output.push)
-        self.control = ControlServer(self, control_port, control_host) if control_port is not None else None
+        self.features = FastFeatures(source)
+        self.output = Output(self.osc, status=self.status, listeners=listeners, live=self.input_live,
+                             features=self.features.snapshot, **output_options)
+        self.engine = Engine(source, runner, window=window, hop=hop, on_result=self.output.push, batch=batch)
+        self.control = control
+        if control is not None:
+            control.sidecar = self
         self._stop = threading.Event()
         self._started = 0.0
         self._stopped = False
         self._warned_no_input = False
         self.stop_reason = ""
 
+    def input_live(self) -> bool:
+        """False while the input delivers nothing (device lost, stalled): values would be stale, so the output
+        sends only the heartbeat, which says ``no input``."""
+        src = self.source
+        if not src.realtime or not self._started or src.finished.is_set():
+            return True
+        if src.state != "live":
+            return False
+        last = src.ring.last_write_time
+        return time.monotonic() - (last or self._started) <= self.NO_INPUT_S
+
     def status(self) -> dict[str, Any]:
-        """Heartbeat fields: state, uptime, counters, model."""
+        """Heartbeat fields: state, uptime, counters, model, input state."""
         e = self.engine
-        state = "paused" if e.paused else ("running" if self.output.sent_fresh else "warming up")
-        last = self.source.ring.last_write_time
         now = time.monotonic()
-        if self.source.realtime and self._started and now - (last or self._started) > self.NO_INPUT_S:
-            # A live input that stopped delivering (device unplugged, JACK graph changed): say so, keep sending.
+        if not self.input_live():
             state = "no input"
-            if not self._warned_no_input:
+            if not self._warned_no_input and not self._stop.is_set():
                 self._warned_no_input = True
+                last = self.source.ring.last_write_time
                 log.warning("no audio has arrived for %.0f s from %s", now - (last or self._started),
                             self.source.description)
-        elif last is not None:
+        else:
             self._warned_no_input = False
-        return {"state": state, "uptime": time.monotonic() - self._started if self._started else 0.0,
+            state = "paused" if e.paused else ("running" if self.output.sent_fresh else "warming up")
+        return {"state": state, "uptime": now - self._started if self._started else 0.0,
                 "updates": e.updates, "skipped": e.skipped, "overflows": self.source.overflows,
-                "model": self.runner.name, "level_db": e.level_db}
+                "xruns": self.source.xruns, "input": self.source.state, "model": self.runner.name,
+                "level_db": e.level_db}
 
     def start(self) -> None:
         self._started = time.monotonic()
         if self.monitor is not None:
             self.monitor.info = {"model": self.runner.name, "source": self.source.description}
+            self.monitor.status = self.status
             self.monitor.start()
         self.output.start()
+        self.features.start()
         self.engine.start()
         if self.control is not None:
             self.control.start()
-        self.source.start()  # last: everything that consumes audio is ready
+        if not self.source.running:
+            self.source.start()  # last: everything that consumes audio is ready
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Ask :meth:`wait` to return (safe from a signal handler: it only sets an event)."""
@@ -124,9 +145,9 @@ class Sidecar:
         if self._stopped:
             return
         self._stopped = True
-        for step in (self.source.stop, self.engine.stop, self.output.stop,
+        for step in (self.source.stop, self.engine.stop, self.features.stop, self.output.stop,
                      *(x.stop for x in (self.control, self.monitor) if x is not None),
-                     *((self.osc.close,) if self.osc is not None else ())):
+                     *((self.osc.close,) if self.osc is not None else ()), self.source.close):
             try:
                 step()
             except Exception as exc:  # keep closing the rest
@@ -151,15 +172,22 @@ class Sidecar:
             "source": self.source.description,
             "seconds": round(time.monotonic() - self._started, 3) if self._started else 0.0,
             "audio_seconds": round(self.source.ring.written / self.source.sample_rate, 3),
+            "input_open_seconds": (round((self.source.closed_at or time.monotonic()) - self.source.opened_at, 3)
+                                   if self.source.opened_at else 0.0),
             "window": e.window,
             "hop": e.hop,
             "windows": e.windows,
             "updates": e.updates,
             "skipped_windows": e.skipped,
+            "model_calls": e.batches,
             "overruns": e.overruns,
             "model_errors": e.errors,
             "input_overflows": self.source.overflows,
+            "input_xruns": self.source.xruns,
+            "input_losses": getattr(self.source, "losses", 0),
+            "input_reopens": getattr(self.source, "reopens", 0),
             "input_level_db": round(e.level_db, 1),
+            "tempo_bpm": round(self.features.tracker.tempo, 1) if self.features.tracker else None,
             "bundles_sent": self.output.sent,
             "latency_ms_median": round(float(np.median(lat)), 2) if lat.size else None,
             "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat.size else None,

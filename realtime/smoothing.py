@@ -147,3 +147,80 @@ class MoodHysteresis:
         else:
             self._challenger = None
         return self.tags[self.current]
+
+
+class QuadrantHysteresis:
+    """A Russell quadrant that never flaps: the point must be ``margin`` past an axis (0-1 scale) and stay in the
+    new quadrant for ``dwell`` seconds before the quadrant changes.
+
+    A value sitting on a boundary keeps the current quadrant; a diagonal move that crosses a third quadrant for
+    less than ``dwell`` seconds never shows it; two changes are always at least ``dwell`` seconds apart.
+
+    Parameters
+    ----------
+    margin : float
+        Distance past the midpoint (on the 0-1 scale) that counts as being on the other side.
+    dwell : float
+        Seconds the candidate quadrant must hold.
+    """
+
+    def __init__(self, margin: float = 0.03, dwell: float = 2.0):
+        self.margin = float(margin)
+        self.dwell = float(dwell)
+        self.current: int | None = None
+        self._candidate: int | None = None
+        self._since = 0.0
+        self.changes = 0
+
+    def _side(self, x: float, positive_now: bool | None) -> bool:
+        if positive_now is None:
+            return x >= 0.5
+        return x >= 0.5 - self.margin if positive_now else x > 0.5 + self.margin
+
+    def update(self, valence01: float, arousal01: float, t: float) -> tuple[int, bool]:
+        """Feed the (smoothed) 0-1 valence/arousal at time ``t``; returns (quadrant 1-4, changed now)."""
+        cur = self.current
+        pv = None if cur is None else cur in (1, 4)
+        pa = None if cur is None else cur in (1, 2)
+        v_pos, a_pos = self._side(valence01, pv), self._side(arousal01, pa)
+        q = (1 if v_pos else 2) if a_pos else (4 if v_pos else 3)
+        if cur is None:
+            self.current = q
+            return q, False
+        if q == cur:
+            self._candidate = None
+            return cur, False
+        if q != self._candidate:
+            self._candidate, self._since = q, t
+        if t - self._since >= self.dwell:
+            self.current, self._candidate = q, None
+            self.changes += 1
+            return q, True
+        return cur, False
+
+
+class EdgeTrigger:
+    """Schmitt trigger with a dwell time: turns on when the value stays above ``threshold + hysteresis / 2`` for
+    ``dwell`` seconds, off when it stays below ``threshold - hysteresis / 2`` as long.
+
+    ``update`` returns ``"onset"``, ``"offset"`` or None, so a value hovering around the threshold never flaps.
+    """
+
+    def __init__(self, threshold: float = 0.5, hysteresis: float = 0.1, dwell: float = 2.0):
+        self.high = float(threshold) + float(hysteresis) / 2
+        self.low = float(threshold) - float(hysteresis) / 2
+        self.dwell = float(dwell)
+        self.on = False
+        self._since: float | None = None
+
+    def update(self, value: float, t: float) -> str | None:
+        crossing = value < self.low if self.on else value > self.high
+        if not crossing:
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = t
+        if t - self._since < self.dwell:
+            return None
+        self.on, self._since = not self.on, None
+        return "onset" if self.on else "offset"

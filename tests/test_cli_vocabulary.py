@@ -28,17 +28,11 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = ""):
 
 
 PARSERS = dict(_subparsers(build_parser()))
-# `m2e stream` is the realtime engineer's: its --device becomes --input-device and --compute becomes --device on
-# the realtime branch. Until that branch is merged, stream breaks the vocabulary; strict, so the lead must delete
-# this marker at the merge (an unexpected pass fails).
-STREAM_NEEDS_REALTIME_BRANCH = pytest.mark.xfail(
-    strict=True, reason="needs the realtime branch (stream: --device -> --input-device, --compute -> --device)")
 
 
 def _params():
     for name in sorted(PARSERS):
-        marks = [STREAM_NEEDS_REALTIME_BRANCH] if name == "stream" and "--compute" in _options(PARSERS[name]) else []
-        yield pytest.param(name, marks=marks, id=name.replace(" ", "-"))
+        yield pytest.param(name, id=name.replace(" ", "-"))
 
 
 def _options(parser) -> dict[str, argparse.Action]:

@@ -162,7 +162,7 @@ def test_predict_extract_and_stream_serve_the_plugin_model(model_site, clip, tmp
     assert run["model"]["model_card"]["licence"] == "MIT"  # the card: once per run, in the run manifest
 
     stream = _m2e(["stream", "--model", "loudness", "--input", str(clip), "--no-pace", "--rate", "0",
-                   "--osc", "127.0.0.1:9", "--window", "1", "--hop", "0.5", "--compute", "cpu"], env)
+                   "--osc", "127.0.0.1:9", "--window", "1", "--hop", "0.5", "--device", "cpu"], env)
     assert stream.returncode == 0, stream.stderr
     summary = json.loads(stream.stdout.strip().splitlines()[-1])
     assert summary["model"] == "loudness" and summary["updates"] == len(out["timeline"])

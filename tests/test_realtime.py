@@ -19,7 +19,10 @@ from m2e_plugin.demo import synth_music
 from m2e_plugin.labels import MOOD_TAGS
 from m2e_plugin.realtime.capture import CaptureError, FileSource, import_sounddevice
 from m2e_plugin.realtime.engine import ModelRunner
-from m2e_plugin.realtime.osc import (PROFILES, EmotionState, OscOut, build_bundle, parse_destination)
+from m2e_plugin.realtime.mapping import MappingError, load_mapping
+from m2e_plugin.realtime.osc import EmotionState, OscOut, build_bundle, parse_destination
+from m2e_plugin.realtime.smoothing import EdgeTrigger, QuadrantHysteresis
+from m2e_plugin.realtime.control import ControlServer
 from m2e_plugin.realtime.ringbuffer import RingBuffer
 from m2e_plugin.realtime.sidecar import Sidecar
 from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, OneEuroFilter
@@ -140,29 +143,139 @@ def _state(**kw):
 
 
 def test_profiles_map_the_same_values_onto_each_hosts_conventions():
-    msgs = dict(PROFILES["default"].build(_state()))
+    msgs = dict(load_mapping("default").build(_state(), 0.0))
     assert msgs["/m2e/valence"] == [pytest.approx(0.75)] and msgs["/m2e/arousal"] == [pytest.approx(0.25)]
     assert msgs["/m2e/valence_raw"] == [7.0] and msgs["/m2e/quadrant"] == [4]
     assert msgs["/m2e/moods"] == ["uplifting", "travel"] and msgs["/m2e/latency_ms"] == [12.5]
     assert len([a for a in msgs if a.startswith("/m2e/mood/")]) == 56
-    res = dict(PROFILES["resolume"].build(_state()))
+    res = dict(load_mapping("resolume").build(_state(), 0.0))
     assert all(isinstance(v[0], float) and 0 <= v[0] <= 1 for v in res.values())  # Resolume takes 0-1 floats
-    assert [res[f"/m2e/quadrant/{q}"][0] for q in (1, 2, 3, 4)] == [0.0, 0.0, 0.0, 1.0]
-    td = dict(PROFILES["touchdesigner"].build(_state()))
+    assert res["/composition/layers/1/video/opacity"][0] == pytest.approx(0.2 + 0.8 * (3 * 0.25**2 - 2 * 0.25**3))
+    td = dict(load_mapping("touchdesigner").build(_state(), 0.0))
     assert all(a.count("/") == 1 for a in td)  # flat names -> one CHOP channel each
-    assert td["/m2e_top_index"] == [float(MOOD_TAGS.index("uplifting"))]
-    wek = PROFILES["wekinator"].build(_state())
-    assert [a for a, _ in wek] == ["/wek/inputs"] and len(wek[0][1]) == 58
-    assert PROFILES["wekinator"].default_port == 6448 and PROFILES["resolume"].default_port == 7000
+    assert td["/m2e_top_index"] == [MOOD_TAGS.index("uplifting")]
+    assert load_mapping("wekinator").port == 6448 and load_mapping("resolume").port == 7000
+    assert dict(load_mapping("max").build(_state(), 0.0))["/m2e/va"] == [pytest.approx(0.75), pytest.approx(0.25)]
+
+
+def test_wekinator_input_count_does_not_depend_on_the_model():
+    wek = load_mapping("wekinator")
+    full = wek.build(_state(), 0.0)
+    few_tags = MOOD_TAGS[:10:2]  # a model with 5 tags
+    small = wek.build(_state(tags=few_tags, probs=np.full(5, 0.9), moods=[few_tags[0]]), 0.0)
+    assert [a for a, _ in full] == [a for a, _ in small] == ["/wek/inputs"]
+    assert len(full[0][1]) == len(small[0][1]) == 58
+    assert small[0][1][2] == pytest.approx(0.9) and small[0][1][3] == 0.0  # tag 0 present, tag 1 absent
+
+
+def test_resolume_triggers_are_sent_once_per_quadrant_change_not_at_the_output_rate():
+    res = load_mapping("resolume")
+    sent = []
+    for i in range(90):  # 3 s at 30 Hz, one quadrant change in the middle
+        msgs = res.build(_state(quadrant=1 if i >= 45 else 4, quadrant_changed=i == 45), i / 30)
+        sent += [a for a, _ in msgs if a.startswith("/composition/columns/")]
+    assert sent == ["/composition/columns/1/connect"]
+
+
+def test_a_mapping_file_sends_any_value_anywhere_with_range_curve_and_type(tmp_path):
+    path = tmp_path / "show.yaml"
+    path.write_text(
+        "values:\n"
+        "  - {source: arousal, address: /composition/layers/1/video/opacity, range: [0.5, 1.0]}\n"
+        "  - {source: valence, address: /dim, curve: 'exp:2'}\n"
+        "  - {source: valence_raw, address: /steps, in: [1, 9], range: [0, 10], type: int}\n"
+        "  - {source: arousal, address: /gate, type: bool}\n"
+        "events:\n"
+        "  - {event: mood_onset, mood: happy, address: /happy/on, dwell: 1.0}\n")
+    m = load_mapping(str(path))
+    msgs = dict(m.build(_state(), 0.0))
+    assert msgs["/composition/layers/1/video/opacity"] == [pytest.approx(0.625)]
+    assert msgs["/dim"] == [pytest.approx(0.75 ** 2)]
+    assert msgs["/steps"] == [8] and msgs["/gate"] == [False]
+    happy = MOOD_TAGS.index("happy")
+    fired = []
+    for i in range(40):  # probability 0.9 from 0.5 s on: onset after the 1 s dwell, once
+        probs = np.zeros(56)
+        probs[happy] = 0.9 if i >= 5 else 0.1
+        fired += [(i, a) for a, _ in m.build(_state(probs=probs), i * 0.1) if a == "/happy/on"]
+    assert fired == [(15, "/happy/on")]
+    toml = tmp_path / "show.toml"
+    toml.write_text('[[values]]\nsource = "arousal"\naddress = "/a"\n')
+    assert dict(load_mapping(str(toml)).build(_state(), 0.0))["/a"] == [pytest.approx(0.25)]
+
+
+@pytest.mark.parametrize("text, error", [
+    ("values: [{source: nope, address: /x}]", "values\\[0\\]: unknown value 'nope'"),
+    ("values: [{source: arousal, address: x}]", "must start with /"),
+    ("values: [{source: arousal, address: /x, curve: wobbly}]", "unknown curve"),
+    ("events: [{event: mood_onset, address: /x}]", "events\\[0\\]: mood events need"),
+    ("values: [{source: arousal", "not valid YAML"),
+])
+def test_bad_mapping_files_name_the_file_and_the_rule(tmp_path, text, error):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(MappingError, match="bad.yaml.*" + error):
+        load_mapping(str(path))
+    with pytest.raises(ValueError, match="OSC destination"):
+        parse_destination(f"127.0.0.1:9000@{path}")
+
+
+def test_quadrant_never_flaps_on_a_boundary_nor_shows_a_diagonal_passage():
+    q = QuadrantHysteresis(margin=0.03, dwell=2.0)
+    t = 0.0
+    q.update(0.7, 0.7, t)
+    changes = []
+    rng = np.random.default_rng(0)
+    for _ in range(600):  # 20 s at 30 Hz sitting on the valence boundary, +-0.02 noise
+        t += 1 / 30
+        if q.update(0.5 + rng.uniform(-0.02, 0.02), 0.7, t)[1]:
+            changes.append(t)
+    assert changes == []
+    for _ in range(30):  # diagonal Q1 -> Q3 that crosses Q2 for 1 s
+        t += 1 / 30
+        assert q.update(0.3, 0.7, t) == (1, False)
+    changes = []
+    for _ in range(150):
+        t += 1 / 30
+        qq, changed = q.update(0.3, 0.3, t)
+        if changed:
+            changes.append(qq)
+    assert changes == [3]  # straight to Q3, Q2 never shown
+    # Changes are never closer than the dwell time.
+    q2, t, last, gaps = QuadrantHysteresis(dwell=2.0), 0.0, None, []
+    for i in range(3000):
+        t += 1 / 30
+        v = 0.5 + 0.3 * np.sin(i / 20.0) + 0.1 * np.sin(i / 3.0)  # swings of ~4 s with fast wobble
+        if q2.update(v, 0.7, t)[1]:
+            if last is not None:
+                gaps.append(t - last)
+            last = t
+    assert gaps and min(gaps) >= 2.0
+
+
+def test_edge_trigger_needs_hysteresis_and_dwell():
+    trig = EdgeTrigger(threshold=0.5, hysteresis=0.1, dwell=2.0)
+    t, edges = 0.0, []
+    for i in range(300):  # hovering around the threshold: nothing
+        t += 0.1
+        if (e := trig.update(0.5 + 0.06 * (-1) ** i, t)):
+            edges.append(e)
+    assert edges == []
+    for _ in range(25):
+        t += 0.1
+        if (e := trig.update(0.7, t)):
+            edges.append((e, round(t, 1)))
+    assert edges == [("onset", round(t - 0.4, 1))]
 
 
 def test_bundle_carries_one_timetag():
     from pythonosc.osc_bundle import OscBundle
 
-    data = build_bundle(PROFILES["default"].build(_state()), 1_800_000_000.25)
+    messages = load_mapping("default").build(_state(), 0.0)
+    data = build_bundle(messages, 1_800_000_000.25)
     b = OscBundle(data)
     assert b.timestamp == pytest.approx(1_800_000_000.25, abs=1e-6)
-    assert b.num_contents == 7 + 56  # 7 fixed addresses + one per tag
+    assert b.num_contents == len(messages) == 12 + 56  # 12 fixed addresses + one per tag
 
 
 def test_unreachable_destinations_never_stop_the_others(collector):
@@ -176,6 +289,50 @@ def test_unreachable_destinations_never_stop_the_others(collector):
             time.sleep(0.005)
         assert wait_for(lambda: len(collector.bundles()) == 20)
         assert unresolvable.errors >= 1 and unresolvable.sent == 0 and live.sent == 20
+    finally:
+        out.close()
+
+
+def test_bundles_are_split_below_one_ethernet_frame_with_one_timetag():
+    from pythonosc.osc_bundle import OscBundle
+
+    from m2e_plugin.realtime.osc import MAX_DATAGRAM, build_bundles
+
+    messages = load_mapping("default").build(_state(), 0.0)
+    assert len(build_bundle(messages, 0.0)) > MAX_DATAGRAM  # 56 tags do not fit in one frame
+    packets = build_bundles(messages, 1_800_000_000.5)
+    assert len(packets) >= 2 and all(len(p) <= MAX_DATAGRAM for p in packets)
+    bundles = [OscBundle(p) for p in packets]
+    assert all(b.timestamp == pytest.approx(1_800_000_000.5, abs=1e-6) for b in bundles)
+    received = [(m.address, list(m.params)) for b in bundles for m in b]
+    assert [a for a, _ in received] == [a for a, _ in messages]  # all of them, in order
+
+
+def test_a_slow_resolving_destination_does_not_slow_the_others(collector, monkeypatch):
+    import socket as socket_module
+
+    real = socket_module.getaddrinfo
+
+    def slow_dns(host, *args, **kwargs):
+        if host == "slow.example":
+            time.sleep(5.0)  # a resolver that times out
+            raise socket_module.gaierror("timed out")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket_module, "getaddrinfo", slow_dns)
+    slow = parse_destination("slow.example:9000")
+    live = parse_destination(f"127.0.0.1:{collector.port}")
+    t0 = time.monotonic()
+    out = OscOut([slow, live])
+    try:
+        assert time.monotonic() - t0 < 0.5, "building the sender must not wait for name resolution"
+        start = time.monotonic()
+        for i in range(60):  # 2 s at 30 Hz
+            out.send_state(_state())
+            time.sleep(max(0.0, start + (i + 1) / 30 - time.monotonic()))
+        assert time.monotonic() - start < 2.5, "sending must not wait for a slow destination"
+        assert wait_for(lambda: live.sent == 60, timeout=1.0), f"127.0.0.1 got {live.sent} of 60 steps"
+        assert slow.sent == 0
     finally:
         out.close()
 
@@ -221,8 +378,9 @@ def test_slow_model_and_dead_destination_do_not_stop_the_stream(backends, wav, c
     assert summary["windows"] - summary["skipped_windows"] - summary["updates"] <= 2
     bundles = collector.bundles()
     times = sorted(tt for tt, _ in bundles)
-    # Steady output between slow updates: ~20 Hz after the first result, no gap near a whole inference.
-    assert len(bundles) >= 40 and max(np.diff(times)) < 0.3
+    # Steady output between slow updates: ~20 Hz after the first result, not one bundle per inference (a single
+    # scheduling hiccup of a loaded machine is tolerated by the percentile).
+    assert len(bundles) >= 40 and np.percentile(np.diff(times), 95) < 0.15
     assert all(0 <= m["/m2e/valence"][0] <= 1 and 0 <= m["/m2e/arousal"][0] <= 1 for _, m in bundles)
     dests = {d["destination"]: d for d in summary["destinations"]}
     assert dests[f"127.0.0.1:{dead}@default"]["sent"] == dests[f"127.0.0.1:{collector.port}@default"]["sent"]
@@ -240,7 +398,7 @@ def test_control_port_steers_the_stream_and_ignores_malformed_messages(backends,
 
     sc = Sidecar(FileSource(wav, pace=True, loop=True), ModelRunner("rt-feature"),
                  [parse_destination(f"127.0.0.1:{collector.port}")], window=1.0, hop=0.25, rate=10,
-                 control_port=0)
+                 control=ControlServer(None, 0))
     sc.start()
     try:
         assert sc.control.host == "127.0.0.1"
@@ -339,3 +497,125 @@ def test_output_survives_a_model_switch_to_another_tag_set(collector):
         osc.close()
     last = dict(collector.bundles()[-1][1])
     assert "/m2e/mood/sad" in last and "/m2e/mood/uplifting" not in last
+
+
+# -- fast features --------------------------------------------------------------------------------------------
+
+def _click_track(bpm: float, seconds: float, sr: int = 48000):
+    n = int(seconds * sr)
+    y = 0.005 * np.random.default_rng(1).standard_normal(n).astype(np.float32)
+    k = np.arange(int(0.03 * sr))
+    click = (np.exp(-k / (0.005 * sr)) * np.sin(2 * np.pi * 1500 * k / sr)).astype(np.float32)
+    clicks = np.arange(0.25, seconds, 60.0 / bpm)
+    for c in clicks:
+        i = int(c * sr)
+        y[i:i + click.size] += 0.5 * click[: n - i]
+    return y, clicks
+
+
+@pytest.mark.parametrize("bpm", [90, 128])
+def test_beat_tracker_finds_tempo_and_beats_causally(bpm):
+    from m2e_plugin.realtime.features import BeatTracker
+
+    y, clicks = _click_track(bpm, 16.0)
+    bt = BeatTracker(48000)
+    fired = []
+    for start in range(0, y.size, 480):  # 10 ms blocks, as a live input delivers them
+        bt.process(y[start:start + 480])
+        if bt.take_beat():
+            fired.append((start + 480) / 48000)  # when the beat was known, not re-dated afterwards
+    assert bt.tempo == pytest.approx(bpm, rel=0.02)
+    late = [t for t in fired if t > 8.0]  # after convergence
+    assert len(late) >= int(7.5 * bpm / 60)
+    errors = [np.min(np.abs(clicks - t)) for t in late]
+    assert max(errors) < 0.05  # within 50 ms of the click
+
+
+def test_fast_features_follow_the_ring_level(backends):
+    from m2e_plugin.realtime.capture import Source
+    from m2e_plugin.realtime.features import FastFeatures
+
+    src = Source(48000, 5.0)
+    ff = FastFeatures(src)
+    ff.start()
+    try:
+        t = np.arange(4800) / 48000
+        for _ in range(30):  # 3 s of a -6 dBFS sine, in 100 ms blocks
+            src.ring.write((0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+            time.sleep(0.01)
+        assert wait_for(lambda: ff.snapshot()[0]["peak_db"] > -7.0)
+        values, _ = ff.snapshot()
+        assert values["peak_db"] == pytest.approx(-6.02, abs=0.3)
+        assert values["level_db"] == pytest.approx(-9.03, abs=0.3)  # sine RMS = peak / sqrt(2)
+        assert values["level"] == pytest.approx((60 - 9.03) / 60, abs=0.01)
+    finally:
+        ff.stop()
+
+
+# -- responsiveness and batching ------------------------------------------------------------------------------
+
+def _calm_then_energetic(path, sr=16000, seconds=12.0):
+    rng = np.random.default_rng(3)
+    calm = 0.01 * rng.standard_normal(int(seconds * sr))
+    energetic = 0.15 * rng.standard_normal(int(seconds * sr))  # below the feature backend's saturation
+    sf.write(path, np.concatenate([calm, energetic]).astype(np.float32), sr)
+    return seconds
+
+
+def _reaction(path, switch, window, hop):
+    """Audio seconds from the switch to the first result past the midpoint of the two arousal plateaus."""
+    from m2e_plugin.realtime.engine import Engine
+
+    results = []
+    engine = Engine(FileSource(path, pace=False), ModelRunner("rt-feature"), window=window, hop=hop,
+                    on_result=results.append)
+    engine.start()  # first, as the sidecar does: a file without pace is decoded at the model's rate
+    engine.source.start()
+    assert engine.done.wait(60)
+    engine.stop()
+    times = np.array([r.stream_time for r in results])
+    arousal = np.array([r.result["arousal"] for r in results])
+    calm = np.median(arousal[times <= switch])
+    hot = np.median(arousal[times >= switch + window])
+    crossed = times[(times > switch) & (arousal >= (calm + hot) / 2)]
+    return float(crossed[0] - switch)
+
+
+def test_low_latency_mode_reacts_to_a_change_within_2_s(backends, tmp_path):
+    from m2e_plugin.cli.stream import LOW_LATENCY
+
+    switch = _calm_then_energetic(tmp_path / "change.wav")
+    window, hop = LOW_LATENCY
+    assert window <= 3.0 and hop <= 0.5
+    assert _reaction(tmp_path / "change.wav", switch, window, hop) <= 2.0
+    # 10 s windows (the old default) do not: the change must fill most of the window first.
+    assert _reaction(tmp_path / "change.wav", switch, 10.0, 0.5) > 2.0
+
+
+def test_pending_windows_are_batched_when_the_model_is_busy(backends, wav, monkeypatch):
+    """The GPU path: windows that arrive while the model is busy are analysed in one predict_windows call."""
+    from m2e_plugin.realtime.engine import Engine
+
+    calls = []
+
+    def predict_windows(self, windows):
+        calls.append(len(windows))
+        time.sleep(0.3)  # slower than the 0.1 s hop: windows pile up (up to the batch size)
+        return [self.predict_track([w]) for w in windows]
+
+    monkeypatch.setattr(SlowBackend, "predict_windows", predict_windows)
+    monkeypatch.setattr(SlowBackend, "DELAY", 0.3)
+    results = []
+    engine = Engine(FileSource(wav, pace=True, loop=True), ModelRunner("rt-slow"), window=1.0, hop=0.1,
+                    on_result=results.append, batch=4)
+    engine.source.start()
+    engine.start()
+    try:
+        assert wait_for(lambda: len(calls) >= 4, timeout=30)
+    finally:
+        engine.stop()
+        engine.source.stop()
+    assert max(calls) > 1 and max(calls) <= 4  # batched, never more than the batch size
+    assert engine.updates == len(results) >= sum(calls[:-1])
+    ends = [r.stream_time for r in results]
+    assert ends == sorted(ends)  # oldest first, each window reported with its own end time

@@ -23,7 +23,7 @@ TESTS = Path(__file__).resolve().parent
 MODEL = "lite" if importlib.util.find_spec("m2e_plugin.backends.lite") else "rt-feature"
 # Runs the real CLI entry point after registering the test backends (a subprocess does not see monkeypatches).
 LAUNCH = ("import sys, test_realtime_support as s; from m2e_plugin import plugins; "
-          "plugins.register_plugin(s.ModelsPlugin(s.FeatureBackend, s.SlowBackend), name='m2e-test-models'); "
+          "plugins.register_plugin(s.ModelsPlugin(), name='m2e-test-models'); "
           "from m2e_plugin.cli.main import main; sys.exit(main(sys.argv[1:]))")
 
 
@@ -59,7 +59,7 @@ def check_bundles(collector: OscCollector, minimum: int) -> None:
 def run_stream(audio: Path, collector: OscCollector, *extra: str, timeout: float = 120) -> dict:
     dead = free_udp_port()  # a second destination with nothing listening must not matter
     proc = m2e("stream", "--input", str(audio), "--osc", f"127.0.0.1:{collector.port}", "--osc",
-               f"127.0.0.1:{dead}", "--model", MODEL, "--compute", "cpu", *extra)
+               f"127.0.0.1:{dead}", "--model", MODEL, "--device", "cpu", *extra)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -99,7 +99,7 @@ def test_stream_a_real_recording(shared_data, collector):
 def test_stream_shuts_down_cleanly_on_signals(music_wav, collector, sig):
     ctl = free_udp_port()
     proc = m2e("stream", "--input", str(music_wav), "--loop", "--osc", f"127.0.0.1:{collector.port}",
-               "--model", MODEL, "--compute", "cpu", "--window", "1", "--hop", "0.25", "--control", str(ctl))
+               "--model", MODEL, "--device", "cpu", "--window", "1", "--hop", "0.25", "--control", str(ctl))
     try:
         deadline = time.monotonic() + 60
         while len(collector.bundles()) < 3 and time.monotonic() < deadline and proc.poll() is None:
@@ -125,9 +125,38 @@ def test_stream_shuts_down_cleanly_on_signals(music_wav, collector, sig):
     s.close()
 
 
+@pytest.mark.parametrize("answers", [0, 3], ids=["hung-in-warm-up", "hung-mid-stream"])
+def test_a_hung_model_never_blocks_shutdown(music_wav, collector, answers):
+    proc = m2e("stream", "--input", str(music_wav), "--loop", "--osc", f"127.0.0.1:{collector.port}",
+               "--model", "rt-hang", "--device", "cpu", "--window", "1", "--hop", "0.25",
+               env={"M2E_TEST_HANG_AFTER": str(answers)})
+    try:
+        if answers:  # the model answered the warm-up and a window or two, then wedged
+            deadline = time.monotonic() + 60
+            while not collector.bundles() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            assert collector.bundles(), "no values before the model hung"
+        else:
+            time.sleep(3)  # stuck in the warm-up call
+        time.sleep(1.0)
+        assert proc.poll() is None
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert took < 2.5, f"SIGTERM took {took:.1f} s with a hung model"  # 2 s target plus process teardown
+    if answers:
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["stop_reason"] == "signal SIGTERM", err
+
+
 def test_duration_and_profiles(music_wav, collector):
     proc = m2e("stream", "--input", str(music_wav), "--loop", "--duration", "2.5", "--model", MODEL,
-               "--compute", "cpu", "--window", "1", "--hop", "0.5", "--osc", f"127.0.0.1:{collector.port}@wekinator")
+               "--device", "cpu", "--window", "1", "--hop", "0.5", "--osc", f"127.0.0.1:{collector.port}@wekinator")
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
@@ -139,7 +168,7 @@ def test_duration_and_profiles(music_wav, collector):
 
 def test_bad_arguments_give_clear_errors(tmp_path):
     missing = tmp_path / "missing.wav"
-    proc = m2e("stream", "--input", str(missing), "--model", MODEL, "--compute", "cpu")
+    proc = m2e("stream", "--input", str(missing), "--model", MODEL, "--device", "cpu")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "missing.wav" in err and "not found" in err
     proc = m2e("stream", "--input", str(missing), "--osc", "localhost:nope")
@@ -149,7 +178,7 @@ def test_bad_arguments_give_clear_errors(tmp_path):
         proc = m2e("stream", "--input", str(missing), "--duration", bad)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 2 and "--duration must be a positive number" in err, err
-    proc = m2e("stream", "--device", "no-such-device-xyz", "--model", MODEL, "--compute", "cpu")
+    proc = m2e("stream", "--input-device", "no-such-device-xyz", "--model", MODEL, "--device", "cpu")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and ("no-such-device-xyz" in err or "no audio input devices" in err), err
 
@@ -174,9 +203,16 @@ def test_busy_monitor_and_control_ports_fail_at_start(music_wav):
         udp.bind(("127.0.0.1", 0))
         for flag, port, what in (("--monitor", tcp.getsockname()[1], "monitor"),
                                  ("--control", udp.getsockname()[1], "control")):
-            proc = m2e("stream", "--input", str(music_wav), "--model", "rt-feature", "--compute", "cpu",
-                       "--osc", f"127.0.0.1:{free_udp_port()}", flag, str(port), "--duration", "5")
-            _, err = proc.communicate(timeout=60)
+            # The model never finishes loading (hangs in its warm-up): the port must be checked before.
+            proc = m2e("stream", "--input", str(music_wav), "--model", "rt-hang", "--device", "cpu",
+                       "--osc", f"127.0.0.1:{free_udp_port()}", flag, str(port), "--duration", "5",
+                       env={"M2E_TEST_HANG_AFTER": "0"})
+            try:
+                _, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
             assert proc.returncode == 2, err
             assert what in err and str(port) in err and "in use" in err and "Traceback" not in err, err
     finally:

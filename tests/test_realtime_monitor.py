@@ -25,6 +25,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def sidecar_with_monitor(tmp_path, monkeypatch):
     from m2e_plugin.realtime.capture import FileSource
     from m2e_plugin.realtime.engine import ModelRunner
+    from m2e_plugin.realtime.monitor import MonitorServer
     from m2e_plugin.realtime.sidecar import Sidecar
 
     register_test_backends(monkeypatch)
@@ -34,7 +35,7 @@ def sidecar_with_monitor(tmp_path, monkeypatch):
     path = tmp_path / "music.wav"
     sf.write(path, y, 22050)
     sc = Sidecar(FileSource(path, pace=True, loop=True), ModelRunner("rt-feature"), [], window=1.0, hop=0.25,
-                 rate=20, monitor_port=0)
+                 rate=20, monitor=MonitorServer(0))
     sc.start()
     yield sc
     sc.stop()
@@ -53,14 +54,20 @@ def test_monitor_serves_page_state_and_events(sidecar_with_monitor):
         with urllib.request.urlopen(url + "state", timeout=5) as r:
             state = json.loads(r.read())
         time.sleep(0.1)
-    assert 1 <= state["valence"] <= 9 and 1 <= state["arousal"] <= 9 and state["quadrant"] in (1, 2, 3, 4)
+    # The page shows what OSC sends: 0-1 (the 1-9 values ride along as *_raw).
+    assert 0 <= state["valence"] <= 1 and 0 <= state["arousal"] <= 1 and state["quadrant"] in (1, 2, 3, 4)
+    assert 1 <= state["valence_raw"] <= 9 and "level_db" in state["features"]
     with urllib.request.urlopen(url + "events", timeout=5) as r:
-        events = []
-        while len(events) < 2:
+        events, statuses, kind = [], [], "message"
+        while len(events) < 2 or not statuses:
             line = r.readline().decode()
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-    assert all(1 <= e["arousal"] <= 9 for e in events)
+            if line.startswith("event: "):
+                kind = line[7:].strip()
+            elif line.startswith("data: "):
+                (statuses if kind == "status" else events).append(json.loads(line[6:]))
+                kind = "message"
+    assert all(0 <= e["arousal"] <= 1 for e in events)
+    assert statuses[0]["state"] in ("running", "warming up") and "overflows" in statuses[0]
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(url + "nope", timeout=5)
 
@@ -70,7 +77,8 @@ def test_monitor_serves_page_state_and_events(sidecar_with_monitor):
 def test_monitor_page_in_headless_chromium(sidecar_with_monitor, tmp_path):
     url = sidecar_with_monitor.monitor.url
     profile = tmp_path / "chromium-profile"
-    proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", url],
+    proc = subprocess.Popen([CHROMIUM, *FLAGS, "--window-size=1920,1080", f"--user-data-dir={profile}",
+                             "--remote-debugging-port=0", url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     page = None
     try:
@@ -98,7 +106,9 @@ def test_monitor_page_in_headless_chromium(sidecar_with_monitor, tmp_path):
                  " cy: +document.getElementById('point').getAttribute('cy'),"
                  " valence: document.getElementById('valence').textContent,"
                  " moods: document.getElementById('moods').textContent,"
-                 " rows: document.querySelectorAll('#probs tr').length})")
+                 " rows: document.querySelectorAll('#probs tr').length,"
+                 " plane: document.getElementById('plane').getBoundingClientRect().height,"
+                 " quadrant_lit: document.querySelectorAll('.quad.on').length})")
         seen = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -108,11 +118,23 @@ def test_monitor_page_in_headless_chromium(sidecar_with_monitor, tmp_path):
             time.sleep(0.2)
         last = seen[-1]
         assert last["state"] == "live" and last["updates"] >= 40, last
-        assert 1 <= float(last["valence"]) <= 9
-        assert last["moods"] and last["rows"] == 8
+        assert 0 <= float(last["valence"]) <= 1
+        assert last["moods"] and last["rows"] == 8 and last["quadrant_lit"] == 1
+        assert last["plane"] >= 800, "the plane should fill a full-HD second screen"
         # Drawn inside the plane, and moving: the loud/quiet halves move the point vertically.
         assert all(10 <= s["cx"] <= 410 and 10 <= s["cy"] <= 410 for s in seen if s["updates"])
         assert len({s["cy"] for s in seen if s["updates"]}) >= 3, seen
+        # The state follows the stream: paused, then live again.
+        sidecar_with_monitor.engine.pause()
+        state = "document.body.dataset.state"
+        deadline = time.monotonic() + 10
+        while page.evaluate(state) != "paused":
+            assert time.monotonic() < deadline, "the page never showed the pause"
+            time.sleep(0.1)
+        sidecar_with_monitor.engine.resume()
+        while page.evaluate(state) != "live":
+            assert time.monotonic() < deadline + 10, "the page never came back to live"
+            time.sleep(0.1)
     finally:
         if page is not None:
             page.close()

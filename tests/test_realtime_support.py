@@ -2,9 +2,9 @@
 
 ``FeatureBackend`` derives valence/arousal from simple signal features (so its output follows the audio and is
 deterministic) and mood probabilities from the distance to each tag's word-norm valence/arousal; ``SlowBackend``
-takes ``DELAY`` seconds per window (slower than the hop); ``FlakyBackend`` fails every other window. They are
-registered per test through the ``m2e_register_models`` hook, in a fresh plugin registry (see
-:func:`register_test_backends`).
+takes ``DELAY`` seconds per window (slower than the hop); ``FlakyBackend`` fails every other window;
+``HangBackend`` stops returning after a few windows. They are registered per test through the
+``m2e_register_models`` hook, in a fresh plugin registry (see :func:`register_test_backends`).
 """
 
 from __future__ import annotations
@@ -69,11 +69,28 @@ class FlakyBackend(FeatureBackend):
         return super().predict_track(blocks)
 
 
+class HangBackend(FeatureBackend):
+    """Answers ``ANSWERS`` calls (the warm-up included), then never returns (a wedged model or driver).
+    ``M2E_TEST_HANG_AFTER`` overrides ``ANSWERS`` in a subprocess."""
+
+    name = "rt-hang"
+    ANSWERS = 3
+
+    def predict_track(self, blocks) -> Prediction:
+        answers = int(os.environ.get("M2E_TEST_HANG_AFTER", self.ANSWERS))
+        if self.calls >= answers:
+            threading.Event().wait()  # forever
+        return super().predict_track(blocks)
+
+
+TEST_MODELS = (FeatureBackend, SlowBackend, FlakyBackend, HangBackend)
+
+
 class ModelsPlugin:
     """A model plugin registering the given backend classes through the hook, as a third party would."""
 
     def __init__(self, *classes):
-        self.classes = classes or (FeatureBackend, SlowBackend, FlakyBackend)
+        self.classes = classes or TEST_MODELS
 
     @hookimpl
     def m2e_register_models(self, register):
@@ -82,7 +99,8 @@ class ModelsPlugin:
 
 
 def register_test_models(monkeypatch, *classes) -> None:
-    """Register ``classes`` (default: the three above) in a fresh plugin registry; the test's end restores the old."""
+    """Register ``classes`` (default: the test models above) in a fresh plugin registry; the test's end restores
+    the old."""
     from m2e_plugin import plugins
 
     monkeypatch.setattr(plugins, "_state", plugins._State())
@@ -122,8 +140,13 @@ class OscCollector:
         self._thread.start()
 
     def bundles(self, address: str = "/m2e/valence"):
-        """(timetag, {address: args}) for the bundles that contain ``address``."""
-        return [(tt, dict(msgs)) for _, tt, msgs in self.packets if tt is not None and any(a == address for a, _ in msgs)]
+        """(timetag, {address: args}) for the steps that contain ``address``: a step larger than one datagram
+        arrives as several bundles with the same timetag, merged here."""
+        steps: dict[float, dict] = {}
+        for _, tt, msgs in list(self.packets):
+            if tt is not None:
+                steps.setdefault(tt, {}).update(dict(msgs))
+        return [(tt, msgs) for tt, msgs in steps.items() if address in msgs]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import threading
+
+from m2e_plugin.cli.options import add_device
 
 
 def register(subparsers) -> None:
@@ -23,8 +27,8 @@ def register(subparsers) -> None:
     src = p.add_argument_group("input")
     src.add_argument("--input", metavar="FILE", default=None,
                      help="replay an audio file instead of a live device (paced in real time)")
-    src.add_argument("--device", default=None,
-                     help="input device: index or (part of the) name, see `m2e devices` (default: system input)")
+    src.add_argument("--input-device", default=None, metavar="DEVICE",
+                     help="audio input: index or (part of the) name, see `m2e devices` (default: system input)")
     src.add_argument("--samplerate", type=float, default=None, help="capture rate (default: the device's)")
     src.add_argument("--channels", type=int, default=None, help="channels to capture, mixed to mono (default: up to 2)")
     src.add_argument("--blocksize", type=int, default=1024, help="frames per audio callback (default 1024)")
@@ -35,10 +39,15 @@ def register(subparsers) -> None:
     mod = p.add_argument_group("model")
     mod.add_argument("--model", default="lite",
                      help="lite (default, offline), music2emo, or a plugin's model (see `m2e plugins --models`)")
-    mod.add_argument("--compute", default="auto", help="compute device: auto (default; GPU when present), cpu, cuda")
+    add_device(mod, help="compute device: auto (default; GPU when present), cpu, cuda, cuda:N")
+    mod.add_argument("--latency", choices=("normal", "low"), default="normal",
+                     help=f"normal: the model's realtime window, hop 0.5 s; low: {LOW_LATENCY[0]:g} s windows every "
+                     f"{LOW_LATENCY[1]:g} s (reacts to a change within about 2 s; --window/--hop override)")
     mod.add_argument("--window", type=float, default=None,
-                     help="analysis window in seconds (default: the model's realtime window)")
-    mod.add_argument("--hop", type=float, default=0.5, help="seconds between analyses (default 0.5)")
+                     help="analysis window in seconds (default: set by --latency)")
+    mod.add_argument("--hop", type=float, default=None, help="seconds between analyses (default: set by --latency)")
+    mod.add_argument("--batch", type=int, default=None,
+                     help="windows analysed together when the model falls behind (default: 4 on a GPU, 1 on a CPU)")
     mod.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
     mod.add_argument("--checkpoint", default=None, help="music2emo: head checkpoint")
     mod.add_argument("--chord-model", default=None, help="music2emo: BTC chord model")
@@ -46,8 +55,9 @@ def register(subparsers) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--osc", action="append", default=[], metavar="HOST:PORT[@PROFILE]",
                      help="OSC destination; repeat for several (default: 127.0.0.1 on the profile's port)")
-    out.add_argument("--profile", default="default", choices=("default", "resolume", "touchdesigner", "wekinator"),
-                     help="address scheme for destinations without @PROFILE (default: default)")
+    out.add_argument("--profile", default="default", metavar="PROFILE",
+                     help="mapping for destinations without @PROFILE: default, resolume, touchdesigner, wekinator, "
+                     "max, or a .yaml/.toml mapping file (default: default)")
     out.add_argument("--rate", type=float, default=30.0, help="OSC bundles per second between updates (default 30)")
     out.add_argument("--smoothing", choices=("euro", "ema", "none"), default="euro",
                      help="valence/arousal smoothing: one-euro (default), exponential, none")
@@ -56,6 +66,10 @@ def register(subparsers) -> None:
     out.add_argument("--mood-tau", type=float, default=0.5, help="mood probability smoothing time constant, s")
     out.add_argument("--dwell", type=float, default=1.0, help="seconds a new top mood must lead before it shows")
     out.add_argument("--margin", type=float, default=0.05, help="probability lead a new top mood needs")
+    out.add_argument("--quadrant-dwell", type=float, default=2.0,
+                     help="seconds the point must stay in a new quadrant before /m2e/quadrant changes (default 2)")
+    out.add_argument("--quadrant-margin", type=float, default=0.03,
+                     help="distance past an axis (0-1 scale) that counts as the other side (default 0.03)")
     out.add_argument("--top", type=int, default=3, help="at most this many tags in /m2e/moods (default 3)")
     out.add_argument("--threshold", type=float, default=0.5, help="probability other tags need to be listed")
 
@@ -70,88 +84,203 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+LOW_LATENCY = (3.0, 0.5)  # window, hop (s) of --latency low
+NORMAL_HOP = 0.5
+STOP_DEADLINE_S = 1.8  # after SIGINT/SIGTERM the process is gone within this, whatever hangs
+
+
+class _Stopping(Exception):
+    """A signal arrived while the stream was still starting."""
+
+
+def _wait_thread(thread, stop, poll: float = 0.05) -> None:
+    """Join ``thread`` but give up when ``stop`` is set (the main thread must stay responsive to signals)."""
+    while thread.is_alive():
+        if stop.is_set():
+            raise _Stopping
+        thread.join(poll)
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="m2e stream: %(message)s", stream=sys.stderr)
     log = logging.getLogger("m2e.realtime")
 
-    from m2e_plugin.realtime.capture import CaptureError, FileSource, MAX_WINDOW_S, SoundDeviceSource
-    from m2e_plugin.realtime.engine import ModelRunner
-    from m2e_plugin.realtime.osc import PROFILES, parse_destination
-    from m2e_plugin.realtime.sidecar import Sidecar
+    from m2e_plugin.realtime.osc import get_mapping, parse_destination
+
+    def fail(message) -> int:
+        print(f"m2e stream: {message}", file=sys.stderr)
+        return 2
 
     try:
-        specs = args.osc or [f"127.0.0.1:{PROFILES[args.profile].default_port}"]
+        specs = args.osc or [f"127.0.0.1:{get_mapping(args.profile).port}"]
         destinations = [parse_destination(s, args.profile) for s in specs]
         if args.no_pace and args.input is None:
             raise ValueError("--no-pace only applies to --input FILE")
-        if args.hop <= 0 or (args.window is not None and args.window <= 0):
+        if args.input is not None and args.input_device is not None:
+            raise ValueError("give either --input FILE or --input-device, not both")
+        window, hop = (LOW_LATENCY if args.latency == "low" else (None, NORMAL_HOP))
+        window = args.window if args.window is not None else window
+        hop = args.hop if args.hop is not None else hop
+        if hop <= 0 or (window is not None and window <= 0):
             raise ValueError("--window and --hop must be positive")
         if args.rate < 0:
             raise ValueError("--rate must be >= 0")
+        if args.batch is not None and args.batch < 1:
+            raise ValueError("--batch must be >= 1")
+        if args.quadrant_dwell < 0 or not 0 <= args.quadrant_margin < 0.5:
+            raise ValueError("--quadrant-dwell must be >= 0 and --quadrant-margin in [0, 0.5)")
         if args.duration is not None and not args.duration > 0:  # "not >": NaN is rejected too
             raise ValueError(f"--duration must be a positive number of seconds, got {args.duration:g}")
     except ValueError as exc:
-        print(f"m2e stream: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
 
-    # The input first: a wrong device or file fails at once, before a model is loaded.
-    try:
-        if args.input is not None:
-            source = FileSource(args.input, pace=not args.no_pace, loop=args.loop)
-        else:
-            source = SoundDeviceSource(args.device, samplerate=args.samplerate, channels=args.channels,
-                                       blocksize=args.blocksize)
-    except (CaptureError, ValueError) as exc:
-        print(f"m2e stream: {exc}", file=sys.stderr)
-        return 2
+    # Signals: the first asks for a clean stop, armed with a watchdog that ends the process after
+    # STOP_DEADLINE_S whatever is stuck (model call, audio server); a second one ends it at once.
+    stopping = threading.Event()
+    finished = threading.Event()
+    holder: dict = {}
 
-    options = {k: v for k, v in (("mert", args.mert), ("checkpoint", args.checkpoint),
-                                 ("chord_model", args.chord_model)) if v is not None}
-    try:
-        runner = ModelRunner(args.model, device=args.compute, model_options=options)
-    except Exception as exc:
-        print(f"m2e stream: cannot load model {args.model!r}: {exc}", file=sys.stderr)
-        return 2
-    backend = runner.current.backend
-    window = args.window if args.window is not None else min(float(backend.window_seconds), MAX_WINDOW_S)
-
-    amount = args.smooth_amount if args.smooth_amount is not None else (1.0 if args.smoothing == "euro" else 0.5)
-    try:
-        sidecar = Sidecar(source, runner, destinations, window=window, hop=args.hop, control_port=args.control,
-                          control_host=args.control_host, monitor_port=args.monitor, rate=args.rate,
-                          smoothing=args.smoothing, amount=amount, mood_tau=args.mood_tau, margin=args.margin,
-                          dwell=args.dwell, top_k=args.top, threshold=args.threshold)
-    except (OSError, ValueError) as exc:
-        print(f"m2e stream: {exc}", file=sys.stderr)
-        return 2
+    def watchdog():
+        if not finished.wait(STOP_DEADLINE_S):
+            log.error("shutdown did not finish within %.1f s; exiting now", STOP_DEADLINE_S)
+            _flush_and_exit(1)
 
     def on_signal(signum, _frame):
-        sidecar.request_stop(f"signal {signal.Signals(signum).name}")
+        if stopping.is_set():
+            _flush_and_exit(128 + signum)
+        stopping.set()
+        if "sidecar" in holder:
+            holder["sidecar"].request_stop(f"signal {signal.Signals(signum).name}")
+        threading.Thread(target=watchdog, name="m2e-stop-watchdog", daemon=True).start()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        log.info("model %s (%s), window %.2f s, hop %.2f s", runner.name, backend.device, window, args.hop)
+        return _run(args, log, fail, destinations, window, hop, stopping, holder)
+    except _Stopping:
+        log.info("stopped while starting")
+        return 0
+    finally:
+        finished.set()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _flush_and_exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
+def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
+    from m2e_plugin.realtime.capture import CaptureError, DeviceSource, FileSource, MAX_WINDOW_S
+    from m2e_plugin.realtime.control import ControlServer
+    from m2e_plugin.realtime.engine import ModelRunner
+    from m2e_plugin.realtime.monitor import MonitorServer
+    from m2e_plugin.realtime.sidecar import Sidecar
+
+    # 1. Ports: a busy one fails now, not after the model loaded.
+    servers = []
+    try:
+        if args.control is not None:
+            servers.append(ControlServer(None, args.control, args.control_host))
+        if args.monitor is not None:
+            servers.append(MonitorServer(args.monitor))
+    except OSError as exc:
+        for server in servers:
+            server.stop()
+        return fail(exc)
+    control = next((x for x in servers if isinstance(x, ControlServer)), None)
+    monitor = next((x for x in servers if isinstance(x, MonitorServer)), None)
+
+    # 2. The model loads (and warms up) on a thread while the input opens.
+    options = {k: v for k, v in (("mert", args.mert), ("checkpoint", args.checkpoint),
+                                 ("chord_model", args.chord_model)) if v is not None}
+    loaded: dict = {}
+
+    def load():
+        try:
+            runner = ModelRunner(args.model, device=args.device, model_options=options)
+            backend = runner.current.backend
+            w = window if window is not None else min(float(backend.window_seconds), MAX_WINDOW_S)
+            loaded["warm_up_ms"] = runner.warm_up(w)
+            loaded["runner"], loaded["window"] = runner, w
+        except BaseException as exc:  # reported by the main thread
+            loaded["error"] = exc
+
+    loader = threading.Thread(target=load, name="m2e-model-loader", daemon=True)
+    loader.start()
+    source = None
+    try:
+        try:
+            if args.input is not None:
+                source = FileSource(args.input, pace=not args.no_pace, loop=args.loop)
+            else:
+                source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
+                                      blocksize=args.blocksize)
+            if isinstance(source, DeviceSource):
+                source.start()  # live audio fills the ring while the model loads (a file waits for the model)
+        except (CaptureError, ValueError) as exc:
+            return fail(exc)
+        if stopping.is_set():
+            raise _Stopping
+        _wait_thread(loader, stopping)
+        if "error" in loaded:
+            return fail(f"cannot load model {args.model!r}: {loaded['error']}")
+        runner, window = loaded["runner"], loaded["window"]
+        backend = runner.current.backend
+        batch = args.batch or (4 if str(backend.device).startswith("cuda") else 1)
+        try:
+            sidecar = Sidecar(source, runner, destinations, window=window, hop=hop, control=control,
+                              monitor=monitor, batch=batch, rate=args.rate, smoothing=args.smoothing,
+                              amount=_smooth_amount(args), mood_tau=args.mood_tau, margin=args.margin,
+                              dwell=args.dwell, top_k=args.top, threshold=args.threshold,
+                              quadrant_dwell=args.quadrant_dwell, quadrant_margin=args.quadrant_margin)
+        except (OSError, ValueError) as exc:
+            return fail(exc)
+        holder["sidecar"] = sidecar
+        if stopping.is_set():
+            sidecar.request_stop("signal")
+        log.info("model %s (%s), window %.2f s, hop %.2f s, warm-up %.0f ms", runner.name, backend.device, window,
+                 hop, loaded["warm_up_ms"])
         log.info("input: %s", source.description)
         log.info("OSC to %s at %g Hz", ", ".join(d.label for d in destinations), args.rate)
-        if sidecar.control is not None:
-            log.info("control: OSC on %s:%d (/m2e/ctl/...)", sidecar.control.host, sidecar.control.port)
-        if sidecar.monitor is not None:
-            log.info("monitor: %s", sidecar.monitor.url)
+        if control is not None:
+            log.info("control: OSC on %s:%d (/m2e/ctl/...)", control.host, control.port)
+        if monitor is not None:
+            log.info("monitor: %s", monitor.url)
+        servers = []  # the sidecar owns them now
+        source_owned = source
+        source = None
         try:
             sidecar.start()
         except CaptureError as exc:
             sidecar.stop()
-            print(f"m2e stream: {exc}", file=sys.stderr)
-            return 2
+            return fail(exc)
         try:
             reason = sidecar.wait(args.duration)
         finally:
             sidecar.stop()
         log.info("stopped: %s", reason)
+        summary = sidecar.summary()
+        summary["warm_up_ms"] = round(loaded["warm_up_ms"], 1)
+        print(json.dumps(summary), flush=True)
+        code = 1 if source_owned.error is not None else 0
+        if sidecar.engine.abandoned:
+            _flush_and_exit(code)  # a model call never returned: do not let interpreter shutdown wait for it
+        return code
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    summary = sidecar.summary()
-    print(json.dumps(summary), flush=True)
-    return 1 if source.error is not None else 0
+        for server in servers:
+            server.stop()
+        if source is not None:
+            source.stop()
+            source.close()
+
+
+def _smooth_amount(args) -> float:
+    if args.smooth_amount is not None:
+        return args.smooth_amount
+    return 1.0 if args.smoothing == "euro" else 0.5
