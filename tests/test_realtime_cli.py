@@ -218,3 +218,20 @@ def test_busy_monitor_and_control_ports_fail_at_start(music_wav):
     finally:
         tcp.close()
         udp.close()
+
+
+def test_stream_reads_standard_input(music_wav, collector):
+    """`cat song.wav | m2e stream --input - --no-pace`: the same windows as the file itself."""
+    def run(*source: str, stdin=None) -> dict:
+        proc = m2e("stream", *source, "--no-pace", "--model", "rt-feature", "--device", "cpu", "--window", "2",
+                   "--hop", "1", "--osc", f"127.0.0.1:{collector.port}", "-q", stdin=stdin)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        return json.loads(out.strip().splitlines()[-1])
+
+    from_file = run("--input", str(music_wav))
+    with open(music_wav, "rb") as fh:
+        from_stdin = run("--input", "-", stdin=fh)
+    assert from_stdin["stop_reason"] == "end of input"
+    assert from_stdin["updates"] == from_file["updates"] >= 3
+    assert from_stdin["audio_seconds"] == from_file["audio_seconds"]

@@ -6,6 +6,7 @@ Human messages go to stderr; at the end a JSON summary (counters, latency median
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -176,6 +177,7 @@ def _flush_and_exit(code: int) -> None:
 
 
 def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
+    from m2e_plugin.audio import AudioError, audio_source
     from m2e_plugin.realtime.capture import CaptureError, DeviceSource, FileSource, MAX_WINDOW_S
     from m2e_plugin.realtime.control import ControlServer
     from m2e_plugin.realtime.engine import ModelRunner
@@ -214,16 +216,18 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
     loader = threading.Thread(target=load, name="m2e-model-loader", daemon=True)
     loader.start()
     source = None
+    spool = contextlib.ExitStack()  # stdin or a pipe given as --input: a temporary copy, removed at the end
     try:
         try:
             if args.input is not None:
-                source = FileSource(args.input, pace=not args.no_pace, loop=args.loop)
+                path = spool.enter_context(audio_source(args.input))
+                source = FileSource(os.fspath(path), pace=not args.no_pace, loop=args.loop)
             else:
                 source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
                                       blocksize=args.blocksize)
             if isinstance(source, DeviceSource):
                 source.start()  # live audio fills the ring while the model loads (a file waits for the model)
-        except (CaptureError, ValueError) as exc:
+        except (CaptureError, ValueError, AudioError) as exc:
             return fail(exc)
         if stopping.is_set():
             raise _Stopping
@@ -278,6 +282,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
         if source is not None:
             source.stop()
             source.close()
+        spool.close()
 
 
 def _smooth_amount(args) -> float:
