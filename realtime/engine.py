@@ -3,14 +3,14 @@
 Live input never waits for the model. The scheduler hands windows to the worker through a small mailbox (one slot on
 a CPU; ``batch`` slots on a GPU, whose contents are analysed as one batch): when the worker is still busy, a newer
 window replaces the oldest waiting one and the replaced window is counted as skipped. So a model slower than the hop lowers the update rate, never queues stale audio, and memory
-stays flat. With another non-real-time source the scheduler waits instead, so every window is analysed.
+stays flat.
 
 A file read without pace is analysed by the package's one analysis pass (:func:`m2e_plugin.analysis.iter_windows`)
 instead: decoded at the model's rate in the model's blocks, back-pressured instead of skipping, cut into the same
 windows (end-aligned tail included) with the same values as ``m2e predict --timeline``.
 
-(Over 400 lines because the live scheduler, the waiting scheduler and the file pass sit side by side and share the
-worker's delivery and error accounting.)
+(Near 400 lines because the live scheduler and the file pass sit side by side and share the worker's delivery and
+error accounting.)
 """
 
 from __future__ import annotations
@@ -74,16 +74,6 @@ class _Mailbox:
             self._items.append(item)
             self._cond.notify_all()
             return dropped
-
-    def put_wait(self, item: _Job, stop: threading.Event) -> bool:
-        with self._cond:
-            while self._items:
-                if stop.is_set():
-                    return False
-                self._cond.wait(0.05)
-            self._items.append(item)
-            self._cond.notify_all()
-            return True
 
     def take(self, timeout: float) -> list[_Job]:
         """Everything pending (oldest first), waiting up to ``timeout`` for something."""
@@ -175,7 +165,8 @@ class Engine:
     Parameters
     ----------
     source : Source
-        Where the audio comes from; ``source.realtime`` selects skip (live) or wait (file, no pace) behaviour.
+        Where the audio comes from; ``source.realtime`` selects the live scheduler (skips windows when the model is
+        busy) or, for a file without pace, the shared analysis pass (every window).
     runner : ModelRunner
         The model; may be swapped while running.
     window, hop : float
@@ -199,7 +190,7 @@ class Engine:
         self.on_result = on_result
         self.window, self.hop = check_window_hop(window, hop, max_seconds=MAX_WINDOW_S)
         self.first_window = float(first_window)
-        self._mailbox = _Mailbox(batch if source.realtime else 1)
+        self._mailbox = _Mailbox(batch)
         self._stop = threading.Event()
         self._paused = threading.Event()
         self.done = threading.Event()  # a finite source is exhausted and its last window analysed
@@ -221,7 +212,7 @@ class Engine:
     @property
     def file_mode(self) -> bool:
         """A file read without pace: analysed by the shared analysis pass (see the module docstring)."""
-        return not self.source.realtime and hasattr(self.source, "decode_at")
+        return not self.source.realtime
 
     def set_window(self, seconds: float) -> None:
         self.window, _ = check_window_hop(seconds, self.hop, max_seconds=MAX_WINDOW_S)
@@ -248,8 +239,7 @@ class Engine:
             self.source.ring.reader_floor = 0  # back-pressure from the first block on
             targets = ((self._analyse_file, "m2e-file-analysis"),)
         else:
-            schedule = self._schedule_live if self.source.realtime else self._schedule_file
-            targets = ((schedule, "m2e-scheduler"), (self._work, "m2e-worker"))
+            targets = ((self._schedule_live, "m2e-scheduler"), (self._work, "m2e-worker"))
         for target, name in targets:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -314,37 +304,6 @@ class Engine:
         finally:
             self._scheduler_done.set()
 
-    def _schedule_file(self) -> None:
-        """A file read as fast as the model consumes it (back-pressure): every window, none skipped."""
-        src = self.source
-        ring, sr = src.ring, src.sample_rate
-        next_end: int | None = None
-        try:
-            while not self._stop.is_set():
-                win = int(round(self.window * sr))
-                hop = int(round(self.hop * sr))
-                finished = src.finished.is_set()  # read before `written`: if set, `written` is final
-                written = ring.written
-                if self._paused.is_set():
-                    next_end = None
-                    self._stop.wait(0.02)
-                    continue
-                if next_end is None:
-                    next_end = (ring.reader_floor or 0) + win  # carry on where the reader stopped
-                ring.reader_floor = max(0, next_end - win)
-                if written < next_end:
-                    if finished:
-                        if self.windows == 0 and written > 0:  # input shorter than one window: analyse it all
-                            self._submit(ring.read(written, written), sr, written, ring)
-                        break
-                    self._stop.wait(self.POLL_S)
-                    continue
-                self._submit(ring.read(next_end, win), sr, next_end, ring)
-                next_end += hop
-        finally:
-            ring.reader_floor = None  # never leave a back-pressured writer waiting on a dead reader
-            self._scheduler_done.set()
-
     def _skip(self, n: int) -> None:
         self.skipped += n
         now = time.monotonic()
@@ -360,11 +319,8 @@ class Engine:
         job = _Job(audio, sr, end, ring.arrival_time(end) or time.monotonic())
         self.level_db = float(10.0 * np.log10(max(float(np.mean(np.square(audio))), 1e-12)))
         self.windows += 1
-        if self.source.realtime:
-            if self._mailbox.put_latest(job):
-                self._skip(1)
-        else:
-            self._mailbox.put_wait(job, self._stop)
+        if self._mailbox.put_latest(job):
+            self._skip(1)
 
     # -- worker ----------------------------------------------------------------------------------------------
     def _work(self) -> None:

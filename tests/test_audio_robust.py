@@ -240,3 +240,16 @@ def test_datasets_validate_decode_lists_damaged_but_usable_tracks(mp3s, tmp_path
     assert report["corrupt"] == 1 and report["damaged"] == 1 and report["usable"] == report["tracks"] - 1
     [(track_id, lost)] = report["damaged_tracks"].items()
     assert [w["code"] for w in lost] == ["damaged"] and lost[0]["seconds_lost"] > 1.0
+
+
+def test_real_mp3s_whose_header_overstates_the_length_are_not_reported(shared_data):
+    """libsndfile estimates these 4Q clips at 30.08 s (no Xing/LAME frame count); they decode to 29.94 s, whole.
+    A 0.14 s shortfall is within the tolerance (1 % of the length): no warning, and no second decode by ffmpeg."""
+    from m2e_plugin.audio import complete_tolerance, load_audio
+
+    for name in ("Q1/MT0001586807.mp3", "Q3/MT0000941301.mp3", "Q3/MT0000949813.mp3"):
+        warnings: list = []
+        x, sr = load_audio(shared_data / "4q-dev" / name, warnings=warnings)
+        assert warnings == [] and 29.5 < x.size / sr < 30.1
+    assert complete_tolerance(30.0) == pytest.approx(0.3) and complete_tolerance(1.0) == 0.05
+    assert complete_tolerance(7200.0) == 1.0
