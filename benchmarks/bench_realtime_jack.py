@@ -185,7 +185,7 @@ def main() -> None:
     p.add_argument("--period", type=int, default=512, help="JACK period in frames (default 512)")
     args = p.parse_args()
 
-    name = f"m2e-bench-{os.getpid()}"
+    name = "m2e-bench"  # fixed: JACK reclaims a dead same-name server's registry slot (a name per run leaks one)
     env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     procs: list[subprocess.Popen] = []

@@ -27,11 +27,15 @@ pytestmark = [
 
 
 class JackServer:
-    """A private JACK server (unique name, so other JACK users on the machine are untouched) with a metronome
-    client (240 bpm clicks) as the signal source; it can be killed and started again."""
+    """A private JACK server (its own name, so other JACK users on the machine are untouched) with a metronome
+    client (240 bpm clicks) as the signal source; it can be killed and started again.
+
+    The name is fixed, not per process: JACK reclaims the registry slot of a dead server of the same name, while a
+    new name per run leaked one slot per killed server until jackd refused to start ("Too many servers already
+    active") and these tests skipped."""
 
     def __init__(self):
-        self.name = f"m2e-test-{os.getpid()}"
+        self.name = "m2e-test"
         self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
         self.procs: list[subprocess.Popen] = []
 
