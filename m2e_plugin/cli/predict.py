@@ -103,19 +103,19 @@ def _predict_one(model, path: str, source, args: argparse.Namespace, timeline: b
     from m2e_plugin.progress import decoder_warning, native_stderr_captured
 
     total = None
-    if not isinstance(source, tuple):
-        try:
-            from m2e_plugin.audio import info
-
-            total = info(source).duration
-        except Exception:  # unreadable: predict() reports it properly below
-            pass
     name = os.path.basename(path)
 
     def on_audio(seconds: float) -> None:
         bar.position(name, seconds, total)
 
-    with native_stderr_captured() as noise:
+    with native_stderr_captured() as noise:  # the length probe decodes a header too: its noise is captured as well
+        if not isinstance(source, tuple):
+            try:
+                from m2e_plugin.audio import info
+
+                total = info(source).duration
+            except Exception:  # unreadable: predict() reports it properly below
+                pass
         try:
             out = {"file": path, **model.predict(source, timeline=timeline, window=args.window, hop=args.hop,
                                                  on_audio=on_audio)}
