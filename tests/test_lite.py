@@ -229,3 +229,15 @@ def test_silence_has_the_documented_neutral_result():
     timeline = m.predict((with_intro, sr), timeline=True, window=10, hop=10)["timeline"]
     assert (timeline[0]["valence"], timeline[0]["arousal"]) == (5.0, 1.0)
     assert (timeline[-1]["valence"], timeline[-1]["arousal"]) != (5.0, 1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_lite_on_cuda_matches_cpu(backend):
+    from m2e_plugin.backends.lite import LiteBackend
+
+    y = synth_music(12.0, SR, seed=3)
+    cpu = backend.predict_track([y])
+    gpu = LiteBackend(device="cuda").predict_track([y])
+    # cuDNN runs convolutions in TF32 by default: agreement to 0.01 on the 1-9 scale, not bit for bit
+    assert abs(cpu.valence - gpu.valence) < 0.01 and abs(cpu.arousal - gpu.arousal) < 0.01
+    np.testing.assert_allclose(cpu.mood_probabilities, gpu.mood_probabilities, atol=1e-3)

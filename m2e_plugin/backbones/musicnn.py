@@ -158,12 +158,13 @@ def load_musicnn(path=None, *, exact: bool = False) -> MusiCNN:
 @torch.no_grad()
 def embed_patches(model: MusiCNN, mel_patches: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """(taggram (P, 50) sigmoid, penultimate (P, 200)) of (P, 187, 96) patches."""
+    device = next(model.parameters()).device  # the patches are built on the CPU; the model may sit on a GPU
     tags, pens = [], []
     for start in range(0, mel_patches.shape[0], batch):
-        logits, pen = model(mel_patches[start: start + batch])
+        logits, pen = model(mel_patches[start: start + batch].to(device))
         tags.append(torch.sigmoid(logits))
         pens.append(pen)
-    return torch.cat(tags).numpy(), torch.cat(pens).numpy()
+    return torch.cat(tags).cpu().numpy(), torch.cat(pens).cpu().numpy()
 
 
 class PatchEmbeddings(NamedTuple):
