@@ -40,6 +40,8 @@ from typing import IO, Iterator, Union
 
 import numpy as np
 
+from m2e_plugin.audio_losses import FrameScan
+
 AudioInput = Union[str, os.PathLike, tuple, bytes, bytearray, memoryview, IO[bytes]]
 
 # Extensions the batch tools pick up when given a folder.
@@ -420,10 +422,16 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
             raise AudioError(label, "audio is empty (zero samples)")
         return
     cause = f" ({_short(failure)})" if failure is not None else ""
-    more, errors = 0, []
+    more, errors, losses = 0, [], None
     if shutil.which("ffmpeg") is not None:
-        # ffmpeg resynchronises past damaged data; its output up to `read` repeats what soundfile gave.
-        more, errors = yield from _ffmpeg_pcm(path, label, channels, native, skip_frames=read)
+        # ffmpeg resynchronises past damaged data; its output up to `read` repeats what soundfile gave. The frame
+        # scan that locates every lost region runs alongside it.
+        scan = FrameScan(path, native)
+        try:
+            more, errors = yield from _ffmpeg_pcm(path, label, channels, native, skip_frames=read)
+            losses = scan.regions(expected / native, tolerance / native)
+        finally:
+            scan.close()
     elif read == 0:
         raise AudioError(label, f"not a readable audio file{cause or ' (no audio decoded)'}; ffmpeg is not "
                                 "installed to try")
@@ -431,7 +439,9 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
         raise AudioError(label, f"not a readable audio file{cause}{' (ffmpeg: ' + errors[-1] + ')' if errors else ''}")
     at, promised = read / native, expected / native
     lost = max(0.0, (expected - read - more) / native)
-    if more <= tolerance:
+    if losses is not None and (losses[0] or losses[1]):
+        _report_losses(warnings, label, losses, promised, (read + more) / native)
+    elif more <= tolerance:
         _warn(warnings, label, "truncated", at, lost,
               f"audio ends at {at:.2f} s but the header promises {promised:.2f} s ({lost:.2f} s missing: the file "
               f"is cut short or damaged at the end{'' if shutil.which('ffmpeg') else '; ffmpeg is not installed to try'})")
@@ -439,6 +449,22 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
         _warn(warnings, label, "damaged", at, lost,
               f"undecodable data at {at:.2f} s{cause}; ffmpeg resumed decoding past it, {lost:.2f} s of the "
               f"{promised:.2f} s lost")
+
+
+def _report_losses(warnings, label, losses, promised: float | None, decoded: float) -> None:
+    """One warning per damaged region, and one for audio missing at the end, from a :class:`FrameScan`."""
+    regions, at_end = losses
+    of = f" of the {promised:.2f} s" if promised else ""
+    for number, region in enumerate(regions, 1):
+        where = f" (damaged region {number} of {len(regions)})" if len(regions) > 1 else ""
+        _warn(warnings, label, "damaged", region.start, region.seconds,
+              f"undecodable data at {region.start:.2f} s{where}: {region.seconds:.2f} s{of} lost, decoding "
+              f"resumed after it")
+    if at_end:
+        end = decoded + sum(region.seconds for region in regions)
+        _warn(warnings, label, "truncated", end, at_end,
+              f"audio ends at {end:.2f} s but the header promises {promised:.2f} s ({at_end:.2f} s missing: the "
+              f"file is cut short or damaged at the end)")
 
 
 def _ffmpeg_only(path, label, probe: AudioInfo, warnings) -> Iterator[np.ndarray]:
@@ -450,11 +476,18 @@ def _ffmpeg_only(path, label, probe: AudioInfo, warnings) -> Iterator[np.ndarray
         raise AudioError(label, "audio is empty (zero samples)")
     sr = probe.sample_rate
     lost = max(0.0, (probe.frames - got) / sr)
-    if errors:
+    promised = probe.duration or None  # streams without a known length promise nothing
+    if not errors and (promised is None or lost <= complete_tolerance(probe.duration)):
+        return
+    # Something was lost: a second pass (only now, so intact files pay nothing) says where.
+    losses = FrameScan(path, sr).regions(promised, complete_tolerance(probe.duration))
+    if losses is not None and (losses[0] or losses[1]):
+        _report_losses(warnings, label, losses, promised, got / sr)
+    elif errors:
         _warn(warnings, label, "damaged", None, lost,
               f"ffmpeg skipped undecodable data ({len(errors)} decoder errors, e.g. {errors[-1]!r}); "
               f"{lost:.2f} s of the {probe.duration:.2f} s the header gives lost (position unknown)")
-    elif lost > complete_tolerance(probe.duration):
+    else:
         _warn(warnings, label, "truncated", got / sr, lost,
               f"audio ends at {got / sr:.2f} s but the header promises {probe.duration:.2f} s ({lost:.2f} s missing)")
 

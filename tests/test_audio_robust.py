@@ -31,8 +31,8 @@ def _encode_mp3(wav: Path, mp3: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def mp3s(tmp_path_factory):
-    """A clean 30 s MP3 of synthetic music, the same with 50 KB of random bytes over its data at one third, and
-    the same cut at two thirds."""
+    """A clean 30 s MP3 of synthetic music, the same with 50 KB of random bytes over its data at one third, the
+    same with 20 KB at one third and 20 KB more at two thirds, and the same cut at two thirds."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
     root = tmp_path_factory.mktemp("mp3s")
@@ -44,9 +44,14 @@ def mp3s(tmp_path_factory):
     garbage = np.random.default_rng(0).bytes(50_000)
     damaged = root / "damaged.mp3"
     damaged.write_bytes(data[:third] + garbage + data[third + len(garbage):])
+    two = bytearray(data)
+    for at in (third, 2 * third):
+        two[at : at + 20_000] = garbage[:20_000]
+    two_regions = root / "two_regions.mp3"
+    two_regions.write_bytes(bytes(two))
     cut = root / "cut.mp3"
     cut.write_bytes(data[: 2 * len(data) // 3])
-    return {"clean": clean, "damaged": damaged, "cut": cut}
+    return {"clean": clean, "damaged": damaged, "two_regions": two_regions, "cut": cut}
 
 
 # ------------------------------------------------------------------------------------------ damaged and cut files
@@ -69,6 +74,52 @@ def test_damaged_mp3_keeps_what_decodes_and_says_what_was_lost(mp3s):
     best = max(np.corrcoef(after, clean[at + k : at + k + after.size])[0, 1]
                for k in range(shift - sr // 10, shift + sr // 10, 16))
     assert best > 0.9  # unrelated audio or silence scores near 0
+
+
+def test_every_damaged_region_is_located(mp3s):
+    """Two damaged stretches: two warnings, each at its place in the file's time, each with its own loss
+    (20 KB at 128 kb/s is about 1.25 s); together they account for all that is missing."""
+    warnings: list = []
+    x, sr = load_audio(mp3s["two_regions"], warnings=warnings)
+    assert [w["code"] for w in warnings] == ["damaged", "damaged"]
+    assert [w["start"] for w in warnings] == [pytest.approx(SECONDS / 3, abs=0.5),
+                                              pytest.approx(2 * SECONDS / 3, abs=0.5)]
+    for w in warnings:
+        assert w["seconds_lost"] == pytest.approx(1.25, abs=0.3) and "region" in w["message"]
+    assert x.size / sr + sum(w["seconds_lost"] for w in warnings) == pytest.approx(SECONDS, abs=0.1)
+    clean: list = []
+    load_audio(mp3s["clean"], warnings=clean)
+    assert clean == []
+
+
+def test_the_region_scan_reads_bytes_or_timestamps_as_the_format_needs():
+    """The frame scan on made-up ffprobe lines: an MP3-like stream (back-to-back packets, timestamps that ignore the
+    gap), an Ogg-like one (packets sharing a page position, timestamps that wobble by 10 ms and jump at a loss)."""
+    from m2e_plugin.audio_losses import _frames, _regions
+
+    def lines(rows):
+        return [f"best_effort_timestamp_time={t}|pkt_pos={p}|pkt_size={s}|nb_samples={n}".encode() for t, p, s, n in rows]
+
+    frame = 1152 / 44100
+    mp3 = [(i * frame, 400 * i, 400, 1152) for i in range(400)]
+    mp3 = mp3[:100] + [(t, p + 40_000, s, n) for t, p, s, n in mp3[100:]]  # 100 frames' bytes missing, time goes on
+    regions, at_end = _regions(_frames(lines(mp3), 44100), promised=None, tolerance=0.05)
+    assert at_end == 0.0 and len(regions) == 1
+    assert regions[0].start == pytest.approx(100 * frame) and regions[0].seconds == pytest.approx(100 * frame)
+    regions, at_end = _regions(_frames(lines(mp3), 44100), promised=500 * frame + 5.0, tolerance=0.05)
+    assert regions[0].seconds == pytest.approx(100 * frame) and at_end == pytest.approx(5.0)  # the rest: cut off
+
+    step = 1024 / 44100
+    ogg, t = [], 0.0
+    for i in range(600):
+        wobble = 0.0102 if i % 20 == 0 else 0.0
+        jump = 2.0 if i >= 300 else 0.0
+        ogg.append((t + wobble + jump, 4000 * (i // 10), 50, 1024))
+        t += step
+    regions, _ = _regions(_frames(lines(ogg), 44100), promised=None, tolerance=0.05)
+    assert [(round(r.start, 2), round(r.seconds, 2)) for r in regions] == [(round(300 * step, 2), 2.0)]
+    clean = [row for row in ogg[:300]]
+    assert _regions(_frames(lines(clean), 44100), promised=300 * step, tolerance=0.05) == ([], 0.0)
 
 
 def test_damaged_mp3_streams_in_full_blocks_with_the_same_warning(mp3s):
@@ -121,6 +172,9 @@ def test_predict_and_extract_report_the_loss(mp3s, tmp_path):
     pool = get_extractor("lite").compute_file(mp3s["damaged"])
     assert pool["metadata.audio_properties.length"] == pytest.approx(out["duration"], abs=1e-3)
     assert pool["metadata.warnings"] == out["warnings"]
+    two = Music2emo().predict(mp3s["two_regions"])["warnings"]
+    assert [(w["code"], round(w["start"] / SECONDS, 1)) for w in two] == [("damaged", 0.3), ("damaged", 0.7)]
+    assert get_extractor("lite").compute_file(mp3s["two_regions"])["metadata.warnings"] == two
 
 
 # ------------------------------------------------------------------------------------------ input kinds
