@@ -193,6 +193,52 @@ def test_stdin_equals_the_file_on_the_command_line(mp3s):
     assert a == b
 
 
+def test_stdin_in_extract_equals_the_file(mp3s, tmp_path):
+    """`cat song.mp3 | m2e extract - -o OUT` writes OUT/stdin.json, the same pool as the path gives (but for what
+    names the input); standard input that cannot be audio stops the batch before anything runs."""
+    m2e = [sys.executable, "-m", "m2e_plugin.cli.main", "extract", "--progress", "never"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    by_path = subprocess.run(m2e + [str(mp3s["clean"]), "-o", str(tmp_path / "path")], capture_output=True,
+                             text=True, env=env, timeout=300)
+    with open(mp3s["clean"], "rb") as fh:
+        by_stdin = subprocess.run(m2e + ["-", "-o", str(tmp_path / "stdin")], stdin=fh, capture_output=True,
+                                  text=True, env=env, timeout=300)
+    assert by_path.returncode == 0 and by_stdin.returncode == 0, by_stdin.stderr
+    a = json.loads((tmp_path / "path" / "clean.mp3.json").read_text())
+    b = json.loads((tmp_path / "stdin" / "stdin.json").read_text())
+    assert b["metadata"]["input"] == {"id": "stdin", "path": "-", "size": mp3s["clean"].stat().st_size, "mtime": None}
+    for pool in (a, b):
+        del pool["metadata"]["input"], pool["metadata"]["run"]
+    assert a == b
+    empty = subprocess.run(m2e + ["-", "-o", str(tmp_path / "empty")], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, env=env, timeout=300)
+    assert empty.returncode == 2 and "<stdin>: input is empty (0 bytes)" in empty.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_batch_copies_pipes_once_in_the_parent(mp3s, tmp_path):
+    """Worker processes cannot read the parent's pipes: extract copies them first, and decodes the copy under the
+    pipe's name."""
+    import contextlib
+
+    from m2e_plugin.batch import expand_inputs, spool_streams
+
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(mp3s["clean"].read_bytes()), daemon=True)
+    writer.start()
+    tracks, _ = expand_inputs([str(fifo), str(mp3s["clean"])])
+    with contextlib.ExitStack() as stack:
+        spooled = spool_streams(tracks, stack)
+        writer.join(timeout=60)
+        [pipe] = [t for t in spooled if t.path == str(fifo)]
+        assert pipe.copy and os.path.isfile(pipe.copy) and pipe.audio.label == str(fifo)
+        assert [t.copy for t in spooled if t is not pipe] == [None]
+        x, _ = load_audio(pipe.audio)
+    assert not os.path.exists(pipe.copy)
+    np.testing.assert_array_equal(x, load_audio(mp3s["clean"])[0])
+
+
 def test_bytes_file_objects_and_pipes_in_the_api(mp3s):
     from m2e_plugin import Music2emo
 
