@@ -239,6 +239,15 @@ def test_batch_copies_pipes_once_in_the_parent(mp3s, tmp_path):
     np.testing.assert_array_equal(x, load_audio(mp3s["clean"])[0])
 
 
+@pytest.mark.parametrize("command", [["datasets", "validate", "pmemo"], ["features", "--dataset", "pmemo"],
+                                     ["extract", "--dataset", "pmemo", "-o", "unused"]])
+def test_a_dataset_folder_cannot_be_standard_input(command, capsys):
+    """`-` is one track; the subcommands that read a dataset folder say so instead of looking for labels in ./-."""
+    assert main(command + ["--data-home", "-"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-home '-': a dataset is a folder" in err and "cannot be read from standard input" in err
+
+
 def test_bytes_file_objects_and_pipes_in_the_api(mp3s):
     from m2e_plugin import Music2emo
 
