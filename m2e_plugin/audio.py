@@ -9,7 +9,8 @@ Behaviour every face of m2e relies on (documented in the README, "Audio input"):
   cannot read (M4A/AAC, WMA, ...) goes through ``ffmpeg`` when it is on the PATH.
 * Decoding degrades, never drops: when soundfile stops before the length the header promises (damaged data, a
   cut file), ffmpeg decodes the rest, resynchronising past damage; every decodable second is kept and what was
-  lost is reported as a warning (``{"code", "start", "seconds_lost", "message"}``, see :func:`stream_audio`).
+  lost is reported, one warning per damaged region (``{"code", "start", "seconds_lost", "message"}``, see
+  :func:`stream_audio`; :mod:`m2e_plugin.audio_losses` finds the regions).
 * Any channel count is mixed to mono by averaging channels; any sample rate is resampled with torchaudio's
   band-limited sinc resampler. Samples are float32 in [-1, 1] (integer PCM is scaled by soundfile).
 * Missing file, directory, device or other special file, unreadable (permission) or non-audio file, zero-length
@@ -361,8 +362,9 @@ def stream_audio(source: AudioInput, target_sr: int, *, block_seconds: float = 3
 
     What decoding lost is appended to ``warnings`` (logged when ``warnings`` is None) once the stream ends, as
     ``{"code": "damaged" | "truncated", "start": seconds into the file or None when unknown, "seconds_lost":
-    float, "message": str}``. Audio after a damaged region follows on directly (no silence is inserted), so
-    times after ``start`` are earlier than in the file by ``seconds_lost``.
+    float, "message": str}``, one per damaged region, then one ``truncated`` for audio missing at the end. Audio
+    after a damaged region follows on directly (no silence is inserted), so times after ``start`` are earlier than
+    in the file by the seconds lost up to there.
     """
     block_out = max(1, int(round(block_seconds * target_sr)))
     if _is_array(source):
