@@ -161,6 +161,43 @@ def test_one_usable_test_for_every_face(mp3s, tmp_path):
         check_audio(junk, decode=True)
 
 
+def test_every_face_gives_the_same_verdict(mp3s, tmp_path):
+    """Damaged, cut, zeros-appended, empty and non-audio files: the decode check (datasets validate --decode), the
+    loaders' check, prediction and extraction all call the same files usable, with the same warnings."""
+    from m2e_plugin import Music2emo
+    from m2e_plugin.loaders.core import check_audio_file
+    from m2e_plugin.plugins import get_extractor
+
+    files = {name: mp3s[name] for name in ("damaged", "cut")}
+    files["zeros"] = tmp_path / "zeros.mp3"
+    files["zeros"].write_bytes(mp3s["clean"].read_bytes() + bytes(100_000))
+    files["empty"] = tmp_path / "empty.mp3"
+    files["empty"].write_bytes(b"")
+    files["junk"] = tmp_path / "junk.mp3"
+    files["junk"].write_bytes(np.random.default_rng(1).bytes(20_000))
+    model, extractor = Music2emo(), get_extractor("lite")
+    verdicts = {}
+    for name, path in files.items():
+        faces = []
+        for face in (lambda w: check_audio(path, decode=True, warnings=w),
+                     lambda w: w.extend(model.predict(path)["warnings"]),
+                     lambda w: w.extend(extractor.compute_file(path)["metadata.warnings"])):
+            warnings: list = []
+            try:
+                face(warnings)
+                faces.append([w["code"] for w in warnings])
+            except AudioError as exc:
+                faces.append(exc.cause)
+        lost: list = []
+        cause = check_audio_file(str(path), decode=True, warnings=lost)
+        faces.append(cause or [w["code"] for w in lost])
+        assert all(f == faces[0] for f in faces), (name, faces)
+        verdicts[name] = faces[0]
+    assert verdicts == {"damaged": ["damaged"], "cut": ["truncated"], "zeros": [],
+                        "empty": "file is empty (0 bytes)",
+                        "junk": "not a readable audio file (unrecognised format or corrupt data)"}
+
+
 def test_predict_and_extract_report_the_loss(mp3s, tmp_path):
     from m2e_plugin import Music2emo
     from m2e_plugin.plugins import get_extractor
