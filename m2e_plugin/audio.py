@@ -431,7 +431,7 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
         scan = FrameScan(path, native)
         try:
             more, errors = yield from _ffmpeg_pcm(path, label, channels, native, skip_frames=read)
-            losses = scan.regions(expected / native, tolerance / native)
+            losses = scan.regions(expected / native, tolerance / native, (read + more) / native)
         finally:
             scan.close()
     elif read == 0:
@@ -482,7 +482,7 @@ def _ffmpeg_only(path, label, probe: AudioInfo, warnings) -> Iterator[np.ndarray
     if not errors and (promised is None or lost <= complete_tolerance(probe.duration)):
         return
     # Something was lost: a second pass (only now, so intact files pay nothing) says where.
-    losses = FrameScan(path, sr).regions(promised, complete_tolerance(probe.duration))
+    losses = FrameScan(path, sr).regions(promised, complete_tolerance(probe.duration), got / sr)
     if losses is not None and (losses[0] or losses[1]):
         _report_losses(warnings, label, losses, promised, got / sr)
     elif errors:

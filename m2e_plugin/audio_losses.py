@@ -63,11 +63,13 @@ class FrameScan:
             self._proc.wait()
         self._out.close()
 
-    def regions(self, promised_seconds: float | None, tolerance: float) -> tuple[list[Region], float] | None:
+    def regions(self, promised_seconds: float | None, tolerance: float,
+                decoded_seconds: float | None = None) -> tuple[list[Region], float] | None:
         """``(damaged regions, seconds missing at the end)``; None when the scan could not run.
 
         ``promised_seconds`` is the header's length (None when unknown: then nothing is scaled and no loss at the
-        end can be known); ``tolerance`` is the shortfall that still counts as complete.
+        end can be known); ``tolerance`` is the shortfall that still counts as complete; ``decoded_seconds`` is
+        what the decode being checked delivered, when it may hold less than the scan's frames.
         """
         if self._proc is None:
             self.close()
@@ -76,7 +78,7 @@ class FrameScan:
             if self._proc.wait() != 0:
                 return None
             self._out.seek(0)
-            return _regions(_frames(self._out, self._rate), promised_seconds, tolerance)
+            return _regions(_frames(self._out, self._rate), promised_seconds, tolerance, decoded_seconds)
         finally:
             self.close()
 
@@ -99,7 +101,8 @@ def _number(text, kind):
         return None
 
 
-def _regions(frames, promised: float | None, tolerance: float) -> tuple[list[Region], float]:
+def _regions(frames, promised: float | None, tolerance: float,
+             delivered: float | None = None) -> tuple[list[Region], float]:
     # One pass, constant memory except the gaps themselves: (decoded seconds before the gap, bytes, seconds jumped).
     gaps: list[tuple[float, int, float]] = []
     decoded = 0.0
@@ -151,6 +154,12 @@ def _regions(frames, promised: float | None, tolerance: float) -> tuple[list[Reg
             estimates = [(at, lost * scale) for at, lost in estimates]
         elif shortfall - explained > tolerance:
             at_end = shortfall - explained
+    # ffmpeg's command line drops decoded frames whose timestamps go backwards, which happens right at damage
+    # (FLAC: a frame or two per region): the audio delivered lacks them too, so they count in the regions.
+    dropped = max(0.0, decoded - delivered) if delivered is not None else 0.0
+    explained = sum(lost for _, lost in estimates)
+    if dropped and explained:
+        estimates = [(at, lost * (1 + dropped / explained)) for at, lost in estimates]
     regions, earlier = [], 0.0
     for at, lost in estimates:
         regions.append(Region(at + earlier, lost))

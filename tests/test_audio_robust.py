@@ -92,6 +92,28 @@ def test_every_damaged_region_is_located(mp3s):
     assert clean == []
 
 
+@pytest.mark.parametrize("suffix, codec", [(".m4a", ["-c:a", "aac", "-b:a", "128k"]), (".ogg", ["-c:a", "libvorbis"]),
+                                          (".flac", [])])
+def test_damaged_regions_are_located_in_other_formats(mp3s, tmp_path, suffix, codec):
+    """M4A (ffmpeg only; back-to-back packets), Ogg Vorbis (soundfile; pages, so timestamps tell) and FLAC
+    (soundfile; back-to-back frames): 20 KB of random bytes at one and two thirds give two regions near there."""
+    encoded = tmp_path / f"clean{suffix}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(mp3s["clean"].with_suffix(".wav")), *codec,
+                    str(encoded)], check=True)
+    data = bytearray(encoded.read_bytes())
+    garbage = np.random.default_rng(0).bytes(20_000)
+    for at in (len(data) // 3, 2 * len(data) // 3):
+        data[at : at + len(garbage)] = garbage
+    damaged = tmp_path / f"damaged{suffix}"
+    damaged.write_bytes(bytes(data))
+    warnings: list = []
+    x, sr = load_audio(damaged, warnings=warnings)
+    assert [w["code"] for w in warnings] == ["damaged", "damaged"], warnings
+    assert [w["start"] for w in warnings] == [pytest.approx(SECONDS / 3, abs=1.5),
+                                              pytest.approx(2 * SECONDS / 3, abs=1.5)]
+    assert x.size / sr + sum(w["seconds_lost"] for w in warnings) == pytest.approx(SECONDS, abs=0.35)
+
+
 def test_the_region_scan_reads_bytes_or_timestamps_as_the_format_needs():
     """The frame scan on made-up ffprobe lines: an MP3-like stream (back-to-back packets, timestamps that ignore the
     gap), an Ogg-like one (packets sharing a page position, timestamps that wobble by 10 ms and jump at a loss)."""
@@ -108,6 +130,9 @@ def test_the_region_scan_reads_bytes_or_timestamps_as_the_format_needs():
     assert regions[0].start == pytest.approx(100 * frame) and regions[0].seconds == pytest.approx(100 * frame)
     regions, at_end = _regions(_frames(lines(mp3), 44100), promised=500 * frame + 5.0, tolerance=0.05)
     assert regions[0].seconds == pytest.approx(100 * frame) and at_end == pytest.approx(5.0)  # the rest: cut off
+    # Frames the scan decoded but the delivered audio lacks (ffmpeg drops them at the damage) are lost there too.
+    regions, _ = _regions(_frames(lines(mp3), 44100), promised=None, tolerance=0.05, delivered=400 * frame - 1.0)
+    assert regions[0].seconds == pytest.approx(100 * frame + 1.0)
 
     step = 1024 / 44100
     ogg, t = [], 0.0
