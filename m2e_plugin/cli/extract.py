@@ -26,7 +26,7 @@ def register(subparsers) -> None:
         "a re-run skips finished tracks; failures go to OUT/errors.jsonl and never stop the batch.",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="audio files, folders, or .txt lists of paths; - reads standard input (output stdin.<format>)")
+                   help="audio files, folders, or .txt lists of paths; - reads standard input (track id stdin)")
     add_output(p, required=True, help="output folder")
     p.add_argument("--model", "--extractor", dest="extractor", default="lite",
                    help="model or extractor name: lite (default), music2emo, or a plugin's (see `m2e plugins`)")
