@@ -379,6 +379,19 @@ def test_special_files_and_permissions_are_named(tmp_path, monkeypatch):
         load_audio(locked)
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files without permission")
+def test_a_file_without_read_permission_is_named_as_such(tmp_path):
+    locked = tmp_path / "locked.wav"
+    sf.write(locked, np.zeros(800), 8000)
+    locked.chmod(0)
+    try:
+        with pytest.raises(AudioError, match="locked.wav: permission denied"):
+            load_audio(locked)
+        assert main(["predict", str(locked)]) == 1
+    finally:
+        locked.chmod(0o600)
+
+
 def test_audio_source_cleans_up_its_copy(mp3s):
     with audio_source(io.BytesIO(mp3s["clean"].read_bytes())) as src:
         copy = os.fspath(src)
