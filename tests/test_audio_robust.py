@@ -299,6 +299,10 @@ def test_batch_copies_pipes_once_in_the_parent(mp3s, tmp_path):
         x, _ = load_audio(pipe.audio)
     assert not os.path.exists(pipe.copy)
     np.testing.assert_array_equal(x, load_audio(mp3s["clean"])[0])
+    from m2e_plugin.batch import BatchError, run_batch
+
+    with pytest.raises(BatchError, match="must be copied before the batch"):
+        run_batch(expand_inputs(["-"])[0], tmp_path / "out")
 
 
 @pytest.mark.parametrize("command", [["datasets", "validate", "pmemo"], ["features", "--dataset", "pmemo"],

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from m2e_plugin.audio import STDIN
 from m2e_plugin.batch.inputs import LIST_EXTENSIONS, BatchError, Track, expand_inputs, spool_streams
 from m2e_plugin.batch.outputs import (ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX, append_source,
                                       build_table, check_manifest, compact_sources, effective_settings, frames_path,
@@ -85,7 +86,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     Parameters
     ----------
     tracks : sequence of Track
-        From :func:`expand_inputs`.
+        From :func:`expand_inputs`, standard input and pipes copied by :func:`spool_streams`.
     out_dir : path
         Output folder (created). See the module docstring for its layout.
     extractor : str or extractor class
@@ -131,6 +132,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
             import pyarrow.parquet  # noqa: F401
         except ImportError:
             raise BatchError("--format parquet needs pyarrow: pip install 'm2e[parquet]'") from None
+    if any(t.path == STDIN and t.copy is None for t in tracks):  # a worker would read its own, empty, stdin
+        raise BatchError("standard input (-) must be copied before the batch: tracks = spool_streams(tracks, stack)")
     jobs = max(1, int(jobs))
     options = dict(options or {})
     cls = get_extractor_class(extractor) if isinstance(extractor, str) else extractor
