@@ -41,7 +41,7 @@ from typing import IO, Iterator, Union
 
 import numpy as np
 
-from m2e_plugin.audio_losses import FrameScan
+from m2e_plugin.audio_losses import FrameScan, wav_promised_frames
 
 AudioInput = Union[str, os.PathLike, tuple, bytes, bytearray, memoryview, IO[bytes]]
 
@@ -404,6 +404,8 @@ def _decode(path: str, label: str, block_seconds: float, warnings: list | None) 
 def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray]:
     """soundfile's blocks; if it stops short of the header's length, ffmpeg's decode of the rest."""
     native, channels, expected = int(handle.samplerate), int(handle.channels), int(handle.frames)
+    if handle.format in ("WAV", "WAVEX"):  # libsndfile gives a cut WAV the length of what is there
+        expected = max(expected, wav_promised_frames(path) or 0)
     read, failure = 0, None
     with handle:
         while True:

@@ -11,6 +11,9 @@ A region is lost between two consecutive decoded frames when
   bytes: ffmpeg's MP3 demuxer counts timestamps from the packets it parsed, so garbage costs no time there.
 * or, for formats whose packets share a page (Ogg), the timestamps jump: the jump is the seconds lost.
 
+A cut WAV file is found from its RIFF header (:func:`wav_promised_frames`): libsndfile and ffprobe both give the
+length of the data that is there, not the length the header declares.
+
 The estimates are then reconciled with the length the header promises: scaled to add up to the shortfall when they
 explain it, and what they leave unexplained is lost at the end (``truncated``).
 """
@@ -18,6 +21,7 @@ explain it, and what they leave unexplained is lost at the end (``truncated``).
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -165,3 +169,30 @@ def _regions(frames, promised: float | None, tolerance: float,
         regions.append(Region(at + earlier, lost))
         earlier += lost
     return regions, at_end
+
+
+def wav_promised_frames(path: str) -> int | None:
+    """Frames a RIFF/WAVE file's ``data`` chunk declares (None: not such a file, or a size left open by a
+    streaming writer: 0 or 0xFFFFFFFF)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(12)[:4] != b"RIFF":
+                return None
+            block_align = None
+            while True:
+                header = fh.read(8)
+                if len(header) < 8:
+                    return None
+                kind, size = header[:4], struct.unpack("<I", header[4:])[0]
+                if kind == b"fmt ":
+                    fmt = fh.read(size + size % 2)
+                    if len(fmt) >= 14:
+                        block_align = struct.unpack("<H", fmt[12:14])[0]
+                elif kind == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    fh.seek(size + size % 2, 1)  # chunks are padded to an even size
+    except (OSError, struct.error):
+        return None

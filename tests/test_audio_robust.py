@@ -164,6 +164,27 @@ def test_cut_file_is_reported_as_truncated(mp3s):
     assert "header promises 30.0" in warnings[0]["message"]
 
 
+def test_a_cut_wav_is_reported_from_its_header(tmp_path):
+    """libsndfile and ffprobe give a cut WAV the length of the bytes that are there; the RIFF header's data size
+    says how long it was. A size a streaming writer left open (0xFFFFFFFF) promises nothing."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, synth_music(4.0, 16000), 16000, subtype="PCM_16")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    warnings: list = []
+    x, sr = load_audio(cut, warnings=warnings)
+    assert x.size / sr == pytest.approx(2.0, abs=0.01)
+    assert [(w["code"], w["start"], w["seconds_lost"]) for w in warnings] == [("truncated", pytest.approx(2.0, abs=0.01),
+                                                                               pytest.approx(2.0, abs=0.01))]
+    at = data.index(b"data") + 4
+    open_size = tmp_path / "streamed.wav"
+    open_size.write_bytes(data[:at] + b"\xff\xff\xff\xff" + data[at + 4 :])
+    for intact in (whole, open_size):
+        load_audio(intact, warnings=(none := []))
+        assert none == []
+
+
 def test_warnings_are_logged_when_nobody_collects_them(mp3s, caplog):
     with caplog.at_level("WARNING", logger="m2e_plugin.audio"):
         load_audio(mp3s["cut"])
