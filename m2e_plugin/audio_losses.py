@@ -2,7 +2,7 @@
 
 :mod:`m2e_plugin.audio` knows *that* a decode fell short (soundfile stopped early, ffmpeg skipped data); this module
 finds *where*, from ``ffprobe -show_frames``: the decoded frames with their byte position, size, timestamp and
-sample count, streamed through a temporary file so a 2-hour file costs a few MB of disk and constant memory.
+sample count, streamed through a temporary file so a 2-hour MP3 costs ~25 MB of disk and constant memory.
 
 A region is lost between two consecutive decoded frames when
 
