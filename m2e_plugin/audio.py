@@ -9,7 +9,8 @@ Behaviour every face of m2e relies on (documented in the README, "Audio input"):
   cannot read (M4A/AAC, WMA, ...) goes through ``ffmpeg`` when it is on the PATH.
 * Decoding degrades, never drops: when soundfile stops before the length the header promises (damaged data, a
   cut file), ffmpeg decodes the rest, resynchronising past damage; every decodable second is kept and what was
-  lost is reported as a warning (``{"code", "start", "seconds_lost", "message"}``, see :func:`stream_audio`).
+  lost is reported, one warning per damaged region (``{"code", "start", "seconds_lost", "message"}``, see
+  :func:`stream_audio`; :mod:`m2e_plugin.audio_losses` finds the regions).
 * Any channel count is mixed to mono by averaging channels; any sample rate is resampled with torchaudio's
   band-limited sinc resampler. Samples are float32 in [-1, 1] (integer PCM is scaled by soundfile).
 * Missing file, directory, device or other special file, unreadable (permission) or non-audio file, zero-length
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import IO, Iterator, Union
 
 import numpy as np
+
+from m2e_plugin.audio_losses import FrameScan, wav_promised_frames
 
 AudioInput = Union[str, os.PathLike, tuple, bytes, bytearray, memoryview, IO[bytes]]
 
@@ -359,8 +362,9 @@ def stream_audio(source: AudioInput, target_sr: int, *, block_seconds: float = 3
 
     What decoding lost is appended to ``warnings`` (logged when ``warnings`` is None) once the stream ends, as
     ``{"code": "damaged" | "truncated", "start": seconds into the file or None when unknown, "seconds_lost":
-    float, "message": str}``. Audio after a damaged region follows on directly (no silence is inserted), so
-    times after ``start`` are earlier than in the file by ``seconds_lost``.
+    float, "message": str}``, one per damaged region, then one ``truncated`` for audio missing at the end. Audio
+    after a damaged region follows on directly (no silence is inserted), so times after ``start`` are earlier than
+    in the file by the seconds lost up to there.
     """
     block_out = max(1, int(round(block_seconds * target_sr)))
     if _is_array(source):
@@ -400,6 +404,8 @@ def _decode(path: str, label: str, block_seconds: float, warnings: list | None) 
 def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray]:
     """soundfile's blocks; if it stops short of the header's length, ffmpeg's decode of the rest."""
     native, channels, expected = int(handle.samplerate), int(handle.channels), int(handle.frames)
+    if handle.format in ("WAV", "WAVEX"):  # libsndfile gives a cut WAV the length of what is there
+        expected = max(expected, wav_promised_frames(path) or 0)
     read, failure = 0, None
     with handle:
         while True:
@@ -420,10 +426,16 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
             raise AudioError(label, "audio is empty (zero samples)")
         return
     cause = f" ({_short(failure)})" if failure is not None else ""
-    more, errors = 0, []
+    more, errors, losses = 0, [], None
     if shutil.which("ffmpeg") is not None:
-        # ffmpeg resynchronises past damaged data; its output up to `read` repeats what soundfile gave.
-        more, errors = yield from _ffmpeg_pcm(path, label, channels, native, skip_frames=read)
+        # ffmpeg resynchronises past damaged data; its output up to `read` repeats what soundfile gave. The frame
+        # scan that locates every lost region runs alongside it.
+        scan = FrameScan(path, native)
+        try:
+            more, errors = yield from _ffmpeg_pcm(path, label, channels, native, skip_frames=read)
+            losses = scan.regions(expected / native, tolerance / native, (read + more) / native)
+        finally:
+            scan.close()
     elif read == 0:
         raise AudioError(label, f"not a readable audio file{cause or ' (no audio decoded)'}; ffmpeg is not "
                                 "installed to try")
@@ -431,7 +443,9 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
         raise AudioError(label, f"not a readable audio file{cause}{' (ffmpeg: ' + errors[-1] + ')' if errors else ''}")
     at, promised = read / native, expected / native
     lost = max(0.0, (expected - read - more) / native)
-    if more <= tolerance:
+    if losses is not None and (losses[0] or losses[1]):
+        _report_losses(warnings, label, losses, promised, (read + more) / native)
+    elif more <= tolerance:
         _warn(warnings, label, "truncated", at, lost,
               f"audio ends at {at:.2f} s but the header promises {promised:.2f} s ({lost:.2f} s missing: the file "
               f"is cut short or damaged at the end{'' if shutil.which('ffmpeg') else '; ffmpeg is not installed to try'})")
@@ -439,6 +453,22 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
         _warn(warnings, label, "damaged", at, lost,
               f"undecodable data at {at:.2f} s{cause}; ffmpeg resumed decoding past it, {lost:.2f} s of the "
               f"{promised:.2f} s lost")
+
+
+def _report_losses(warnings, label, losses, promised: float | None, decoded: float) -> None:
+    """One warning per damaged region, and one for audio missing at the end, from a :class:`FrameScan`."""
+    regions, at_end = losses
+    of = f" of the {promised:.2f} s" if promised else ""
+    for number, region in enumerate(regions, 1):
+        where = f" (damaged region {number} of {len(regions)})" if len(regions) > 1 else ""
+        _warn(warnings, label, "damaged", region.start, region.seconds,
+              f"undecodable data at {region.start:.2f} s{where}: {region.seconds:.2f} s{of} lost, decoding "
+              f"resumed after it")
+    if at_end:
+        end = decoded + sum(region.seconds for region in regions)
+        _warn(warnings, label, "truncated", end, at_end,
+              f"audio ends at {end:.2f} s but the header promises {promised:.2f} s ({at_end:.2f} s missing: the "
+              f"file is cut short or damaged at the end)")
 
 
 def _ffmpeg_only(path, label, probe: AudioInfo, warnings) -> Iterator[np.ndarray]:
@@ -450,11 +480,18 @@ def _ffmpeg_only(path, label, probe: AudioInfo, warnings) -> Iterator[np.ndarray
         raise AudioError(label, "audio is empty (zero samples)")
     sr = probe.sample_rate
     lost = max(0.0, (probe.frames - got) / sr)
-    if errors:
+    promised = probe.duration or None  # streams without a known length promise nothing
+    if not errors and (promised is None or lost <= complete_tolerance(probe.duration)):
+        return
+    # Something was lost: a second pass (only now, so intact files pay nothing) says where.
+    losses = FrameScan(path, sr).regions(promised, complete_tolerance(probe.duration), got / sr)
+    if losses is not None and (losses[0] or losses[1]):
+        _report_losses(warnings, label, losses, promised, got / sr)
+    elif errors:
         _warn(warnings, label, "damaged", None, lost,
               f"ffmpeg skipped undecodable data ({len(errors)} decoder errors, e.g. {errors[-1]!r}); "
               f"{lost:.2f} s of the {probe.duration:.2f} s the header gives lost (position unknown)")
-    elif lost > complete_tolerance(probe.duration):
+    else:
         _warn(warnings, label, "truncated", got / sr, lost,
               f"audio ends at {got / sr:.2f} s but the header promises {probe.duration:.2f} s ({lost:.2f} s missing)")
 

@@ -158,20 +158,25 @@ class ModelExtractor:
     def compute_file(self, path, on_audio=None) -> dict[str, Any]:
         """Descriptors for an audio file, decoded block by block: memory stays bounded whatever its length.
 
+        ``path`` is anything :func:`m2e_plugin.audio.audio_source` takes (a path, ``"-"``, a pipe, bytes, a binary
+        file object): one-shot sources are copied once, since the header, the hash and the decode each read it.
         The batch runner prefers this to :meth:`compute` (which needs the whole track in memory). Raises
         :class:`m2e_plugin.audio.AudioError` for a missing, unreadable, empty or non-finite file.
         ``on_audio(seconds)``, when given, is called with the audio read so far (progress inside long files).
         """
         from m2e_plugin import pools
         from m2e_plugin.analysis import decode_blocks
+        from m2e_plugin.audio import audio_source
         from m2e_plugin.progress import reporting_blocks
 
         backend = self._model.backend
         warnings: list[dict[str, Any]] = []
-        blocks = reporting_blocks(decode_blocks(backend, path, warnings=warnings), backend.sample_rate, on_audio)
-        with pools.EncodedMD5(path) as md5:  # ffmpeg hashes the encoded stream while the model runs
-            out = self._compute_blocks(blocks, pools.audio_properties(path), warnings)
-            out["metadata.audio_properties.md5_encoded"] = md5.result()
+        with audio_source(path) as source:
+            blocks = reporting_blocks(decode_blocks(backend, source, warnings=warnings), backend.sample_rate,
+                                      on_audio)
+            with pools.EncodedMD5(source) as md5:  # ffmpeg hashes the encoded stream while the model runs
+                out = self._compute_blocks(blocks, pools.audio_properties(source), warnings)
+                out["metadata.audio_properties.md5_encoded"] = md5.result()
         return out
 
     def _compute_blocks(self, blocks, properties: dict[str, Any], warnings: list | None = None) -> dict[str, Any]:

@@ -31,8 +31,8 @@ def _encode_mp3(wav: Path, mp3: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def mp3s(tmp_path_factory):
-    """A clean 30 s MP3 of synthetic music, the same with 50 KB of random bytes over its data at one third, and
-    the same cut at two thirds."""
+    """A clean 30 s MP3 of synthetic music, the same with 50 KB of random bytes over its data at one third, the
+    same with 20 KB at one third and 20 KB more at two thirds, and the same cut at two thirds."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
     root = tmp_path_factory.mktemp("mp3s")
@@ -44,9 +44,14 @@ def mp3s(tmp_path_factory):
     garbage = np.random.default_rng(0).bytes(50_000)
     damaged = root / "damaged.mp3"
     damaged.write_bytes(data[:third] + garbage + data[third + len(garbage):])
+    two = bytearray(data)
+    for at in (third, 2 * third):
+        two[at : at + 20_000] = garbage[:20_000]
+    two_regions = root / "two_regions.mp3"
+    two_regions.write_bytes(bytes(two))
     cut = root / "cut.mp3"
     cut.write_bytes(data[: 2 * len(data) // 3])
-    return {"clean": clean, "damaged": damaged, "cut": cut}
+    return {"clean": clean, "damaged": damaged, "two_regions": two_regions, "cut": cut}
 
 
 # ------------------------------------------------------------------------------------------ damaged and cut files
@@ -71,6 +76,77 @@ def test_damaged_mp3_keeps_what_decodes_and_says_what_was_lost(mp3s):
     assert best > 0.9  # unrelated audio or silence scores near 0
 
 
+def test_every_damaged_region_is_located(mp3s):
+    """Two damaged stretches: two warnings, each at its place in the file's time, each with its own loss
+    (20 KB at 128 kb/s is about 1.25 s); together they account for all that is missing."""
+    warnings: list = []
+    x, sr = load_audio(mp3s["two_regions"], warnings=warnings)
+    assert [w["code"] for w in warnings] == ["damaged", "damaged"]
+    assert [w["start"] for w in warnings] == [pytest.approx(SECONDS / 3, abs=0.5),
+                                              pytest.approx(2 * SECONDS / 3, abs=0.5)]
+    for w in warnings:
+        assert w["seconds_lost"] == pytest.approx(1.25, abs=0.3) and "region" in w["message"]
+    assert x.size / sr + sum(w["seconds_lost"] for w in warnings) == pytest.approx(SECONDS, abs=0.1)
+    clean: list = []
+    load_audio(mp3s["clean"], warnings=clean)
+    assert clean == []
+
+
+@pytest.mark.parametrize("suffix, codec", [(".m4a", ["-c:a", "aac", "-b:a", "128k"]), (".ogg", ["-c:a", "libvorbis"]),
+                                          (".flac", [])])
+def test_damaged_regions_are_located_in_other_formats(mp3s, tmp_path, suffix, codec):
+    """M4A (ffmpeg only; back-to-back packets), Ogg Vorbis (soundfile; pages, so timestamps tell) and FLAC
+    (soundfile; back-to-back frames): 20 KB of random bytes at one and two thirds give two regions near there."""
+    encoded = tmp_path / f"clean{suffix}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(mp3s["clean"].with_suffix(".wav")), *codec,
+                    str(encoded)], check=True)
+    data = bytearray(encoded.read_bytes())
+    garbage = np.random.default_rng(0).bytes(20_000)
+    for at in (len(data) // 3, 2 * len(data) // 3):
+        data[at : at + len(garbage)] = garbage
+    damaged = tmp_path / f"damaged{suffix}"
+    damaged.write_bytes(bytes(data))
+    warnings: list = []
+    x, sr = load_audio(damaged, warnings=warnings)
+    assert [w["code"] for w in warnings] == ["damaged", "damaged"], warnings
+    assert [w["start"] for w in warnings] == [pytest.approx(SECONDS / 3, abs=1.5),
+                                              pytest.approx(2 * SECONDS / 3, abs=1.5)]
+    assert x.size / sr + sum(w["seconds_lost"] for w in warnings) == pytest.approx(SECONDS, abs=0.35)
+
+
+def test_the_region_scan_reads_bytes_or_timestamps_as_the_format_needs():
+    """The frame scan on made-up ffprobe lines: an MP3-like stream (back-to-back packets, timestamps that ignore the
+    gap), an Ogg-like one (packets sharing a page position, timestamps that wobble by 10 ms and jump at a loss)."""
+    from m2e_plugin.audio_losses import _frames, _regions
+
+    def lines(rows):
+        return [f"best_effort_timestamp_time={t}|pkt_pos={p}|pkt_size={s}|nb_samples={n}".encode() for t, p, s, n in rows]
+
+    frame = 1152 / 44100
+    mp3 = [(i * frame, 400 * i, 400, 1152) for i in range(400)]
+    mp3 = mp3[:100] + [(t, p + 40_000, s, n) for t, p, s, n in mp3[100:]]  # 100 frames' bytes missing, time goes on
+    regions, at_end = _regions(_frames(lines(mp3), 44100), promised=None, tolerance=0.05)
+    assert at_end == 0.0 and len(regions) == 1
+    assert regions[0].start == pytest.approx(100 * frame) and regions[0].seconds == pytest.approx(100 * frame)
+    regions, at_end = _regions(_frames(lines(mp3), 44100), promised=500 * frame + 5.0, tolerance=0.05)
+    assert regions[0].seconds == pytest.approx(100 * frame) and at_end == pytest.approx(5.0)  # the rest: cut off
+    # Frames the scan decoded but the delivered audio lacks (ffmpeg drops them at the damage) are lost there too.
+    regions, _ = _regions(_frames(lines(mp3), 44100), promised=None, tolerance=0.05, delivered=400 * frame - 1.0)
+    assert regions[0].seconds == pytest.approx(100 * frame + 1.0)
+
+    step = 1024 / 44100
+    ogg, t = [], 0.0
+    for i in range(600):
+        wobble = 0.0102 if i % 20 == 0 else 0.0
+        jump = 2.0 if i >= 300 else 0.0
+        ogg.append((t + wobble + jump, 4000 * (i // 10), 50, 1024))
+        t += step
+    regions, _ = _regions(_frames(lines(ogg), 44100), promised=None, tolerance=0.05)
+    assert [(round(r.start, 2), round(r.seconds, 2)) for r in regions] == [(round(300 * step, 2), 2.0)]
+    clean = [row for row in ogg[:300]]
+    assert _regions(_frames(lines(clean), 44100), promised=300 * step, tolerance=0.05) == ([], 0.0)
+
+
 def test_damaged_mp3_streams_in_full_blocks_with_the_same_warning(mp3s):
     warnings: list = []
     blocks = list(stream_audio(mp3s["damaged"], 24000, block_seconds=4.0, warnings=warnings))
@@ -86,6 +162,27 @@ def test_cut_file_is_reported_as_truncated(mp3s):
     assert [w["code"] for w in warnings] == ["truncated"]
     assert warnings[0]["seconds_lost"] == pytest.approx(SECONDS / 3, abs=0.5)
     assert "header promises 30.0" in warnings[0]["message"]
+
+
+def test_a_cut_wav_is_reported_from_its_header(tmp_path):
+    """libsndfile and ffprobe give a cut WAV the length of the bytes that are there; the RIFF header's data size
+    says how long it was. A size a streaming writer left open (0xFFFFFFFF) promises nothing."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, synth_music(4.0, 16000), 16000, subtype="PCM_16")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    warnings: list = []
+    x, sr = load_audio(cut, warnings=warnings)
+    assert x.size / sr == pytest.approx(2.0, abs=0.01)
+    assert [(w["code"], w["start"], w["seconds_lost"]) for w in warnings] == [("truncated", pytest.approx(2.0, abs=0.01),
+                                                                               pytest.approx(2.0, abs=0.01))]
+    at = data.index(b"data") + 4
+    open_size = tmp_path / "streamed.wav"
+    open_size.write_bytes(data[:at] + b"\xff\xff\xff\xff" + data[at + 4 :])
+    for intact in (whole, open_size):
+        load_audio(intact, warnings=(none := []))
+        assert none == []
 
 
 def test_warnings_are_logged_when_nobody_collects_them(mp3s, caplog):
@@ -110,6 +207,43 @@ def test_one_usable_test_for_every_face(mp3s, tmp_path):
         check_audio(junk, decode=True)
 
 
+def test_every_face_gives_the_same_verdict(mp3s, tmp_path):
+    """Damaged, cut, zeros-appended, empty and non-audio files: the decode check (datasets validate --decode), the
+    loaders' check, prediction and extraction all call the same files usable, with the same warnings."""
+    from m2e_plugin import Music2emo
+    from m2e_plugin.loaders.core import check_audio_file
+    from m2e_plugin.plugins import get_extractor
+
+    files = {name: mp3s[name] for name in ("damaged", "cut")}
+    files["zeros"] = tmp_path / "zeros.mp3"
+    files["zeros"].write_bytes(mp3s["clean"].read_bytes() + bytes(100_000))
+    files["empty"] = tmp_path / "empty.mp3"
+    files["empty"].write_bytes(b"")
+    files["junk"] = tmp_path / "junk.mp3"
+    files["junk"].write_bytes(np.random.default_rng(1).bytes(20_000))
+    model, extractor = Music2emo(), get_extractor("lite")
+    verdicts = {}
+    for name, path in files.items():
+        faces = []
+        for face in (lambda w: check_audio(path, decode=True, warnings=w),
+                     lambda w: w.extend(model.predict(path)["warnings"]),
+                     lambda w: w.extend(extractor.compute_file(path)["metadata.warnings"])):
+            warnings: list = []
+            try:
+                face(warnings)
+                faces.append([w["code"] for w in warnings])
+            except AudioError as exc:
+                faces.append(exc.cause)
+        lost: list = []
+        cause = check_audio_file(str(path), decode=True, warnings=lost)
+        faces.append(cause or [w["code"] for w in lost])
+        assert all(f == faces[0] for f in faces), (name, faces)
+        verdicts[name] = faces[0]
+    assert verdicts == {"damaged": ["damaged"], "cut": ["truncated"], "zeros": [],
+                        "empty": "file is empty (0 bytes)",
+                        "junk": "not a readable audio file (unrecognised format or corrupt data)"}
+
+
 def test_predict_and_extract_report_the_loss(mp3s, tmp_path):
     from m2e_plugin import Music2emo
     from m2e_plugin.plugins import get_extractor
@@ -121,6 +255,9 @@ def test_predict_and_extract_report_the_loss(mp3s, tmp_path):
     pool = get_extractor("lite").compute_file(mp3s["damaged"])
     assert pool["metadata.audio_properties.length"] == pytest.approx(out["duration"], abs=1e-3)
     assert pool["metadata.warnings"] == out["warnings"]
+    two = Music2emo().predict(mp3s["two_regions"])["warnings"]
+    assert [(w["code"], round(w["start"] / SECONDS, 1)) for w in two] == [("damaged", 0.3), ("damaged", 0.7)]
+    assert get_extractor("lite").compute_file(mp3s["two_regions"])["metadata.warnings"] == two
 
 
 # ------------------------------------------------------------------------------------------ input kinds
@@ -137,6 +274,65 @@ def test_stdin_equals_the_file_on_the_command_line(mp3s):
     a, b = json.loads(by_path.stdout), json.loads(by_stdin.stdout)
     assert b.pop("file") == "-" and a.pop("file") == str(mp3s["clean"])
     assert a == b
+
+
+def test_stdin_in_extract_equals_the_file(mp3s, tmp_path):
+    """`cat song.mp3 | m2e extract - -o OUT` writes OUT/stdin.json, the same pool as the path gives (but for what
+    names the input); standard input that cannot be audio stops the batch before anything runs."""
+    m2e = [sys.executable, "-m", "m2e_plugin.cli.main", "extract", "--progress", "never"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    by_path = subprocess.run(m2e + [str(mp3s["clean"]), "-o", str(tmp_path / "path")], capture_output=True,
+                             text=True, env=env, timeout=300)
+    with open(mp3s["clean"], "rb") as fh:
+        by_stdin = subprocess.run(m2e + ["-", "-o", str(tmp_path / "stdin")], stdin=fh, capture_output=True,
+                                  text=True, env=env, timeout=300)
+    assert by_path.returncode == 0 and by_stdin.returncode == 0, by_stdin.stderr
+    a = json.loads((tmp_path / "path" / "clean.mp3.json").read_text())
+    b = json.loads((tmp_path / "stdin" / "stdin.json").read_text())
+    assert b["metadata"]["input"] == {"id": "stdin", "path": "-", "size": mp3s["clean"].stat().st_size, "mtime": None}
+    for pool in (a, b):
+        del pool["metadata"]["input"], pool["metadata"]["run"]
+    assert a == b
+    empty = subprocess.run(m2e + ["-", "-o", str(tmp_path / "empty")], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, env=env, timeout=300)
+    assert empty.returncode == 2 and "<stdin>: input is empty (0 bytes)" in empty.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_batch_copies_pipes_once_in_the_parent(mp3s, tmp_path):
+    """Worker processes cannot read the parent's pipes: extract copies them first, and decodes the copy under the
+    pipe's name."""
+    import contextlib
+
+    from m2e_plugin.batch import expand_inputs, spool_streams
+
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(mp3s["clean"].read_bytes()), daemon=True)
+    writer.start()
+    tracks, _ = expand_inputs([str(fifo), str(mp3s["clean"])])
+    with contextlib.ExitStack() as stack:
+        spooled = spool_streams(tracks, stack)
+        writer.join(timeout=60)
+        [pipe] = [t for t in spooled if t.path == str(fifo)]
+        assert pipe.copy and os.path.isfile(pipe.copy) and pipe.audio.label == str(fifo)
+        assert [t.copy for t in spooled if t is not pipe] == [None]
+        x, _ = load_audio(pipe.audio)
+    assert not os.path.exists(pipe.copy)
+    np.testing.assert_array_equal(x, load_audio(mp3s["clean"])[0])
+    from m2e_plugin.batch import BatchError, run_batch
+
+    with pytest.raises(BatchError, match="must be copied before the batch"):
+        run_batch(expand_inputs(["-"])[0], tmp_path / "out")
+
+
+@pytest.mark.parametrize("command", [["datasets", "validate", "pmemo"], ["features", "--dataset", "pmemo"],
+                                     ["extract", "--dataset", "pmemo", "-o", "unused"]])
+def test_a_dataset_folder_cannot_be_standard_input(command, capsys):
+    """`-` is one track; the subcommands that read a dataset folder say so instead of looking for labels in ./-."""
+    assert main(command + ["--data-home", "-"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-home '-': a dataset is a folder" in err and "cannot be read from standard input" in err
 
 
 def test_bytes_file_objects_and_pipes_in_the_api(mp3s):
@@ -206,6 +402,19 @@ def test_special_files_and_permissions_are_named(tmp_path, monkeypatch):
     monkeypatch.setattr(audio, "open", refuse, raising=False)
     with pytest.raises(AudioError, match="locked.wav: permission denied"):
         load_audio(locked)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files without permission")
+def test_a_file_without_read_permission_is_named_as_such(tmp_path):
+    locked = tmp_path / "locked.wav"
+    sf.write(locked, np.zeros(800), 8000)
+    locked.chmod(0)
+    try:
+        with pytest.raises(AudioError, match="locked.wav: permission denied"):
+            load_audio(locked)
+        assert main(["predict", str(locked)]) == 1
+    finally:
+        locked.chmod(0o600)
 
 
 def test_audio_source_cleans_up_its_copy(mp3s):

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from m2e_plugin.batch.inputs import LIST_EXTENSIONS, BatchError, Track, expand_inputs
+from m2e_plugin.audio import STDIN
+from m2e_plugin.batch.inputs import LIST_EXTENSIONS, BatchError, Track, expand_inputs, spool_streams
 from m2e_plugin.batch.outputs import (ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX, append_source,
                                       build_table, check_manifest, compact_sources, effective_settings, frames_path,
                                       nest, output_path, read_errors, read_sources, rewrite_errors, serialise,
@@ -41,7 +42,7 @@ from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_in
 
 __all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "TABLE_FORMATS",
            "Track", "build_table", "expand_inputs", "extract_track", "nest", "output_path", "read_errors",
-           "run_batch", "serialise", "to_builtin", "write_atomic", "ERRORS_FILE", "STATE_DIR", "TMP_SUFFIX"]
+           "run_batch", "serialise", "spool_streams", "to_builtin", "write_atomic", "ERRORS_FILE", "STATE_DIR", "TMP_SUFFIX"]
 
 
 @dataclass
@@ -85,7 +86,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     Parameters
     ----------
     tracks : sequence of Track
-        From :func:`expand_inputs`.
+        From :func:`expand_inputs`, standard input and pipes copied by :func:`spool_streams`.
     out_dir : path
         Output folder (created). See the module docstring for its layout.
     extractor : str or extractor class
@@ -131,6 +132,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
             import pyarrow.parquet  # noqa: F401
         except ImportError:
             raise BatchError("--format parquet needs pyarrow: pip install 'm2e[parquet]'") from None
+    if any(t.path == STDIN and t.copy is None for t in tracks):  # a worker would read its own, empty, stdin
+        raise BatchError("standard input (-) must be copied before the batch: tracks = spool_streams(tracks, stack)")
     jobs = max(1, int(jobs))
     options = dict(options or {})
     cls = get_extractor_class(extractor) if isinstance(extractor, str) else extractor
@@ -146,7 +149,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     result = BatchResult(total=len(tracks), output=str(out), errors_file=str(out / ERRORS_FILE))
     errors = read_errors(out)
     sources = read_sources(out)
-    stamps = {t.id: source_stamp(t.path) for t in tracks}
+    stamps = {t.id: source_stamp(t.copy or t.path) for t in tracks}
     todo: list[Track] = []
     changed_ids: set[str] = set()
     for t in tracks:
@@ -193,8 +196,10 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
                 run["model"] = provenance
                 write_run(out, run)
             stamp = stamps[track.id] or {}
+            # A copy of standard input or a pipe has a size, but its time is when it was copied: none is given.
             pool.update({"metadata.run": run["run"], "metadata.input.size": stamp.get("size"),
-                         "metadata.input.mtime": _iso(stamp["mtime_ns"] / 1e9) if stamp else None})
+                         "metadata.input.mtime": _iso(stamp["mtime_ns"] / 1e9) if stamp and track.copy is None
+                         else None})
             if frames:  # before the pool: a track counts as done when its pool exists
                 write_atomic(frames_path(out, track.id, fmt),
                              serialise({**frames, "metadata.input.id": track.id, "metadata.run": run["run"]},

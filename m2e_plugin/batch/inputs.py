@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from m2e_plugin.audio import AUDIO_EXTENSIONS
+from m2e_plugin.audio import AUDIO_EXTENSIONS, STDIN
+
+# The track id (and output name) of standard input.
+STDIN_ID = "stdin"
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".m3u", ".m3u8")
 
@@ -18,10 +23,21 @@ class BatchError(ValueError):
 
 @dataclass(frozen=True)
 class Track:
-    """One unit of work: an id (names the output) and the audio path."""
+    """One unit of work: an id (names the output), the audio path as the user gave it, and for standard input or
+    a pipe the temporary copy that is read instead (:func:`spool_streams`)."""
 
     id: str
     path: str
+    copy: str | None = None
+
+    @property
+    def audio(self):
+        """What decoding reads: the path, or the copy labelled with the path (so messages name ``-``)."""
+        if self.copy is None:
+            return self.path
+        from m2e_plugin.audio import SpooledAudio
+
+        return SpooledAudio(self.copy, "<stdin>" if self.path == STDIN else self.path)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike], *, dataset: str | None = None, data_home: str | None = None,
@@ -32,7 +48,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, dataset: str | None = 
     Parameters
     ----------
     inputs : sequence of paths
-        Audio files (taken whatever their extension: a bad one becomes an error line, not a silent skip),
+        ``"-"`` (standard input: track id ``stdin``; copy it with :func:`spool_streams` before extracting),
+        audio files (taken whatever their extension: a bad one becomes an error line, not a silent skip),
         folders (searched recursively for ``extensions``; hidden entries skipped), or text files of paths
         (``.txt``, ``.lst``, ``.list``, ``.m3u``, ``.m3u8``: one path a line, ``#`` comments, relative paths
         taken from the list's folder).
@@ -56,6 +73,9 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, dataset: str | None = 
     loose: list[Path] = []
     ignored = 0
     for item in inputs:
+        if os.fspath(item) == STDIN:
+            tracks.append(Track(STDIN_ID, STDIN))
+            continue
         p = Path(os.fspath(item)).expanduser()
         if p.is_dir():
             found, skipped = _scan_folder(p, exts)
@@ -81,6 +101,31 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, dataset: str | None = 
                              "(give their common parent folder instead)")
         unique[t.id] = t
     return list(unique.values()), ignored
+
+
+def spool_streams(tracks: Sequence[Track], stack: contextlib.ExitStack) -> list[Track]:
+    """Copy standard input and pipes (FIFOs, ``<(...)``) among ``tracks`` to temporary files, once, in this process.
+
+    Worker processes cannot read this process's standard input or its inherited pipe descriptors, and a pipe can
+    be read only once; the copies live until ``stack`` closes. Raises
+    :class:`m2e_plugin.audio.AudioError` (naming the input and the cause) when one cannot be read: standard input
+    that is a terminal, or empty.
+    """
+    from m2e_plugin.audio import audio_source
+
+    out = []
+    for track in tracks:
+        if track.copy is None and (track.path == STDIN or _is_pipe(track.path)):
+            track = replace(track, copy=os.fspath(stack.enter_context(audio_source(track.path))))
+        out.append(track)
+    return out
+
+
+def _is_pipe(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:  # missing or unreachable: the extraction reports it
+        return False
 
 
 def _scan_folder(folder: Path, exts: tuple[str, ...]) -> tuple[list[Path], int]:

@@ -26,12 +26,12 @@ def extract_track(extractor, track: Track, on_audio: Callable[[float], None] | N
     """
     compute_file = getattr(extractor, "compute_file", None)
     if callable(compute_file):  # streams the file: bounded memory for hours-long tracks
-        pool = compute_file(track.path, on_audio=on_audio) if on_audio and _accepts_on_audio(compute_file) \
-            else compute_file(track.path)
+        pool = compute_file(track.audio, on_audio=on_audio) if on_audio and _accepts_on_audio(compute_file) \
+            else compute_file(track.audio)
     else:  # plugins that only implement the protocol's compute(audio, sr) get the whole track
         from m2e_plugin.audio import load_audio
 
-        samples, sr = load_audio(track.path, target_sr=int(extractor.sample_rate))
+        samples, sr = load_audio(track.audio, target_sr=int(extractor.sample_rate))
         pool = extractor.compute(samples, sr)
     if not isinstance(pool, dict):
         raise TypeError(f"extractor {extractor.name!r} returned {type(pool).__name__}, not a dict")
@@ -128,7 +128,7 @@ def _position_reporter(bar, track: Track):
     from m2e_plugin.audio import info
 
     try:
-        total = info(track.path).duration
+        total = info(track.audio).duration
     except Exception:  # unreadable: the extraction reports it
         total = None
     return lambda seconds: bar.position(track.id, seconds, total)

@@ -8,6 +8,7 @@ A JSON summary goes to stdout; progress and messages to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -24,7 +25,8 @@ def register(subparsers) -> None:
         "text files listing paths (.txt/.lst/.m3u) or a dataset. One output per track, written atomically; "
         "a re-run skips finished tracks; failures go to OUT/errors.jsonl and never stop the batch.",
     )
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="audio files, folders, or .txt lists of paths")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="audio files, folders, or .txt lists of paths; - reads standard input (track id stdin)")
     add_output(p, required=True, help="output folder")
     p.add_argument("--model", "--extractor", dest="extractor", default="lite",
                    help="model or extractor name: lite (default), music2emo, or a plugin's (see `m2e plugins`)")
@@ -96,11 +98,12 @@ def _check_numbers(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from pluggy import PluginValidationError
 
-    from m2e_plugin.batch import BatchError, expand_inputs, run_batch
+    from m2e_plugin.batch import BatchError, expand_inputs, run_batch, spool_streams
 
     if not args.inputs and not args.dataset:
         print("m2e extract: give INPUT files/folders/lists or --dataset NAME", file=sys.stderr)
         return 2
+    spooled = contextlib.ExitStack()  # copies of standard input and pipes, removed when the batch ends
     try:
         _check_numbers(args)
         options = extractor_options(args)
@@ -112,14 +115,17 @@ def run(args: argparse.Namespace) -> int:
         if not tracks:
             print("m2e extract: no audio files found in the inputs", file=sys.stderr)
             return 2
+        tracks = spool_streams(tracks, spooled)
         result = run_batch(tracks, args.output, extractor=args.extractor, options=options, fmt=args.format,
                            jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
                            retry_failed=args.retry_failed, overwrite=args.overwrite, flat=args.flat,
                            progress=progress_mode(args), threads=args.threads,
                            command=" ".join(shlex.quote(a) for a in ["m2e", *sys.argv[1:]]))
-    except (BatchError, ValueError, PluginValidationError) as exc:  # the batch cannot start
-        print(f"m2e extract: {exc}", file=sys.stderr)
+    except (BatchError, ValueError, PluginValidationError) as exc:  # the batch cannot start (ValueError includes
+        print(f"m2e extract: {exc}", file=sys.stderr)  # AudioError: standard input that is a terminal or empty)
         return 2
+    finally:
+        spooled.close()
     result.ignored_files = ignored
     summary = result.as_dict()
     print(json.dumps(summary), flush=True)

@@ -74,6 +74,9 @@ def data_homes(values, datasets=(), *, option: str = "--data-home") -> dict[str,
             name, sep, path = "", "", value
         if not path or (sep and not name):
             raise ValueError(f"{option} expects [NAME=]DIR, got {value!r}")
+        if path == "-":  # the audio subcommands read "-" as standard input; a dataset cannot come from there
+            raise ValueError(f"{option} {value!r}: a dataset is a folder of audio and label files, it cannot be read "
+                             "from standard input (- is one track: m2e predict - / m2e extract -)")
         if not name:
             if len(datasets) != 1:
                 raise ValueError(f"{option} {value!r}: write NAME=DIR"
