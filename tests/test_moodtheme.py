@@ -97,6 +97,23 @@ def test_tag_order_and_card(tagger):
     assert np.all((tagger.thresholds > 0) & (tagger.thresholds < 1))
 
 
+def test_rate_scale_thresholds_predict_that_multiple_of_the_prior_rate():
+    from m2e_plugin.backbones.moodtheme_calibration import ALTERNATIVE_RATE_SCALES, RATE_SCALE, fit, prior_thresholds
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 3))
+    priors = (0.01, 0.05, 0.3)
+    for scale in (1.0, 2.0):
+        rates = (logits > prior_thresholds(logits, priors, rate_scale=scale)).mean(axis=0)
+        np.testing.assert_allclose(rates, np.minimum(0.5, scale * np.array(priors)), atol=1e-3)
+    full = rng.normal(size=(200, len(MOOD_TAGS)))
+    cal = fit({"full": full, "windows_3": full - 1.0, "owners_3": np.arange(200)}, seconds=(3.0,))
+    assert cal["rate_scale"] == RATE_SCALE
+    # a uniform shift of window logits is undone by the offsets; the alternatives' figures are kept
+    np.testing.assert_allclose(cal["short_input_logit_offsets"][0], 1.0, atol=1e-9)
+    assert set(cal["figures"]["rate_scale_alternatives"]) == {f"{s:g}" for s in ALTERNATIVE_RATE_SCALES}
+
+
 def test_antonym_pairs_are_tags():
     assert len(ANTONYM_PAIRS) == len(set(ANTONYM_PAIRS)) == 51
     assert all(a in MOOD_TAGS and b in MOOD_TAGS and a != b for a, b in ANTONYM_PAIRS)
@@ -208,6 +225,6 @@ def test_real_clips_get_few_coherent_moods(shared_data, tagger):
         antonyms += any(a in moods and b in moods for a, b in ANTONYM_PAIRS)
         win = tagger.predict_windows([y[i : i + 10 * SR] for i in range(0, len(y) - 10 * SR + 1, 10 * SR)], SR)
         agree += [np.corrcoef(w, p)[0, 1] for w in win]
-    assert np.median(counts) <= 3
+    assert 1 <= np.median(counts) <= 3  # a few moods per clip (RATE_SCALE), not none
     assert antonyms <= 2
     assert np.median(agree) > 0.6

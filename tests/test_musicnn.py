@@ -56,6 +56,18 @@ def test_loud_input_stays_finite():
     assert np.isfinite(pen).all()
 
 
+def test_pooled_vector_is_what_the_penultimate_layer_reads():
+    net = M.load_musicnn()
+    x = M.patches(M.log_mel(np.random.default_rng(1).standard_normal(4 * M.SAMPLE_RATE).astype(np.float32) * 0.1))
+    with torch.no_grad():
+        pooled, pen = net.pooled_and_penultimate(x)
+        logits, pen_forward = net(x)
+        assert pooled.shape == (x.shape[0], 1506)
+        torch.testing.assert_close(pen, pen_forward, rtol=0, atol=0)
+        torch.testing.assert_close(net.dense_bn(torch.relu(net.dense(net.pool_bn(pooled)))), pen)
+        torch.testing.assert_close(net.out(pen), logits)
+
+
 def test_patches_cut_and_pad():
     mel = torch.arange(400 * 96, dtype=torch.float32).reshape(400, 96)
     p = M.patches(mel)

@@ -61,7 +61,8 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in state.items()}
 
 
-def convert(checkpoint: Path, tag_list: Path, out_dir: Path = WEIGHTS_DIR, calibrate_on: Path | None = None) -> dict:
+def convert(checkpoint: Path, tag_list: Path, out_dir: Path = WEIGHTS_DIR, calibrate_on: Path | None = None,
+            rate_scale: float | None = None) -> dict:
     from safetensors.torch import save_file
 
     tags = read_tags(tag_list)
@@ -79,11 +80,11 @@ def convert(checkpoint: Path, tag_list: Path, out_dir: Path = WEIGHTS_DIR, calib
         "calibration": None,
     }
     if calibrate_on is not None:
-        from m2e_plugin.backbones.moodtheme_calibration import calibrate
+        from m2e_plugin.backbones.moodtheme_calibration import RATE_SCALE, calibrate
 
         network = MoodThemeCNN()
         network.load_state_dict(state)
-        card["calibration"] = calibrate(network, calibrate_on)
+        card["calibration"] = calibrate(network, calibrate_on, RATE_SCALE if rate_scale is None else rate_scale)
     (out_dir / CARD_NAME).write_text(json.dumps(card, indent=1) + "\n")
     return card
 
@@ -94,13 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag-list", type=Path, required=True, help="scripts/baseline/tag_list.npy of the same repository")
     parser.add_argument("--calibrate-on", type=Path, default=None,
                         help="folder of the 4Q clips (Q1..Q4/*.mp3) to fit thresholds and short-input offsets on")
+    parser.add_argument("--rate-scale", type=float, default=None,
+                        help="each tag is predicted at this multiple of its MTG-Jamendo rate (default: "
+                        "moodtheme_calibration.RATE_SCALE, 2)")
     parser.add_argument("--out-dir", type=Path, default=WEIGHTS_DIR, help="where to write the safetensors and card")
     args = parser.parse_args(argv)
     for path in (args.checkpoint, args.tag_list):
         if not path.is_file():
             print(f"error: {path}: no such file", file=sys.stderr)
             return 2
-    card = convert(args.checkpoint, args.tag_list, args.out_dir, args.calibrate_on)
+    if args.rate_scale is not None and not 0 < args.rate_scale <= 10:
+        print(f"error: --rate-scale {args.rate_scale}: expected a value in (0, 10]", file=sys.stderr)
+        return 2
+    card = convert(args.checkpoint, args.tag_list, args.out_dir, args.calibrate_on, args.rate_scale)
     print(f"wrote {args.out_dir / WEIGHTS_NAME} and {args.out_dir / CARD_NAME} (source sha256 {card['source']['sha256']})")
     return 0
 

@@ -152,12 +152,16 @@ class MoodThemeCNN(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """``mel`` (B, 96, T) dB. T in 1280..1599 is the original network exactly; shorter T pools in ceil mode
         (a global max where the input is shorter than a kernel); longer T ends with a max over the remaining time."""
+        return self.dense(self.embedding(mel))
+
+    def embedding(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, 64): the last conv block's channels after the final max, the input of the dense layer."""
         x = self.bn_init(mel.unsqueeze(1))
         short = x.shape[-1] < MIN_FRAMES
         for i, (pool_f, pool_t) in enumerate(_POOLS, start=1):
             x = F.elu(getattr(self, f"bn_{i}")(getattr(self, f"conv_{i}")(x)))
             x = F.max_pool2d(x, (pool_f, min(pool_t, x.shape[-1])), ceil_mode=short)
-        return self.dense(x.amax(dim=(2, 3)))
+        return x.amax(dim=(2, 3))
 
 
 def _network_inputs(mel: np.ndarray) -> np.ndarray:

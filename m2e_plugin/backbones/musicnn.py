@@ -121,6 +121,11 @@ class MusiCNN(nn.Module):
         return bn(F.relu(picked))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, penultimate = self.pooled_and_penultimate(x)
+        return self.out(penultimate), penultimate
+
+    def pooled_and_penultimate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled (B, 1506): max and mean over time of the 753 front/mid-end channels, penultimate (B, 200))."""
         z = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
         padded = F.pad(z, (0, 0, 3, 3))
         front = [self._freq_max(conv(padded), bn) for conv, bn in zip(self.timbral, self.front_bn[:2])]
@@ -132,8 +137,7 @@ class MusiCNN(nn.Module):
         h3 = self.mid_bn[2](F.relu(self.mid_conv[2](F.pad(h2, (3, 3))))) + h2
         h = torch.cat([h0, h1, h2, h3], 1)  # (B, 753, T)
         pooled = torch.stack([h.amax(-1), h.mean(-1)], -1).flatten(1)  # TF order: (max, mean) per channel
-        penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
-        return self.out(penultimate), penultimate
+        return pooled, self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
 
 
 def default_weights() -> Path:
