@@ -179,25 +179,36 @@ def lowest_notes(semitone: np.ndarray, threshold: float) -> np.ndarray:
     return np.argmax(s >= threshold * s.max(axis=0, keepdims=True), axis=0) % 12
 
 
-def key_scores(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> np.ndarray:
-    """``(2, 12)`` key scores (rows major/minor, columns tonic) of a semitone spectrum with frames ``hop`` samples
-    apart: the :class:`KeySettings`' weighted mean of profile correlations. All zeros when nothing sounds."""
+def key_cues(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> dict:
+    """The four pitch-class distributions :class:`KeySettings` weighs (``"chroma"``, ``"opening"``, ``"ending"``,
+    ``"bass"``; see there) of a semitone spectrum with frames ``hop`` samples apart; ``{}`` when nothing sounds."""
     s = _sounding(semitone)
     if s.shape[1] == 0:
-        return np.zeros((2, 12))
+        return {}
     treble = fold_chroma(s, settings.front)[0].astype(np.float64)
+    bass = np.eye(12)[lowest_notes(s, settings.bass_threshold)]
     frames_per_second = BTC_SR / hop
-    cues = [(treble.sum(axis=0), settings.profile, 1.0)]
-    if settings.opening_weight:
-        n = max(1, int(settings.opening_seconds * frames_per_second))
-        cues.append((treble[:n].sum(axis=0), settings.cue_profile, settings.opening_weight))
-    if settings.ending_weight or settings.bass_weight:
-        bass = np.eye(12)[lowest_notes(s, settings.bass_threshold)]
-        n = max(1, int(settings.ending_seconds * frames_per_second))
-        cues.append((bass[-n:].sum(axis=0), settings.cue_profile, settings.ending_weight))
-        cues.append((bass.sum(axis=0), settings.profile, settings.bass_weight))
-    total = sum(w for *_, w in cues)
-    return sum(w * key_correlations(d, p) for d, p, w in cues if w) / total
+    opening = max(1, int(settings.opening_seconds * frames_per_second))
+    ending = max(1, int(settings.ending_seconds * frames_per_second))
+    return {"chroma": treble.sum(axis=0), "opening": treble[:opening].sum(axis=0),
+            "ending": bass[-ending:].sum(axis=0), "bass": bass.sum(axis=0)}
+
+
+def weigh_cues(cues: dict, settings: KeySettings = KEY_SETTINGS) -> np.ndarray:
+    """``(2, 12)`` key scores (rows major/minor, columns tonic): the settings' weighted mean of the cues' profile
+    correlations. All zeros for no cues."""
+    if not cues:
+        return np.zeros((2, 12))
+    weighted = ((cues["chroma"], settings.profile, 1.0), (cues["opening"], settings.cue_profile, settings.opening_weight),
+                (cues["ending"], settings.cue_profile, settings.ending_weight),
+                (cues["bass"], settings.profile, settings.bass_weight))
+    total = sum(w for *_, w in weighted)
+    return sum(w * key_correlations(d, p) for d, p, w in weighted if w) / total
+
+
+def key_scores(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> np.ndarray:
+    """``(2, 12)`` key scores of a semitone spectrum: :func:`weigh_cues` of :func:`key_cues`."""
+    return weigh_cues(key_cues(semitone, settings, hop), settings)
 
 
 def key_from_spectrum(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> KeyResult:
