@@ -50,7 +50,6 @@ _NO_CHORD_SCORE = 0.55
 _SILENT_FRAME = 1e-3  # frames this far below the loudest one are silence (forced N)
 _SILENCE = 1e-4  # peak amplitude of an all-silent signal
 _HARMONIC_DECAY = 0.0
-_KEY_FROM_ESTIMATOR = False
 _SMOOTH_FRAMES = 3  # ~0.14 s median filter over chroma
 # Segments are decoded over major/minor triads, then each may be relabelled as a richer chord of the same triad
 # family (when the vocabulary allows it and the segment's chroma prefers it by _TETRAD_MARGIN): deciding dim/aug/sus
@@ -147,12 +146,7 @@ def decode_spectrum(semitone: np.ndarray, duration: float, *, vocabulary: str = 
     """Chord segments from the recogniser's :func:`chord_spectrum` of ``duration`` seconds of audio."""
     treble, energy = fold_chroma(semitone, front)
     labels, templates, roots = chord_templates("majmin")
-    key = None
-    if _KEY_FROM_ESTIMATOR:
-        from m2e_plugin.harmony.key import key_from_spectrum
-
-        key = key_from_spectrum(semitone, hop=_HOP)
-    scores = _frame_scores(treble, energy, templates, labels, key)
+    scores = _frame_scores(treble, energy, templates, labels)
     path = _viterbi(_SHARPNESS * scores, _transitions(roots))
     labels = labels + [NO_CHORD]
     # Frame i is centred on i * hop; boundaries sit half-way between frame centres.
@@ -170,7 +164,7 @@ def _chord_masks(labels) -> np.ndarray:
     return masks
 
 
-def _frame_scores(treble, energy, templates, labels, key=None) -> np.ndarray:
+def _frame_scores(treble, energy, templates, labels) -> np.ndarray:
     """``(frames, K + 1)`` scores: cosine similarity to each template plus a small prior for chords diatonic in the
     track's key; the last column is N."""
     from scipy.ndimage import median_filter
@@ -184,7 +178,7 @@ def _frame_scores(treble, energy, templates, labels, key=None) -> np.ndarray:
     masks = _chord_masks(labels)
     silent = energy <= _SILENT_FRAME * max(float(energy.max()), 1e-12)
     if (~silent).any():
-        tonic, mode, _ = key or best_key(treble[~silent].sum(axis=0), "aarden")
+        tonic, mode, _ = best_key(treble[~silent].sum(axis=0), "aarden")
         if tonic is not None:
             t = PITCH_CLASSES.index(tonic)
             scale = np.zeros(12)

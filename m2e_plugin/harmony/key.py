@@ -1,8 +1,10 @@
 """Key estimation: from a chord sequence (Music2Emo's method) and from audio (chroma + key profiles).
 
-Both correlate a 12-bin pitch-class distribution with the 24 rotations of a major and a minor key profile
+Both correlate 12-bin pitch-class distributions with the 24 rotations of a major and a minor key profile
 (Krumhansl-Schmuckler) and return the key with the highest Pearson correlation, which also serves as confidence
-(clipped to 0-1). Tonics are spelled with sharps (``"C#"``, ``"A#"``), modes are ``"major"`` / ``"minor"``.
+(clipped to 0-1). The chord method uses one distribution; the audio estimator weighs four (the whole track's
+chroma, its opening's chroma, the bass of its ending and of the whole track: :class:`KeySettings`). Tonics are
+spelled with sharps (``"C#"``, ``"A#"``), modes are ``"major"`` / ``"minor"``.
 """
 
 from __future__ import annotations
@@ -222,7 +224,8 @@ def key_from_spectrum(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS
 
 
 def estimate_key(audio: np.ndarray, sr: int, *, profile: str | None = None) -> KeyResult:
-    """Key of an audio signal from its tuning-corrected semitone spectrum.
+    """Key of an audio signal from its tuning-corrected semitone spectrum: the key profiles' correlations with the
+    whole track's chroma, its first seconds' chroma and its bass notes (:data:`KEY_SETTINGS`).
 
     Parameters
     ----------
@@ -231,7 +234,7 @@ def estimate_key(audio: np.ndarray, sr: int, *, profile: str | None = None) -> K
     sr : int
         Sample rate of ``audio``.
     profile : {"aarden", "temperley", "krumhansl"}, optional
-        Key profile correlated with the track's pitch-class distribution; default: :data:`KEY_SETTINGS`'s
+        Key profile correlated with the whole track's chroma and bass; default: :data:`KEY_SETTINGS`'s
         (Aarden-Essen, which scored best on every rendering of `m2e evaluate-harmony --rendering all`).
 
     Returns
