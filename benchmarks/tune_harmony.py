@@ -151,13 +151,21 @@ def _cue_text(c) -> str:
 
 
 def chord_candidates():
+    """Chord recogniser candidates: ``(front end, decoder constants of m2e_plugin.harmony.chords to override)``;
+    #0 is the shipped recogniser."""
     from dataclasses import replace
 
     from m2e_plugin.harmony.chords import CHORD_FRONT_END as base
 
     # A first look on three renderings (every third piece) ruled out whitening and stronger harmonic removal.
-    return [base, replace(base, level=True), replace(base, harmonics=(0.0, 0.1, 0.03)),
-            replace(base, octave_weights=(1.0, 1.0, 1.0, 1.0, 0.7, 0.5))]
+    fronts = [replace(base, level=True), replace(base, harmonics=(0.0, 0.1, 0.03)),
+              replace(base, harmonics=(0.1, 0.05, 0.03)), replace(base, compression=2.0),
+              replace(base, compression=10.0), replace(base, octave_weights=(1.0, 1.0, 1.0, 1.0, 0.7, 0.5))]
+    decoders = [{"_KEY_PRIOR": 0.0}, {"_KEY_PRIOR": 0.05}, {"_SWITCH_COST": 5.0}, {"_SWITCH_COST": 9.0},
+                {"_SHARPNESS": 4.0}, {"_SHARPNESS": 8.0}, {"_FIFTH_BONUS": 1.0}, {"_FIFTH_BONUS": 3.0},
+                {"_SMOOTH_FRAMES": 1}, {"_SMOOTH_FRAMES": 5}]
+    out = [(base, {})] + [(f, {}) for f in fronts if f != base] + [(base, d) for d in decoders]
+    return out
 
 
 def cadence_keys():
@@ -194,16 +202,24 @@ def key_score(pieces, settings) -> float:
     return float(np.mean(scores))
 
 
-def chord_score(pieces, front) -> float:
-    from m2e_plugin.harmony.chords import decode_spectrum
+def chord_score(pieces, candidate) -> float:
+    from m2e_plugin.harmony import chords
     from m2e_plugin.harmony.evaluation import chord_totals
 
+    front, constants = candidate
+    saved = {name: getattr(chords, name) for name in constants}
     correct = scored = 0.0
-    for p in pieces:
-        est = decode_spectrum(p["chord_spec"], p["duration_s"], vocabulary="majmin", front=front)
-        c, s = chord_totals([tuple(x) for x in p["chords"]], est)["majmin"]
-        correct += c
-        scored += s
+    try:
+        for name, value in constants.items():
+            setattr(chords, name, value)
+        for p in pieces:
+            est = chords.decode_spectrum(p["chord_spec"], p["duration_s"], vocabulary="majmin", front=front)
+            c, s = chord_totals([tuple(x) for x in p["chords"]], est)["majmin"]
+            correct += c
+            scored += s
+    finally:
+        for name, value in saved.items():
+            setattr(chords, name, value)
     return correct / max(scored, 1e-9)
 
 
@@ -236,7 +252,7 @@ def report(what, candidates, matrix, names) -> None:
     print("| # | mean | " + " | ".join(names) + " | setting |\n|" + "---|" * (len(names) + 3))
     for i in order[:10]:
         print(f"| {i} | {matrix[i].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[i]) + f" | {candidates[i]} |")
-    print(f"#0 (key: the previous release's) | {matrix[0].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[0]))
+    print(f"#0 (the previous release's) | {matrix[0].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[0]))
     print(f"leave-one-rendering-out: " + ", ".join(f"{n} {h:.3f} (#{c})" for n, h, c in zip(names, held, chosen))
           + f"; mean {held.mean():.3f}")
     print(f"chosen (best mean): #{order[0]} {candidates[order[0]]}")
