@@ -5,7 +5,7 @@ fluidsynth, and the first ``SECONDS`` seconds' semitone spectra (the key estimat
 cached under ``<cache>/vgmidi/<rendering>/``. The label is music21's ``analyze('key')`` of the whole MIDI file: an
 agreement with a symbolic key-profile analysis, not a human annotation (VGMIDI annotates emotion, not key).
 Used by ``benchmarks/tune_harmony.py`` (a second objective for the key's settings), ``benchmarks/bench_harmony.py``
-and ``m2e evaluate-harmony --vgmidi N``.
+and ``m2e evaluate-harmony --vgmidi DIR``.
 """
 
 from __future__ import annotations
