@@ -186,54 +186,43 @@ def bench_synthetic(n: int, seed: int, soundfont: str, tmp: Path, vocabulary: st
           f"{np.mean(agree):.3f} ({sum(agree)}/{len(agree)})")
 
 
-def bench_vgmidi(k: int, renderings: list[str], tmp: Path):
+def bench_vgmidi(k: int, renderings: list[str]):
     """``estimate_key`` on VGMIDI pieces played by each named rendering's soundfont and instrument (every part
-    set to that GM program, the file's own tempo), against music21's key of the MIDI; also the key estimator's
-    previous settings (plain chroma, Aarden-Essen) for comparison."""
-    import mir_eval
-    import pretty_midi
-    from music21 import converter
+    set to that GM program, the file's own tempo; :mod:`m2e_plugin.harmony.vgmidi_eval`, cached), against music21's
+    key of the MIDI; also the previous release's estimator (the same chroma, no opening/final-bass/bass cues)."""
+    from dataclasses import replace
 
-    from m2e_plugin.harmony.features import CHROMA_HOP, semitone_spectrum
-    from m2e_plugin.harmony.key import KeySettings, key_from_spectrum
+    import mir_eval
+
+    from m2e_plugin.harmony.evaluation import DEFAULT_CACHE
+    from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_spectrum
     from m2e_plugin.harmony.renderings import rendering
+    from m2e_plugin.harmony.vgmidi_eval import vgmidi_files, vgmidi_pieces
 
     shared = Path(os.environ.get("M2E_SHARED_DATA", ROOT_PATH.parent / "shared" / "data"))
-    root = shared / "vgmidi" / "labelled" / "midi"
-    files = sorted(root.glob("*.mid"))[:k] if root.is_dir() else []
-    if not files:
+    if not vgmidi_files(shared / "vgmidi", k):
         print("\nVGMIDI: skipped (../shared/data/vgmidi not found)")
         return
-    truths = {}
-    for f in files:
-        try:
-            sym = converter.parse(str(f)).analyze("key")
-        except Exception:  # music21 raises many types on odd MIDI files
-            continue
-        truths[f] = f"{PITCH_CLASSES[sym.tonic.pitchClass]} {sym.mode}"
-    settings = {"estimate_key": None, "previous settings": KeySettings()}
-    print(f"\nVGMIDI ({len(truths)} pieces, first 60 s, every part played by the rendering's instrument): "
-          "MIREX weighted score of the audio key against music21's key of the MIDI (agreement with a symbolic "
-          "analysis, not ground truth)")
-    print("| rendering | " + " | ".join(settings) + " |\n|---|" + "---|" * len(settings))
+    settings = {"estimate_key": KEY_SETTINGS,
+                "no cues (previous release)": replace(KEY_SETTINGS, opening_weight=0.0, ending_weight=0.0,
+                                                      bass_weight=0.0)}
+    print(f"\nVGMIDI (first {k} pieces, first 60 s, every part played by the rendering's instrument): MIREX weighted "
+          "score of the audio key against music21's key of the MIDI (agreement with a symbolic analysis, not ground "
+          "truth)")
+    print("| rendering | pieces | " + " | ".join(settings) + " |\n|---|---|" + "---|" * len(settings))
     for name in renderings:
         r = rendering(name)
         if r.soundfont() is None:
             print(f"| {name} | soundfont not installed ({r.package}) |")
             continue
+        pieces = vgmidi_pieces(shared / "vgmidi", k, r, DEFAULT_CACHE)
         scores = {s: [] for s in settings}
-        for f, truth in truths.items():
-            pm = pretty_midi.PrettyMIDI(str(f))
-            pm.instruments = [inst for inst in pm.instruments if not inst.is_drum]
-            for inst in pm.instruments:
-                inst.program = r.program
-            pm.write(str(tmp / "vg.mid"))
-            y = render(tmp / "vg.mid", tmp / "vg.wav", r.soundfont())[: 60 * SR]
-            spectrum = semitone_spectrum(y, hop=CHROMA_HOP)
+        for p in pieces:
             for s, st in settings.items():
-                est = key_from_spectrum(spectrum, st) if st else key_from_spectrum(spectrum)
-                scores[s].append(mir_eval.key.weighted_score(truth, f"{est[0]} {est[1]}") if est[0] else 0.0)
-        print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in scores.values()) + " |")
+                est = key_from_spectrum(p["key_spec"], st)
+                scores[s].append(mir_eval.key.weighted_score(" ".join(p["key"]), f"{est[0]} {est[1]}")
+                                 if est[0] else 0.0)
+        print(f"| {name} | {len(pieces)} | " + " | ".join(f"{np.mean(v):.3f}" for v in scores.values()) + " |")
 
 
 def bench_speed(soundfont: str, tmp: Path, threads: int):
@@ -289,7 +278,7 @@ def main() -> int:
         if args.n:
             bench_synthetic(args.n, args.seed, soundfont, tmp, args.vocabulary)
         if args.vgmidi:
-            bench_vgmidi(args.vgmidi, args.vgmidi_renderings, tmp)
+            bench_vgmidi(args.vgmidi, args.vgmidi_renderings)
         if not args.skip_speed:
             bench_speed(soundfont, tmp, args.threads)
     return 0

@@ -1,4 +1,4 @@
-"""Choose the audio key estimator's and the chord recogniser's front-end settings by leave-one-rendering-out
+"""Choose the audio key estimator's and the chord recogniser's settings by leave-one-rendering-out
 cross-validation over the tuning renderings (``m2e_plugin.harmony.renderings.TUNING``); the held-out rendering is
 never loaded here.
 
@@ -6,12 +6,22 @@ For every candidate setting it scores every tuning rendering of the 67 usable mu
 weighted score; chords: duration-weighted mir_eval majmin over the corpus); then, for each rendering in turn, it
 picks the candidate best on the *other* renderings and reports what that choice scores on the one left out (the
 cross-validated estimate of how a choice made this way does on a timbre it was not made on). The setting shipped is
-the one best on the mean of all tuning renderings (for the key, among those that name the key of every synthetic
-cadence of ``tests/test_harmony.py``). Renders and spectra come from the shared evaluation cache
-(``m2e evaluate-harmony --rendering tuning`` fills it; this script fills what is missing, slowly).
+the one best on the mean of all tuning renderings.
 
-Run: ``nice -n 10 python benchmarks/tune_harmony.py [--what key chords] [--step 2]`` (chords are scored on every
-``step``-th piece: decoding six renderings per candidate is slow on a shared machine).
+* ``key-front``: the key's chroma front end (harmonic removal, compression, octave weights, levelling), among the
+  settings that name the key of every synthetic cadence of ``tests/test_harmony.py``.
+* ``key``: the key's cues on that front end (:class:`~m2e_plugin.harmony.key.KeySettings`: opening chroma, final
+  bass, overall bass, their profile, spans and weights). Its objective is the mean of two corpora per rendering:
+  the music21 analyses and, with ``--vgmidi N`` (default 40), the first N VGMIDI pieces played by the same
+  rendering (music21's key of the MIDI as label; :mod:`m2e_plugin.harmony.vgmidi_eval`), so a cue that only suits
+  chorales and madrigals is not chosen. Besides leaving one rendering out it also leaves out half of the pieces
+  (choose on the other renderings' other half), since all renderings play the same pieces.
+* ``chords``: the chord recogniser's front end and decoder settings (majmin on every ``step``-th piece).
+
+Renders and spectra come from the shared evaluation cache (``m2e evaluate-harmony --rendering tuning`` fills it;
+this script fills what is missing, slowly).
+
+Run: ``nice -n 10 python benchmarks/tune_harmony.py [--what key-front key chords] [--step 2] [--vgmidi 40]``.
 """
 
 from __future__ import annotations
@@ -44,14 +54,118 @@ def key_candidates():
     return out
 
 
+def cue_candidates():
+    """Key cue settings on the shipped front end: opening chroma, final bass and overall bass (spans in seconds,
+    weights relative to the whole track's chroma), and the profile of the opening and final cues."""
+    from dataclasses import replace
+
+    from m2e_plugin.harmony.key import KEY_SETTINGS, PROFILES
+
+    out = []
+    for cue_profile, opening_s, opening_w, ending_s, ending_w, bass_w in itertools.product(
+            PROFILES, (3.0, 6.0, 10.0), (0.0, 0.5, 1.0), (3.0, 6.0, 10.0), (0.0, 0.25, 0.5), (0.0, 0.25, 0.5)):
+        if (opening_w == 0 and opening_s != 6) or (ending_w == 0 and ending_s != 6) or \
+                (opening_w == ending_w == 0 and cue_profile != "aarden"):
+            continue  # the same estimator as another candidate
+        out.append(replace(KEY_SETTINGS, profile="aarden", cue_profile=cue_profile, opening_seconds=opening_s,
+                           opening_weight=opening_w, ending_seconds=ending_s, ending_weight=ending_w,
+                           bass_weight=bass_w, bass_threshold=0.2))
+    plain = replace(out[0], opening_weight=0.0, ending_weight=0.0, bass_weight=0.0)
+    return [plain] + [c for c in out if c != plain]
+
+
+def cue_scores(pieces, candidates) -> np.ndarray:
+    """``(candidates, pieces)`` MIREX weighted scores; each piece's cues are computed once per pair of spans."""
+    import mir_eval
+
+    from m2e_plugin.harmony.key import MODES, key_cues, weigh_cues
+    from m2e_plugin.harmony.vocabulary import PITCH_CLASSES
+
+    names = [f"{PITCH_CLASSES[t]} {m}" for m in MODES for t in range(12)]
+    out = np.zeros((len(candidates), len(pieces)))
+    for j, p in enumerate(pieces):
+        truth = " ".join(p["key"])
+        table = np.array([mir_eval.key.weighted_score(truth, k) for k in names])
+        cues = {}
+        for i, c in enumerate(candidates):
+            spans = (c.opening_seconds, c.ending_seconds)
+            if spans not in cues:
+                cues[spans] = key_cues(p["key_spec"], c)
+            scores = weigh_cues(cues[spans], c)
+            out[i, j] = table[int(np.argmax(scores))] if np.any(scores) else 0.0
+    return out
+
+
+def report_cues(candidates, corpus: dict, vgmidi: dict) -> None:
+    """Leave one rendering out (and, nested, half of the pieces) with the objective: per rendering the mean of the
+    corpus score and the VGMIDI score (corpus alone where no VGMIDI pieces)."""
+    names = list(corpus)
+
+    def objective(renderings, half=None):
+        total = 0.0
+        for n in renderings:
+            parts = [corpus[n], vgmidi[n]] if vgmidi.get(n) is not None else [corpus[n]]
+            total += np.mean([m[:, _half(m.shape[1], half)].mean(axis=1) for m in parts], axis=0)
+        return total / len(renderings)
+
+    def on(matrix, half=None):
+        return matrix[:, _half(matrix.shape[1], half)].mean(axis=1)
+
+    full = objective(names)
+    order = np.argsort(-full)
+    print(f"\naudio key cues: objective = mean over the {len(names)} tuning renderings of (corpus + VGMIDI) / 2 "
+          f"(top 10 of {len(candidates)}; #0 = no cues)")
+    print("| # | objective | corpus mean | VGMIDI mean | " + " | ".join(names) + " | setting |\n|" +
+          "---|" * (len(names) + 5))
+    for i in list(order[:10]) + [0]:
+        vg = [on(vgmidi[n])[i] for n in names if vgmidi.get(n) is not None]
+        print(f"| {i} | {full[i]:.3f} | {np.mean([on(corpus[n])[i] for n in names]):.3f} | "
+              f"{np.mean(vg) if vg else float('nan'):.3f} | " +
+              " | ".join(f"{on(corpus[n])[i]:.3f}" for n in names) + f" | {_cue_text(candidates[i])} |")
+    rows = []
+    for j, n in enumerate(names):
+        others = [m for m in names if m != n]
+        pick = int(np.argmax(objective(others)))
+        nested = []
+        for half in (0, 1):  # choose on the other renderings' other half of the pieces, score this half
+            k = int(np.argmax(objective(others, 1 - half)))
+            nested.append(on(corpus[n], half)[k])
+        vg = f"{on(vgmidi[n])[pick]:.3f} (no cues {on(vgmidi[n])[0]:.3f})" if vgmidi.get(n) is not None else "-"
+        rows.append((n, on(corpus[n])[pick], np.mean(nested), on(corpus[n])[0], vg, pick))
+    print("\nleft-out rendering: corpus key of the pick made on the others | nested by piece halves | no cues | "
+          "VGMIDI key of the pick | pick")
+    for n, held, nested, plain, vg, pick in rows:
+        print(f"| {n} | {held:.3f} | {nested:.3f} | {plain:.3f} | {vg} | #{pick} |")
+    print(f"| mean | {np.mean([r[1] for r in rows]):.3f} | {np.mean([r[2] for r in rows]):.3f} | "
+          f"{np.mean([r[3] for r in rows]):.3f} | | |")
+    print(f"chosen (best objective): #{order[0]} {_cue_text(candidates[order[0]])}")
+
+
+def _half(n: int, half):
+    return slice(None) if half is None else slice(half, None, 2)
+
+
+def _cue_text(c) -> str:
+    return (f"{c.cue_profile} opening {c.opening_seconds:g} s x{c.opening_weight:g}, ending bass "
+            f"{c.ending_seconds:g} s x{c.ending_weight:g}, bass x{c.bass_weight:g}")
+
+
 def chord_candidates():
+    """Chord recogniser candidates: ``(front end, decoder constants of m2e_plugin.harmony.chords to override)``;
+    #0 is the shipped recogniser."""
     from dataclasses import replace
 
     from m2e_plugin.harmony.chords import CHORD_FRONT_END as base
 
     # A first look on three renderings (every third piece) ruled out whitening and stronger harmonic removal.
-    return [base, replace(base, level=True), replace(base, harmonics=(0.0, 0.1, 0.03)),
-            replace(base, octave_weights=(1.0, 1.0, 1.0, 1.0, 0.7, 0.5))]
+    fronts = [replace(base, level=True), replace(base, harmonics=(0.0, 0.1, 0.03)),
+              replace(base, harmonics=(0.1, 0.05, 0.03)), replace(base, compression=2.0),
+              replace(base, compression=10.0), replace(base, octave_weights=(1.0, 1.0, 1.0, 1.0, 0.7, 0.5))]
+    decoders = [{"_KEY_PRIOR": 0.0}, {"_KEY_PRIOR": 0.05}, {"_SWITCH_COST": 5.0}, {"_SWITCH_COST": 9.0},
+                {"_SHARPNESS": 4.0}, {"_SHARPNESS": 8.0}, {"_FIFTH_BONUS": 1.0}, {"_FIFTH_BONUS": 3.0},
+                {"_SMOOTH_FRAMES": 1}, {"_SMOOTH_FRAMES": 5}]
+    out = [(base, {})] + [(f, {}) for f in fronts if f != base] + [(base, d) for d in decoders]
+    return out
 
 
 def cadence_keys():
@@ -88,16 +202,24 @@ def key_score(pieces, settings) -> float:
     return float(np.mean(scores))
 
 
-def chord_score(pieces, front) -> float:
-    from m2e_plugin.harmony.chords import decode_spectrum
+def chord_score(pieces, candidate) -> float:
+    from m2e_plugin.harmony import chords
     from m2e_plugin.harmony.evaluation import chord_totals
 
+    front, constants = candidate
+    saved = {name: getattr(chords, name) for name in constants}
     correct = scored = 0.0
-    for p in pieces:
-        est = decode_spectrum(p["chord_spec"], p["duration_s"], vocabulary="majmin", front=front)
-        c, s = chord_totals([tuple(x) for x in p["chords"]], est)["majmin"]
-        correct += c
-        scored += s
+    try:
+        for name, value in constants.items():
+            setattr(chords, name, value)
+        for p in pieces:
+            est = chords.decode_spectrum(p["chord_spec"], p["duration_s"], vocabulary="majmin", front=front)
+            c, s = chord_totals([tuple(x) for x in p["chords"]], est)["majmin"]
+            correct += c
+            scored += s
+    finally:
+        for name, value in saved.items():
+            setattr(chords, name, value)
     return correct / max(scored, 1e-9)
 
 
@@ -130,7 +252,7 @@ def report(what, candidates, matrix, names) -> None:
     print("| # | mean | " + " | ".join(names) + " | setting |\n|" + "---|" * (len(names) + 3))
     for i in order[:10]:
         print(f"| {i} | {matrix[i].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[i]) + f" | {candidates[i]} |")
-    print(f"#0 (key: the previous release's) | {matrix[0].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[0]))
+    print(f"#0 (the previous release's) | {matrix[0].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[0]))
     print(f"leave-one-rendering-out: " + ", ".join(f"{n} {h:.3f} (#{c})" for n, h, c in zip(names, held, chosen))
           + f"; mean {held.mean():.3f}")
     print(f"chosen (best mean): #{order[0]} {candidates[order[0]]}")
@@ -138,8 +260,10 @@ def report(what, candidates, matrix, names) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--what", nargs="+", default=["key", "chords"], choices=["key", "chords"])
+    parser.add_argument("--what", nargs="+", default=["key-front", "key", "chords"],
+                        choices=["key-front", "key", "chords"])
     parser.add_argument("--step", type=int, default=2, help="chords: use every STEP-th piece (decoding is slow)")
+    parser.add_argument("--vgmidi", type=int, default=40, help="key: VGMIDI pieces per rendering (0: corpus only)")
     args = parser.parse_args()
     from m2e_plugin.harmony.renderings import TUNING
 
@@ -147,6 +271,18 @@ def main() -> int:
     data = {r.name: load(r) for r in TUNING if r.soundfont()}
     names = list(data)
     if "key" in args.what:
+        from m2e_plugin.harmony.evaluation import DEFAULT_CACHE
+        from m2e_plugin.harmony.vgmidi_eval import vgmidi_pieces
+
+        shared = Path(os.environ.get("M2E_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+        cands = cue_candidates()
+        corpus = {n: cue_scores(data[n], cands) for n in names}
+        vgmidi = {}
+        for r in TUNING:
+            pieces = vgmidi_pieces(shared / "vgmidi", args.vgmidi, r, DEFAULT_CACHE) if args.vgmidi else []
+            vgmidi[r.name] = cue_scores(pieces, cands) if pieces else None
+        report_cues(cands, corpus, vgmidi)
+    if "key-front" in args.what:
         # A candidate must name the key of every plain cadence (the guard test's); strong harmonic removal with a
         # light compression takes real octave-doubled notes out too and fails some minor cadences.
         from m2e_plugin.harmony.key import key_from_spectrum

@@ -15,11 +15,13 @@ from m2e_plugin.harmony.vocabulary import (PITCH_CLASSES, QUALITY_INTERVALS, cho
 SR = 22050
 
 
-def render(chords, sr=SR, seed=0):
+def render(chords, sr=SR, seed=0, harmonics=None):
     """Additive-synthesis chords: (label, seconds) pairs -> audio and the reference (start, end, label) list.
 
-    Each chord note gets 6 decaying harmonics, a bass note an octave below the root, and a short fade at both ends
-    of every chord, over a little noise; enough like an instrument for chroma-based recognisers."""
+    Each chord note gets 6 harmonics (amplitudes ``harmonics``, default 1/h), a bass note an octave below the root,
+    and a short fade at both ends of every chord, over a little noise; enough like an instrument for chroma-based
+    recognisers."""
+    amplitudes = [0.25 / h for h in range(1, 7)] if harmonics is None else [0.25 * a for a in harmonics]
     rng = np.random.default_rng(seed)
     pieces, reference, t0 = [], [], 0.0
     for label, seconds in chords:
@@ -32,8 +34,8 @@ def render(chords, sr=SR, seed=0):
             notes = [base + i for i in QUALITY_INTERVALS[quality]] + [base - 12]
             for midi in notes:
                 f = 440.0 * 2 ** ((midi - 69) / 12)
-                for h in range(1, 7):
-                    y += (0.25 / h) * np.sin(2 * np.pi * f * h * t + rng.uniform(0, 2 * np.pi))
+                for h, amplitude in enumerate(amplitudes, start=1):
+                    y += amplitude * np.sin(2 * np.pi * f * h * t + rng.uniform(0, 2 * np.pi))
             fade = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.02)
             y *= fade * np.exp(-t / 3.0)
         pieces.append(y)
@@ -311,6 +313,45 @@ def test_estimate_key_on_cadences(tonic, mode):
     est_tonic, est_mode, conf = estimate_key(y, SR)
     assert (est_tonic, est_mode) == (tonic, mode)
     assert 0.0 < conf <= 1.0
+
+
+# Additive timbres far from the default 1/h: an organ-like flat series, a sung vowel's formant (2nd and 3rd
+# harmonics above the note), a hollow odd-harmonic tone and a bright brass-like one.
+TIMBRES = {"organ": (1.0, 0.9, 0.8, 0.7, 0.6, 0.5), "formant": (0.3, 1.0, 0.6, 0.2, 0.5, 0.1),
+           "hollow": (1.0, 0.05, 0.6, 0.05, 0.4, 0.05), "bright": (0.5, 1.0, 1.0, 0.8, 0.8, 0.6)}
+
+
+@pytest.mark.parametrize("timbre", TIMBRES)
+@pytest.mark.parametrize("tonic, mode", [("A#", "major"), ("E", "minor")])
+def test_estimate_key_holds_across_timbres(tonic, mode, timbre):
+    t = pitch_class(tonic)
+    degrees = ([(0, "maj"), (5, "maj"), (7, "7"), (0, "maj"), (9, "min"), (2, "min"), (7, "maj"), (0, "maj")]
+               if mode == "major" else
+               [(0, "min"), (5, "min"), (7, "7"), (0, "min"), (8, "maj"), (5, "min"), (7, "maj"), (0, "min")])
+    y, _ = render([(f"{PITCH_CLASSES[(t + d) % 12]}:{q}", 1.0) for d, q in degrees], harmonics=TIMBRES[timbre])
+    assert estimate_key(y, SR)[:2] == (tonic, mode)
+
+
+def test_key_cues_name_a_key_the_whole_tracks_chroma_misses():
+    """A piece in G major that dwells on its subdominant (C) in the middle: its pitch-class total says C major,
+    its opening and its final bass say G major; the shipped estimator weighs both."""
+    from dataclasses import replace
+
+    from m2e_plugin.harmony.features import CHROMA_HOP, semitone_spectrum
+    from m2e_plugin.harmony.key import KEY_SETTINGS, best_key, key_from_spectrum, key_pitch_distribution
+
+    y, _ = render([("G:maj", 2), ("D:7", 1), ("G:maj", 2), ("C:maj", 2), ("A:min", 1), ("C:maj", 2), ("F:maj", 1),
+                   ("C:maj", 2), ("D:7", 1), ("G:maj", 3)])
+    spectrum = semitone_spectrum(y, hop=CHROMA_HOP)
+    plain = replace(KEY_SETTINGS, opening_weight=0.0, ending_weight=0.0, bass_weight=0.0)
+    assert key_from_spectrum(spectrum, plain)[:2] == ("C", "major")
+    # Without cues the estimator is the profile correlation of the whole track's chroma.
+    assert key_from_spectrum(spectrum, plain) == pytest.approx(best_key(key_pitch_distribution(spectrum), "aarden"))
+    tonic, mode, confidence = key_from_spectrum(spectrum)
+    assert (tonic, mode) == ("G", "major") and 0.0 < confidence <= 1.0
+    # The opening alone already says G (its last 6 s - C, D7, G - are ambiguous between C and G).
+    opening_only = replace(plain, opening_weight=KEY_SETTINGS.opening_weight)
+    assert key_from_spectrum(spectrum, opening_only)[:2] == ("G", "major")
 
 
 def test_estimate_key_silence_and_bad_input():

@@ -154,3 +154,48 @@ def test_chords_and_key_hold_on_a_second_timbre(tmp_path, capsys):
     assert out["pieces"] == 9 and out["left_out"] == []
     assert out["chord"]["offline"]["majmin"] >= 0.70
     assert out["key"]["audio"] >= 0.85
+
+
+def _write_cadence_midi(path: Path, tonic: int, program: int = 0) -> None:
+    """I IV V I in the major key on ``tonic`` (pitch class), 2 s per chord, with a bass an octave below."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    inst = pretty_midi.Instrument(program=program)
+    for i, (root, third) in enumerate([(0, 4), (5, 4), (7, 4), (0, 4)]):
+        for pitch in (48, 60, 60 + third, 60 + 7):
+            inst.notes.append(pretty_midi.Note(90, pitch + (tonic + root) % 12, 2.0 * i, 2.0 * i + 1.9))
+    pm.instruments.append(inst)
+    drums = pretty_midi.Instrument(program=0, is_drum=True)  # dropped before rendering
+    drums.notes.append(pretty_midi.Note(100, 36, 0.0, 0.5))
+    pm.instruments.append(drums)
+    pm.write(str(path))
+
+
+@needs_render
+def test_evaluate_harmony_scores_the_key_on_vgmidi_pieces_per_rendering(tmp_path, capsys):
+    """``--vgmidi DIR`` plays the dataset's MIDI files with each rendering's instrument and scores the audio key
+    against music21's key of the MIDI; the spectra are cached, and the table gains a VGMIDI column."""
+    from m2e_plugin.cli.main import main
+    from m2e_plugin.harmony.renderings import TUNING
+    from m2e_plugin.harmony.vgmidi_eval import vgmidi_files
+
+    rendering = next((r.name for r in TUNING if r.soundfont()), None)
+    if rendering is None:
+        pytest.skip("no tuning rendering's soundfont is installed")
+    midi_dir = tmp_path / "vgmidi" / "labelled" / "midi"
+    midi_dir.mkdir(parents=True)
+    for name, tonic in (("a_D.mid", 2), ("b_F.mid", 5)):
+        _write_cadence_midi(midi_dir / name, tonic)
+    (midi_dir / "c_broken.mid").write_bytes(b"not a MIDI file")
+    assert [f.name for f in vgmidi_files(tmp_path / "vgmidi", 2)] == ["a_D.mid", "b_F.mid"]
+    argv = ["evaluate-harmony", "--rendering", rendering, "--pieces", "riemenschneider001", "--cache",
+            str(tmp_path / "cache"), "--vgmidi", str(tmp_path / "vgmidi"), "--vgmidi-pieces", "3", "--format", "json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)[rendering]
+    assert out["vgmidi_key"] == {"pieces": 2, "key": 1.0}  # the unreadable file is left out
+    assert "key (audio), VGMIDI" in captured.err and f"| {rendering} | 1 |" in captured.err
+    assert len(list((tmp_path / "cache" / "vgmidi" / rendering).glob("*.npz"))) == 2
+    bad = ["evaluate-harmony", "--rendering", rendering, "--vgmidi", str(tmp_path / "nowhere")]
+    assert main(bad) == 2 and "no VGMIDI MIDI files" in capsys.readouterr().err

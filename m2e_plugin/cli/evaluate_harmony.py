@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from m2e_plugin.cli.options import add_format
 
@@ -31,6 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--soundfont", default=None, help="General MIDI .sf2 (default: FluidR3, else TimGM6mb)")
     p.add_argument("--program", type=int, default=0, help="GM program of every part (0 = acoustic grand piano)")
     p.add_argument("--jobs", type=int, default=2, help="parallel renders")
+    p.add_argument("--vgmidi", default=None, metavar="DIR",
+                   help="with --rendering: also score the audio key on VGMIDI pieces (DIR = the dataset's folder, "
+                   "e.g. ../shared/data/vgmidi) played by each rendering, against music21's key of the MIDI")
+    p.add_argument("--vgmidi-pieces", type=int, default=40, metavar="N",
+                   help="how many VGMIDI pieces (the first N by name; first 60 s of each)")
     add_format(p, help="json: the results as JSON on stdout, the table on stderr (default); table: the table only")
     p.add_argument("--verbose", action="store_true", help="per-piece results on stderr")
     p.set_defaults(func=run)
@@ -38,7 +44,6 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
-    from pathlib import Path
 
     from m2e_plugin.harmony import evaluation as ev
 
@@ -76,6 +81,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vgmidi_key(args, rendering, cache, log) -> dict:
+    """Mean MIREX weighted score of the audio key on the rendering's VGMIDI pieces."""
+    import mir_eval
+    import numpy as np
+
+    from m2e_plugin.harmony.key import key_from_spectrum
+    from m2e_plugin.harmony.vgmidi_eval import vgmidi_pieces
+
+    log(f"{rendering.name}: VGMIDI key ({args.vgmidi_pieces} pieces)")
+    pieces = vgmidi_pieces(Path(args.vgmidi), args.vgmidi_pieces, rendering, cache,
+                           progress=log if args.verbose else None)
+    scores = []
+    for p in pieces:
+        tonic, mode, _ = key_from_spectrum(p["key_spec"])
+        scores.append(mir_eval.key.weighted_score(" ".join(p["key"]), f"{tonic} {mode}") if tonic else 0.0)
+    return {"pieces": len(scores), "key": float(np.mean(scores)) if scores else float("nan")}
+
+
 def _run_renderings(args, cache, log) -> int:
     """One evaluation per named rendering, one table row each (a rendering whose soundfont is missing is said so)."""
     from dataclasses import asdict
@@ -88,7 +111,11 @@ def _run_renderings(args, cache, log) -> int:
     except ValueError as exc:
         print(f"m2e evaluate-harmony: {exc}", file=sys.stderr)
         return 2
-    results, left_out = {}, {}
+    if args.vgmidi and not (Path(args.vgmidi) / "labelled" / "midi").is_dir():
+        print(f"m2e evaluate-harmony: {args.vgmidi}: no VGMIDI MIDI files (expected labelled/midi/*.mid)",
+              file=sys.stderr)
+        return 2
+    results, left_out, vgmidi = {}, {}, {}
     for r in chosen:
         soundfont = r.soundfont()
         if soundfont is None:
@@ -108,15 +135,19 @@ def _run_renderings(args, cache, log) -> int:
             return 1
         left_out[r.name] = errors
         results[r.name] = ev.evaluate(pieces, progress=log if args.verbose else None)
+        if args.vgmidi:
+            vgmidi[r.name] = _vgmidi_key(args, r, cache, log)
     if not results:
         print("m2e evaluate-harmony: no rendering could be evaluated", file=sys.stderr)
         return 1
     for err in sorted({e for errs in left_out.values() for e in errs}):
         print(f"m2e evaluate-harmony: left out: {err}", file=sys.stderr)
-    table = rd.format_renderings_table(results)
+    table = rd.format_renderings_table(results, vgmidi or None)
     if args.format == "json":
         print(table, file=sys.stderr)
-        print(json.dumps({name: {**asdict(s), "left_out": left_out[name]} for name, s in results.items()}, indent=1))
+        print(json.dumps({name: {**asdict(s), "left_out": left_out[name], **({"vgmidi_key": vgmidi[name]} if vgmidi
+                                                                              else {})}
+                          for name, s in results.items()}, indent=1))
     else:
         print(table)
     return 0

@@ -1,8 +1,10 @@
 """Key estimation: from a chord sequence (Music2Emo's method) and from audio (chroma + key profiles).
 
-Both correlate a 12-bin pitch-class distribution with the 24 rotations of a major and a minor key profile
+Both correlate 12-bin pitch-class distributions with the 24 rotations of a major and a minor key profile
 (Krumhansl-Schmuckler) and return the key with the highest Pearson correlation, which also serves as confidence
-(clipped to 0-1). Tonics are spelled with sharps (``"C#"``, ``"A#"``), modes are ``"major"`` / ``"minor"``.
+(clipped to 0-1). The chord method uses one distribution; the audio estimator weighs four (the whole track's
+chroma, its opening's chroma, the bass of its ending and of the whole track: :class:`KeySettings`). Tonics are
+spelled with sharps (``"C#"``, ``"A#"``), modes are ``"major"`` / ``"minor"``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from m2e_plugin.harmony.features import CHROMA_HOP, FrontEnd, fold_chroma, prepare, semitone_spectrum
+from m2e_plugin.harmony.features import BTC_SR, CHROMA_HOP, FrontEnd, fold_chroma, prepare, semitone_spectrum
 from m2e_plugin.harmony.vocabulary import PITCH_CLASSES, chord_pitch_classes, check_chords
 
 KeyResult = tuple["str | None", "str | None", float]
@@ -121,43 +123,112 @@ def key_from_chords(chords: Iterable[Sequence], *, profile: str = "aarden") -> K
 
 @dataclass(frozen=True)
 class KeySettings:
-    """The audio key estimator: its chroma front end and key profile (chosen by cross-validation across renderings:
-    ``benchmarks/tune_harmony.py``)."""
+    """The audio key estimator (chosen by cross-validation across renderings: ``benchmarks/tune_harmony.py``).
+
+    The key is the one with the highest weighted sum of key-profile correlations of four pitch-class distributions
+    of the sounding frames: the whole track's chroma (``front``, ``profile``; weight 1), the chroma of its opening
+    ``opening_seconds`` (``cue_profile``, ``opening_weight``: music states its key first), the lowest sounding
+    note of each frame of its last ``ending_seconds`` (``cue_profile``, ``ending_weight``: cadences end on the
+    tonic in the bass) and the lowest note of every frame (``profile``, ``bass_weight``). A frame's lowest note is
+    its lowest semitone at ``bass_threshold`` or more of the frame's loudest one. Zero weights give the plain
+    chroma estimator.
+    """
 
     front: FrontEnd = FrontEnd()
     profile: str = "aarden"
+    cue_profile: str = "aarden"
+    opening_seconds: float = 6.0
+    opening_weight: float = 0.0
+    ending_seconds: float = 6.0
+    ending_weight: float = 0.0
+    bass_weight: float = 0.0
+    bass_threshold: float = 0.2
 
 
-# Chosen by leave-one-rendering-out cross-validation over six renderings (benchmarks/tune_harmony.py), among the
-# settings that name the key of every synthetic cadence of the guard tests: part of each note's 2nd, 3rd and 5th
-# harmonics taken out (bright timbres - organ, brass - otherwise pull the key towards its dominant), a light
-# compression, and the top two octaves weighted down (they carry harmonics more than notes). Mean weighted score over
-# the six 0.725 -> 0.792 (the same when each is left out of the choice); on the FluidR3 piano the previous settings
-# were tuned on 0.819 -> 0.842. Stronger harmonic removal scored 0.800 but took real octave-doubled notes out too
-# (it missed an A minor cadence). Levelling the gain, spectral whitening, other profiles and learned
-# transposition-invariant profiles (logistic regression, cross-validated by piece and rendering) did not help.
-KEY_SETTINGS = KeySettings(FrontEnd(harmonics=(0.3, 0.2, 0.05), compression=1.0,
-                                    octave_weights=(1.0, 1.0, 1.0, 0.8, 0.5, 0.3)), "aarden")
+_KEY_FRONT = FrontEnd(harmonics=(0.3, 0.2, 0.05), compression=1.0, octave_weights=(1.0, 1.0, 1.0, 0.8, 0.5, 0.3))
+# The chroma front end was chosen by leave-one-rendering-out cross-validation over six renderings, among the settings
+# that name the key of every synthetic cadence of the guard tests: part of each note's 2nd, 3rd and 5th harmonics
+# taken out (bright timbres - organ, brass - otherwise pull the key towards its dominant), a light compression, and
+# the top two octaves weighted down (they carry harmonics more than notes): mean weighted score over the six
+# 0.725 -> 0.792. The cues were chosen the same way on that front end (benchmarks/tune_harmony.py --what key), with
+# the mean of two corpora per rendering as objective - music21's analysed chorales and madrigals, and 40 VGMIDI
+# pieces - so that a cue that only suits the chorales' cadences is not picked: corpus 0.792 -> 0.853 with each
+# rendering left out of the choice (0.837 when half of the pieces are left out too), VGMIDI 0.635 -> 0.676. Cues
+# that scored higher on the corpus alone (the bass of the whole track, a stronger opening; 0.884) lost on VGMIDI.
+# Levelling the gain, spectral whitening, other profiles for the whole-track chroma and learned
+# transposition-invariant profiles (logistic regression) did not help.
+KEY_SETTINGS = KeySettings(_KEY_FRONT, "aarden", cue_profile="krumhansl", opening_seconds=6.0, opening_weight=0.5,
+                           ending_seconds=10.0, ending_weight=0.25, bass_weight=0.0, bass_threshold=0.2)
+
+
+def _sounding(semitone: np.ndarray) -> np.ndarray:
+    s = np.asarray(semitone, dtype=np.float64)
+    energy = s.sum(axis=0)
+    if s.size == 0 or not np.any(energy > 0):
+        return s[:, :0]
+    return s[:, energy > _SILENT_FRAME * float(energy.max())]
 
 
 def key_pitch_distribution(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS) -> np.ndarray:
     """Pitch-class distribution of a :func:`~m2e_plugin.harmony.features.semitone_spectrum` for key finding:
     the front end's chroma summed over the sounding frames. All zeros when nothing sounds."""
-    s = np.asarray(semitone, dtype=np.float64)
-    energy = s.sum(axis=0)
-    if s.size == 0 or not np.any(energy > 0):
+    s = _sounding(semitone)
+    if s.shape[1] == 0:
         return np.zeros(12)
-    treble, _ = fold_chroma(s[:, energy > _SILENT_FRAME * float(energy.max())], settings.front)
-    return treble.sum(axis=0).astype(np.float64)
+    return fold_chroma(s, settings.front)[0].sum(axis=0).astype(np.float64)
 
 
-def key_from_spectrum(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS) -> KeyResult:
-    """Key of a :func:`~m2e_plugin.harmony.features.semitone_spectrum` (the audio key estimator's core)."""
-    return best_key(key_pitch_distribution(semitone, settings), settings.profile)
+def lowest_notes(semitone: np.ndarray, threshold: float) -> np.ndarray:
+    """Pitch class of each frame's lowest semitone at ``threshold`` or more of the frame's loudest one."""
+    s = np.asarray(semitone, dtype=np.float64)
+    return np.argmax(s >= threshold * s.max(axis=0, keepdims=True), axis=0) % 12
+
+
+def key_cues(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> dict:
+    """The four pitch-class distributions :class:`KeySettings` weighs (``"chroma"``, ``"opening"``, ``"ending"``,
+    ``"bass"``; see there) of a semitone spectrum with frames ``hop`` samples apart; ``{}`` when nothing sounds."""
+    s = _sounding(semitone)
+    if s.shape[1] == 0:
+        return {}
+    treble = fold_chroma(s, settings.front)[0].astype(np.float64)
+    bass = np.eye(12)[lowest_notes(s, settings.bass_threshold)]
+    frames_per_second = BTC_SR / hop
+    opening = max(1, int(settings.opening_seconds * frames_per_second))
+    ending = max(1, int(settings.ending_seconds * frames_per_second))
+    return {"chroma": treble.sum(axis=0), "opening": treble[:opening].sum(axis=0),
+            "ending": bass[-ending:].sum(axis=0), "bass": bass.sum(axis=0)}
+
+
+def weigh_cues(cues: dict, settings: KeySettings = KEY_SETTINGS) -> np.ndarray:
+    """``(2, 12)`` key scores (rows major/minor, columns tonic): the settings' weighted mean of the cues' profile
+    correlations. All zeros for no cues."""
+    if not cues:
+        return np.zeros((2, 12))
+    weighted = ((cues["chroma"], settings.profile, 1.0), (cues["opening"], settings.cue_profile, settings.opening_weight),
+                (cues["ending"], settings.cue_profile, settings.ending_weight),
+                (cues["bass"], settings.profile, settings.bass_weight))
+    total = sum(w for *_, w in weighted)
+    return sum(w * key_correlations(d, p) for d, p, w in weighted if w) / total
+
+
+def key_scores(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> np.ndarray:
+    """``(2, 12)`` key scores of a semitone spectrum: :func:`weigh_cues` of :func:`key_cues`."""
+    return weigh_cues(key_cues(semitone, settings, hop), settings)
+
+
+def key_from_spectrum(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> KeyResult:
+    """Key of a :func:`~m2e_plugin.harmony.features.semitone_spectrum` (the audio key estimator's core);
+    confidence = the key's score (weighted mean correlation), clipped to 0-1."""
+    scores = key_scores(semitone, settings, hop)
+    if not np.any(scores):
+        return None, None, 0.0
+    mode_idx, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return PITCH_CLASSES[tonic], MODES[mode_idx], float(np.clip(scores[mode_idx, tonic], 0.0, 1.0))
 
 
 def estimate_key(audio: np.ndarray, sr: int, *, profile: str | None = None) -> KeyResult:
-    """Key of an audio signal from its tuning-corrected semitone spectrum.
+    """Key of an audio signal from its tuning-corrected semitone spectrum: the key profiles' correlations with the
+    whole track's chroma, its first seconds' chroma and its bass notes (:data:`KEY_SETTINGS`).
 
     Parameters
     ----------
@@ -166,7 +237,7 @@ def estimate_key(audio: np.ndarray, sr: int, *, profile: str | None = None) -> K
     sr : int
         Sample rate of ``audio``.
     profile : {"aarden", "temperley", "krumhansl"}, optional
-        Key profile correlated with the track's pitch-class distribution; default: :data:`KEY_SETTINGS`'s
+        Key profile correlated with the whole track's chroma and bass; default: :data:`KEY_SETTINGS`'s
         (Aarden-Essen, which scored best on every rendering of `m2e evaluate-harmony --rendering all`).
 
     Returns

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Rendering:
@@ -69,20 +71,19 @@ def select(names: list[str]) -> list[Rendering]:
     return chosen
 
 
-def format_renderings_table(results: dict) -> str:
-    """One Markdown row per rendering: chord majmin/mirex/sevenths, key from audio, key from the chords."""
-    lines = ["| rendering | pieces | chord majmin | chord mirex | chord sevenths | key (audio) | key_from_chords |",
-             "|---|---|---|---|---|---|---|"]
-    for name, s in results.items():
+def format_renderings_table(results: dict, vgmidi: dict | None = None) -> str:
+    """One Markdown row per rendering: chord majmin/mirex/sevenths, key from audio, key from the chords, and with
+    ``vgmidi`` (rendering name -> ``{"pieces", "key"}``) the audio key on the VGMIDI pieces."""
+    head = "| rendering | pieces | chord majmin | chord mirex | chord sevenths | key (audio) | key_from_chords |"
+    lines = [head + (" key (audio), VGMIDI |" if vgmidi else ""), "|---" * (8 if vgmidi else 7) + "|"]
+    rows = {name: [s.chord["offline"]["majmin"], s.chord["offline"]["mirex"], s.chord["offline"]["sevenths"],
+                   s.key["audio"], s.key["chords"]] + ([vgmidi[name]["key"]] if vgmidi else [])
+            for name, s in results.items()}
+    for name, values in rows.items():
         label = f"{name} (held out)" if name == HELD_OUT.name else name
-        c = s.chord["offline"]
-        lines.append(f"| {label} | {s.pieces} | {c['majmin']:.3f} | {c['mirex']:.3f} | {c['sevenths']:.3f} | "
-                     f"{s.key['audio']:.3f} | {s.key['chords']:.3f} |")
-    tuning = [s for name, s in results.items() if name != HELD_OUT.name]
+        lines.append(f"| {label} | {results[name].pieces} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    tuning = [values for name, values in rows.items() if name != HELD_OUT.name]
     if len(tuning) > 1:
-        mean = lambda f: float(sum(f(s) for s in tuning) / len(tuning))  # noqa: E731
-        lines.append(f"| mean of the {len(tuning)} tuning renderings | | {mean(lambda s: s.chord['offline']['majmin']):.3f} | "
-                     f"{mean(lambda s: s.chord['offline']['mirex']):.3f} | "
-                     f"{mean(lambda s: s.chord['offline']['sevenths']):.3f} | {mean(lambda s: s.key['audio']):.3f} | "
-                     f"{mean(lambda s: s.key['chords']):.3f} |")
+        lines.append(f"| mean of the {len(tuning)} tuning renderings | | " +
+                     " | ".join(f"{v:.3f}" for v in np.mean(tuning, axis=0)) + " |")
     return "\n".join(lines)
