@@ -54,6 +54,12 @@ CONFIGS = {
     "msd_pen & vgg_emb": [(("msd_pen",), 0.03), (("vgg_emb",), 0.01)],
     "msd_pen & mtt_pooled & vgg_emb": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("vgg_emb",), 0.01)],
     "msd_pen + vgg_emb": [(("msd_pen", "vgg_emb"), 0.01)],
+    "vgg_emb (C 0.003)": [(("vgg_emb",), 0.003)],
+    "vgg_emb (C 0.03)": [(("vgg_emb",), 0.03)],
+    "msd_pen & vgg_pooled": [(("msd_pen",), 0.03), (("vgg_pooled",), 0.003)],
+    "msd_pen & mtt_pooled & vgg_pooled": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("vgg_pooled",), 0.003)],
+    "msd_pen + vgg_pooled": [(("msd_pen", "vgg_pooled"), 0.003)],
+    "msd_pen + vgg_logit": [(("msd_pen", "vgg_logit"), 0.01)],
 }
 CLIP_LEVEL = ("mood_emb", "mood_logit")  # one vector per clip (the mood CNN sees the whole clip)
 
