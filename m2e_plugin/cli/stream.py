@@ -107,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
                         format="m2e stream: %(message)s", stream=sys.stderr)
     log = logging.getLogger("m2e.realtime")
 
+    from m2e_plugin.realtime.memory import steady_heap
     from m2e_plugin.realtime.osc import get_mapping, parse_destination
+
+    steady_heap()  # first, before any thread allocates: flat resident memory over a show (realtime/memory.py)
 
     def fail(message) -> int:
         print(f"m2e stream: {message}", file=sys.stderr)
