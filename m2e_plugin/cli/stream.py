@@ -228,8 +228,11 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             else:
                 source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
                                       blocksize=args.blocksize)
-            if isinstance(source, DeviceSource):
-                source.start()  # live audio fills the ring while the model loads (a file waits for the model)
+            if source.realtime:
+                # Live or paced audio fills the ring while the model loads, so the first values come as soon as
+                # the model is ready (a replayed file stands for a live input: it plays from launch). A file read
+                # without pace is decoded at the model's rate, so it waits for the model.
+                source.start()
         except (CaptureError, ValueError, AudioError) as exc:
             return fail(exc)
         if stopping.is_set():
