@@ -43,6 +43,9 @@ def write_audio(path: Path, seconds: float) -> None:
 
 
 def worker(args) -> None:
+    from m2e_plugin.realtime.memory import steady_heap
+
+    steady_heap()  # as `m2e stream` does, before any thread allocates
     import socket
 
     import numpy as np

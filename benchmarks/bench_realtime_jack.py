@@ -10,10 +10,12 @@ listens for ``--baseline-seconds``: its input overflows per minute are the floor
 ``m2e stream --input-device system`` listens for ``--seconds``, sending OSC to a local receiver.
 
 Printed (one table): input overflows per minute (bare vs m2e), the player's underflows per second in each phase,
-resident memory of m2e (main + capture process) at start and end and its range once the shared ring has filled, CPU (one core = 100 %), latency p50/p95 (end of
-window -> bundle sent, from m2e's summary), reaction time to each calm -> energetic switch (first time the arousal
-sent over OSC crosses the midpoint between the calm and the energetic plateau), quadrant changes and the shortest
-time between two, and the largest datagram. Run it on a quiet machine, or report ``uptime``'s load beside it.
+resident memory of m2e (main + capture process) at start and end, its range once the shared ring has filled and its
+median over the first and the last minute after that (sampled every second), minor page faults per analysed window of
+the main process (~0 when the model's working set is reused, see realtime/memory.py), CPU (one core = 100 %),
+latency p50/p95 (end of window -> bundle sent, from m2e's summary), reaction time to each calm -> energetic switch
+(first time the arousal sent over OSC crosses the midpoint between the calm and the energetic plateau), quadrant
+changes and the shortest time between two, and the largest datagram. Run it on a quiet machine, or report ``uptime``'s load beside it.
 """
 
 from __future__ import annotations
@@ -137,8 +139,8 @@ class Receiver:
         self.sock.close()
 
 
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(CPU seconds, RSS MB) of ``pid`` and its children."""
+def proc_stats(pid: int) -> tuple[float, float, int]:
+    """(CPU seconds, RSS MB) of ``pid`` and its children, and the minor page faults of ``pid`` itself."""
     ticks = os.sysconf("SC_CLK_TCK")
     pids = [pid]
     try:
@@ -146,14 +148,17 @@ def proc_stats(pid: int) -> tuple[float, float]:
     except OSError:
         pass
     cpu = rss = 0.0
+    faults = 0
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             cpu += (int(fields[11]) + int(fields[12])) / ticks
             rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+            if p == pid:
+                faults = int(fields[7])
         except (OSError, IndexError):
             pass
-    return cpu, rss
+    return cpu, rss, faults
 
 
 def jack(cmd, env, **kw):
@@ -241,15 +246,18 @@ def main() -> None:
                 time.sleep(0.05)
             first_values = time.time() - launch
             time.sleep(10)  # warm-up excluded from CPU and the start RSS
-            cpu0, rss0 = proc_stats(m2e.pid)
+            cpu0, rss0, faults0 = proc_stats(m2e.pid)
             t_cpu0 = time.monotonic()
             p2 = player_counts()
-            rss_trace = []  # (seconds since launch, RSS MB) every 30 s
+            # (seconds since launch, RSS MB) every second: a sparse sample of a quantity that moves within each
+            # window (the model's working set) can read as a trend; the per-minute medians below cannot.
+            rss_trace = []
             while time.time() - launch < args.seconds:
-                time.sleep(min(30.0, max(0.0, args.seconds - (time.time() - launch))))
+                time.sleep(min(1.0, max(0.0, args.seconds - (time.time() - launch))))
                 rss_trace.append((time.time() - launch, proc_stats(m2e.pid)[1]))
-            cpu1, rss1 = proc_stats(m2e.pid)
-            cpu = (cpu1 - cpu0) / (time.monotonic() - t_cpu0) * 100
+            cpu1, rss1, faults1 = proc_stats(m2e.pid)
+            measured_s = time.monotonic() - t_cpu0
+            cpu = (cpu1 - cpu0) / measured_s * 100
             p3 = player_counts()
             m2e.send_signal(signal.SIGTERM)
             out, err = m2e.communicate(timeout=30)
@@ -280,6 +288,11 @@ def main() -> None:
             if after.size:
                 reactions.append(after[0] - switch)
         k += 2
+    filled = [r for t, r in rss_trace if t >= 90]
+    first_minute = [r for t, r in rss_trace if 90 <= t < 150]
+    last_minute = [r for t, r in rss_trace if t >= rss_trace[-1][0] - 60] if rss_trace else []
+    # windows analysed while the faults were counted (from 10 s after the first values on; steady rate)
+    windows = summary["updates"] * measured_s / summary["seconds"] if summary["seconds"] else 0
     bare_min = args.baseline_seconds / 60
     m2e_min = run_s / 60
     load = os.getloadavg()
@@ -293,9 +306,11 @@ def main() -> None:
                                                  f"{summary['input_losses']}"),
         ("RSS MB at start -> end (main + capture)", f"{rss0:.1f} -> {rss1:.1f}"),
         # The shared ring (70 s of audio) is counted in both processes and fills during the first 70 s.
-        ("RSS MB after the ring filled (>= 90 s): min / max",
-         " / ".join(f"{f(r for t, r in rss_trace if t >= 90):.1f}" for f in (min, max))
-         if any(t >= 90 for t, _ in rss_trace) else "run too short"),
+        ("RSS MB after the ring filled (>= 90 s): min / max", f"{min(filled):.1f} / {max(filled):.1f}"
+         if filled else "run too short"),
+        ("RSS MB median, first -> last minute after 90 s", f"{np.median(first_minute):.1f} -> "
+         f"{np.median(last_minute):.1f}" if filled else "run too short"),
+        ("page faults per window (main process)", f"{(faults1 - faults0) / max(1, windows):.0f}"),
         ("CPU % (one core = 100)", f"{cpu:.1f}"),
         ("latency p50 / p95 ms", f"{summary['latency_ms_median']} / {summary['latency_ms_p95']}"),
         ("first values after launch s", f"{first_values:.2f}"),

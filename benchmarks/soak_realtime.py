@@ -47,6 +47,9 @@ def main() -> None:
     p.add_argument("--pace", action="store_true", help="replay in real time, like a live input")
     args = p.parse_args()
 
+    from m2e_plugin.realtime.memory import steady_heap
+
+    steady_heap()  # as `m2e stream` does, before any thread allocates
     import numpy as np
     import soundfile as sf
     import torch

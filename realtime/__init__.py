@@ -12,5 +12,5 @@ Import the parts from their modules (``m2e_plugin.realtime.sidecar.Sidecar``...)
 heavy, and ``sounddevice`` is only imported when a live input is opened.
 """
 
-__all__ = ["capture", "capture_process", "control", "engine", "features", "mapping", "monitor", "osc", "output",
-           "ringbuffer", "sidecar", "smoothing"]
+__all__ = ["capture", "capture_process", "control", "engine", "features", "mapping", "memory", "monitor", "osc",
+           "output", "ringbuffer", "sidecar", "smoothing"]

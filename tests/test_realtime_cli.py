@@ -73,8 +73,9 @@ def run_stream(audio: Path, collector: OscCollector, *extra: str, timeout: float
 def test_stream_a_file_in_real_time_to_osc(music_wav, collector):
     summary = run_stream(music_wav, collector, "--window", "2", "--hop", "0.5", "--rate", "20")
     assert summary["stop_reason"] == "end of input" and summary["model"] == MODEL
-    assert summary["updates"] >= 5 and summary["model_errors"] == 0
-    assert 4.5 <= summary["seconds"] <= 30  # paced: a 5 s file takes about 5 s
+    # The file plays from launch while the model loads (like a live input): windows come once the model is ready.
+    assert summary["updates"] >= 3 and summary["model_errors"] == 0
+    assert 4.5 <= summary["input_open_seconds"] <= 30  # paced: a 5 s file takes about 5 s
     assert summary["latency_ms_median"] is not None and summary["latency_ms_median"] < 1000
     check_bundles(collector, summary["updates"])
     assert any(d["errors"] == 0 and d["sent"] > 0 for d in summary["destinations"])

@@ -107,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
                         format="m2e stream: %(message)s", stream=sys.stderr)
     log = logging.getLogger("m2e.realtime")
 
+    from m2e_plugin.realtime.memory import steady_heap
     from m2e_plugin.realtime.osc import get_mapping, parse_destination
+
+    steady_heap()  # first, before any thread allocates: flat resident memory over a show (realtime/memory.py)
 
     def fail(message) -> int:
         print(f"m2e stream: {message}", file=sys.stderr)
@@ -225,8 +228,11 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             else:
                 source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
                                       blocksize=args.blocksize)
-            if isinstance(source, DeviceSource):
-                source.start()  # live audio fills the ring while the model loads (a file waits for the model)
+            if source.realtime:
+                # Live or paced audio fills the ring while the model loads, so the first values come as soon as
+                # the model is ready (a replayed file stands for a live input: it plays from launch). A file read
+                # without pace is decoded at the model's rate, so it waits for the model.
+                source.start()
         except (CaptureError, ValueError, AudioError) as exc:
             return fail(exc)
         if stopping.is_set():
