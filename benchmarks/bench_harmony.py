@@ -37,6 +37,7 @@ import numpy as np
 
 from m2e_plugin.audio import load_audio
 from m2e_plugin.harmony import estimate_key, key_from_chords, recognize_chords
+from m2e_plugin.harmony.evaluation import chord_totals
 from m2e_plugin.harmony.vocabulary import PITCH_CLASSES, QUALITY_INTERVALS, chord_pitch_classes, split_label
 
 SR = 22050
@@ -123,31 +124,10 @@ def reference_key_path(chords, tmp: Path):
     return PITCH_CLASSES[k.tonic.pitchClass], k.mode
 
 
-def chord_scores(reference, estimate):
-    import mir_eval
-
-    ref_i = np.array([[s, e] for s, e, _ in reference])
-    est_i = np.array([[s, e] for s, e, _ in estimate])
-    est_i, est_l = mir_eval.util.adjust_intervals(est_i, [c[2] for c in estimate], ref_i.min(), ref_i.max(),
-                                                  "N", "N")
-    intervals, ref_l, est_l = mir_eval.util.merge_labeled_intervals(ref_i, [c[2] for c in reference], est_i, est_l)
-    durations = mir_eval.util.intervals_to_durations(intervals)
-    out = {}
-    for metric in ("root", "majmin", "sevenths", "mirex"):
-        comparisons = getattr(mir_eval.chord, metric)(ref_l, est_l)
-        valid = comparisons >= 0
-        out[metric] = (float((comparisons[valid] * durations[valid]).sum()), float(durations[valid].sum()))
-    return out
-
-
 def key_score(truth, estimate):
-    import mir_eval
+    from m2e_plugin.harmony.evaluation import key_weighted_score
 
-    if estimate[0] is None:
-        return 0.0, False
-    ref = f"{truth[0]} {truth[1]}"
-    est = f"{estimate[0]} {estimate[1]}"
-    return float(mir_eval.key.weighted_score(ref, est)), truth[:2] == estimate[:2]
+    return key_weighted_score(truth, estimate), estimate[0] is not None and truth[:2] == estimate[:2]
 
 
 def bench_synthetic(n: int, seed: int, soundfont: str, tmp: Path, vocabulary: str):
@@ -163,7 +143,7 @@ def bench_synthetic(n: int, seed: int, soundfont: str, tmp: Path, vocabulary: st
         write_chord_midi(chords, program, tmp / "prog.mid")
         y = render(tmp / "prog.mid", tmp / "prog.wav", soundfont)
         estimate = recognize_chords(y, SR, vocabulary=vocabulary)
-        for metric, (hit, dur) in chord_scores(chords, estimate).items():
+        for metric, (hit, dur) in chord_totals(chords, estimate, ("root", "majmin", "sevenths", "mirex")).items():
             acc = totals.setdefault(metric, [0.0, 0.0])
             acc[0] += hit
             acc[1] += dur
@@ -192,10 +172,8 @@ def bench_vgmidi(k: int, renderings: list[str]):
     key of the MIDI; also the previous release's estimator (the same chroma, no opening/final-bass/bass cues)."""
     from dataclasses import replace
 
-    import mir_eval
-
-    from m2e_plugin.harmony.evaluation import DEFAULT_CACHE
-    from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_spectrum
+    from m2e_plugin.harmony.evaluation import DEFAULT_CACHE, audio_key_scores
+    from m2e_plugin.harmony.key import KEY_SETTINGS
     from m2e_plugin.harmony.renderings import rendering
     from m2e_plugin.harmony.vgmidi_eval import vgmidi_files, vgmidi_pieces
 
@@ -216,12 +194,7 @@ def bench_vgmidi(k: int, renderings: list[str]):
             print(f"| {name} | soundfont not installed ({r.package}) |")
             continue
         pieces = vgmidi_pieces(shared / "vgmidi", k, r, DEFAULT_CACHE)
-        scores = {s: [] for s in settings}
-        for p in pieces:
-            for s, st in settings.items():
-                est = key_from_spectrum(p["key_spec"], st)
-                scores[s].append(mir_eval.key.weighted_score(" ".join(p["key"]), f"{est[0]} {est[1]}")
-                                 if est[0] else 0.0)
+        scores = {s: audio_key_scores(pieces, st) for s, st in settings.items()}
         print(f"| {name} | {len(pieces)} | " + " | ".join(f"{np.mean(v):.3f}" for v in scores.values()) + " |")
 
 

@@ -191,15 +191,9 @@ def cadence_keys():
 
 
 def key_score(pieces, settings) -> float:
-    import mir_eval
+    from m2e_plugin.harmony.evaluation import audio_key_scores
 
-    from m2e_plugin.harmony.key import key_from_spectrum
-
-    scores = []
-    for p in pieces:
-        tonic, mode, _ = key_from_spectrum(p["key_spec"], settings)
-        scores.append(mir_eval.key.weighted_score(" ".join(p["key"]), f"{tonic} {mode}" if tonic else "C major"))
-    return float(np.mean(scores))
+    return float(np.mean(audio_key_scores(pieces, settings)))
 
 
 def chord_score(pieces, candidate) -> float:

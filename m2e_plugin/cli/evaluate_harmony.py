@@ -83,19 +83,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _vgmidi_key(args, rendering, cache, log) -> dict:
     """Mean MIREX weighted score of the audio key on the rendering's VGMIDI pieces."""
-    import mir_eval
     import numpy as np
 
-    from m2e_plugin.harmony.key import key_from_spectrum
+    from m2e_plugin.harmony.evaluation import audio_key_scores
     from m2e_plugin.harmony.vgmidi_eval import vgmidi_pieces
 
     log(f"{rendering.name}: VGMIDI key ({args.vgmidi_pieces} pieces)")
     pieces = vgmidi_pieces(Path(args.vgmidi), args.vgmidi_pieces, rendering, cache,
                            progress=log if args.verbose else None)
-    scores = []
-    for p in pieces:
-        tonic, mode, _ = key_from_spectrum(p["key_spec"])
-        scores.append(mir_eval.key.weighted_score(" ".join(p["key"]), f"{tonic} {mode}") if tonic else 0.0)
+    scores = audio_key_scores(pieces)
     return {"pieces": len(scores), "key": float(np.mean(scores)) if scores else float("nan")}
 
 

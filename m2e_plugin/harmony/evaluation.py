@@ -453,8 +453,23 @@ def prepare_corpus(names: list[str] | None = None, *, cache: Path = DEFAULT_CACH
     return pieces, errors
 
 
-def _mir_key(tonic, mode) -> str:
-    return f"{tonic} {mode}" if tonic else "C major"  # mir_eval cannot read "no key"; C major scores ~0 elsewhere
+def key_weighted_score(reference, estimate) -> float:
+    """MIREX weighted score (mir_eval) of an estimated key ``(tonic, mode, ...)`` against ``reference``
+    ``(tonic, mode)``: 1 same key, 0.5 fifth, 0.3 relative, 0.2 parallel, else 0; an estimate without a key scores
+    0 (mir_eval cannot read "no key")."""
+    import mir_eval
+
+    if not estimate[0]:
+        return 0.0
+    return float(mir_eval.key.weighted_score(f"{reference[0]} {reference[1]}", f"{estimate[0]} {estimate[1]}"))
+
+
+def audio_key_scores(pieces: list[dict], settings=None) -> list[float]:
+    """:func:`key_weighted_score` of the audio key estimator on each piece (``{"key": (tonic, mode), "key_spec":
+    semitone spectrum}``: corpus or VGMIDI pieces), with ``settings`` (default: the shipped ones)."""
+    from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_spectrum
+
+    return [key_weighted_score(p["key"], key_from_spectrum(p["key_spec"], settings or KEY_SETTINGS)) for p in pieces]
 
 
 def piece_spectra(info: dict) -> tuple[np.ndarray, np.ndarray, float]:
@@ -495,8 +510,8 @@ class Scores:
     per_piece: list
 
 
-def chord_totals(ref: list, est: list) -> dict:
-    """mir_eval ``majmin``/``mirex``/``sevenths``: ``metric -> (correct seconds, scored seconds)`` of one piece."""
+def chord_totals(ref: list, est: list, metrics=("majmin", "mirex", "sevenths")) -> dict:
+    """mir_eval chord ``metrics``: ``metric -> (correct seconds, scored seconds)`` of one piece."""
     import mir_eval
 
     ref_iv = np.array([[s, e] for s, e, _ in ref])
@@ -506,7 +521,7 @@ def chord_totals(ref: list, est: list) -> dict:
     iv, r_lab, e_lab = mir_eval.util.merge_labeled_intervals(ref_iv, [lab for *_, lab in ref], est_iv, est_lab)
     dur = mir_eval.util.intervals_to_durations(iv)
     out = {}
-    for metric in ("majmin", "mirex", "sevenths"):
+    for metric in metrics:
         comp = getattr(mir_eval.chord, metric)(r_lab, e_lab)
         valid = comp >= 0
         out[metric] = (float((comp[valid] * dur[valid]).sum()), float(dur[valid].sum()))
@@ -520,8 +535,6 @@ def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_setting
     :class:`~m2e_plugin.harmony.key.KeySettings`) replace the shipped settings (cross-validation); the recognisers
     run from :func:`piece_spectra`, exactly as from the audio.
     """
-    import mir_eval
-
     from m2e_plugin.harmony.chords import CHORD_FRONT_END, decode_spectrum
     from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_chords, key_from_spectrum
 
@@ -539,12 +552,11 @@ def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_setting
             totals[metric][0] += correct
             totals[metric][1] += scored
             row[metric] = correct / max(scored, 1e-9)
-        ref_key = _mir_key(*info["key"])
         k_audio = key_from_spectrum(key_spec, key_settings or KEY_SETTINGS)
         k_chords = key_from_chords(est)
         k_oracle = key_from_chords([c for c in ref if c[2] != "X"])
         for name, k in (("audio", k_audio), ("chords", k_chords), ("reference chords (oracle)", k_oracle)):
-            key_scores[name].append(mir_eval.key.weighted_score(ref_key, _mir_key(k[0], k[1])))
+            key_scores[name].append(key_weighted_score(info["key"], k))
         row.update(key_audio=f"{k_audio[0]} {k_audio[1]}", key_chords=f"{k_chords[0]} {k_chords[1]}")
         per_piece.append(row)
         if progress:

@@ -78,11 +78,15 @@ def best_key(distribution: Sequence[float], profile: str = "aarden") -> KeyResul
 
     ``(None, None, 0.0)`` when the distribution is empty or flat.
     """
-    corr = key_correlations(distribution, profile)
-    if not np.any(corr):
+    return _top_key(key_correlations(distribution, profile))
+
+
+def _top_key(scores: np.ndarray) -> KeyResult:
+    """The best of ``(2, 12)`` key scores (rows major/minor), its score clipped to 0-1 as confidence."""
+    if not np.any(scores):
         return None, None, 0.0
-    mode_idx, tonic = np.unravel_index(int(np.argmax(corr)), corr.shape)
-    return PITCH_CLASSES[tonic], MODES[mode_idx], float(np.clip(corr[mode_idx, tonic], 0.0, 1.0))
+    mode_idx, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return PITCH_CLASSES[tonic], MODES[mode_idx], float(np.clip(scores[mode_idx, tonic], 0.0, 1.0))
 
 
 def chord_pitch_distribution(chords: Iterable[Sequence]) -> np.ndarray:
@@ -219,11 +223,7 @@ def key_scores(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: 
 def key_from_spectrum(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> KeyResult:
     """Key of a :func:`~m2e_plugin.harmony.features.semitone_spectrum` (the audio key estimator's core);
     confidence = the key's score (weighted mean correlation), clipped to 0-1."""
-    scores = key_scores(semitone, settings, hop)
-    if not np.any(scores):
-        return None, None, 0.0
-    mode_idx, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return PITCH_CLASSES[tonic], MODES[mode_idx], float(np.clip(scores[mode_idx, tonic], 0.0, 1.0))
+    return _top_key(key_scores(semitone, settings, hop))
 
 
 def estimate_key(audio: np.ndarray, sr: int, *, profile: str | None = None) -> KeyResult:
