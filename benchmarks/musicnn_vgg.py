@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -82,22 +80,12 @@ def tf_variable_names() -> dict[str, tuple[str, str]]:
 
 def load_vgg(wheel, checkpoint: str = "MSD_vgg") -> MusicnnVGG:
     """The vgg of ``checkpoint`` in the musicnn wheel, in eval mode (strict: every variable, every shape)."""
-    from m2e_plugin.backbones.convert_musicnn import _to_torch
-    from m2e_plugin.backbones.tf_checkpoint import read_checkpoint
+    from m2e_plugin.backbones.convert_musicnn import load_checked, wheel_state
 
     mapping = tf_variable_names()
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
-        for m in (".index", ".data-00000-of-00001"):
-            zf.extract(f"musicnn/{checkpoint}/{m}", tmp)
-        tensors = read_checkpoint(f"{tmp}/musicnn/{checkpoint}/", sorted({v[0] for v in mapping.values()}))
-    model = MusicnnVGG(n_tags=tensors["dense/kernel"].shape[1])
-    state = {k: _to_torch(tensors[tf], layout) for k, (tf, layout) in mapping.items()}
-    for k, v in model.state_dict().items():
-        if k.endswith("num_batches_tracked"):
-            state[k] = v
-        elif state[k].shape != v.shape:
-            raise ValueError(f"{wheel}: {mapping[k][0]} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
-    model.load_state_dict(state, strict=True)
+    state = wheel_state(Path(wheel), checkpoint, mapping)
+    model = MusicnnVGG(n_tags=state["out.weight"].shape[0])
+    load_checked(model, state, mapping, wheel)
     return model.eval()
 
 
@@ -110,11 +98,9 @@ def run_vgg(model: MusicnnVGG, mel_patches: torch.Tensor, batch: int = 16) -> di
 def clip_patches(path) -> torch.Tensor:
     """Level-normalised 3 s log-mel patches of one audio file, exactly as the study's musicnn features."""
     from m2e_plugin.audio import load_audio
-    from m2e_plugin.backbones.level import normalise_level
-    from m2e_plugin.backbones.musicnn import SAMPLE_RATE, log_mel, patches
+    from m2e_plugin.backbones.musicnn import SAMPLE_RATE, level_normalised_patches
 
-    y16, _ = load_audio(path, target_sr=SAMPLE_RATE)
-    return patches(log_mel(normalise_level(y16, SAMPLE_RATE).audio))
+    return level_normalised_patches(load_audio(path, target_sr=SAMPLE_RATE)[0])[0]
 
 
 def write_mels(data_home: Path, n: int, out: Path) -> None:

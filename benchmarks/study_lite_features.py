@@ -71,7 +71,7 @@ def extract(wheel: Path, data_home: Path, out: Path, limit: int | None = None) -
     from m2e_plugin.backbones import moodtheme
     from m2e_plugin.backbones.convert_musicnn import convert
     from m2e_plugin.backbones.level import normalise_level
-    from m2e_plugin.backbones.musicnn import SAMPLE_RATE, load_musicnn, log_mel, patches
+    from m2e_plugin.backbones.musicnn import SAMPLE_RATE, level_normalised_patches, load_musicnn
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def extract(wheel: Path, data_home: Path, out: Path, limit: int | None = None) -
             continue
         with torch.inference_mode():
             y16, _ = load_audio(path, target_sr=SAMPLE_RATE)
-            cut = patches(log_mel(normalise_level(y16, SAMPLE_RATE).audio))
+            cut, _ = level_normalised_patches(y16)
             msd_pooled, _ = msd.pooled_and_penultimate(cut)
             mtt_pooled, mtt_pen = mtt.pooled_and_penultimate(cut)
             y12, _ = load_audio(path, target_sr=moodtheme.SR)

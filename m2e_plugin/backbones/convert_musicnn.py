@@ -79,17 +79,11 @@ def sha256_of(path) -> str:
     return h.hexdigest()
 
 
-def convert(wheel, out, checkpoint: str = CHECKPOINT) -> dict:
-    """Write the converted weights of ``checkpoint`` from ``wheel`` to ``out``; returns the provenance record."""
-    from safetensors.torch import save_file
-
-    from m2e_plugin.backbones.musicnn import MusiCNN
+def wheel_state(wheel: Path, checkpoint: str, mapping: dict[str, tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Torch tensors of the variables ``mapping`` names (torch name -> (TF variable, layout)) read from
+    ``musicnn/<checkpoint>/`` inside the musicnn wheel, without TensorFlow."""
     from m2e_plugin.backbones.tf_checkpoint import read_checkpoint
 
-    wheel = Path(wheel)
-    if not wheel.is_file():
-        raise FileNotFoundError(f"{wheel}: musicnn wheel not found (pip download --no-deps musicnn==0.1.0)")
-    mapping = tf_to_torch_names()
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
         members = [f"musicnn/{checkpoint}/.index", f"musicnn/{checkpoint}/.data-00000-of-00001"]
         missing = [m for m in members if m not in zf.namelist()]
@@ -98,16 +92,36 @@ def convert(wheel, out, checkpoint: str = CHECKPOINT) -> dict:
         for m in members:
             zf.extract(m, tmp)
         tensors = read_checkpoint(f"{tmp}/musicnn/{checkpoint}/", sorted({v[0] for v in mapping.values()}))
-    state = {name: _to_torch(tensors[tf], layout) for name, (tf, layout) in mapping.items()}
-    model = MusiCNN(n_tags=state["out.weight"].shape[0])
-    reference = model.state_dict()
-    for name, value in reference.items():
+    return {name: _to_torch(tensors[tf], layout) for name, (tf, layout) in mapping.items()}
+
+
+def load_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], mapping: dict[str, tuple[str, str]],
+                 source) -> dict[str, torch.Tensor]:
+    """Load ``state`` into ``model`` strictly, every shape checked against the network (errors name ``source``
+    and the TF variable); returns the complete state dict."""
+    state = dict(state)
+    for name, value in model.state_dict().items():
         if name.endswith("num_batches_tracked"):
             state[name] = value  # a PyTorch counter with no TF counterpart; unused in eval mode
         elif state[name].shape != value.shape:
-            raise ValueError(f"{wheel}: {mapping[name][0]} has shape {tuple(state[name].shape)}, "
+            raise ValueError(f"{source}: {mapping[name][0]} has shape {tuple(state[name].shape)}, "
                              f"the network expects {tuple(value.shape)}")
     model.load_state_dict(state, strict=True)
+    return state
+
+
+def convert(wheel, out, checkpoint: str = CHECKPOINT) -> dict:
+    """Write the converted weights of ``checkpoint`` from ``wheel`` to ``out``; returns the provenance record."""
+    from safetensors.torch import save_file
+
+    from m2e_plugin.backbones.musicnn import MusiCNN
+
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise FileNotFoundError(f"{wheel}: musicnn wheel not found (pip download --no-deps musicnn==0.1.0)")
+    mapping = tf_to_torch_names()
+    state = wheel_state(wheel, checkpoint, mapping)
+    state = load_checked(MusiCNN(n_tags=state["out.weight"].shape[0]), state, mapping, wheel)
     record = {"source": f"PyPI musicnn 0.1.0 wheel ({WHEEL_NAME}), checkpoint musicnn/{checkpoint}",
               "wheel_sha256": sha256_of(wheel), "licence": "ISC (musicnn, Jordi Pons and Xavier Serra)",
               "parameters": int(sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))),

@@ -178,14 +178,20 @@ class PatchEmbeddings(NamedTuple):
     silent: bool  # below the level module's silence floor (then nothing was normalised)
 
 
-def embed_audio(model: MusiCNN, audio: np.ndarray, *, first_patch: int = 0, patch_step: int = 1) -> PatchEmbeddings:
-    """musicnn embeddings of mono 16 kHz ``audio`` after level normalisation, for patches ``first_patch``,
-    ``first_patch + patch_step``, ... of its non-overlapping 3 s patches (at least one patch: short input is
-    repeat-padded). The single front end of `lite`, in training and at run time."""
+def level_normalised_patches(audio: np.ndarray):
+    """``(patches (P, 187, 96), level)``: the non-overlapping 3 s log-mel patches of mono 16 kHz ``audio`` after
+    level normalisation (:mod:`m2e_plugin.backbones.level`; short input is repeat-padded to one patch) and the
+    input's measured level. The single front end of `lite`, in training and at run time."""
     from m2e_plugin.backbones.level import normalise_level
 
     norm = normalise_level(np.asarray(audio, dtype=np.float32), SAMPLE_RATE)
-    cut = patches(log_mel(norm.audio))
+    return patches(log_mel(norm.audio)), norm.level
+
+
+def embed_audio(model: MusiCNN, audio: np.ndarray, *, first_patch: int = 0, patch_step: int = 1) -> PatchEmbeddings:
+    """musicnn embeddings of mono 16 kHz ``audio`` (:func:`level_normalised_patches`), for patches ``first_patch``,
+    ``first_patch + patch_step``, ... (at least one patch)."""
+    cut, level = level_normalised_patches(audio)
     chosen = cut[first_patch::patch_step] if first_patch < cut.shape[0] else cut[-1:]
     taggram, penultimate = embed_patches(model, chosen)
-    return PatchEmbeddings(penultimate, taggram, float(norm.level.dbfs), bool(norm.level.silent))
+    return PatchEmbeddings(penultimate, taggram, float(level.dbfs), bool(level.silent))
