@@ -124,12 +124,13 @@ def fit(logits: dict[str, np.ndarray], seconds=SHORT_SECONDS, rate_scale: float 
     full = logits["full"]
     thresholds = prior_thresholds(full, rate_scale=rate_scale)
     offsets = [thresholds - prior_thresholds(logits[f"windows_{s:g}"], rate_scale=rate_scale) for s in seconds]
-    figures = {"whole_clips_in_sample": mood_figures(full > thresholds)}
     halves = [np.arange(len(full)) % 2 == parity for parity in (0, 1)]
-    figures["whole_clips_split_half"] = _whole_clip_figures(full, halves, rate_scale)["split_half"]
     # the choice of rate_scale: whole-clip figures of the alternatives (in sample and split-half)
-    figures["rate_scale_alternatives"] = {f"{scale:g}": _whole_clip_figures(full, halves, scale)
-                                          for scale in ALTERNATIVE_RATE_SCALES}
+    alternatives = {scale: _whole_clip_figures(full, halves, scale)
+                    for scale in sorted({*ALTERNATIVE_RATE_SCALES, rate_scale})}
+    figures = {"whole_clips_in_sample": alternatives[rate_scale]["in_sample"],
+               "whole_clips_split_half": alternatives[rate_scale]["split_half"],
+               "rate_scale_alternatives": {f"{scale:g}": alternatives[scale] for scale in ALTERNATIVE_RATE_SCALES}}
     full_probs = _sigmoid(full - thresholds)
     for s, offset in zip(seconds, offsets):
         win_probs = _sigmoid(logits[f"windows_{s:g}"] + offset - thresholds)
