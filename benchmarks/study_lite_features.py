@@ -60,6 +60,33 @@ CONFIGS = {
     "msd_pen & mtt_pooled & vgg_pooled": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("vgg_pooled",), 0.003)],
     "msd_pen + vgg_pooled": [(("msd_pen", "vgg_pooled"), 0.003)],
     "msd_pen + vgg_logit": [(("msd_pen", "vgg_logit"), 0.01)],
+    # run-time choices (issue 11, step 1): test views, separate valence/arousal heads, C by inner CV (None)
+    "msd_pen, scored on even & odd": {"members": [(("msd_pen",), 0.03)], "test": "both"},
+    "msd_pen, scored on all patches": {"members": [(("msd_pen",), 0.03)], "test": "all"},
+    "msd_pen, inner-CV C": {"members": [(("msd_pen",), None)]},
+    "msd_pen, valence & arousal heads": {"members": [(("msd_pen",), (0.03, 0.03))], "head": "va"},
+    "msd_pen, valence & arousal heads, inner-CV C": {"members": [(("msd_pen",), None)], "head": "va"},
+    "msd_pen & mtt_pooled, scored on even & odd": {"members": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003)],
+                                                   "test": "both"},
+    "msd_pen & mtt_pooled, scored on all patches": {"members": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003)],
+                                                    "test": "all"},
+    "msd_pen & mtt_pooled, inner-CV C": {"members": [(("msd_pen",), None), (("mtt_pooled",), None)]},
+    "msd_pen & mtt_pooled, valence & arousal heads": {"members": [(("msd_pen",), (0.03, 0.03)),
+                                                                  (("mtt_pooled",), (0.003, 0.003))], "head": "va"},
+    # a harmony/mode cue (step 2): 16 chroma/key-profile features of the patches (`extract-mode`)
+    "mode": [(("mode",), 0.1)],
+    "msd_pen + mode": [(("msd_pen", "mode"), 0.03)],
+    "msd_pen + mode, inner-CV C": {"members": [(("msd_pen", "mode"), None)]},
+    "msd_pen & mode": [(("msd_pen",), 0.03), (("mode",), 0.1)],
+    "msd_pen & mtt_pooled + mode": [(("msd_pen", "mode"), 0.03), (("mtt_pooled",), 0.003)],
+    "msd_pen & mtt_pooled & mode": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("mode",), 0.1)],
+    # AllMusic moods of the fourq loader as auxiliary targets (step 3): ridge-predicted moods (stacked, out of fold)
+    "moods(msd_pen)": {"members": [(("moods",), 0.03)], "stack": ("msd_pen",), "alpha": 300.0},
+    "msd_pen + moods(msd_pen)": {"members": [(("msd_pen", "moods"), 0.03)], "stack": ("msd_pen",), "alpha": 300.0},
+    "msd_pen + moods(msd_pen), alpha 30": {"members": [(("msd_pen", "moods"), 0.03)], "stack": ("msd_pen",),
+                                           "alpha": 30.0},
+    "msd_pen + moods(msd_pen & mtt_pooled)": {"members": [(("msd_pen", "moods"), 0.03)],
+                                              "stack": ("msd_pen", "mtt_pooled"), "alpha": 3000.0},
 }
 CLIP_LEVEL = ("mood_emb", "mood_logit")  # one vector per clip (the mood CNN sees the whole clip)
 
@@ -118,34 +145,205 @@ def extract_vgg(wheel: Path, data_home: Path, out: Path, limit: int | None = Non
         os.replace(tmp, target)
 
 
+# Harmony/mode cues (issue 11, step 2): per 3 s patch, from a cheap STFT chroma of the level-normalised audio
+CHROMA_N_FFT, CHROMA_HOP = 4096, 1024  # at 16 kHz: 3.9 Hz bins (semitones resolved from ~65 Hz), 64 ms hop
+_TRIADS = np.stack([np.roll(np.eye(12)[[0, third, 7]].sum(0), root) for third in (4, 3) for root in range(12)])
+
+
+def chroma_stats(audio16: np.ndarray) -> np.ndarray:
+    """(P, 15) per 3 s patch (musicnn's patches of the same audio): the sum over its voiced frames of the
+    frame's pitch-class distribution (12), the number of frames whose best-matching triad is major / minor, and the
+    number of voiced frames. Sums, so that any set of patches pools exactly (:func:`mode_features`)."""
+    import librosa
+
+    from m2e_plugin.backbones.level import normalise_level
+    from m2e_plugin.backbones.musicnn import HOP, PATCH_FRAMES, SAMPLE_RATE
+
+    y = normalise_level(np.asarray(audio16, dtype=np.float32), SAMPLE_RATE).audio
+    step = PATCH_FRAMES * HOP
+    n_patches = max(1, (len(y) // HOP + 1 - PATCH_FRAMES) // PATCH_FRAMES + 1)
+    out = np.zeros((n_patches, 15))
+    for p in range(n_patches):
+        seg = y[p * step: (p + 1) * step]
+        if len(seg) < CHROMA_N_FFT:
+            seg = np.pad(seg, (0, CHROMA_N_FFT - len(seg)))
+        c = librosa.feature.chroma_stft(y=seg, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, hop_length=CHROMA_HOP,
+                                        norm=None, tuning=0.0)
+        energy = c.sum(0)
+        voiced = energy > max(1e-3 * energy.max(), 1e-10)
+        if not voiced.any():
+            continue
+        dist = c[:, voiced] / energy[voiced]
+        centred = dist - dist.mean(0)
+        best = (_TRIADS - _TRIADS.mean(1, keepdims=True)) @ centred  # (24, frames)
+        minor = best.argmax(0) >= 12
+        out[p] = np.concatenate([dist.sum(1), [np.sum(~minor), np.sum(minor), voiced.sum()]])
+    return out
+
+
+def mode_features(stats: np.ndarray) -> np.ndarray:
+    """16 mode cues of a set of patches' :func:`chroma_stats`: best major-key and best minor-key correlation
+    (Krumhansl-Kessler), their difference, the best of both (key clarity), the share of minor-triad frames, and the
+    pitch-class distribution rotated to the best major key's tonic (so relative-minor weight sits on degree 9)."""
+    from m2e_plugin.harmony.key import key_correlations
+
+    total = stats.sum(0)
+    dist = total[:12] / max(total[14], 1.0)
+    if not total[14]:
+        return np.zeros(16)
+    kc = key_correlations(dist, "krumhansl")
+    major, minor = kc[0].max(), kc[1].max()
+    minor_share = total[13] / max(total[12] + total[13], 1.0)
+    return np.concatenate([[major, minor, major - minor, max(major, minor), minor_share],
+                           np.roll(dist, -int(kc[0].argmax()))[:11]])
+
+
+def extract_mode(data_home: Path, out: Path, limit: int | None = None) -> None:
+    from tqdm import tqdm
+
+    from m2e_plugin.audio import load_audio
+    from m2e_plugin.backbones.musicnn import SAMPLE_RATE
+
+    (out / "mode").mkdir(parents=True, exist_ok=True)
+    for path in tqdm(sorted(data_home.glob("Q[1-4]/*.mp3"))[:limit], desc="mode features", unit="clip"):
+        target = out / "mode" / f"{path.stem}.npz"
+        if target.is_file():
+            continue
+        y16, _ = load_audio(path, target_sr=SAMPLE_RATE)
+        tmp = out / "mode" / f".{path.stem}.tmp.npz"
+        np.savez(tmp, chroma_stats=chroma_stats(y16))
+        os.replace(tmp, target)
+
+
 def _rows(feats: dict, sets, i: int, sel: slice):
     """One clip's row for patch selection ``sel`` (None where the selection holds no patch)."""
     n = len(feats["msd_pen"][i])
     idx = np.arange(n)[sel]
     if not len(idx):
         return None
-    return np.concatenate([feats[k][i] if k in CLIP_LEVEL else feats[k][i][idx].mean(0) for k in sets])
+    return np.concatenate([feats[k][i] if k in CLIP_LEVEL else mode_features(feats["chroma_stats"][i][idx])
+                           if k == "mode" else feats[k][i][idx].mean(0) for k in sets])
 
 
-def cross_validate(feats: dict, y: np.ndarray, groups: np.ndarray, members, seed: int) -> np.ndarray:
+# C candidates of the inner cross-validation (a member whose C is None gets its C chosen in every outer fold)
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
+VIEW_SELECTIONS = {"even": slice(0, None, 2), "odd": slice(1, None, 2), "all": slice(None)}
+# test-time scoring: the views whose log-probabilities are averaged ("all" = one row pooled over every patch)
+TEST_VIEWS = {"even": ("even",), "both": ("even", "odd"), "all": ("all",)}
+
+
+def _quadrant_log_proba(x, y, c, head: str):
+    """Fit a standardised (clipped +-8) logistic head on rows ``x`` / quadrants ``y``; returns x' -> (n, 4) log P.
+
+    ``head`` ``quadrant``: one 4-way multinomial regression (``c`` a float); ``va``: a binary valence (Q1+Q4) and a
+    binary arousal (Q1+Q2) regression (``c`` = (C valence, C arousal)), P(Q1) = P(v+) P(a+), P(Q2) = P(v-) P(a+)...
+    """
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    z = np.clip(scaler.transform(x), -8, 8)
+    if head == "quadrant":
+        model = LogisticRegression(C=c, max_iter=3000).fit(z, y)
+        return lambda xt: model.predict_log_proba(np.clip(scaler.transform(xt), -8, 8))
+    cv, ca = c
+    mv = LogisticRegression(C=cv, max_iter=3000).fit(z, np.isin(y, [0, 3]))
+    ma = LogisticRegression(C=ca, max_iter=3000).fit(z, np.isin(y, [0, 1]))
+
+    def log_proba(xt):
+        zt = np.clip(scaler.transform(xt), -8, 8)
+        pv, pa = mv.predict_proba(zt)[:, 1], ma.predict_proba(zt)[:, 1]
+        q = np.stack([pv * pa, (1 - pv) * pa, (1 - pv) * (1 - pa), pv * (1 - pa)], 1)
+        return np.log(np.clip(q, 1e-12, 1.0))
+
+    return log_proba
+
+
+def _train_rows(views: dict, y: np.ndarray, idx) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(views[v][i], y[i]) for v in ("even", "odd") for i in idx if views[v][i] is not None]
+    return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def _inner_c(views: dict, y: np.ndarray, groups: np.ndarray, train: np.ndarray, head: str, seed: int):
+    """C of the grid with the lowest inner-CV log-loss on the even view (per target for the ``va`` head)."""
+    from m2e_plugin.training.lite import stratified_group_folds
+
+    losses = np.zeros((len(C_GRID), 2))  # columns: quadrant (or valence), arousal
+    for inner in stratified_group_folds(y[train], groups[train], 5, seed):
+        test, fit = train[inner], np.setdiff1d(train, train[inner])
+        x, yy = _train_rows(views, y, fit)
+        xt = np.stack([views["even"][i] for i in test])
+        for k, c in enumerate(C_GRID):
+            logp = _quadrant_log_proba(x, yy, c if head == "quadrant" else (c, c), head)(xt)
+            if head == "quadrant":
+                losses[k, 0] -= logp[np.arange(len(test)), y[test]].sum()
+            else:  # the valence and arousal halves of the quadrant probabilities
+                p = np.exp(logp)
+                for col, pos in ((0, [0, 3]), (1, [0, 1])):
+                    ph = np.clip(p[:, pos].sum(1), 1e-12, 1 - 1e-12)
+                    hit = np.isin(y[test], pos)
+                    losses[k, col] -= np.sum(np.where(hit, np.log(ph), np.log(1 - ph)))
+    if head == "quadrant":
+        return C_GRID[int(np.argmin(losses[:, 0]))]
+    return C_GRID[int(np.argmin(losses[:, 0]))], C_GRID[int(np.argmin(losses[:, 1]))]
+
+
+def _stacked_moods(x_rows: dict, moods: np.ndarray, y, groups, train, test, alpha: float) -> dict:
+    """Predicted AllMusic moods (ridge regression on the clip's standardised features, one output per mood with
+    >= 10 training clips) for every view row: out-of-fold (5 inner artist-grouped folds) for the training clips,
+    from all training clips for the test clips. {view: (N, K) with rows only where the view exists}."""
+    from sklearn.linear_model import Ridge
     from sklearn.preprocessing import StandardScaler
 
     from m2e_plugin.training.lite import stratified_group_folds
 
+    keep = moods[train].sum(0) >= 10
+    out = {v: np.zeros((len(y), int(keep.sum()))) for v in x_rows}
+
+    def fit_predict(fit, targets):
+        rows = [(x_rows[v][i], moods[i, keep]) for v in ("even", "odd") for i in fit if x_rows[v][i] is not None]
+        scaler = StandardScaler().fit(np.stack([r[0] for r in rows]))
+        model = Ridge(alpha=alpha).fit(np.clip(scaler.transform(np.stack([r[0] for r in rows])), -8, 8),
+                                       np.stack([r[1] for r in rows]))
+        for v in x_rows:
+            has = [i for i in targets if x_rows[v][i] is not None]
+            out[v][has] = model.predict(np.clip(scaler.transform(np.stack([x_rows[v][i] for i in has])), -8, 8))
+
+    for inner in stratified_group_folds(y[train], groups[train], 5, 7):
+        fit_predict(np.setdiff1d(train, train[inner]), train[inner])
+    fit_predict(train, test)
+    return out
+
+
+def cross_validate(feats: dict, y: np.ndarray, groups: np.ndarray, config, seed: int) -> np.ndarray:
+    """Out-of-fold quadrant log-probabilities (N, 4) of one configuration (members, head, test views)."""
+    from m2e_plugin.training.lite import stratified_group_folds
+
+    members, head, test_views = config["members"], config.get("head", "quadrant"), TEST_VIEWS[config.get("test", "even")]
     logp = np.zeros((len(y), 4))
     for sets, c in members:
-        views = {name: [_rows(feats, sets, i, sel) for i in range(len(y))]
-                 for name, sel in (("even", slice(0, None, 2)), ("odd", slice(1, None, 2)))}
-        for test in stratified_group_folds(y, groups, 10, seed):
+        views = {name: [_rows(feats, sets, i, sel) for i in range(len(y))] for name, sel in VIEW_SELECTIONS.items()
+                 } if "moods" not in sets else {}
+        stack = "moods" in sets  # stacked AllMusic mood predictions (from config["stack"] features) join the row
+        if stack:
+            stack_rows = {name: [_rows(feats, config["stack"], i, sel) for i in range(len(y))]
+                          for name, sel in VIEW_SELECTIONS.items()}
+            base = {name: [_rows(feats, [k for k in sets if k != "moods"], i, sel) if sets != ("moods",) else
+                           np.zeros(0) for i in range(len(y))] for name, sel in VIEW_SELECTIONS.items()}
+        for k, test in enumerate(stratified_group_folds(y, groups, 10, seed)):
             train = np.setdiff1d(np.arange(len(y)), test)
-            pairs = [(views[v][i], y[i]) for v in ("even", "odd") for i in train if views[v][i] is not None]
-            x = np.stack([p[0] for p in pairs])
-            scaler = StandardScaler().fit(x)
-            model = LogisticRegression(C=c, max_iter=3000).fit(np.clip(scaler.transform(x), -8, 8),
-                                                                [p[1] for p in pairs])
-            xt = np.clip(scaler.transform(np.stack([views["even"][i] for i in test])), -8, 8)
-            logp[test] += model.predict_log_proba(xt) / len(members)
+            if stack:
+                pm = _stacked_moods(stack_rows, feats["allmusic_moods"], y, groups, train, test, config["alpha"])
+                views = {v: [None if stack_rows[v][i] is None else np.concatenate([base[v][i], pm[v][i]])
+                             for i in range(len(y))] for v in VIEW_SELECTIONS}
+            chosen = _inner_c(views, y, groups, train, head, 100 * seed + k) if c is None else c
+            predict = _quadrant_log_proba(*_train_rows(views, y, train), chosen, head)
+            total, count = np.zeros((len(test), 4)), np.zeros((len(test), 1))
+            for v in test_views:  # a clip with a single patch has no odd view: it is scored on what it has
+                has = np.array([views[v][i] is not None for i in test])
+                total[has] += predict(np.stack([views[v][i] for i in test[has]]))
+                count[has] += 1
+            logp[test] += total / count / len(members)
     return logp
 
 
@@ -163,8 +361,16 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
     if all((out / "msd_vgg" / f"{t}.npz").is_file() for t in data.track_ids):
         vgg = [np.load(out / "msd_vgg" / f"{t}.npz") for t in data.track_ids]
         feats.update({k: [s[k] for s in vgg] for k in vgg[0].files})
+    from m2e_plugin import loaders
+
+    tags = loaders.initialize("fourq", data_home=str(data_home))
+    clip_moods = [set(tags.track(t).moods or []) for t in data.track_ids]
+    vocab = sorted(set().union(*clip_moods))
+    feats["allmusic_moods"] = np.array([[m in c for m in vocab] for c in clip_moods], dtype=np.float64)
+    if all((out / "mode" / f"{t}.npz").is_file() for t in data.track_ids):
+        feats["chroma_stats"] = [np.load(out / "mode" / f"{t}.npz")["chroma_stats"] for t in data.track_ids]
     for key, per_clip in feats.items():  # every patch-level set must hold the same patches as msd_pen
-        bad = [t for t, a, b in zip(data.track_ids, per_clip, data.penultimate) if key not in CLIP_LEVEL
+        bad = [t for t, a, b in zip(data.track_ids, per_clip, data.penultimate) if key not in CLIP_LEVEL + ("allmusic_moods",)
                and len(a) != len(b)]
         if bad:
             sys.exit(f"{key}: patch count differs from the lite cache's for {len(bad)} clips, e.g. {bad[0]}")
@@ -173,11 +379,14 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
     for name, members in CONFIGS.items():
         if only and name not in only:
             continue
-        absent = sorted({k for sets, _ in members for k in sets} - set(feats))
+        config = members if isinstance(members, dict) else {"members": members}
+        absent = sorted({k for sets, _ in config["members"] for k in sets} - set(feats) - {"mode", "moods"}
+                        | ({"mode"} if "chroma_stats" not in feats and any("mode" in sets for sets, _ in
+                                                                            config["members"]) else set()))
         if absent:
-            print(f"| {name} | skipped: no {', '.join(absent)} (run `extract-vgg`) | | | |", flush=True)
+            print(f"| {name} | skipped: no {', '.join(absent)} (run `extract-vgg` / `extract-mode`) | | | |", flush=True)
             continue
-        res = [quadrant_metrics(data.y, quadrant_softmax(cross_validate(feats, data.y, data.groups, members, s)))
+        res = [quadrant_metrics(data.y, quadrant_softmax(cross_validate(feats, data.y, data.groups, config, s)))
                for s in (0, 1, 2)]
         acc = [r["quadrant_accuracy"] for r in res]
         print(f"| {name} | {' / '.join(f'{a:.3f}' for a in acc)} | {np.mean(acc):.3f} | "
@@ -193,16 +402,20 @@ def main(argv=None) -> int:
     for q, what in ((e, "MTT_musicnn"), (v, "MSD_vgg")):
         q.add_argument("--wheel", type=Path, required=True, help=f"musicnn-0.1.0-py3-none-any.whl (for {what})")
         q.add_argument("--limit", type=int, default=None, help="only the first N clips (a check)")
+    m = sub.add_parser("extract-mode", help="add the chroma statistics of the mode cues (resumable)")
+    m.add_argument("--limit", type=int, default=None, help="only the first N clips (a check)")
     c = sub.add_parser("cv", help="cross-validate the configurations; prints a Markdown table")
     c.add_argument("--only", action="append", default=None, choices=list(CONFIGS), metavar="NAME",
                    help="run only this configuration (repeatable); default all")
-    for q in (e, v, c):
+    for q in (e, v, m, c):
         q.add_argument("--data-home", type=Path, required=True, help="the 4Q clips (Q1..Q4/*.mp3)")
         q.add_argument("-o", "--output", type=Path, default=DEFAULT_OUT, help=f"study cache (default {DEFAULT_OUT})")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     if args.cmd == "extract":
         extract(args.wheel, args.data_home, args.output, args.limit)
+    elif args.cmd == "extract-mode":
+        extract_mode(args.data_home, args.output, args.limit)
     elif args.cmd == "extract-vgg":
         extract_vgg(args.wheel, args.data_home, args.output, args.limit)
     else:
