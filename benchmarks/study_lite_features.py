@@ -87,6 +87,17 @@ CONFIGS = {
                                            "alpha": 30.0},
     "msd_pen + moods(msd_pen & mtt_pooled)": {"members": [(("msd_pen", "moods"), 0.03)],
                                               "stack": ("msd_pen", "mtt_pooled"), "alpha": 3000.0},
+    # the product's trainer (m2e train --model lite's fit_lite, shipped config + overrides) instead of the regression
+    "msd_pen, product trainer": {"members": [(("msd_pen",), {})], "head": "trainer"},
+    "msd_pen & mtt_pooled, product trainer": {"members": [(("msd_pen",), {}),
+                                                          (("mtt_pooled",), {"views": ["even", "odd", "patches"]})],
+                                              "head": "trainer"},
+    "msd_pen & mtt_pooled, product trainer, MTT weight decay 0.1, dropout 0.5": {
+        "members": [(("msd_pen",), {}), (("mtt_pooled",), {"views": ["even", "odd"], "weight_decay": 0.1,
+                                                           "dropout": 0.5})], "head": "trainer"},
+    # step 4: the winners combined
+    "msd_pen & mtt_pooled + mode, scored on even & odd": {"members": [(("msd_pen", "mode"), 0.03),
+                                                                      (("mtt_pooled",), 0.003)], "test": "both"},
 }
 CLIP_LEVEL = ("mood_emb", "mood_logit")  # one vector per clip (the mood CNN sees the whole clip)
 
@@ -315,11 +326,39 @@ def _stacked_moods(x_rows: dict, moods: np.ndarray, y, groups, train, test, alph
     return out
 
 
+def _trainer_cv(feats: dict, y: np.ndarray, groups: np.ndarray, members, seed: int) -> np.ndarray:
+    """Out-of-fold log-probabilities of heads trained as the product trains lite (``fit_lite``: the committed
+    config with the member's overrides, fold and init seed ``seed``, early stopping on an inner artist-grouped split),
+    the members' log-probabilities averaged. A member's features: one patch-level set (its codec view, where a
+    config's ``views`` asks for it, exists for msd_pen only)."""
+    import torch
+
+    from m2e_plugin.training.lite import FourQFeatures, fit_lite, load_config, predict_logits, stratified_group_folds
+
+    torch.set_num_threads(1)
+    logp = np.zeros((len(y), 4))
+    for (kind,), overrides in members:
+        config = {**load_config(), "seed": seed, **overrides}
+        data = FourQFeatures([str(i) for i in range(len(y))], y, [None] * len(y), feats[kind],
+                             feats["msd_pen_codec"] if kind == "msd_pen" else None)
+        data.groups = groups
+        for k, test in enumerate(stratified_group_folds(y, groups, int(config["folds"]), seed)):
+            train = np.setdiff1d(np.arange(len(y)), test)
+            inner = stratified_group_folds(y[train], groups[train],
+                                           max(2, round(1 / float(config["inner_validation"]))), seed + k)
+            model, _ = fit_lite(config, data, np.setdiff1d(train, train[inner[0]]), train[inner[0]])
+            out = torch.log_softmax(torch.from_numpy(predict_logits(model, data.rows(test, ["even"], "mean")[0])), -1)
+            logp[test] += out.numpy() / len(members)
+    return logp
+
+
 def cross_validate(feats: dict, y: np.ndarray, groups: np.ndarray, config, seed: int) -> np.ndarray:
     """Out-of-fold quadrant log-probabilities (N, 4) of one configuration (members, head, test views)."""
     from m2e_plugin.training.lite import stratified_group_folds
 
     members, head, test_views = config["members"], config.get("head", "quadrant"), TEST_VIEWS[config.get("test", "even")]
+    if head == "trainer":
+        return _trainer_cv(feats, y, groups, members, seed)
     logp = np.zeros((len(y), 4))
     for sets, c in members:
         views = {name: [_rows(feats, sets, i, sel) for i in range(len(y))] for name, sel in VIEW_SELECTIONS.items()
@@ -358,6 +397,7 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
         sys.exit(f"{out}: {len(missing)} clips without study features (run `extract` first), e.g. {missing[0]}")
     stored = [np.load(out / f"{t}.npz") for t in data.track_ids]
     feats = {"msd_pen": data.penultimate, **{k: [s[k] for s in stored] for k in stored[0].files}}
+    feats["msd_pen_codec"] = data.codec
     if all((out / "msd_vgg" / f"{t}.npz").is_file() for t in data.track_ids):
         vgg = [np.load(out / "msd_vgg" / f"{t}.npz") for t in data.track_ids]
         feats.update({k: [s[k] for s in vgg] for k in vgg[0].files})
@@ -370,7 +410,7 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
     if all((out / "mode" / f"{t}.npz").is_file() for t in data.track_ids):
         feats["chroma_stats"] = [np.load(out / "mode" / f"{t}.npz")["chroma_stats"] for t in data.track_ids]
     for key, per_clip in feats.items():  # every patch-level set must hold the same patches as msd_pen
-        bad = [t for t, a, b in zip(data.track_ids, per_clip, data.penultimate) if key not in CLIP_LEVEL + ("allmusic_moods",)
+        bad = [t for t, a, b in zip(data.track_ids, per_clip, data.penultimate) if key not in CLIP_LEVEL + ("allmusic_moods", "msd_pen_codec")
                and len(a) != len(b)]
         if bad:
             sys.exit(f"{key}: patch count differs from the lite cache's for {len(bad)} clips, e.g. {bad[0]}")

@@ -86,6 +86,21 @@ def test_full_length_is_the_original_network(tagger):
         np.testing.assert_allclose(tagger.network(mel).numpy(), net.dense(x.flatten(1)).detach().numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("seconds", [1.0, 3.0, 10.0, 30.0, 70.0])
+def test_pooling_before_elu_is_the_literal_network(tagger, seconds):
+    """The network applies ELU after each max pool (faster); the original order, max_pool(elu(bn(conv))), must give
+    the same embedding bit for bit, for short (ceil-mode pooling), full and long inputs."""
+    net = tagger.network
+    mel = torch.from_numpy(moodtheme._network_inputs(log_mel(fixture_audio(seconds))))
+    with torch.inference_mode():
+        x = net.bn_init(mel.unsqueeze(1))
+        short = x.shape[-1] < moodtheme.MIN_FRAMES
+        for i, (pool_f, pool_t) in enumerate(moodtheme._POOLS, start=1):
+            x = torch.nn.functional.elu(getattr(net, f"bn_{i}")(getattr(net, f"conv_{i}")(x)))
+            x = torch.nn.functional.max_pool2d(x, (pool_f, min(pool_t, x.shape[-1])), ceil_mode=short)
+        assert torch.equal(net.embedding(mel), x.amax(dim=(2, 3)))
+
+
 def test_tag_order_and_card(tagger):
     card = tagger.card
     assert tuple(card["tags"]) == MOOD_TAGS

@@ -46,6 +46,17 @@ def test_network_matches_tensorflow(reference, exact):
     assert np.abs(reference["taggram"][0] - reference["taggram"][1]).max() > 1e-2
 
 
+def test_max_before_batchnorm_is_the_literal_graph():
+    """The default network takes the max over frequency before ReLU + BatchNorm (per channel: the max, or the min
+    where the BatchNorm scale is negative); the literal graph (exact=True) must give the same outputs."""
+    x = M.patches(M.log_mel(np.random.default_rng(2).standard_normal(7 * M.SAMPLE_RATE).astype(np.float32) * 0.1))
+    fast, literal = M.load_musicnn(), M.load_musicnn(exact=True)
+    assert any((bn.weight < 0).any() for bn in fast.front_bn)  # both branches of the shortcut are exercised
+    with torch.inference_mode():
+        for a, b in zip(fast.pooled_and_penultimate(x), literal.pooled_and_penultimate(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_loud_input_stays_finite():
     """The original's float16 cast overflows on loud frames; the float32 front end must not."""
     rng = np.random.default_rng(0)

@@ -159,8 +159,10 @@ class MoodThemeCNN(nn.Module):
         x = self.bn_init(mel.unsqueeze(1))
         short = x.shape[-1] < MIN_FRAMES
         for i, (pool_f, pool_t) in enumerate(_POOLS, start=1):
-            x = F.elu(getattr(self, f"bn_{i}")(getattr(self, f"conv_{i}")(x)))
-            x = F.max_pool2d(x, (pool_f, min(pool_t, x.shape[-1])), ceil_mode=short)
+            x = getattr(self, f"bn_{i}")(getattr(self, f"conv_{i}")(x))
+            # The original is max_pool(elu(x)); ELU is increasing, so elu(max_pool(x)) is the same values bit for
+            # bit, with ELU on 8-20x fewer elements (it took two thirds of the network's time on channels-last maps).
+            x = F.elu(F.max_pool2d(x, (pool_f, min(pool_t, x.shape[-1])), ceil_mode=short))
         return x.amax(dim=(2, 3))
 
 
