@@ -73,8 +73,11 @@ def main() -> int:
         block = audio[: 30 * SAMPLE_RATE]
         rows = [
             ("decode + resample to 16 kHz", _time(lambda: load_audio(path, target_sr=SAMPLE_RATE), args.repeat)),
-            ("musicnn, 5 patches (level norm + mel + network)",
+            ("musicnn MSD, 5 patches (level norm + mel + network)",
              _time(lambda: embed_audio(backend._musicnn, block, patch_step=2), args.repeat)),
+            *([("musicnn MSD + MTT, 5 patches (what the head reads)",
+                _time(lambda: embed_audio(backend._musicnn, block, patch_step=2, pooled_by=backend._mtt),
+                      args.repeat))] if backend._mtt is not None else []),
             ("mood CNN (56 tags)", _time(lambda: backend._moods.predict_moods(block, SAMPLE_RATE), args.repeat)),
             ("end to end: Music2emo().predict(file)", _time(lambda: model.predict(path), args.repeat)),
         ]

@@ -126,7 +126,7 @@ def check(wheel: Path, mels_path: Path, reference: Path | None) -> None:
         for key, ours in (("taggram", tags_vgg), ("embedding", out["embedding"])):
             print(f"parity with TF ({key}): max abs diff {np.abs(ref[key] - ours).max():.2e} "
                   f"(reference range {ref[key].min():.3f}..{ref[key].max():.3f})")
-    tags_msd, _ = embed_patches(load_musicnn(), mel)
+    tags_msd, _, _ = embed_patches(load_musicnn(), mel)
     overlaps, rhos, top1 = [], [], []
     for c, name in enumerate(names):
         a, b = tags_vgg[clip == c].mean(0), tags_msd[clip == c].mean(0)

@@ -31,16 +31,17 @@ def _holdout_head(tmp: str, n: int):
     from m2e_plugin.backends.lite import default_weights
     from m2e_plugin.models.lite import save_lite
     from m2e_plugin.training.features import default_cache_root
-    from m2e_plugin.training.lite import FourQFeatures, fit_lite, load_config, stratified_group_folds
+    from m2e_plugin.training.lite import FourQFeatures, fit_head, load_config, member_configs, stratified_group_folds
 
     config = load_config()
-    data = FourQFeatures.load(SHARED / "4q-dev", default_cache_root() / "features" / "lite" / "fourq")
+    data = FourQFeatures.load(SHARED / "4q-dev", default_cache_root() / "features" / "lite" / "fourq",
+                              kinds=list(member_configs(config)))
     fold = stratified_group_folds(data.y, data.groups, int(config["folds"]), int(config["seed"]))[0]
     per_q = n // 4
     test = np.concatenate([fold[data.y[fold] == q][:per_q] for q in range(4)])
     train = np.setdiff1d(np.arange(len(data.y)), fold)
     shipped = json.loads(default_weights().with_suffix(".json").read_text())
-    model, _ = fit_lite(config, data, train, epochs=int(shipped["training"]["final_epochs"]))
+    model, _ = fit_head(config, data, train, epochs=shipped["training"]["final_epochs"])
     path = Path(tmp) / "holdout.safetensors"
     save_lite(model, path, {**shipped, "training": {**shipped["training"], "holdout_of": "fold 0"}})
     return path, [data.track_ids[i] for i in test], data.y[test]

@@ -1,9 +1,12 @@
-"""Which representation lifts `lite`'s quadrant accuracy? A study on the 600 shared 4Q clips (issue 11), not shipped.
+"""Which representation lifts `lite`'s quadrant accuracy? A study on the 600 shared 4Q clips (issue 11); its best
+pair (MSD penultimate & MTT pooled) became lite 2.1. Over 400 lines because every configuration of the study, with
+the feature extraction and the cross-validation it needs, stays in one place where one command reruns it.
 
     python benchmarks/study_lite_features.py extract --wheel /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl \
         --data-home ../shared/data/4q-dev          # ~25 min of one thread on a loaded 2-core machine
     python benchmarks/study_lite_features.py extract-vgg --wheel /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl \
         --data-home ../shared/data/4q-dev          # musicnn's MSD vgg (benchmarks/musicnn_vgg.py), ~5 min
+    python benchmarks/study_lite_features.py extract-mode --data-home ../shared/data/4q-dev   # chroma, ~1 min
     python benchmarks/study_lite_features.py cv --data-home ../shared/data/4q-dev
 
 ``extract`` stores, per clip, in its own cache (default ``~/.cache/m2e/features/lite-study/fourq``; the lite
@@ -13,7 +16,9 @@ the 753 channels the penultimate layer is computed from), the MTT musicnn's pool
 CNN's 64-d embedding and 56 logits of the whole clip (as the backend computes them, level-normalised).
 ``extract-vgg`` adds, in ``<cache>/msd_vgg/<clip>.npz`` (the existing files stay untouched), musicnn's MSD-trained
 vgg on the same patches (:mod:`musicnn_vgg`): its 256-d embedding (flattened pool5, the layer the tag output reads),
-512-d pooled conv4/conv5 maps and 50 MSD tag logits per patch.
+512-d pooled conv4/conv5 maps and 50 MSD tag logits per patch. ``extract-mode`` adds, in ``<cache>/mode/``, per 3 s
+patch the sums of a cheap STFT chroma of the level-normalised audio and major/minor triad frame counts, from which
+``mode`` (16 key-profile / mode cues of any set of patches, :func:`mode_features`) is computed.
 
 ``cv`` runs each configuration over fold seeds 0, 1, 2 (the product's ``stratified_group_folds``, 10 folds, grouped
 by artist): standardised features (clipped to +-8, as the head) -> multinomial logistic regression (scikit-learn,
@@ -21,6 +26,11 @@ fixed C) trained on the ``even`` and ``odd`` patch views of the training clips, 
 product's); ``+`` in a name = one regression on concatenated features, ``&`` = the average of the members'
 log-probabilities (an ensemble). Accuracy is the quadrant read off the valence and arousal halves, as in
 ``m2e train --model lite``. The MSD penultimate embeddings come from the lite training cache.
+Variants: ``test`` = the views a test clip is scored on (``both``: even and odd averaged; ``all``: one row of every
+patch); ``head`` ``va`` = separate binary valence and arousal regressions combined into quadrant probabilities;
+a C of ``None`` = chosen per outer fold by 5-fold inner CV (log-loss); ``moods`` = AllMusic moods of the ``fourq``
+loader predicted out of fold by ridge regression (stacking); ``head`` ``trainer`` = the product's trainer
+(``fit_lite``, the committed config with the member's overrides) instead of the regression.
 """
 
 from __future__ import annotations
@@ -76,7 +86,6 @@ CONFIGS = {
     # a harmony/mode cue (step 2): 16 chroma/key-profile features of the patches (`extract-mode`)
     "mode": [(("mode",), 0.1)],
     "msd_pen + mode": [(("msd_pen", "mode"), 0.03)],
-    "msd_pen + mode, inner-CV C": {"members": [(("msd_pen", "mode"), None)]},
     "msd_pen & mode": [(("msd_pen",), 0.03), (("mode",), 0.1)],
     "msd_pen & mtt_pooled + mode": [(("msd_pen", "mode"), 0.03), (("mtt_pooled",), 0.003)],
     "msd_pen & mtt_pooled & mode": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("mode",), 0.1)],
@@ -95,6 +104,13 @@ CONFIGS = {
     "msd_pen & mtt_pooled, product trainer, MTT weight decay 0.1, dropout 0.5": {
         "members": [(("msd_pen",), {}), (("mtt_pooled",), {"views": ["even", "odd"], "weight_decay": 0.1,
                                                            "dropout": 0.5})], "head": "trainer"},
+    "msd_pen, product trainer, regression-like": {"members": [(("msd_pen",), {
+        "views": ["even", "odd"], "dropout": 0.0, "weight_decay": 0.03, "fixed_epochs": 200})], "head": "trainer"},
+    "msd_pen & mtt_pooled, product trainer, regression-like": {  # the regression's L2 (1 / (C n)), no dropout
+        "members": [(("msd_pen",), {"views": ["even", "odd"], "dropout": 0.0, "weight_decay": 0.03,
+                                    "fixed_epochs": 200}),
+                    (("mtt_pooled",), {"views": ["even", "odd"], "dropout": 0.0, "weight_decay": 0.3,
+                                       "fixed_epochs": 200})], "head": "trainer"},
     # step 4: the winners combined
     "msd_pen & mtt_pooled + mode, scored on even & odd": {"members": [(("msd_pen", "mode"), 0.03),
                                                                       (("mtt_pooled",), 0.003)], "test": "both"},
@@ -339,15 +355,19 @@ def _trainer_cv(feats: dict, y: np.ndarray, groups: np.ndarray, members, seed: i
     logp = np.zeros((len(y), 4))
     for (kind,), overrides in members:
         config = {**load_config(), "seed": seed, **overrides}
-        data = FourQFeatures([str(i) for i in range(len(y))], y, [None] * len(y), feats[kind],
-                             feats["msd_pen_codec"] if kind == "msd_pen" else None)
+        data = FourQFeatures([str(i) for i in range(len(y))], y, [None] * len(y), {kind: feats[kind]},
+                             {kind: feats["msd_pen_codec"] if kind == "msd_pen" else None})
         data.groups = groups
         for k, test in enumerate(stratified_group_folds(y, groups, int(config["folds"]), seed)):
             train = np.setdiff1d(np.arange(len(y)), test)
             inner = stratified_group_folds(y[train], groups[train],
                                            max(2, round(1 / float(config["inner_validation"]))), seed + k)
-            model, _ = fit_lite(config, data, np.setdiff1d(train, train[inner[0]]), train[inner[0]])
-            out = torch.log_softmax(torch.from_numpy(predict_logits(model, data.rows(test, ["even"], "mean")[0])), -1)
+            if "fixed_epochs" in config:  # no early stopping: every training clip, a fixed number of epochs
+                model, _ = fit_lite(config, data, train, epochs=int(config["fixed_epochs"]), kind=kind)
+            else:
+                model, _ = fit_lite(config, data, np.setdiff1d(train, train[inner[0]]), train[inner[0]], kind=kind)
+            rows = data.rows(test, ["even"], "mean", kind)[0]
+            out = torch.log_softmax(torch.from_numpy(predict_logits(model, rows)), -1)
             logp[test] += out.numpy() / len(members)
     return logp
 
@@ -356,7 +376,8 @@ def cross_validate(feats: dict, y: np.ndarray, groups: np.ndarray, config, seed:
     """Out-of-fold quadrant log-probabilities (N, 4) of one configuration (members, head, test views)."""
     from m2e_plugin.training.lite import stratified_group_folds
 
-    members, head, test_views = config["members"], config.get("head", "quadrant"), TEST_VIEWS[config.get("test", "even")]
+    members, head = config["members"], config.get("head", "quadrant")
+    test_views = TEST_VIEWS[config.get("test", "even")]
     if head == "trainer":
         return _trainer_cv(feats, y, groups, members, seed)
     logp = np.zeros((len(y), 4))
@@ -397,7 +418,7 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
         sys.exit(f"{out}: {len(missing)} clips without study features (run `extract` first), e.g. {missing[0]}")
     stored = [np.load(out / f"{t}.npz") for t in data.track_ids]
     feats = {"msd_pen": data.penultimate, **{k: [s[k] for s in stored] for k in stored[0].files}}
-    feats["msd_pen_codec"] = data.codec
+    feats["msd_pen_codec"] = data.codec["msd_penultimate"]
     if all((out / "msd_vgg" / f"{t}.npz").is_file() for t in data.track_ids):
         vgg = [np.load(out / "msd_vgg" / f"{t}.npz") for t in data.track_ids]
         feats.update({k: [s[k] for s in vgg] for k in vgg[0].files})
@@ -410,11 +431,13 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
     if all((out / "mode" / f"{t}.npz").is_file() for t in data.track_ids):
         feats["chroma_stats"] = [np.load(out / "mode" / f"{t}.npz")["chroma_stats"] for t in data.track_ids]
     for key, per_clip in feats.items():  # every patch-level set must hold the same patches as msd_pen
-        bad = [t for t, a, b in zip(data.track_ids, per_clip, data.penultimate) if key not in CLIP_LEVEL + ("allmusic_moods", "msd_pen_codec")
+        bad = [t for t, a, b in zip(data.track_ids, per_clip, data.penultimate)
+               if key not in CLIP_LEVEL + ("allmusic_moods", "msd_pen_codec")
                and len(a) != len(b)]
         if bad:
             sys.exit(f"{key}: patch count differs from the lite cache's for {len(bad)} clips, e.g. {bad[0]}")
-    print("| features (`+` concatenated, `&` ensemble) | accuracy, seeds 0 / 1 / 2 | mean | valence AUC | arousal AUC |")
+    print("| features (`+` concatenated, `&` ensemble) | accuracy, seeds 0 / 1 / 2 | mean | valence AUC "
+          "| arousal AUC |")
     print("|---|---|---|---|---|")
     for name, members in CONFIGS.items():
         if only and name not in only:
@@ -424,7 +447,8 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
                         | ({"mode"} if "chroma_stats" not in feats and any("mode" in sets for sets, _ in
                                                                             config["members"]) else set()))
         if absent:
-            print(f"| {name} | skipped: no {', '.join(absent)} (run `extract-vgg` / `extract-mode`) | | | |", flush=True)
+            print(f"| {name} | skipped: no {', '.join(absent)} (run `extract-vgg` / `extract-mode`) | | | |",
+                  flush=True)
             continue
         res = [quadrant_metrics(data.y, quadrant_softmax(cross_validate(feats, data.y, data.groups, config, s)))
                for s in (0, 1, 2)]

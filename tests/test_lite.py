@@ -49,14 +49,24 @@ def test_pooling_and_valence_arousal_mapping():
 def test_weights_round_trip_and_bad_files(tmp_path):
     from safetensors.torch import save_file
 
-    from m2e_plugin.models.lite import LiteModel, load_lite, save_lite
+    from m2e_plugin.models.lite import LiteEnsemble, LiteModel, load_lite, save_lite
 
-    model = LiteModel(200, hidden=8)
+    model = LiteEnsemble.of({"msd_penultimate": LiteModel(200, hidden=8), "mtt_pooled": LiteModel(1506)})
     save_lite(model, tmp_path / "m.safetensors", {"version": "x"})
     loaded, card = load_lite(tmp_path / "m.safetensors")
     assert card == {"version": "x"}
     for k, v in model.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k])
+    # a lite 2.0 file (one head, no members) loads as the one-member ensemble with that head's probabilities
+    single = LiteModel(200)
+    torch.nn.init.normal_(single.quadrant_head.weight)
+    save_file(dict(single.state_dict()), str(tmp_path / "v20.safetensors"),
+              metadata={"config": json.dumps(single.config)})
+    old_head, _ = load_lite(tmp_path / "v20.safetensors")
+    x = torch.randn(5, 200)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.softmax(old_head({"msd_penultimate": x})["quadrant"], -1),
+                                   torch.softmax(single.eval()(x)["quadrant"], -1))
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         load_lite(tmp_path / "nope.safetensors")
     old = {"config": json.dumps({"n_features": 293, "n_moods": 16, "hidden": 128, "dropout": 0.5})}
@@ -66,17 +76,20 @@ def test_weights_round_trip_and_bad_files(tmp_path):
 
 
 def _synthetic_clips(n=240, seed=0):
-    """Embeddings (rank-4 signal + noise) whose quadrant is the signs of two latent factors, 10 patches per clip."""
+    """Embeddings (rank-4 signal + noise) whose quadrant is the signs of two latent factors, 10 patches per clip;
+    the MSD kind is 200-d, the MTT kind a 1506-d noisier view of the same factors."""
     from m2e_plugin.training.lite import FourQFeatures
 
     rng = np.random.default_rng(seed)
     latent = rng.normal(size=(n, 4))
-    centre = (latent @ rng.normal(size=(4, 200)) + 0.2 * rng.normal(size=(n, 200))).astype(np.float32)
     v, a = latent[:, 0] > 0, latent[:, 1] > 0
     y = np.where(a, np.where(v, 0, 1), np.where(v, 3, 2))
-    pen = [c + 0.3 * rng.normal(size=(10, 200)).astype(np.float32) for c in centre]
-    codec = [p[1::2] + 0.05 * rng.normal(size=(5, 200)).astype(np.float32) for p in pen]
-    return FourQFeatures([f"t{i}" for i in range(n)], y, [f"artist{i // 2}" for i in range(n)], pen, codec)
+    patches, codec = {}, {}
+    for kind, dims, noise in (("msd_penultimate", 200, 0.3), ("mtt_pooled", 1506, 0.6)):
+        centre = (latent @ rng.normal(size=(4, dims)) + 0.2 * rng.normal(size=(n, dims))).astype(np.float32)
+        patches[kind] = [c + noise * rng.normal(size=(10, dims)).astype(np.float32) for c in centre]
+        codec[kind] = [p[1::2] + 0.05 * rng.normal(size=(5, dims)).astype(np.float32) for p in patches[kind]]
+    return FourQFeatures([f"t{i}" for i in range(n)], y, [f"artist{i // 2}" for i in range(n)], patches, codec)
 
 
 def test_fit_lite_learns_a_known_rule_and_is_deterministic():
@@ -85,6 +98,7 @@ def test_fit_lite_learns_a_known_rule_and_is_deterministic():
 
     data = _synthetic_clips()
     cfg = {**load_config(), "max_epochs": 40, "views": ["even", "odd"]}
+    cfg.pop("members")
     model, hist = fit_lite(cfg, data, np.arange(180), np.arange(180, 210))
     test = np.arange(210, 240)
     x, y = data.rows(test, ["even"], cfg["pooling"])
@@ -105,12 +119,37 @@ def test_views_pool_the_documented_patches():
     assert x.shape == (22, 200) and (y[:2] == data.y[:2]).all()
 
 
+def test_fit_head_trains_every_member_and_fixed_epochs_skip_early_stopping():
+    from m2e_plugin.models.lite import LiteEnsemble, quadrant_softmax
+    from m2e_plugin.training.lite import fit_head, load_config, predict_logits, quadrant_metrics
+
+    data = _synthetic_clips()
+    cfg = {**load_config(), "max_epochs": 30, "views": ["even", "odd"],
+           "members": {"msd_penultimate": {}, "mtt_pooled": {"fixed_epochs": 7, "weight_decay": 0.1}}}
+    model, best = fit_head(cfg, data, np.arange(180), np.arange(180, 210))
+    assert isinstance(model, LiteEnsemble) and set(model.members) == {"msd_penultimate", "mtt_pooled"}
+    assert best["mtt_pooled"] == 7 and 1 <= best["msd_penultimate"] <= 30
+    x, y = data.head_rows(np.arange(210, 240), ["even"], "mean", list(model.members))
+    assert x["mtt_pooled"].shape == (30, 1506)
+    out = predict_logits(model, x)
+    # the members' log-probabilities averaged: softmax gives their normalised geometric mean
+    members = [quadrant_softmax(predict_logits(m, x[k])) for k, m in model.members.items()]
+    geometric = np.sqrt(members[0] * members[1])
+    np.testing.assert_allclose(quadrant_softmax(out), geometric / geometric.sum(1, keepdims=True), atol=1e-6)
+    assert quadrant_metrics(y, quadrant_softmax(out))["quadrant_accuracy"] > 0.8
+    again, _ = fit_head(cfg, data, np.arange(180), np.arange(180, 210))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
 def test_cross_validation_reports_the_product_metrics():
     from m2e_plugin.training.lite import cross_validate, load_config
 
-    m = cross_validate({**load_config(), "folds": 3, "max_epochs": 20, "views": ["even"]}, _synthetic_clips(),
+    m = cross_validate({**load_config(), "folds": 3, "max_epochs": 20, "views": ["even"],
+                        "members": {"msd_penultimate": {}, "mtt_pooled": {"fixed_epochs": 5}}}, _synthetic_clips(),
                        progress=False)
-    assert m["quadrant_accuracy"] > 0.7 and len(m["best_epochs"]) == 3
+    assert m["quadrant_accuracy"] > 0.7 and len(m["best_epochs"]["msd_penultimate"]) == 3
+    assert m["best_epochs"]["mtt_pooled"] == [5, 5, 5]
     for key in ("codec_view", "single_3s_patch", "ratings", "calibration", "uncalibrated"):
         assert key in m
     assert m["ratings"]["valence"]["outside_1.5_8.5"] == 0.0
@@ -139,10 +178,28 @@ def test_shipped_card_describes_version_2(backend):
     assert card["version"].startswith("2") and backend.version == card["version"]
     assert card["classes"]["mood_tags"] == list(MOOD_TAGS) == list(backend.mood_tags)
     assert card["sources"]["musicnn"]["weights_sha256"] == sha256_of(default_weights())
-    assert card["sources"]["musicnn"]["licence"] == "ISC"
+    assert card["sources"]["musicnn_mtt"]["weights_sha256"] == sha256_of(default_weights("MTT_musicnn"))
+    assert card["sources"]["musicnn"]["licence"] == card["sources"]["musicnn_mtt"]["licence"] == "ISC"
+    assert set(card["features"]["members"]) == set(backend._head.members) == {"msd_penultimate", "mtt_pooled"}
     assert "CC BY-NC-SA" in card["sources"]["moodtheme"]["licence_summary"]
     cv = card["metrics"]["cross_validation"]
     assert cv["folds"] == 10 and "artist" in card["metrics"]["protocol"]
+
+
+def test_backend_feeds_each_member_its_network(backend):
+    """The head's MTT member reads the MTT network's pooled vectors of the same level-normalised patches that the
+    MSD member's embeddings come from (the features the trainer's cache holds)."""
+    from m2e_plugin.backbones import musicnn as M
+
+    y = synth_music(7.0, SR, seed=5)
+    emb = backend._embed(y, 1)
+    features = backend._features(emb)
+    assert set(features) == set(backend._head.members)
+    cut, _ = M.level_normalised_patches(y)
+    with torch.inference_mode():
+        np.testing.assert_allclose(features["mtt_pooled"], backend._mtt.pooled(cut).numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(features["msd_penultimate"], backend._musicnn(cut)[1].numpy(), rtol=0, atol=1e-6)
+    assert features["mtt_pooled"].shape == (2, 1506)
 
 
 def test_backend_outputs_follow_the_schema(backend):

@@ -39,7 +39,7 @@ def test_front_end_matches_librosa(reference):
 @pytest.mark.parametrize("exact", [False, True])
 def test_network_matches_tensorflow(reference, exact):
     model = M.load_musicnn(exact=exact)
-    taggram, penultimate = M.embed_patches(model, torch.from_numpy(reference["mel"]))
+    taggram, penultimate, _ = M.embed_patches(model, torch.from_numpy(reference["mel"]))
     np.testing.assert_allclose(taggram, reference["taggram"], atol=5e-6)
     np.testing.assert_allclose(penultimate, reference["penultimate"], atol=5e-5)
     # The check has teeth: the taggram differs between the two patches by far more than the tolerance.
@@ -63,7 +63,7 @@ def test_loud_input_stays_finite():
     loud = np.clip(rng.standard_normal(3 * M.SAMPLE_RATE) * 4.0, -1, 1).astype(np.float32) * 30.0
     mel = M.log_mel(loud)
     assert torch.isfinite(mel).all()
-    _, pen = M.embed_patches(M.load_musicnn(), M.patches(mel))
+    _, pen, _ = M.embed_patches(M.load_musicnn(), M.patches(mel))
     assert np.isfinite(pen).all()
 
 

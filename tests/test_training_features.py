@@ -33,6 +33,8 @@ def test_lite_cache_is_resumable_and_records_failures(tmp_path):
     assert "bad.wav" in manifest["failed"]["bad"]
     patches, coded = load_cache(out, ["t0"], "penultimate")[0], load_cache(out, ["t0"], "codec_penultimate")[0]
     assert patches.shape == (4, 200) and coded.shape == (2, 200)  # 12 s -> four 3 s patches; the codec view: odd ones
+    assert load_cache(out, ["t0"], "mtt_pooled")[0].shape == (4, 1506)  # the MTT member's input, same patches
+    assert load_cache(out, ["t0"], "codec_mtt_pooled")[0].shape == (2, 1506)
     # second run: only the failed track is tried again
     calls.clear()
     build_cache(tracks, out, counting, desc, progress=False)

@@ -1,11 +1,13 @@
-"""Convert the MSD_musicnn TF1 checkpoint of the ``musicnn`` 0.1.0 wheel into the package's safetensors (once).
+"""Convert the MSD_musicnn and MTT_musicnn TF1 checkpoints of the ``musicnn`` 0.1.0 wheel into the package's
+safetensors (once).
 
     pip download --no-deps musicnn==0.1.0 -d /tmp/musicnn
     python -m m2e_plugin.backbones.convert_musicnn /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl
+    python -m m2e_plugin.backbones.convert_musicnn /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl --checkpoint MTT_musicnn
 
 Reads the checkpoint straight from the wheel with :mod:`m2e_plugin.backbones.tf_checkpoint` (no TensorFlow), keeps
 the network's variables only (the Adam slots that make up two thirds of the ``.data`` file are dropped), maps them
-onto :class:`m2e_plugin.backbones.musicnn.MusiCNN` and writes ``models/weights/musicnn_msd.safetensors`` with the
+onto :class:`m2e_plugin.backbones.musicnn.MusiCNN` and writes ``models/weights/musicnn_{msd,mtt}.safetensors`` with the
 wheel's sha256 in the file's metadata. musicnn is ISC-licensed (Jordi Pons, Xavier Serra).
 """
 
@@ -125,7 +127,7 @@ def convert(wheel, out, checkpoint: str = CHECKPOINT) -> dict:
     record = {"source": f"PyPI musicnn 0.1.0 wheel ({WHEEL_NAME}), checkpoint musicnn/{checkpoint}",
               "wheel_sha256": sha256_of(wheel), "licence": "ISC (musicnn, Jordi Pons and Xavier Serra)",
               "parameters": int(sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))),
-              "converter": "python -m m2e_plugin.backbones.convert_musicnn WHEEL"}
+              "converter": f"python -m m2e_plugin.backbones.convert_musicnn WHEEL --checkpoint {checkpoint}"}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out),
@@ -136,15 +138,18 @@ def convert(wheel, out, checkpoint: str = CHECKPOINT) -> dict:
 
 
 def main(argv=None) -> int:
-    from m2e_plugin.backbones.musicnn import default_weights
+    from m2e_plugin.backbones.musicnn import WEIGHTS_FILES, default_weights
 
     p = argparse.ArgumentParser(prog="python -m m2e_plugin.backbones.convert_musicnn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("wheel", help="path of musicnn-0.1.0-py3-none-any.whl")
-    p.add_argument("-o", "--output", default=None, help="output .safetensors (default: the package's weights)")
+    p.add_argument("--checkpoint", default=CHECKPOINT, choices=list(WEIGHTS_FILES),
+                   help=f"which of the wheel's musicnn checkpoints (default {CHECKPOINT}; lite also ships MTT_musicnn)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output .safetensors (default: the package's weights file of that checkpoint)")
     args = p.parse_args(argv)
     try:
-        record = convert(args.wheel, args.output or default_weights())
+        record = convert(args.wheel, args.output or default_weights(args.checkpoint), args.checkpoint)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"convert_musicnn: {exc}", file=sys.stderr)
         return 2

@@ -125,6 +125,11 @@ class MusiCNN(nn.Module):
 
     def pooled_and_penultimate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled (B, 1506): max and mean over time of the 753 front/mid-end channels, penultimate (B, 200))."""
+        pooled = self.pooled(x)
+        return pooled, self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1506): max and mean over time of the 753 front/mid-end channels (what the dense layer reads)."""
         z = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
         padded = F.pad(z, (0, 0, 3, 3))
         front = [self._freq_max(conv(padded), bn) for conv, bn in zip(self.timbral, self.front_bn[:2])]
@@ -135,39 +140,50 @@ class MusiCNN(nn.Module):
         h2 = self.mid_bn[1](F.relu(self.mid_conv[1](F.pad(h1, (3, 3))))) + h1
         h3 = self.mid_bn[2](F.relu(self.mid_conv[2](F.pad(h2, (3, 3))))) + h2
         h = torch.cat([h0, h1, h2, h3], 1)  # (B, 753, T)
-        pooled = torch.stack([h.amax(-1), h.mean(-1)], -1).flatten(1)  # TF order: (max, mean) per channel
-        return pooled, self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
+        return torch.stack([h.amax(-1), h.mean(-1)], -1).flatten(1)  # TF order: (max, mean) per channel
 
 
-def default_weights() -> Path:
-    """The converted MSD_musicnn weights shipped inside the package."""
-    return Path(str(resources.files("m2e_plugin.models").joinpath("weights/musicnn_msd.safetensors")))
+# checkpoint of the musicnn wheel -> the package's converted weights
+WEIGHTS_FILES = {"MSD_musicnn": "musicnn_msd.safetensors", "MTT_musicnn": "musicnn_mtt.safetensors"}
 
 
-def load_musicnn(path=None, *, exact: bool = False) -> MusiCNN:
-    """A :class:`MusiCNN` in eval mode with weights from ``path`` (default: the shipped MSD weights)."""
+def default_weights(checkpoint: str = "MSD_musicnn") -> Path:
+    """The converted weights of ``checkpoint`` (MSD_musicnn or MTT_musicnn) shipped inside the package."""
+    if checkpoint not in WEIGHTS_FILES:
+        raise ValueError(f"no shipped musicnn weights for {checkpoint!r}; one of {', '.join(WEIGHTS_FILES)}")
+    return Path(str(resources.files("m2e_plugin.models").joinpath(f"weights/{WEIGHTS_FILES[checkpoint]}")))
+
+
+def load_musicnn(path=None, *, exact: bool = False, checkpoint: str = "MSD_musicnn") -> MusiCNN:
+    """A :class:`MusiCNN` in eval mode with weights from ``path`` (default: the shipped weights of ``checkpoint``)."""
     from safetensors.torch import load_file
 
-    path = Path(path) if path else default_weights()
+    path = Path(path) if path else default_weights(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: musicnn weights not found (convert them with "
-                                f"`python -m m2e_plugin.backbones.convert_musicnn WHEEL`)")
+                                f"`python -m m2e_plugin.backbones.convert_musicnn WHEEL --checkpoint {checkpoint}`)")
     state = load_file(str(path))
     model = MusiCNN(n_tags=int(state["out.weight"].shape[0]), exact=exact)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-@torch.no_grad()
-def embed_patches(model: MusiCNN, mel_patches: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """(taggram (P, 50) sigmoid, penultimate (P, 200)) of (P, 187, 96) patches."""
+@torch.inference_mode()
+def embed_patches(model: MusiCNN, mel_patches: torch.Tensor, batch: int = 16, *, pooled_by: MusiCNN | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(taggram (P, 50) sigmoid, penultimate (P, 200), pooled (P, 1506) of ``pooled_by`` or None) of (P, 187, 96)
+    patches."""
     device = next(model.parameters()).device  # the patches are built on the CPU; the model may sit on a GPU
-    tags, pens = [], []
+    tags, pens, pools = [], [], []
     for start in range(0, mel_patches.shape[0], batch):
-        logits, pen = model(mel_patches[start: start + batch].to(device))
+        chunk = mel_patches[start: start + batch].to(device)
+        logits, pen = model(chunk)
         tags.append(torch.sigmoid(logits))
         pens.append(pen)
-    return torch.cat(tags).cpu().numpy(), torch.cat(pens).cpu().numpy()
+        if pooled_by is not None:
+            pools.append(pooled_by.pooled(chunk))
+    return (torch.cat(tags).cpu().numpy(), torch.cat(pens).cpu().numpy(),
+            torch.cat(pools).cpu().numpy() if pooled_by is not None else None)
 
 
 class PatchEmbeddings(NamedTuple):
@@ -175,6 +191,7 @@ class PatchEmbeddings(NamedTuple):
     taggram: np.ndarray  # (P, 50)
     level_dbfs: float  # gated level of the input before normalisation
     silent: bool  # below the level module's silence floor (then nothing was normalised)
+    pooled: np.ndarray | None = None  # (P, 1506) of the second network (``pooled_by``), if one was given
 
 
 def level_normalised_patches(audio: np.ndarray):
@@ -187,10 +204,12 @@ def level_normalised_patches(audio: np.ndarray):
     return patches(log_mel(norm.audio)), norm.level
 
 
-def embed_audio(model: MusiCNN, audio: np.ndarray, *, first_patch: int = 0, patch_step: int = 1) -> PatchEmbeddings:
+def embed_audio(model: MusiCNN, audio: np.ndarray, *, first_patch: int = 0, patch_step: int = 1,
+                pooled_by: MusiCNN | None = None) -> PatchEmbeddings:
     """musicnn embeddings of mono 16 kHz ``audio`` (:func:`level_normalised_patches`), for patches ``first_patch``,
-    ``first_patch + patch_step``, ... (at least one patch)."""
+    ``first_patch + patch_step``, ... (at least one patch); with ``pooled_by`` (lite's MTT network) also that
+    network's pooled vectors of the same patches."""
     cut, level = level_normalised_patches(audio)
     chosen = cut[first_patch::patch_step] if first_patch < cut.shape[0] else cut[-1:]
-    taggram, penultimate = embed_patches(model, chosen)
-    return PatchEmbeddings(penultimate, taggram, float(level.dbfs), bool(level.silent))
+    taggram, penultimate, pooled = embed_patches(model, chosen, pooled_by=pooled_by)
+    return PatchEmbeddings(penultimate, taggram, float(level.dbfs), bool(level.silent), pooled)

@@ -4,12 +4,14 @@ MTG-Jamendo mood/theme CNN for all 56 tags. No downloads; CPU-friendly.
 Per input (a 30 s block of a track, or a window):
 
 1. level normalisation (:mod:`m2e_plugin.backbones.level`): the answer does not move with the volume;
-2. musicnn MSD penultimate embeddings of non-overlapping 3 s patches (:func:`~m2e_plugin.backbones.musicnn.embed_audio`;
-   blocks use every other patch, as the head was trained and validated, windows every patch), averaged over the
-   whole track (:func:`~m2e_plugin.models.lite.pool_embeddings`);
-3. the head's temperature-calibrated quadrant probabilities, shrunk toward uniform by ``1 - confidence`` where the
-   input is short (less than ``full_confidence_seconds`` of audio) or quiet (gated level between the silence floor
-   and ``full_confidence_dbfs``); ``quadrant_probabilities`` and ``confidence`` are returned in ``extras``;
+2. musicnn MSD penultimate embeddings and (for a head with that member) musicnn MTT pooled vectors of
+   non-overlapping 3 s patches (:func:`~m2e_plugin.backbones.musicnn.embed_audio`; blocks use every other patch, as
+   the head was trained and validated, windows every patch), averaged over the whole track
+   (:func:`~m2e_plugin.models.lite.pool_embeddings`);
+3. the head's (:class:`~m2e_plugin.models.lite.LiteEnsemble`) temperature-calibrated quadrant probabilities,
+   shrunk toward uniform by ``1 - confidence`` where the input is short (less than ``full_confidence_seconds`` of
+   audio) or quiet (gated level between the silence floor and ``full_confidence_dbfs``); ``quadrant_probabilities``
+   and ``confidence`` are returned in ``extras``;
 4. valence/arousal on 1-9 from the quadrant probabilities (:func:`~m2e_plugin.models.lite.valence_arousal`);
 5. the 56 mood probabilities from :class:`m2e_plugin.backbones.moodtheme.MoodTagger` (calibrated so that 0.5 is each
    tag's threshold), averaged over blocks weighted by duration.
@@ -31,6 +33,8 @@ from m2e_plugin.backends.base import EmotionBackend, Prediction
 
 # Blocks shorter than this after full blocks add nothing but noise to a track's answer (a 0.2 s tail).
 _MIN_TAIL_SECONDS = 2.0
+# Length of musicnn's pooled vector (max and mean over time of 753 channels): the MTT member's per-patch input.
+_POOLED_DIM = 1506
 # A block uses every other 3 s patch: 5 per 30 s block (as good as 10 in cross-validation, half the cost).
 TRACK_PATCH_STEP = 2
 
@@ -75,11 +79,16 @@ class LiteBackend(EmotionBackend):
         self.weights_path = Path(weights) if weights else default_weights()
         self._head, self._card = load_lite(self.weights_path, device=self.device)
         self._pooling = str(self._card.get("features", {}).get("pooling", "mean"))
-        expected = PENULTIMATE_DIM * (2 if self._pooling == "mean_std" else 1)
-        if self._head.config["n_features"] != expected:
-            raise ValueError(f"{self.weights_path}: head expects {self._head.config['n_features']} inputs, "
-                             f"{self._pooling!r} pooling of musicnn gives {expected}")
+        per_patch = {"msd_penultimate": PENULTIMATE_DIM, "mtt_pooled": _POOLED_DIM}
+        for kind, member in self._head.config["members"].items():
+            expected = per_patch[kind] * (2 if self._pooling == "mean_std" else 1)
+            if member["n_features"] != expected:
+                raise ValueError(f"{self.weights_path}: head member {kind} expects {member['n_features']} inputs, "
+                                 f"{self._pooling!r} pooling of musicnn gives {expected}")
         self._musicnn = load_musicnn().to(self.device)
+        # The MTT network runs only for heads that read it (lite 2.1); a 2.0 head needs the MSD network alone.
+        self._mtt = (load_musicnn(checkpoint="MTT_musicnn").to(self.device)
+                     if "mtt_pooled" in self._head.config["members"] else None)
         self._moods = MoodTagger.load()
         self.mood_tags = tuple(MOOD_TAGS)
         self.sample_rate = SAMPLE_RATE
@@ -121,15 +130,22 @@ class LiteBackend(EmotionBackend):
     def _embed(self, audio: np.ndarray, patch_step: int):
         from m2e_plugin.backbones.musicnn import embed_audio
 
-        return embed_audio(self._musicnn, audio, patch_step=patch_step)
+        return embed_audio(self._musicnn, audio, patch_step=patch_step, pooled_by=self._mtt)
 
-    def _prediction(self, penultimate: np.ndarray, moods: np.ndarray, seconds: float, level_dbfs: float
+    @staticmethod
+    def _features(emb) -> dict[str, np.ndarray]:
+        """{feature kind: (P, d) patch features} of one :class:`PatchEmbeddings`."""
+        return {"msd_penultimate": emb.penultimate,
+                **({"mtt_pooled": emb.pooled} if emb.pooled is not None else {})}
+
+    def _prediction(self, features: dict[str, np.ndarray], moods: np.ndarray, seconds: float, level_dbfs: float
                     ) -> Prediction:
         from m2e_plugin.models.lite import pool_embeddings, quadrant_softmax, shrink_quadrants, valence_arousal
 
         torch = self._torch
-        x = torch.from_numpy(pool_embeddings(penultimate, self._pooling)[None]).to(self.device)
-        with torch.no_grad():
+        x = {kind: torch.from_numpy(pool_embeddings(features[kind], self._pooling)[None]).to(self.device)
+             for kind in self._head.config["members"]}
+        with torch.inference_mode():
             logits = self._head(x)["quadrant"].cpu().numpy()[0]
         confidence = self.confidence(seconds, level_dbfs)
         quad = shrink_quadrants(quadrant_softmax(logits, self._temperature), confidence)
@@ -161,7 +177,7 @@ class LiteBackend(EmotionBackend):
                 if emb.silent:
                     continue  # silent passages do not vote
                 moods.append(self._moods.predict_moods(block, self.sample_rate))
-            patches.append(emb.penultimate)
+            patches.append(self._features(emb))
             seconds.append(duration)
             levels.append(emb.level_dbfs)
         if not patches:
@@ -170,8 +186,9 @@ class LiteBackend(EmotionBackend):
             raise ValueError("lite: no audio to score (all blocks empty)")
         w = np.asarray(seconds) / np.sum(seconds)
         with self._threads():
-            return self._prediction(np.concatenate(patches), (np.stack(moods) * w[:, None]).sum(0),
-                                    float(np.sum(seconds)), float(np.dot(w, levels)))
+            return self._prediction({k: np.concatenate([p[k] for p in patches]) for k in patches[0]},
+                                    (np.stack(moods) * w[:, None]).sum(0), float(np.sum(seconds)),
+                                    float(np.dot(w, levels)))
 
     def predict_window(self, audio: np.ndarray) -> Prediction:
         return self.predict_windows([audio])[0]
@@ -191,6 +208,6 @@ class LiteBackend(EmotionBackend):
                 if i not in moods:
                     results.append(self._silent_prediction())
                     continue
-                results.append(self._prediction(emb.penultimate, moods[i], np.asarray(windows[i]).size /
+                results.append(self._prediction(self._features(emb), moods[i], np.asarray(windows[i]).size /
                                                 self.sample_rate, emb.level_dbfs))
         return results

@@ -1,9 +1,10 @@
 """The `lite` head (v2): pooled musicnn embeddings -> Russell quadrant, and the quadrant -> valence/arousal mapping.
 
-* Input: the mean (and, per the config, the standard deviation) over 3 s patches of musicnn's 200-d penultimate
-  embedding (:func:`pool_embeddings`), standardised with the training set's statistics.
-* Output: 4 quadrant logits. Temperature-scaled (fitted on cross-validated logits), they give calibrated
-  quadrant probabilities.
+* Input, per member of the head (:class:`LiteEnsemble`): the mean (and, per the config, the standard deviation) over
+  3 s patches of one embedding (:func:`pool_embeddings`) — musicnn MSD's 200-d penultimate embedding, musicnn MTT's
+  1506-d pooled vector — standardised with the training set's statistics.
+* Output: each member's 4 quadrant logits; the members' log-probabilities are averaged. Temperature-scaled (fitted
+  on cross-validated outputs), they give calibrated quadrant probabilities.
 * Valence/arousal (:func:`valence_arousal`): ``P(valence positive) = P(Q1) + P(Q4)``, ``P(arousal positive) =
   P(Q1) + P(Q2)``; on the 1-9 scale ``5 + scale * confidence * (2 P - 1)``. With ``scale`` 2.5 the values stay in
   [2.5, 7.5] — the span of real song ratings (DEAM: 2.7-6.8) — grade with the evidence instead of saturating,
@@ -72,6 +73,39 @@ class LiteModel(nn.Module):
         return {"quadrant": self.quadrant_head(self.trunk(z))}
 
 
+# Feature kinds a head member can read: musicnn MSD penultimate (200-d) and MTT pooled (1506-d) patch embeddings.
+FEATURE_KINDS = ("msd_penultimate", "mtt_pooled")
+
+
+class LiteEnsemble(nn.Module):
+    """The `lite` head: one :class:`LiteModel` per feature kind, their quadrant log-probabilities averaged (a
+    product of experts; one member gives exactly that member's probabilities).
+
+    ``forward`` takes ``{kind: (N, n_features) pooled features}`` and returns ``{"quadrant": (N, 4) averaged
+    log-softmax}``, which (temperature-scaled) :func:`quadrant_softmax` turns into probabilities.
+    """
+
+    def __init__(self, members: dict[str, dict]):
+        super().__init__()
+        unknown = sorted(set(members) - set(FEATURE_KINDS))
+        if unknown or not members:
+            raise ValueError(f"lite head members must be among {FEATURE_KINDS}, got {sorted(members)}")
+        self.members = nn.ModuleDict({kind: LiteModel(**cfg) for kind, cfg in members.items()})
+        self.config = {"members": {kind: dict(cfg) for kind, cfg in members.items()}}
+
+    @classmethod
+    def of(cls, models: dict[str, LiteModel]) -> "LiteEnsemble":
+        """An ensemble holding the given trained members (their weights copied)."""
+        ensemble = cls({kind: m.config for kind, m in models.items()})
+        for kind, m in models.items():
+            ensemble.members[kind].load_state_dict(m.state_dict())
+        return ensemble
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        logp = [torch.log_softmax(m(features[kind])["quadrant"], -1) for kind, m in self.members.items()]
+        return {"quadrant": torch.stack(logp).mean(0)}
+
+
 def quadrant_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -92,7 +126,7 @@ def valence_arousal(quad_probs: np.ndarray, scale: float) -> tuple[np.ndarray, n
     return 5.0 + scale * (2.0 * pv - 1.0), 5.0 + scale * (2.0 * pa - 1.0)
 
 
-def save_lite(model: LiteModel, weights_path, card: dict) -> None:
+def save_lite(model: LiteEnsemble, weights_path, card: dict) -> None:
     """Write the weights (safetensors, with the architecture in its metadata) and the model card JSON beside them."""
     from safetensors.torch import save_file
 
@@ -104,8 +138,9 @@ def save_lite(model: LiteModel, weights_path, card: dict) -> None:
     weights_path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
 
 
-def load_lite(weights_path, device: str = "cpu") -> tuple[LiteModel, dict]:
-    """Load a `lite` head saved by :func:`save_lite`; returns (model in eval mode, model card)."""
+def load_lite(weights_path, device: str = "cpu") -> tuple[LiteEnsemble, dict]:
+    """Load a `lite` head saved by :func:`save_lite`; returns (model in eval mode, model card). A single-head file
+    of lite 2.0 (no ``members`` in its config) loads as a one-member (MSD penultimate) ensemble."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -120,8 +155,12 @@ def load_lite(weights_path, device: str = "cpu") -> tuple[LiteModel, dict]:
     if "n_moods" in config:
         raise ValueError(f"{weights_path}: a lite version 1 checkpoint (descriptor features); this package runs "
                          f"lite 2 (musicnn embeddings): rebuild it with `m2e train --model lite`")
-    model = LiteModel(**config)
-    model.load_state_dict(load_file(str(weights_path), device="cpu"), strict=True)
+    state = load_file(str(weights_path), device="cpu")
+    if "members" not in config:
+        config = {"members": {"msd_penultimate": config}}
+        state = {f"members.msd_penultimate.{k}": v for k, v in state.items()}
+    model = LiteEnsemble(config["members"])
+    model.load_state_dict(state, strict=True)
     card_path = weights_path.with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     return model.to(device).eval(), card

@@ -8,15 +8,21 @@ Rebuild the shipped weights exactly (deterministic from the config's seed, one t
 Recipe
 ------
 * Clips come from the project's ``fourq`` loader (quadrant, artist); features from the cache of
-  :mod:`m2e_plugin.training.lite_features` (musicnn MSD penultimate embeddings of level-normalised 3 s patches).
+  :mod:`m2e_plugin.training.lite_features` (musicnn MSD penultimate embeddings and MTT pooled vectors of
+  level-normalised 3 s patches).
+* The head has one linear member per feature kind (config ``members``, each overriding the shared settings); their
+  quadrant log-probabilities are averaged (:class:`~m2e_plugin.models.lite.LiteEnsemble`). A member with
+  ``fixed_epochs`` trains that many epochs on all its training clips with no early stopping: with no dropout and
+  weight decay 1/(C n) it converges to the L2-regularised logistic regression of ``benchmarks/study_lite_features.py``
+  (which found the MSD & MTT pair 0.018 better than MSD alone).
 * A clip is seen through **views**, each pooled into one training row (:func:`~m2e_plugin.models.lite.pool_embeddings`):
   ``even`` = patches 0, 2, 4, ... — exactly what the backend computes on a 30 s block, the view every metric is
   measured on; ``odd`` = the other patches; ``codec`` = odd patches after a lossy round trip (AAC/Opus/MP3);
   ``patches`` = every single 3 s patch (the realtime window). The config's ``views`` lists those used in training.
 * Task: ``quadrant`` (4-way cross-entropy). Cross-validation: stratified by quadrant, grouped by artist, seeded; in
-  each fold an inner artist-grouped split of the training clips drives early stopping; the final model is trained on
-  every clip for the median best epoch count. The quadrant softmax is temperature-scaled on the pooled
-  out-of-fold logits.
+  each fold an inner artist-grouped split of the training clips drives early stopping (members without
+  ``fixed_epochs``); the final model is trained on every clip for each member's median best epoch count. The
+  quadrant softmax is temperature-scaled on the pooled out-of-fold outputs.
 """
 
 from __future__ import annotations
@@ -74,19 +80,38 @@ def stratified_group_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed
     return [np.flatnonzero(fold_of == f) for f in range(n_folds)]
 
 
-class FourQFeatures:
-    """The 4Q clips (through the ``fourq`` loader) with their cached musicnn patch embeddings."""
+# cache arrays of each feature kind a head member reads: (every patch, the codec view's patches)
+CACHE_KEYS = {"msd_penultimate": ("penultimate", "codec_penultimate"),
+              "mtt_pooled": ("mtt_pooled", "codec_mtt_pooled")}
 
-    def __init__(self, track_ids, quadrants, artists, penultimate, codec_penultimate):
+
+def member_configs(config: dict) -> dict[str, dict]:
+    """{feature kind: that member's training config}: the config with the member's own overrides (``members``;
+    a config without ``members`` has one member, the MSD penultimate)."""
+    members = config.get("members") or {"msd_penultimate": {}}
+    base = {k: v for k, v in config.items() if k != "members"}
+    return {kind: {**base, **overrides} for kind, overrides in members.items()}
+
+
+class FourQFeatures:
+    """The 4Q clips (through the ``fourq`` loader) with their cached musicnn patch embeddings, per feature kind
+    (``patches[kind]``: (P, d) per clip; ``codec[kind]``: the codec view's patches)."""
+
+    def __init__(self, track_ids, quadrants, artists, patches: dict[str, list], codec: dict[str, list]):
         self.track_ids = list(track_ids)
         self.y = np.asarray(quadrants, dtype=np.int64)
         ids: dict[str, int] = {}
         self.groups = np.array([ids.setdefault((a or t).lower(), len(ids)) for a, t in zip(artists, self.track_ids)])
-        self.penultimate = penultimate  # list of (P, 200)
-        self.codec = codec_penultimate  # list of (P', 200)
+        self.patches = patches
+        self.codec = codec
+
+    @property
+    def penultimate(self) -> list[np.ndarray]:
+        """The MSD penultimate embeddings (P, 200) of every clip."""
+        return self.patches["msd_penultimate"]
 
     @classmethod
-    def load(cls, data_home, cache) -> "FourQFeatures":
+    def load(cls, data_home, cache, kinds=("msd_penultimate",)) -> "FourQFeatures":
         from m2e_plugin import loaders
         from m2e_plugin.training.features import load_cache
 
@@ -94,36 +119,44 @@ class FourQFeatures:
         ids = sorted(ds.track_ids)
         tracks = [ds.track(t) for t in ids]
         return cls(ids, [QUADRANT_NAMES.index(t.quadrant) for t in tracks], [t.artist for t in tracks],
-                   load_cache(cache, ids, "penultimate"), load_cache(cache, ids, "codec_penultimate"))
+                   {k: load_cache(cache, ids, CACHE_KEYS[k][0]) for k in kinds},
+                   {k: load_cache(cache, ids, CACHE_KEYS[k][1]) for k in kinds})
 
-    def view(self, i: int, name: str) -> list[np.ndarray]:
+    def view(self, i: int, name: str, kind: str = "msd_penultimate") -> list[np.ndarray]:
         """The patch sets of clip ``i`` that view ``name`` pools into rows."""
-        p = self.penultimate[i]
+        p = self.patches[kind][i]
         if name == "even":
             return [p[0::2]]
         if name == "odd":
             return [p[1::2]] if len(p) > 1 else []
         if name == "codec":
-            return [self.codec[i]]
+            return [self.codec[kind][i]]
         if name == "patches":
             return [p[j: j + 1] for j in range(len(p))]
         raise ValueError(f"unknown view {name!r}; one of {VIEWS}")
 
-    def rows(self, idx, views, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, idx, views, pooling: str, kind: str = "msd_penultimate") -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for name in views:
             for i in idx:
-                for patch_set in self.view(int(i), name):
+                for patch_set in self.view(int(i), name, kind):
                     xs.append(pool_embeddings(patch_set, pooling))
                     ys.append(self.y[i])
         return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
+    def head_rows(self, idx, views, pooling: str, kinds) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Rows of every member's features, row for row the same clips and patches: ({kind: x}, y)."""
+        rows = {k: self.rows(idx, views, pooling, k) for k in kinds}
+        return {k: x for k, (x, _) in rows.items()}, next(iter(rows.values()))[1]
 
-def fit_lite(config: dict, data: FourQFeatures, train_idx, val_idx=None, *, epochs: int | None = None):
-    """Train one LiteModel on ``train_idx`` (early stopping on the ``even`` view of ``val_idx``, or fixed epochs)."""
+
+def fit_lite(config: dict, data: FourQFeatures, train_idx, val_idx=None, *, epochs: int | None = None,
+             kind: str = "msd_penultimate"):
+    """Train one member (a LiteModel on feature ``kind``, with ``config`` already the member's) on ``train_idx``
+    (early stopping on the ``even`` view of ``val_idx``, or fixed epochs)."""
     from m2e_plugin.models.lite import LiteModel
 
-    x, y = data.rows(train_idx, config["views"], config["pooling"])
+    x, y = data.rows(train_idx, config["views"], config["pooling"], kind)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     torch.manual_seed(int(config["seed"]))
     model = LiteModel(x.shape[1], hidden=int(config["hidden"]), dropout=float(config["dropout"]))
@@ -134,18 +167,42 @@ def fit_lite(config: dict, data: FourQFeatures, train_idx, val_idx=None, *, epoc
                       patience=int(config["patience"]), min_delta=float(config["min_delta"]), seed=int(config["seed"]))
     val = None
     if val_idx is not None and epochs is None:
-        vx, vy = data.rows(val_idx, ["even"], config["pooling"])
+        vx, vy = data.rows(val_idx, ["even"], config["pooling"], kind)
         val = [TaskData("fourq-val", {"features": torch.from_numpy(vx)}, {"quadrant": torch.from_numpy(vy)})]
     trainer = Trainer(model, {"quadrant": Task("quadrant", "multiclass")}, cfg)
     history = trainer.fit([TaskData("fourq", {"features": x}, {"quadrant": y})], val)
     return model, history
 
 
-def predict_logits(model, x: np.ndarray) -> np.ndarray:
-    """Quadrant logits (N, 4) of pooled features ``x``."""
+def fit_head(config: dict, data: FourQFeatures, train_idx, val_idx=None, *, epochs: dict | None = None):
+    """Train every member of the head (:func:`fit_lite`); returns (LiteEnsemble, {kind: best epoch count}).
+
+    A member with ``fixed_epochs`` is not early-stopped: it trains on ``train_idx`` and ``val_idx`` together for
+    that many epochs (with its weight decay it then converges to the L2-regularised logistic regression)."""
+    from m2e_plugin.models.lite import LiteEnsemble
+
+    models, best = {}, {}
+    for kind, member in member_configs(config).items():
+        if "fixed_epochs" in member:
+            every = train_idx if val_idx is None else np.union1d(train_idx, val_idx)
+            models[kind], _ = fit_lite(member, data, every, kind=kind, epochs=int(member["fixed_epochs"]))
+            best[kind] = int(member["fixed_epochs"])
+            continue
+        models[kind], hist = fit_lite(member, data, train_idx, val_idx, kind=kind,
+                                      epochs=None if epochs is None else epochs[kind])
+        best[kind] = hist.best_epoch + 1
+    return LiteEnsemble.of(models), best
+
+
+def predict_logits(model, x) -> np.ndarray:
+    """Quadrant outputs (N, 4) of pooled features: ``x`` an array for a LiteModel, {kind: array} for a
+    LiteEnsemble (whose outputs are averaged log-probabilities)."""
     model.eval()
     with torch.no_grad():
-        out = model(torch.from_numpy(np.asarray(x, dtype=np.float32)))
+        if isinstance(x, dict):
+            out = model({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in x.items()})
+        else:
+            out = model(torch.from_numpy(np.asarray(x, dtype=np.float32)))
     return out["quadrant"].numpy().astype(np.float64)
 
 
@@ -194,27 +251,29 @@ def rating_spread(quad_probs: np.ndarray, scale: float) -> dict:
 
 def cross_validate(config: dict, data: FourQFeatures, *, progress: bool = True) -> dict:
     """Artist-grouped, quadrant-stratified k-fold CV; pooled out-of-fold metrics of the ``even`` (product) view,
-    of the ``codec`` view and of single 3 s patches, and the best epochs."""
+    of the ``codec`` view and of single 3 s patches, and each member's best epochs."""
     y = data.y
+    kinds = list(member_configs(config))
     folds = stratified_group_folds(y, data.groups, int(config["folds"]), int(config["seed"]))
     oof = {"even": np.zeros((len(y), 4)), "odd": np.zeros((len(y), 4)), "codec": np.zeros((len(y), 4))}
     patch_logits, patch_y = [], []
-    best_epochs = []
+    best_epochs = {k: [] for k in kinds}
     for k, test_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
         inner = stratified_group_folds(y[train_idx], data.groups[train_idx],
                                        max(2, round(1 / float(config["inner_validation"]))), int(config["seed"]) + k)
         val_idx = train_idx[inner[0]]
-        model, hist = fit_lite(config, data, np.setdiff1d(train_idx, val_idx), val_idx)
-        best_epochs.append(hist.best_epoch + 1)
+        model, best = fit_head(config, data, np.setdiff1d(train_idx, val_idx), val_idx)
+        for kind in kinds:
+            best_epochs[kind].append(best[kind])
         for name in oof:
-            oof[name][test_idx] = predict_logits(model, data.rows(test_idx, [name], config["pooling"])[0])
-        px, py = data.rows(test_idx, ["patches"], config["pooling"])
+            oof[name][test_idx] = predict_logits(model, data.head_rows(test_idx, [name], config["pooling"], kinds)[0])
+        px, py = data.head_rows(test_idx, ["patches"], config["pooling"], kinds)
         patch_logits.append(predict_logits(model, px))
         patch_y.append(py)
         if progress:
             acc = np.mean(oof["even"][test_idx].argmax(1) == y[test_idx])
-            print(f"fold {k + 1}/{len(folds)}: {len(test_idx)} clips, best epoch {hist.best_epoch + 1}, "
+            print(f"fold {k + 1}/{len(folds)}: {len(test_idx)} clips, best epochs {best}, "
                   f"argmax accuracy {acc:.3f}", file=sys.stderr)
     calibration = fit_temperature(oof["even"], y)
     t = calibration["quadrant_temperature"]
@@ -241,10 +300,12 @@ def train_lite(data_home, cache, *, config: dict | None = None, out=None, cv: bo
     config = config or load_config()
     # One thread: bit-for-bit reproducible sums whatever the machine, and faster for these tiny matrices.
     torch.set_num_threads(1)
-    data = FourQFeatures.load(data_home, cache)
+    members = member_configs(config)
+    data = FourQFeatures.load(data_home, cache, kinds=list(members))
     metrics = cross_validate(config, data, progress=progress) if cv else None
-    epochs = int(np.median(metrics["best_epochs"])) if metrics else int(config["final_epochs"])
-    model, _ = fit_lite(config, data, np.arange(len(data.y)), epochs=epochs)
+    epochs = {k: int(np.median(metrics["best_epochs"][k])) if metrics else int(m["final_epochs"])
+              for k, m in members.items()}
+    model, _ = fit_head(config, data, np.arange(len(data.y)), epochs=epochs)
     card = model_card(config, data, metrics, epochs, command)
     if out:
         save_lite(model, out, card)

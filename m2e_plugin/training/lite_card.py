@@ -15,16 +15,31 @@ def _safetensors_meta(path) -> dict:
         return dict(fh.metadata() or {})
 
 
-def model_card(config: dict, data, metrics: dict | None, epochs: int, command: str | None) -> dict:
+_BACKBONE_OF = {"msd_penultimate": "musicnn MSD_musicnn penultimate embedding (200-d, dense + ReLU + BatchNorm)",
+               "mtt_pooled": "musicnn MTT_musicnn pooled vector (1506-d: max and mean over time of the 753 "
+                             "front/mid-end channels its dense layer reads)"}
+
+
+def _musicnn_source(checkpoint: str, dataset: str) -> dict:
+    from m2e_plugin.backbones.convert_musicnn import sha256_of
+    from m2e_plugin.backbones.musicnn import WEIGHTS_FILES, default_weights
+
+    meta = _safetensors_meta(default_weights(checkpoint))
+    return {"what": f"Pons & Serra 2019, musicnn: pre-trained convolutional neural networks for music audio "
+                    f"tagging; {checkpoint} checkpoint ({dataset}) of the PyPI musicnn 0.1.0 wheel",
+            "wheel_sha256": meta.get("wheel_sha256"), "weights": WEIGHTS_FILES[checkpoint],
+            "weights_sha256": sha256_of(default_weights(checkpoint)), "licence": "ISC",
+            "converter": meta.get("converter")}
+
+
+def model_card(config: dict, data, metrics: dict | None, epochs: dict, command: str | None) -> dict:
     from m2e_plugin import __version__
     from m2e_plugin.backbones import level, moodtheme
-    from m2e_plugin.backbones.convert_musicnn import sha256_of
-    from m2e_plugin.backbones.musicnn import default_weights as musicnn_weights
     from m2e_plugin.backends.lite import TRACK_PATCH_STEP
     from m2e_plugin.labels import MOOD_TAGS
-    from m2e_plugin.training.lite import QUADRANT_NAMES
+    from m2e_plugin.training.lite import QUADRANT_NAMES, member_configs
 
-    musicnn_meta = _safetensors_meta(musicnn_weights())
+    kinds = list(member_configs(config))
     mood_card = json.loads((moodtheme.WEIGHTS_DIR / moodtheme.CARD_NAME).read_text())
     mood_source = {"source": mood_card.get("source"), "weights": moodtheme.WEIGHTS_NAME,
                    "weights_sha256": mood_card.get("weights_sha256")}
@@ -32,11 +47,12 @@ def model_card(config: dict, data, metrics: dict | None, epochs: int, command: s
         "name": "lite",
         "version": str(config["version"]),
         "package_version": __version__,
-        "description": "Offline emotion model: musicnn (MSD) embeddings of level-normalised 3 s patches -> Russell "
-                       "quadrant (calibrated) -> valence/arousal on 1-9; the MTG-Jamendo mood/theme CNN gives the "
-                       "56 mood tags.",
+        "description": "Offline emotion model: musicnn (MSD and MTT) embeddings of level-normalised 3 s patches -> "
+                       "linear quadrant heads, their log-probabilities averaged -> Russell quadrant (calibrated) -> "
+                       "valence/arousal on 1-9; the MTG-Jamendo mood/theme CNN gives the 56 mood tags.",
         "sample_rate": 16000,
-        "features": {"backbone": "musicnn MSD_musicnn penultimate embedding (200-d, dense + ReLU + BatchNorm)",
+        "features": {"members": {k: _BACKBONE_OF[k] for k in kinds},
+                     "combination": "average of the members' quadrant log-probabilities, then temperature",
                      "patch_seconds": 3.0, "pooling": config["pooling"], "track_patch_step": TRACK_PATCH_STEP,
                      "window_patch_step": 1, "level_target_dbfs": level.TARGET_DBFS},
         "valence_arousal": {
@@ -60,11 +76,9 @@ def model_card(config: dict, data, metrics: dict | None, epochs: int, command: s
         },
         "classes": {"quadrant": list(QUADRANT_NAMES), "mood_tags": list(MOOD_TAGS)},
         "sources": {
-            "musicnn": {"what": "Pons & Serra 2019, musicnn: pre-trained convolutional neural networks for music "
-                                "audio tagging; MSD_musicnn checkpoint of the PyPI musicnn 0.1.0 wheel",
-                        "wheel_sha256": musicnn_meta.get("wheel_sha256"),
-                        "weights": "musicnn_msd.safetensors", "weights_sha256": sha256_of(musicnn_weights()),
-                        "licence": "ISC", "converter": musicnn_meta.get("converter")},
+            "musicnn": _musicnn_source("MSD_musicnn", "Million Song Dataset tags"),
+            **({"musicnn_mtt": _musicnn_source("MTT_musicnn", "MagnaTagATune tags")} if "mtt_pooled" in kinds
+               else {}),
             "moodtheme": {"what": "MTG-Jamendo baseline CNN, mood/theme (Bogdanov et al. 2019), see moodtheme.json",
                           **mood_source,
                           "licence_summary": "code and weights Apache-2.0 (MTG/mtg-jamendo-dataset); the tags it "
@@ -76,8 +90,8 @@ def model_card(config: dict, data, metrics: dict | None, epochs: int, command: s
         "training": {"config": config, "final_epochs": epochs, "command": command,
                      "rebuild": ["m2e features --model lite --dataset fourq --data-home <4Q folder>",
                                  "m2e train --model lite --data-home <4Q folder> --out <weights>.safetensors"],
-                     "trainer": "m2e_plugin.training.trainer.Trainer (Adam, early stopping per CV fold; final fit on "
-                                "all clips for the median best epoch count)"},
+                     "trainer": "m2e_plugin.training.trainer.Trainer, one run per member (Adam, early stopping per "
+                                "CV fold; final fit on all clips for the member's median best epoch count)"},
         "metrics": ({"cross_validation": metrics,
                      "protocol": f"{config['folds']}-fold CV, stratified by quadrant, grouped by artist, seed "
                                  f"{config['seed']}; pooled out-of-fold predictions of whole 30 s clips (the "

@@ -1,13 +1,15 @@
-"""Training features of the `lite` model (v2): musicnn MSD embeddings of level-normalised 3 s patches.
+"""Training features of the `lite` model (v2): musicnn MSD and MTT embeddings of level-normalised 3 s patches.
 
 The cache entry of a 4Q clip (``m2e features --model lite``) holds:
 
 * ``penultimate`` (P, 200) / ``taggram`` (P, 50): musicnn's penultimate embedding and MSD tag probabilities of every
   non-overlapping 3 s patch of the clip (P = 10 for a 30 s clip), computed exactly as the backend computes them
   (:func:`m2e_plugin.backbones.musicnn.embed_audio`);
-* ``codec_penultimate`` (P', 200): the same for the clip after a lossy round trip (AAC 128k, Opus 96k or MP3 128k,
-  chosen by :func:`codec_for`; odd patches only, to halve the cost), a training-time augmentation for codec
-  robustness;
+* ``mtt_pooled`` (P, 1506): the MTT-trained musicnn's pooled vector (max and mean over time of the 753 channels its
+  dense layer reads) of the same patches (:func:`~m2e_plugin.backbones.musicnn.embed_audio` with ``pooled_by``);
+* ``codec_penultimate`` (P', 200) / ``codec_mtt_pooled`` (P', 1506): the same for the clip after a lossy round trip
+  (AAC 128k, Opus 96k or MP3 128k, chosen by :func:`codec_for`; odd patches only, to halve the cost), a
+  training-time augmentation for codec robustness;
 * ``level_dbfs`` (): the clip's gated level before normalisation.
 
 Gain needs no augmentation: the input is level-normalised (:mod:`m2e_plugin.backbones.level`), which is exactly
@@ -24,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-LITE_FEATURE_VERSION = "lite-features-3-musicnn"
+LITE_FEATURE_VERSION = "lite-features-4-musicnn-msd-mtt"
 CODECS = {"aac": ("-c:a", "aac", "-b:a", "128k", ".m4a"), "opus": ("-c:a", "libopus", "-b:a", "96k", ".ogg"),
           "mp3": ("-c:a", "libmp3lame", "-b:a", "128k", ".mp3")}
 
@@ -58,17 +60,20 @@ def lite_extractor() -> tuple[Callable[[str], dict[str, np.ndarray]], dict]:
     from m2e_plugin.backbones.musicnn import SAMPLE_RATE, default_weights, embed_audio, load_musicnn
 
     torch.set_num_threads(1)
-    net = load_musicnn()
+    net, mtt = load_musicnn(), load_musicnn(checkpoint="MTT_musicnn")
 
     def extract(path: str) -> dict[str, np.ndarray]:
         audio, _ = load_audio(path, target_sr=SAMPLE_RATE)
-        emb = embed_audio(net, audio)
+        emb = embed_audio(net, audio, pooled_by=mtt)
         coded = embed_audio(net, codec_round_trip(path, codec_for(os.path.basename(path).rsplit(".", 1)[0]),
-                                                       SAMPLE_RATE), first_patch=1, patch_step=2)
+                                                       SAMPLE_RATE), first_patch=1, patch_step=2, pooled_by=mtt)
         return {"penultimate": emb.penultimate, "taggram": emb.taggram, "codec_penultimate": coded.penultimate,
+                "mtt_pooled": emb.pooled, "codec_mtt_pooled": coded.pooled,
                 "level_dbfs": np.asarray(emb.level_dbfs, dtype=np.float64)}
 
     from m2e_plugin.backbones.convert_musicnn import sha256_of
 
     return extract, {"version": LITE_FEATURE_VERSION, "sample_rate": SAMPLE_RATE,
-                     "musicnn_sha256": sha256_of(default_weights()), "codecs": {k: v[:-1] for k, v in CODECS.items()}}
+                     "musicnn_sha256": sha256_of(default_weights()),
+                     "musicnn_mtt_sha256": sha256_of(default_weights("MTT_musicnn")),
+                     "codecs": {k: v[:-1] for k, v in CODECS.items()}}
