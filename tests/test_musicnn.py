@@ -29,6 +29,25 @@ def test_fixture_comes_from_the_shipped_wheel(reference):
     assert "tensorflow" in str(reference["made_with"])
 
 
+def test_shipped_mtt_weights_come_from_the_same_wheel():
+    """lite's second network: the wheel's MTT_musicnn checkpoint, converted by the same converter."""
+    from safetensors import safe_open
+
+    metas = {}
+    for checkpoint in ("MSD_musicnn", "MTT_musicnn"):
+        with safe_open(str(M.default_weights(checkpoint)), framework="pt") as fh:
+            metas[checkpoint] = fh.metadata()
+    mtt = metas["MTT_musicnn"]
+    assert mtt["wheel_sha256"] == metas["MSD_musicnn"]["wheel_sha256"]
+    assert mtt["source"].endswith("checkpoint musicnn/MTT_musicnn") and "--checkpoint MTT_musicnn" in mtt["converter"]
+    assert mtt["licence"].startswith("ISC")
+    net = M.load_musicnn(checkpoint="MTT_musicnn")
+    assert net.out.out_features == 50  # MagnaTagATune's 50 tags
+    assert not torch.equal(net.dense.weight, M.load_musicnn().dense.weight)
+    with pytest.raises(ValueError, match="MSD_vgg"):
+        M.default_weights("MSD_vgg")
+
+
 def test_front_end_matches_librosa(reference):
     for audio, mel in zip(reference["audio"], reference["mel"]):
         ours = M.log_mel(audio.astype(np.float32) / 32768.0).numpy()
