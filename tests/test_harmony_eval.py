@@ -130,10 +130,12 @@ def test_chord_accuracy_on_the_bach_chorales_holds(tmp_path, capsys):
 def test_renderings_are_named_and_the_held_out_one_is_apart():
     from m2e_plugin.harmony import renderings as rd
 
-    assert rd.HELD_OUT not in rd.TUNING
-    assert rd.HELD_OUT.soundfonts[0] not in {r.soundfonts[0] for r in rd.TUNING}
-    assert rd.HELD_OUT.program not in {r.program for r in rd.TUNING}
-    assert rd.select(["all"]) == list(rd.TUNING) + [rd.HELD_OUT]
+    assert rd.HELD_OUT not in rd.TUNING + rd.SEEN
+    used = rd.TUNING + rd.SEEN
+    assert rd.HELD_OUT.soundfonts[0] not in {sf for r in used for sf in r.soundfonts}
+    assert rd.HELD_OUT.program not in {r.program for r in used}
+    assert rd.select(["all"]) == list(rd.TUNING) + [rd.HELD_OUT] + list(rd.SEEN)
+    assert rd.select(["seen"]) == list(rd.SEEN)
     assert rd.select(["timgm-piano", "tuning"])[0].name == "timgm-piano"
     with pytest.raises(ValueError, match="unknown rendering"):
         rd.select(["kazoo"])
