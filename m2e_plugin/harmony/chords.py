@@ -50,6 +50,7 @@ CHORD_FRONT_END = FrontEnd(compression=5.0, harmonics=(0.0, 0.0, 0.03), octave_w
 NOTES_FRONT_END = FrontEnd(power=1.0, compression=0.1)
 NOTES_WEIGHT = 0.7
 _SHARPNESS = 8.0
+PREVIOUS_SHARPNESS = 6.0  # the previous release's (CQT only) emission sharpness, for comparisons
 _SWITCH_COST = 7.0
 # Functional harmony: a root falling a fifth (V -> I, ii -> V, ...) is the commonest progression, so that change is
 # cheaper (+0.3 point of majmin). Other priors (stepwise roots, fewer relative-key moves) did not help.
@@ -153,11 +154,13 @@ def chord_spectrum(y: np.ndarray) -> np.ndarray:
 
 def decode_spectrum(semitone: np.ndarray, duration: float, *, vocabulary: str = "sevenths",
                     front: FrontEnd = CHORD_FRONT_END, notes: np.ndarray | None = None,
-                    notes_front: FrontEnd | None = None, notes_weight: float | None = None) -> Chords:
+                    notes_front: FrontEnd | None = None, notes_weight: float | None = None,
+                    sharpness: float | None = None) -> Chords:
     """Chord segments from the recogniser's :func:`chord_spectrum` of ``duration`` seconds of audio and, when
     given, its :func:`~m2e_plugin.harmony.transcription.note_salience` (same frames): each frame's template scores
     are then the mean of the two chromas' scores, the notes' weighted ``notes_weight`` (default
-    :data:`NOTES_WEIGHT`, their front end :data:`NOTES_FRONT_END`)."""
+    :data:`NOTES_WEIGHT`, their front end :data:`NOTES_FRONT_END`). Without ``notes`` and with
+    ``sharpness=PREVIOUS_SHARPNESS`` it is the previous release's CQT-only recogniser."""
     notes_front = NOTES_FRONT_END if notes_front is None else notes_front
     notes_weight = NOTES_WEIGHT if notes_weight is None else notes_weight
     treble, energy = fold_chroma(semitone, front)
@@ -168,7 +171,7 @@ def decode_spectrum(semitone: np.ndarray, duration: float, *, vocabulary: str = 
             raise ValueError(f"note salience has {notes.shape[1]} frames, the spectrum {treble.shape[0]}")
         note_chroma = fold_chroma(notes, notes_front)[0]
         scores = (1 - notes_weight) * scores + notes_weight * _frame_scores(note_chroma, energy, templates, labels)
-    path = _viterbi(_SHARPNESS * scores, _transitions(roots))
+    path = _viterbi((_SHARPNESS if sharpness is None else sharpness) * scores, _transitions(roots))
     labels = labels + [NO_CHORD]
     # Frame i is centred on i * hop; boundaries sit half-way between frame centres.
     hop_s = _HOP / BTC_SR

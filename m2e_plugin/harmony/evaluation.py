@@ -558,17 +558,20 @@ def chord_totals(ref: list, est: list, metrics=("majmin", "mirex", "sevenths")) 
 
 
 def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_settings=None) -> Scores:
-    """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval.
+    """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval; the
+    previous release's CQT-only recogniser and audio key estimator too, for comparison.
 
     ``chord_front`` (a :class:`~m2e_plugin.harmony.features.FrontEnd`) and ``key_settings`` (a
     :class:`~m2e_plugin.harmony.key.KeySettings`) replace the shipped settings (cross-validation); the recognisers
     run from :func:`piece_spectra`, exactly as from the audio.
     """
-    from m2e_plugin.harmony.chords import CHORD_FRONT_END, decode_spectrum
-    from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_chords, key_from_spectrum
+    from m2e_plugin.harmony.chords import CHORD_FRONT_END, PREVIOUS_SHARPNESS, decode_spectrum
+    from m2e_plugin.harmony.features import CHROMA_HOP
+    from m2e_plugin.harmony.key import KEY_SETTINGS, PREVIOUS_KEY_SETTINGS, key_from_chords, key_from_spectrum
 
     totals = {"majmin": [0.0, 0.0], "mirex": [0.0, 0.0], "sevenths": [0.0, 0.0]}
-    key_scores = {"audio": [], "chords": [], "reference chords (oracle)": []}
+    previous_totals = {"majmin": [0.0, 0.0], "mirex": [0.0, 0.0], "sevenths": [0.0, 0.0]}
+    key_scores = {"audio": [], "chords": [], "reference chords (oracle)": [], "audio, previous release": []}
     audio_seconds = 0.0
     per_piece = []
     for info in pieces:
@@ -582,17 +585,25 @@ def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_setting
             totals[metric][0] += correct
             totals[metric][1] += scored
             row[metric] = correct / max(scored, 1e-9)
+        previous = decode_spectrum(spectra["chord"], duration, front=chord_front or CHORD_FRONT_END,
+                                   sharpness=PREVIOUS_SHARPNESS)
+        for metric, (correct, scored) in chord_totals(ref, previous).items():
+            previous_totals[metric][0] += correct
+            previous_totals[metric][1] += scored
         k_audio = key_from_spectrum(spectra["notes"], key_settings or KEY_SETTINGS)
         k_chords = key_from_chords(est)
         k_oracle = key_from_chords([c for c in ref if c[2] != "X"])
-        for name, k in (("audio", k_audio), ("chords", k_chords), ("reference chords (oracle)", k_oracle)):
+        k_previous = key_from_spectrum(spectra["key_cqt"], PREVIOUS_KEY_SETTINGS, CHROMA_HOP)
+        for name, k in (("audio", k_audio), ("chords", k_chords), ("reference chords (oracle)", k_oracle),
+                        ("audio, previous release", k_previous)):
             key_scores[name].append(key_weighted_score(info["key"], k))
         row.update(key_audio=f"{k_audio[0]} {k_audio[1]}", key_chords=f"{k_chords[0]} {k_chords[1]}")
         per_piece.append(row)
         if progress:
             progress(f"{info['name']}: majmin {row['majmin']:.3f} mirex {row['mirex']:.3f} ref key {row['key']}, "
                      f"audio {row['key_audio']}, chords {row['key_chords']}")
-    chord = {"offline": {m: (v[0] / v[1] if v[1] else float("nan")) for m, v in totals.items()}}
+    chord = {name: {m: (v[0] / v[1] if v[1] else float("nan")) for m, v in t.items()}
+             for name, t in (("offline", totals), ("offline, previous release", previous_totals))}
     key = {k: float(np.mean(v)) if v else float("nan") for k, v in key_scores.items()}
     return Scores(pieces=len(pieces), seconds=audio_seconds, chord=chord, key=key, per_piece=per_piece)
 
@@ -610,4 +621,5 @@ def format_table(scores: Scores) -> str:
     lines.append(f"| key from recognised chords (`key_from_chords`) | | | | {scores.key['chords']:.3f} |")
     lines.append(f"| key from the reference chords (oracle, for scale) | | | | "
                  f"{scores.key['reference chords (oracle)']:.3f} |")
+    lines.append(f"| key from audio, previous release (CQT) | | | | {scores.key['audio, previous release']:.3f} |")
     return "\n".join(lines)

@@ -83,12 +83,15 @@ def select(names: list[str]) -> list[Rendering]:
 
 
 def format_renderings_table(results: dict, vgmidi: dict | None = None) -> str:
-    """One Markdown row per rendering: chord majmin/mirex/sevenths, key from audio, key from the chords, and with
-    ``vgmidi`` (rendering name -> ``{"pieces", "key"}``) the audio key on the VGMIDI pieces."""
-    head = "| rendering | pieces | chord majmin | chord mirex | chord sevenths | key (audio) | key_from_chords |"
-    lines = [head + (" key (audio), VGMIDI |" if vgmidi else ""), "|---" * (8 if vgmidi else 7) + "|"]
+    """One Markdown row per rendering: chord majmin/mirex/sevenths, key from audio, key from the chords, the previous
+    release's chord majmin and audio key, and with ``vgmidi`` (rendering name -> ``{"pieces", "key"}``) the audio key
+    on the VGMIDI pieces."""
+    head = ("| rendering | pieces | chord majmin | chord mirex | chord sevenths | key (audio) | key_from_chords | "
+            "chord majmin, previous release | key (audio), previous release |")
+    lines = [head + (" key (audio), VGMIDI |" if vgmidi else ""), "|---" * (10 if vgmidi else 9) + "|"]
     rows = {name: [s.chord["offline"]["majmin"], s.chord["offline"]["mirex"], s.chord["offline"]["sevenths"],
-                   s.key["audio"], s.key["chords"]] + ([vgmidi[name]["key"]] if vgmidi else [])
+                   s.key["audio"], s.key["chords"], s.chord["offline, previous release"]["majmin"],
+                   s.key["audio, previous release"]] + ([vgmidi[name]["key"]] if vgmidi else [])
             for name, s in results.items()}
     seen = {r.name for r in SEEN}
     for name, values in rows.items():
