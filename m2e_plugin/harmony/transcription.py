@@ -88,11 +88,13 @@ def default_run() -> WindowFunction:
 
 def note_salience(y: np.ndarray, run: WindowFunction | None = None, batch: int = 16) -> np.ndarray:
     """Note posteriors of 22.05 kHz mono audio on the recognisers' 1024-sample grid: ``(72, 1 + len(y) // 1024)``
-    over C1..B6 (what :func:`~m2e_plugin.harmony.features.semitone_spectrum` gives for a CQT). ``run``: the
+    (audio shorter than 1024 samples is zero-padded to it) over C1..B6 (what :func:`~m2e_plugin.harmony.features.semitone_spectrum` gives for a CQT). ``run``: the
     network as a window function (default: :func:`default_run`). Windows are run ``batch`` at a time and pooled as
     they come, so a long track never holds more than that batch's 256-hop frames."""
     run = run or default_run()
     y = np.asarray(y, dtype=np.float32)
+    if y.size < GRID_HOP:  # as the CQT spectra do, so that both have the same frames
+        y = np.pad(y, (0, GRID_HOP - y.size))
     n_frames = 1 + y.size // FRAME_HOP
     pooled = pool_to_grid(network_frames(y, run, batch), n_frames)
     lo, hi = SEMITONE_MIDI[0] - LOWEST_MIDI, SEMITONE_MIDI[1] - LOWEST_MIDI
