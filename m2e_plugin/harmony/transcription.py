@@ -50,28 +50,27 @@ def network_frames(y: np.ndarray, run: WindowFunction, batch: int = 16):
         yield frames
 
 
-def pool_to_grid(chunks, n_frames: int) -> np.ndarray:
+def pool_to_grid(chunks, n_frames: int, columns: slice = slice(None)) -> np.ndarray:
     """Pool 256-hop frames (an iterable of ``(frames, bins)`` chunks, ``n_frames`` in all) onto the 1024-sample grid:
     grid frame k is the weighted mean of frames 4k-2 .. 4k+2 (edges repeated). Returns ``(bins, 1 + (n_frames - 1)
-    // 4)``; only a few chunks are held at once."""
-    out = []
+    // 4)`` float32 (only the ``columns`` kept); only a few chunks and the float32 output are held at once."""
+    out = None
     buf = None
     base = 0  # global index of buf[0]
     k = 0
     n_grid = 1 + (n_frames - 1) // _POOL
     for chunk in chunks:
         buf = chunk if buf is None else np.concatenate([buf, chunk])
+        if out is None:
+            out = np.zeros((n_grid, np.arange(buf.shape[1])[columns].size), dtype=np.float32)
         end = base + buf.shape[0]
-        ready = []
         while k < n_grid and (_POOL * k + 2 < end or end >= n_frames):
             idx = np.clip(np.arange(_POOL * k - 2, _POOL * k + 3), 0, n_frames - 1) - base
-            ready.append(_POOL_WEIGHTS @ buf[idx])
+            out[k] = (_POOL_WEIGHTS @ buf[idx])[columns]
             k += 1
-        if ready:
-            out.append(np.stack(ready))
         drop = max(0, _POOL * k - 2 - base)
         buf, base = buf[drop:], base + drop
-    return np.concatenate(out).T if out else np.zeros((0, 0))
+    return np.ascontiguousarray(out.T) if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 _DEFAULT_RUN: list = []  # the package's network, loaded once per process
@@ -88,14 +87,14 @@ def default_run() -> WindowFunction:
 
 def note_salience(y: np.ndarray, run: WindowFunction | None = None, batch: int = 16) -> np.ndarray:
     """Note posteriors of 22.05 kHz mono audio on the recognisers' 1024-sample grid: ``(72, 1 + len(y) // 1024)``
-    (audio shorter than 1024 samples is zero-padded to it) over C1..B6 (what :func:`~m2e_plugin.harmony.features.semitone_spectrum` gives for a CQT). ``run``: the
-    network as a window function (default: :func:`default_run`). Windows are run ``batch`` at a time and pooled as
-    they come, so a long track never holds more than that batch's 256-hop frames."""
+    float32 over C1..B6 (audio shorter than 1024 samples is zero-padded to it), the shape of a CQT
+    :func:`~m2e_plugin.harmony.features.semitone_spectrum`. ``run``: the network as a window function (default:
+    :func:`default_run`). Windows are run ``batch`` at a time and pooled as they come: besides the input, a track
+    holds one batch's 256-hop frames and the float32 output (2 h: ~120 MB)."""
     run = run or default_run()
     y = np.asarray(y, dtype=np.float32)
     if y.size < GRID_HOP:  # as the CQT spectra do, so that both have the same frames
         y = np.pad(y, (0, GRID_HOP - y.size))
     n_frames = 1 + y.size // FRAME_HOP
-    pooled = pool_to_grid(network_frames(y, run, batch), n_frames)
-    lo, hi = SEMITONE_MIDI[0] - LOWEST_MIDI, SEMITONE_MIDI[1] - LOWEST_MIDI
-    return pooled[lo:hi].astype(np.float32)
+    columns = slice(SEMITONE_MIDI[0] - LOWEST_MIDI, SEMITONE_MIDI[1] - LOWEST_MIDI)
+    return pool_to_grid(network_frames(y, run, batch), n_frames, columns)
