@@ -12,8 +12,9 @@ What it measures (printed as tables):
 2. VGMIDI pieces (``../shared/data/vgmidi``, when present) played by several renderings' instruments:
    ``estimate_key`` (and its previous settings) on the rendered audio against music21's key of the symbolic MIDI
    (agreement with a symbolic analysis, not ground truth).
-3. Speed on CPU on a 3-minute render: offline recogniser, audio key, the BTC network (published size, random
-   weights: timing only), as multiples of real time.
+3. Speed on CPU on a 3-minute render: offline recogniser, audio key, the transcription network's note salience
+   that both read (part of each), the previous release's recogniser and key (CQT only), the BTC network
+   (published size, random weights: timing only), as multiples of real time.
 
 Accuracy on real (polyphonic, annotated) music is measured by ``m2e evaluate-harmony`` (music21's corpus).
 
@@ -173,7 +174,8 @@ def bench_vgmidi(k: int, renderings: list[str]):
     from dataclasses import replace
 
     from m2e_plugin.harmony.evaluation import DEFAULT_CACHE, audio_key_scores
-    from m2e_plugin.harmony.key import KEY_SETTINGS
+    from m2e_plugin.harmony.features import CHROMA_HOP
+    from m2e_plugin.harmony.key import KEY_SETTINGS, PREVIOUS_KEY_SETTINGS
     from m2e_plugin.harmony.renderings import rendering
     from m2e_plugin.harmony.vgmidi_eval import vgmidi_files, vgmidi_pieces
 
@@ -182,8 +184,8 @@ def bench_vgmidi(k: int, renderings: list[str]):
         print("\nVGMIDI: skipped (../shared/data/vgmidi not found)")
         return
     settings = {"estimate_key": KEY_SETTINGS,
-                "no cues (previous release)": replace(KEY_SETTINGS, opening_weight=0.0, ending_weight=0.0,
-                                                      bass_weight=0.0)}
+                "no cues": replace(KEY_SETTINGS, opening_weight=0.0, ending_weight=0.0, bass_weight=0.0),
+                "previous release (CQT)": PREVIOUS_KEY_SETTINGS}
     print(f"\nVGMIDI (first {k} pieces, first 60 s, every part played by the rendering's instrument): MIREX weighted "
           "score of the audio key against music21's key of the MIDI (agreement with a symbolic analysis, not ground "
           "truth)")
@@ -194,7 +196,9 @@ def bench_vgmidi(k: int, renderings: list[str]):
             print(f"| {name} | soundfont not installed ({r.package}) |")
             continue
         pieces = vgmidi_pieces(shared / "vgmidi", k, r, DEFAULT_CACHE)
-        scores = {s: audio_key_scores(pieces, st) for s, st in settings.items()}
+        cqt = [{**p, "key_spec": p["key_cqt"]} for p in pieces]
+        scores = {s: (audio_key_scores(cqt, st, hop=CHROMA_HOP) if st is PREVIOUS_KEY_SETTINGS else
+                      audio_key_scores(pieces, st)) for s, st in settings.items()}
         print(f"| {name} | {len(pieces)} | " + " | ".join(f"{np.mean(v):.3f}" for v in scores.values()) + " |")
 
 
@@ -202,6 +206,10 @@ def bench_speed(soundfont: str, tmp: Path, threads: int):
     import torch
 
     from m2e_plugin.harmony.btc import BTCRecognizer, build_btc
+    from m2e_plugin.harmony.chords import chord_spectrum, decode_spectrum
+    from m2e_plugin.harmony.features import CHROMA_HOP, semitone_spectrum
+    from m2e_plugin.harmony.key import PREVIOUS_KEY_SETTINGS, key_from_spectrum
+    from m2e_plugin.harmony.transcription import note_salience
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -215,6 +223,11 @@ def bench_speed(soundfont: str, tmp: Path, threads: int):
     btc = BTCRecognizer(build_btc(), 0.0, 1.0)
     rows = [("recognize_chords offline", lambda: recognize_chords(y, SR)),
             ("estimate_key", lambda: estimate_key(y, SR)),
+            ("  of which: note salience (transcription network), in both", lambda: note_salience(y)),
+            ("previous release's recognize_chords offline (CQT only)",
+             lambda: decode_spectrum(chord_spectrum(y), seconds)),
+            ("previous release's estimate_key (CQT)",
+             lambda: key_from_spectrum(semitone_spectrum(y, hop=CHROMA_HOP), PREVIOUS_KEY_SETTINGS, CHROMA_HOP)),
             ("BTC (published size, random weights)", lambda: btc.recognize(y, SR))]
     print(f"\nSpeed on {seconds:.0f} s of audio, CPU, torch threads={threads} (best of 3, after one warm-up run)")
     print("| step | seconds | x real time |\n|---|---|---|")
@@ -222,6 +235,33 @@ def bench_speed(soundfont: str, tmp: Path, threads: int):
         fn()
         best = min(_timed(fn) for _ in range(3))
         print(f"| {name} | {best:.3f} | {seconds / best:.0f} |")
+
+
+def bench_long(minutes: float) -> None:
+    """Peak memory of the note salience (the network run window by window) on ``minutes`` of audio: its growth
+    beyond the input array and the output should stay small and flat (a batch of windows at a time)."""
+    import resource
+
+    import torch
+
+    from m2e_plugin.harmony.transcription import note_salience
+
+    torch.set_num_threads(1)
+    note_salience(np.zeros(SR, np.float32))  # load the network first
+    rng = np.random.default_rng(0)
+    n = int(minutes * 60 * SR)
+    y = np.zeros(n, np.float32)
+    t = np.arange(2 * SR) / SR
+    for start in range(0, n - 2 * SR, 2 * SR):  # a new random triad every 2 s
+        for midi in 48 + rng.choice(24, 3, replace=False):
+            y[start:start + 2 * SR] += 0.1 * np.sin(2 * np.pi * 440 * 2 ** ((midi - 69) / 12) * t)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    notes = note_salience(y)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nnote salience on {minutes:g} min of audio ({y.nbytes / 2**20:.0f} MB of samples): {seconds:.1f} s, "
+          f"output {notes.nbytes / 2**20:.0f} MB, peak RSS {before:.0f} MB before -> {peak:.0f} MB")
 
 
 def _timed(fn) -> float:
@@ -241,6 +281,8 @@ def main() -> int:
     parser.add_argument("--soundfont")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--long-minutes", type=float, default=0,
+                        help="also measure the note salience's peak memory on this many minutes of audio")
     args = parser.parse_args()
     if shutil.which("fluidsynth") is None:
         sys.exit("fluidsynth not found (apt-get install fluidsynth)")
@@ -254,6 +296,8 @@ def main() -> int:
             bench_vgmidi(args.vgmidi, args.vgmidi_renderings)
         if not args.skip_speed:
             bench_speed(soundfont, tmp, args.threads)
+        if args.long_minutes:
+            bench_long(args.long_minutes)
     return 0
 
 

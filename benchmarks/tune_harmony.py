@@ -8,15 +8,18 @@ picks the candidate best on the *other* renderings and reports what that choice 
 cross-validated estimate of how a choice made this way does on a timbre it was not made on). The setting shipped is
 the one best on the mean of all tuning renderings.
 
-* ``key-front``: the key's chroma front end (harmonic removal, compression, octave weights, levelling), among the
-  settings that name the key of every synthetic cadence of ``tests/test_harmony.py``.
+* ``key-front``: the key's front end on the transcription network's note salience (power, compression, the bass
+  note's threshold), among the settings that name the key of every synthetic cadence of ``tests/test_harmony.py``;
+  #0 is the previous release's estimator on its CQT (``PREVIOUS_KEY_SETTINGS``).
 * ``key``: the key's cues on that front end (:class:`~m2e_plugin.harmony.key.KeySettings`: opening chroma, final
   bass, overall bass, their profile, spans and weights). Its objective is the mean of two corpora per rendering:
   the music21 analyses and, with ``--vgmidi N`` (default 40), the first N VGMIDI pieces played by the same
   rendering (music21's key of the MIDI as label; :mod:`m2e_plugin.harmony.vgmidi_eval`), so a cue that only suits
   chorales and madrigals is not chosen. Besides leaving one rendering out it also leaves out half of the pieces
   (choose on the other renderings' other half), since all renderings play the same pieces.
-* ``chords``: the chord recogniser's front end and decoder settings (majmin on every ``step``-th piece).
+* ``chords``: the chord recogniser's front ends (CQT and note salience, and the notes' weight in the fused frame
+  scores) and decoder settings (majmin on every ``step``-th piece); one candidate is the CQT alone (the previous
+  release's recogniser).
 
 Renders and spectra come from the shared evaluation cache (``m2e evaluate-harmony --rendering tuning`` fills it;
 this script fills what is missing, slowly).
@@ -39,16 +42,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def key_candidates():
-    from m2e_plugin.harmony.features import FrontEnd
-    from m2e_plugin.harmony.key import KeySettings
+    """Key front ends on the note salience around the shipped one; #0 is the previous release's (CQT) estimator."""
+    from dataclasses import replace
 
-    out = [KeySettings()]  # the previous release's: plain chroma, compression 10
-    for level, compression, harmonics, octaves in itertools.product(
-            (False, True), (1.0, 10.0),
-            ((0.0, 0.0, 0.0), (0.3, 0.2, 0.05), (0.5, 0.5, 0.1), (0.7, 0.5, 0.2), (0.7, 0.7, 0.15)),
-            (None, (1.0, 1.0, 1.0, 0.8, 0.5, 0.3))):
-        candidate = KeySettings(FrontEnd(level=level, harmonics=harmonics, compression=compression,
-                                         octave_weights=octaves), "aarden")
+    from m2e_plugin.harmony.features import FrontEnd
+    from m2e_plugin.harmony.key import KEY_SETTINGS, PREVIOUS_KEY_SETTINGS
+
+    out = [PREVIOUS_KEY_SETTINGS, KEY_SETTINGS]
+    for power, compression, threshold in itertools.product((1.0, 2.0, 3.0), (1.0, 3.0, 10.0), (0.6, 0.8)):
+        candidate = replace(KEY_SETTINGS, front=FrontEnd(power=power, compression=compression),
+                            bass_threshold=threshold)
         if candidate not in out:
             out.append(candidate)
     return out
@@ -152,19 +155,19 @@ def _cue_text(c) -> str:
 
 def chord_candidates():
     """Chord recogniser candidates: ``(front end, decoder constants of m2e_plugin.harmony.chords to override)``;
-    #0 is the shipped recogniser."""
+    #0 is the shipped recogniser, #1 the CQT alone (the previous release's)."""
     from dataclasses import replace
 
     from m2e_plugin.harmony.chords import CHORD_FRONT_END as base
+    from m2e_plugin.harmony.chords import NOTES_FRONT_END as notes
 
-    # A first look on three renderings (every third piece) ruled out whitening and stronger harmonic removal.
-    fronts = [replace(base, level=True), replace(base, harmonics=(0.0, 0.1, 0.03)),
-              replace(base, harmonics=(0.1, 0.05, 0.03)), replace(base, compression=2.0),
-              replace(base, compression=10.0), replace(base, octave_weights=(1.0, 1.0, 1.0, 1.0, 0.7, 0.5))]
-    decoders = [{"_KEY_PRIOR": 0.0}, {"_KEY_PRIOR": 0.05}, {"_SWITCH_COST": 5.0}, {"_SWITCH_COST": 9.0},
-                {"_SHARPNESS": 4.0}, {"_SHARPNESS": 8.0}, {"_FIFTH_BONUS": 1.0}, {"_FIFTH_BONUS": 3.0},
-                {"_SMOOTH_FRAMES": 1}, {"_SMOOTH_FRAMES": 5}]
-    out = [(base, {})] + [(f, {}) for f in fronts if f != base] + [(base, d) for d in decoders]
+    out = [(base, {}), (base, {"NOTES_WEIGHT": 0.0, "_SHARPNESS": 6.0})]
+    out += [(base, {"NOTES_WEIGHT": w}) for w in (0.3, 0.7)]
+    out += [(base, {"NOTES_FRONT_END": replace(notes, power=p)}) for p in (2.0,)]
+    out += [(base, {"NOTES_FRONT_END": replace(notes, compression=c)}) for c in (1.0,)]
+    out += [(f, {}) for f in (replace(base, compression=2.0), replace(base, harmonics=(0.0, 0.1, 0.03)))]
+    out += [(base, d) for d in ({"_SWITCH_COST": 5.0}, {"_SWITCH_COST": 9.0}, {"_SHARPNESS": 4.0},
+                                {"_SHARPNESS": 8.0}, {"_FIFTH_BONUS": 3.0}, {"_SMOOTH_FRAMES": 5})]
     return out
 
 
@@ -175,6 +178,7 @@ def cadence_keys():
     from test_harmony import SR, render
 
     from m2e_plugin.harmony.features import CHROMA_HOP, semitone_spectrum
+    from m2e_plugin.harmony.key import key_input
     from m2e_plugin.harmony.vocabulary import PITCH_CLASSES, pitch_class
 
     out = []
@@ -186,13 +190,19 @@ def cadence_keys():
                    [(0, "min"), (5, "min"), (7, "7"), (0, "min"), (8, "maj"), (5, "min"), (7, "maj"), (0, "min")])
         y, _ = render([(f"{PITCH_CLASSES[(t + d) % 12]}:{q}", 1.0) for d, q in degrees])
         assert SR == 22050
-        out.append((semitone_spectrum(y, hop=CHROMA_HOP), (tonic, mode)))
+        out.append(((key_input(y), semitone_spectrum(y, hop=CHROMA_HOP)), (tonic, mode)))
     return out
 
 
 def key_score(pieces, settings) -> float:
+    """Mean weighted score of ``settings``; the previous release's on the pieces' CQT (``key_cqt``)."""
     from m2e_plugin.harmony.evaluation import audio_key_scores
+    from m2e_plugin.harmony.features import CHROMA_HOP
+    from m2e_plugin.harmony.key import PREVIOUS_KEY_SETTINGS
 
+    if settings == PREVIOUS_KEY_SETTINGS:
+        return float(np.mean(audio_key_scores([{**p, "key_spec": p["key_cqt"]} for p in pieces], settings,
+                                              CHROMA_HOP)))
     return float(np.mean(audio_key_scores(pieces, settings)))
 
 
@@ -207,7 +217,8 @@ def chord_score(pieces, candidate) -> float:
         for name, value in constants.items():
             setattr(chords, name, value)
         for p in pieces:
-            est = chords.decode_spectrum(p["chord_spec"], p["duration_s"], vocabulary="majmin", front=front)
+            est = chords.decode_spectrum(p["chord_spec"], p["duration_s"], vocabulary="majmin", front=front,
+                                         notes=p["notes"])
             c, s = chord_totals([tuple(x) for x in p["chords"]], est)["majmin"]
             correct += c
             scored += s
@@ -224,8 +235,9 @@ def load(rendering):
                                   program=rendering.program, jobs=1)
     out = []
     for info in pieces:
-        chord_spec, key_spec, duration = ev.piece_spectra(info)
-        out.append({**info, "chord_spec": chord_spec, "key_spec": key_spec, "duration_s": duration})
+        spectra = ev.piece_spectra(info)
+        out.append({**info, "chord_spec": spectra["chord"], "key_spec": spectra["notes"], "key_cqt": spectra["key_cqt"],
+                    "notes": spectra["notes"], "duration_s": spectra["duration"]})
     return out
 
 
@@ -246,7 +258,7 @@ def report(what, candidates, matrix, names) -> None:
     print("| # | mean | " + " | ".join(names) + " | setting |\n|" + "---|" * (len(names) + 3))
     for i in order[:10]:
         print(f"| {i} | {matrix[i].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[i]) + f" | {candidates[i]} |")
-    print(f"#0 (the previous release's) | {matrix[0].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[0]))
+    print(f"#0 | {matrix[0].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[0]))
     print(f"leave-one-rendering-out: " + ", ".join(f"{n} {h:.3f} (#{c})" for n, h, c in zip(names, held, chosen))
           + f"; mean {held.mean():.3f}")
     print(f"chosen (best mean): #{order[0]} {candidates[order[0]]}")
@@ -279,10 +291,16 @@ def main() -> int:
     if "key-front" in args.what:
         # A candidate must name the key of every plain cadence (the guard test's); strong harmonic removal with a
         # light compression takes real octave-doubled notes out too and fails some minor cadences.
-        from m2e_plugin.harmony.key import key_from_spectrum
+        from m2e_plugin.harmony.features import CHROMA_HOP
+        from m2e_plugin.harmony.key import PREVIOUS_KEY_SETTINGS, key_from_spectrum
+
+        def names_every_cadence(c) -> bool:
+            if c == PREVIOUS_KEY_SETTINGS:
+                return all(key_from_spectrum(cqt, c, CHROMA_HOP)[:2] == k for (_, cqt), k in cadences)
+            return all(key_from_spectrum(notes, c)[:2] == k for (notes, _), k in cadences)
 
         cadences = cadence_keys()
-        cands = [c for c in key_candidates() if all(key_from_spectrum(s, c)[:2] == k for s, k in cadences)]
+        cands = [c for c in key_candidates() if names_every_cadence(c)]
         report("audio key (mean MIREX weighted score)", cands,
                np.array([[key_score(data[n], c) for n in names] for c in cands]), names)
     if "chords" in args.what:

@@ -22,8 +22,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--rendering", action="append", default=None, metavar="NAME",
                    help="a named rendering (soundfont, instrument, tempo; repeatable): "
-                   "'all', 'tuning', 'held-out' or one of: fluidr3-piano, timgm-piano, fluidr3-organ, timgm-strings, "
-                   "fluidr3mono-guitar, gmbank-brass, musescore-choir (held out: never tuned on); one table row each. "
+                   "'all', 'tuning', 'held-out', 'seen' or one of: fluidr3-piano, timgm-piano, fluidr3-organ, "
+                   "timgm-strings, fluidr3mono-guitar, gmbank-brass, musescore-accordion (held out: never tuned on), "
+                   "musescore-choir (held out before, scored before); one table row each. "
                    "Overrides --bpm/--soundfont/--program")
     p.add_argument("--pieces", nargs="*", default=None,
                    help="only these analyses (name or prefix, e.g. riemenschneider001 madrigal.3)")

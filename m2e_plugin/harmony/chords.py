@@ -1,7 +1,9 @@
 """Chord recognition: the dispatcher :func:`recognize_chords` and the weight-free ``"offline"`` recogniser.
 
-The offline recogniser needs no model file: tuning-corrected chroma is matched against major/minor triad templates,
-with a small prior for chords diatonic in the track's key; the frame-wise scores are decoded with a Viterbi pass over
+The offline recogniser needs no downloaded model: tuning-corrected CQT chroma and the chroma of a small learned
+transcription network's note posteriors (shipped with the package, :mod:`m2e_plugin.harmony.transcription`) are each
+matched against major/minor triad templates, with a small prior for chords diatonic in the track's key, and their
+scores averaged; the frame-wise scores are decoded with a Viterbi pass over
 a sticky transition model, so chords change only when the evidence outweighs a switching cost (a root falling a
 fifth, V -> I, costs less); each segment is then relabelled with a richer quality of the same triad (7, maj7, min7,
 ...) when the vocabulary allows it and its chroma clearly prefers it. It is the default because it always works;
@@ -13,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from m2e_plugin.harmony.features import BTC_SR, FrontEnd, fold_chroma, prepare, semitone_spectrum
+from m2e_plugin.harmony.transcription import note_salience
 from m2e_plugin.harmony.vocabulary import NO_CHORD, PITCH_CLASSES, QUALITY_INTERVALS, frames_to_segments
 
 Chords = list[tuple[float, float, str]]
@@ -39,7 +42,15 @@ _FILTER_SCALE = 0.7
 # cross-validation over six renderings (benchmarks/tune_harmony.py), majmin 0.799 -> 0.801 on their mean; levelling
 # the gain, spectral whitening and removing 3rd harmonics did not help.
 CHORD_FRONT_END = FrontEnd(compression=5.0, harmonics=(0.0, 0.0, 0.03), octave_weights=(1.0, 1.0, 1.0, 1.0, 0.7, 0.5))
-_SHARPNESS = 6.0
+# The transcription network's note salience (m2e_plugin.harmony.transcription) as a second chroma: the frame scores are
+# the weighted mean of the CQT chroma's and the notes' chroma's (nearly linear: posteriors are already 0-1), with a
+# sharper emission for the decoder. Chosen by leave-one-rendering-out cross-validation over the six tuning renderings
+# (benchmarks/study_transcription_harmony.py; every fold picked it): majmin 0.801 -> 0.822 on their mean (every
+# second piece), better on every rendering; the notes alone (0.81) or the CQT masked by them scored lower.
+NOTES_FRONT_END = FrontEnd(power=1.0, compression=0.1)
+NOTES_WEIGHT = 0.7
+_SHARPNESS = 8.0
+PREVIOUS_SHARPNESS = 6.0  # the previous release's (CQT only) emission sharpness, for comparisons
 _SWITCH_COST = 7.0
 # Functional harmony: a root falling a fifth (V -> I, ii -> V, ...) is the commonest progression, so that change is
 # cheaper (+0.3 point of majmin). Other priors (stepwise roots, fewer relative-key moves) did not help.
@@ -133,7 +144,7 @@ def recognize_offline(audio: np.ndarray, sr: int, *, vocabulary: str = "sevenths
     duration = y.size / BTC_SR
     if not np.any(np.abs(y) > _SILENCE):
         return [(0.0, duration, NO_CHORD)]
-    return decode_spectrum(chord_spectrum(y), duration, vocabulary=vocabulary)
+    return decode_spectrum(chord_spectrum(y), duration, vocabulary=vocabulary, notes=note_salience(y))
 
 
 def chord_spectrum(y: np.ndarray) -> np.ndarray:
@@ -142,12 +153,25 @@ def chord_spectrum(y: np.ndarray) -> np.ndarray:
 
 
 def decode_spectrum(semitone: np.ndarray, duration: float, *, vocabulary: str = "sevenths",
-                    front: FrontEnd = CHORD_FRONT_END) -> Chords:
-    """Chord segments from the recogniser's :func:`chord_spectrum` of ``duration`` seconds of audio."""
+                    front: FrontEnd = CHORD_FRONT_END, notes: np.ndarray | None = None,
+                    notes_front: FrontEnd | None = None, notes_weight: float | None = None,
+                    sharpness: float | None = None) -> Chords:
+    """Chord segments from the recogniser's :func:`chord_spectrum` of ``duration`` seconds of audio and, when
+    given, its :func:`~m2e_plugin.harmony.transcription.note_salience` (same frames): each frame's template scores
+    are then the mean of the two chromas' scores, the notes' weighted ``notes_weight`` (default
+    :data:`NOTES_WEIGHT`, their front end :data:`NOTES_FRONT_END`). Without ``notes`` and with
+    ``sharpness=PREVIOUS_SHARPNESS`` it is the previous release's CQT-only recogniser."""
+    notes_front = NOTES_FRONT_END if notes_front is None else notes_front
+    notes_weight = NOTES_WEIGHT if notes_weight is None else notes_weight
     treble, energy = fold_chroma(semitone, front)
     labels, templates, roots = chord_templates("majmin")
     scores = _frame_scores(treble, energy, templates, labels)
-    path = _viterbi(_SHARPNESS * scores, _transitions(roots))
+    if notes is not None and notes_weight:
+        if notes.shape[1] != treble.shape[0]:
+            raise ValueError(f"note salience has {notes.shape[1]} frames, the spectrum {treble.shape[0]}")
+        note_chroma = fold_chroma(notes, notes_front)[0]
+        scores = (1 - notes_weight) * scores + notes_weight * _frame_scores(note_chroma, energy, templates, labels)
+    path = _viterbi((_SHARPNESS if sharpness is None else sharpness) * scores, _transitions(roots))
     labels = labels + [NO_CHORD]
     # Frame i is centred on i * hop; boundaries sit half-way between frame centres.
     hop_s = _HOP / BTC_SR

@@ -464,20 +464,24 @@ def key_weighted_score(reference, estimate) -> float:
     return float(mir_eval.key.weighted_score(f"{reference[0]} {reference[1]}", f"{estimate[0]} {estimate[1]}"))
 
 
-def audio_key_scores(pieces: list[dict], settings=None) -> list[float]:
+def audio_key_scores(pieces: list[dict], settings=None, hop: int | None = None) -> list[float]:
     """:func:`key_weighted_score` of the audio key estimator on each piece (``{"key": (tonic, mode), "key_spec":
-    semitone spectrum}``: corpus or VGMIDI pieces), with ``settings`` (default: the shipped ones)."""
-    from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_spectrum
+    the estimator's input}``: corpus or VGMIDI pieces), with ``settings`` (default: the shipped ones) on frames
+    ``hop`` samples apart (default: the key input's)."""
+    from m2e_plugin.harmony.key import KEY_HOP, KEY_SETTINGS, key_from_spectrum
 
-    return [key_weighted_score(p["key"], key_from_spectrum(p["key_spec"], settings or KEY_SETTINGS)) for p in pieces]
+    return [key_weighted_score(p["key"], key_from_spectrum(p["key_spec"], settings or KEY_SETTINGS, hop or KEY_HOP))
+            for p in pieces]
 
 
-def piece_spectra(info: dict) -> tuple[np.ndarray, np.ndarray, float]:
-    """The chord recogniser's and the key estimator's semitone spectra of a rendered piece, and its duration (s).
+def piece_spectra(info: dict) -> dict:
+    """``{"chord", "key_cqt", "notes", "duration"}`` of a rendered piece: the chord recogniser's semitone spectrum,
+    the previous key estimator's (CQT, hop 2048), the transcription network's note salience (which the chord
+    recogniser and the key estimator read) and its duration (s).
 
-    They are what the recognisers compute first from audio and the costly part (two CQTs); cached beside the
-    audio (float32, so decoding from the cache gives exactly what decoding the audio gives), so trying other
-    decoder or front-end settings (``benchmarks/tune_harmony.py``) does not recompute them.
+    They are what the recognisers compute first from audio and the costly part; cached beside the audio (float32,
+    so decoding from the cache gives exactly what decoding the audio gives), so trying other decoder or front-end
+    settings (``benchmarks/tune_harmony.py``) does not recompute them.
     """
     import soundfile as sf
 
@@ -488,15 +492,40 @@ def piece_spectra(info: dict) -> tuple[np.ndarray, np.ndarray, float]:
     path = audio.with_name(f"{audio.stem}.spectra-h{_HOP}-f{_FILTER_SCALE:g}-k{CHROMA_HOP}.npz")
     if path.exists():
         with np.load(path) as z:
-            return z["chord"], z["key"], float(z["duration"])
+            chord, key, duration = z["chord"], z["key"], float(z["duration"])
+    else:
+        y, sr = sf.read(str(audio), dtype="float32", always_2d=True)
+        y = prepare(y.mean(axis=1), sr, source=str(audio))
+        chord, key = chord_spectrum(y), semitone_spectrum(y, hop=CHROMA_HOP)
+        duration = y.size / RENDER_SR
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, chord=chord, key=key, duration=duration)
+        os.replace(tmp, path)
+    return {"chord": chord, "key_cqt": key, "notes": piece_notes(info), "duration": duration}
+
+
+NOTES_TAG = "notes-nmp1"  # bump when the transcription front end's output changes
+
+
+def piece_notes(info: dict) -> np.ndarray:
+    """The transcription network's note salience of a rendered piece
+    (:func:`~m2e_plugin.harmony.transcription.note_salience`), cached beside the audio."""
+    import soundfile as sf
+
+    from m2e_plugin.harmony.features import prepare
+    from m2e_plugin.harmony.transcription import note_salience
+
+    audio = Path(info["audio"])
+    path = audio.with_name(f"{audio.stem}.{NOTES_TAG}.npz")
+    if path.exists():
+        with np.load(path) as z:
+            return z["notes"]
     y, sr = sf.read(str(audio), dtype="float32", always_2d=True)
-    y = prepare(y.mean(axis=1), sr, source=str(audio))
-    chord, key = chord_spectrum(y), semitone_spectrum(y, hop=CHROMA_HOP)
-    duration = y.size / RENDER_SR
+    notes = note_salience(prepare(y.mean(axis=1), sr, source=str(audio)))
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, chord=chord, key=key, duration=duration)
+    np.savez(tmp, notes=notes)
     os.replace(tmp, path)
-    return chord, key, duration
+    return notes
 
 
 @dataclass
@@ -529,40 +558,52 @@ def chord_totals(ref: list, est: list, metrics=("majmin", "mirex", "sevenths")) 
 
 
 def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_settings=None) -> Scores:
-    """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval.
+    """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval; the
+    previous release's CQT-only recogniser and audio key estimator too, for comparison.
 
     ``chord_front`` (a :class:`~m2e_plugin.harmony.features.FrontEnd`) and ``key_settings`` (a
     :class:`~m2e_plugin.harmony.key.KeySettings`) replace the shipped settings (cross-validation); the recognisers
     run from :func:`piece_spectra`, exactly as from the audio.
     """
-    from m2e_plugin.harmony.chords import CHORD_FRONT_END, decode_spectrum
-    from m2e_plugin.harmony.key import KEY_SETTINGS, key_from_chords, key_from_spectrum
+    from m2e_plugin.harmony.chords import CHORD_FRONT_END, PREVIOUS_SHARPNESS, decode_spectrum
+    from m2e_plugin.harmony.features import CHROMA_HOP
+    from m2e_plugin.harmony.key import KEY_SETTINGS, PREVIOUS_KEY_SETTINGS, key_from_chords, key_from_spectrum
 
     totals = {"majmin": [0.0, 0.0], "mirex": [0.0, 0.0], "sevenths": [0.0, 0.0]}
-    key_scores = {"audio": [], "chords": [], "reference chords (oracle)": []}
+    previous_totals = {"majmin": [0.0, 0.0], "mirex": [0.0, 0.0], "sevenths": [0.0, 0.0]}
+    key_scores = {"audio": [], "chords": [], "reference chords (oracle)": [], "audio, previous release": []}
     audio_seconds = 0.0
     per_piece = []
     for info in pieces:
-        chord_spec, key_spec, duration = piece_spectra(info)
+        spectra = piece_spectra(info)
+        duration = spectra["duration"]
         audio_seconds += duration
-        est = decode_spectrum(chord_spec, duration, front=chord_front or CHORD_FRONT_END)
+        est = decode_spectrum(spectra["chord"], duration, front=chord_front or CHORD_FRONT_END, notes=spectra["notes"])
         ref = [tuple(c) for c in info["chords"]]
         row = {"name": info["name"], "key": " ".join(info["key"])}
         for metric, (correct, scored) in chord_totals(ref, est).items():
             totals[metric][0] += correct
             totals[metric][1] += scored
             row[metric] = correct / max(scored, 1e-9)
-        k_audio = key_from_spectrum(key_spec, key_settings or KEY_SETTINGS)
+        previous = decode_spectrum(spectra["chord"], duration, front=chord_front or CHORD_FRONT_END,
+                                   sharpness=PREVIOUS_SHARPNESS)
+        for metric, (correct, scored) in chord_totals(ref, previous).items():
+            previous_totals[metric][0] += correct
+            previous_totals[metric][1] += scored
+        k_audio = key_from_spectrum(spectra["notes"], key_settings or KEY_SETTINGS)
         k_chords = key_from_chords(est)
         k_oracle = key_from_chords([c for c in ref if c[2] != "X"])
-        for name, k in (("audio", k_audio), ("chords", k_chords), ("reference chords (oracle)", k_oracle)):
+        k_previous = key_from_spectrum(spectra["key_cqt"], PREVIOUS_KEY_SETTINGS, CHROMA_HOP)
+        for name, k in (("audio", k_audio), ("chords", k_chords), ("reference chords (oracle)", k_oracle),
+                        ("audio, previous release", k_previous)):
             key_scores[name].append(key_weighted_score(info["key"], k))
         row.update(key_audio=f"{k_audio[0]} {k_audio[1]}", key_chords=f"{k_chords[0]} {k_chords[1]}")
         per_piece.append(row)
         if progress:
             progress(f"{info['name']}: majmin {row['majmin']:.3f} mirex {row['mirex']:.3f} ref key {row['key']}, "
                      f"audio {row['key_audio']}, chords {row['key_chords']}")
-    chord = {"offline": {m: (v[0] / v[1] if v[1] else float("nan")) for m, v in totals.items()}}
+    chord = {name: {m: (v[0] / v[1] if v[1] else float("nan")) for m, v in t.items()}
+             for name, t in (("offline", totals), ("offline, previous release", previous_totals))}
     key = {k: float(np.mean(v)) if v else float("nan") for k, v in key_scores.items()}
     return Scores(pieces=len(pieces), seconds=audio_seconds, chord=chord, key=key, per_piece=per_piece)
 
@@ -580,4 +621,5 @@ def format_table(scores: Scores) -> str:
     lines.append(f"| key from recognised chords (`key_from_chords`) | | | | {scores.key['chords']:.3f} |")
     lines.append(f"| key from the reference chords (oracle, for scale) | | | | "
                  f"{scores.key['reference chords (oracle)']:.3f} |")
+    lines.append(f"| key from audio, previous release (CQT) | | | | {scores.key['audio, previous release']:.3f} |")
     return "\n".join(lines)

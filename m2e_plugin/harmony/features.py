@@ -122,6 +122,10 @@ class FrontEnd:
         are summed when ``compress_octaves`` (a loud register then outweighs the others less).
     octave_weights : tuple of float, optional
         Weight of each of the six octaves C1..B6 before they are summed (e.g. a bass emphasis).
+    power : float
+        Each value raised to this power first: on note posteriors
+        (:func:`~m2e_plugin.harmony.transcription.note_salience`), 2 keeps the network's ~0.05-0.1 floor where no
+        note sounds from levelling the chroma.
     """
 
     level: bool = False
@@ -130,6 +134,7 @@ class FrontEnd:
     compression: float = 10.0
     compress_octaves: bool = False
     octave_weights: tuple | None = None
+    power: float = 1.0
 
 
 _HARMONIC_OFFSETS = (12, 19, 28)  # semitones from a note to its 2nd, 3rd and 5th harmonics
@@ -147,6 +152,8 @@ def fold_chroma(semitone: np.ndarray, front: FrontEnd = FrontEnd()) -> tuple[np.
         ``(frames,)`` total magnitude per frame before compression (silence detection, relative to its maximum).
     """
     s = np.asarray(semitone, dtype=np.float64)
+    if front.power != 1.0:
+        s = s ** front.power
     energy = s.sum(axis=0)
     if front.level and s.size:
         s = s * (_LEVEL / max(float(np.percentile(energy, 95)), 1e-12))

@@ -3,7 +3,9 @@
 Both correlate 12-bin pitch-class distributions with the 24 rotations of a major and a minor key profile
 (Krumhansl-Schmuckler) and return the key with the highest Pearson correlation, which also serves as confidence
 (clipped to 0-1). The chord method uses one distribution; the audio estimator weighs four (the whole track's
-chroma, its opening's chroma, the bass of its ending and of the whole track: :class:`KeySettings`). Tonics are
+chroma, its opening's chroma, the bass of its ending and of the whole track: :class:`KeySettings`), taken from the
+note posteriors of a learned transcription network (:func:`key_input`), which hold across timbres better than the
+CQT the previous release read. Tonics are
 spelled with sharps (``"C#"``, ``"A#"``), modes are ``"major"`` / ``"minor"``.
 """
 
@@ -14,7 +16,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from m2e_plugin.harmony.features import BTC_SR, CHROMA_HOP, FrontEnd, fold_chroma, prepare, semitone_spectrum
+from m2e_plugin.harmony.features import BTC_SR, FrontEnd, fold_chroma, prepare
+from m2e_plugin.harmony.transcription import GRID_HOP, note_salience
 from m2e_plugin.harmony.vocabulary import PITCH_CLASSES, chord_pitch_classes, check_chords
 
 KeyResult = tuple["str | None", "str | None", float]
@@ -149,20 +152,31 @@ class KeySettings:
     bass_threshold: float = 0.2
 
 
-_KEY_FRONT = FrontEnd(harmonics=(0.3, 0.2, 0.05), compression=1.0, octave_weights=(1.0, 1.0, 1.0, 0.8, 0.5, 0.3))
-# The chroma front end was chosen by leave-one-rendering-out cross-validation over six renderings, among the settings
-# that name the key of every synthetic cadence of the guard tests: part of each note's 2nd, 3rd and 5th harmonics
-# taken out (bright timbres - organ, brass - otherwise pull the key towards its dominant), a light compression, and
-# the top two octaves weighted down (they carry harmonics more than notes): mean weighted score over the six
-# 0.725 -> 0.792. The cues were chosen the same way on that front end (benchmarks/tune_harmony.py --what key), with
-# the mean of two corpora per rendering as objective - music21's analysed chorales and madrigals, and 40 VGMIDI
-# pieces - so that a cue that only suits the chorales' cadences is not picked: corpus 0.792 -> 0.853 with each
-# rendering left out of the choice (0.837 when half of the pieces are left out too), VGMIDI 0.635 -> 0.676. Cues
-# that scored higher on the corpus alone (the bass of the whole track, a stronger opening; 0.884) lost on VGMIDI.
-# Levelling the gain, spectral whitening, other profiles for the whole-track chroma and learned
-# transposition-invariant profiles (logistic regression) did not help.
-KEY_SETTINGS = KeySettings(_KEY_FRONT, "aarden", cue_profile="krumhansl", opening_seconds=6.0, opening_weight=0.5,
-                           ending_seconds=10.0, ending_weight=0.25, bass_weight=0.0, bass_threshold=0.2)
+# The previous release's estimator, on the CQT semitone spectrum at hop CHROMA_HOP (features.semitone_spectrum): its
+# chroma front end (part of each note's 2nd, 3rd and 5th harmonics taken out, a light compression, the top octaves
+# weighted down) and cues were chosen by leave-one-rendering-out cross-validation over six renderings
+# (benchmarks/tune_harmony.py), the cues with the mean of two corpora per rendering as objective - music21's
+# analysed chorales and madrigals, and 40 VGMIDI pieces - so that a cue that only suits the chorales' cadences is not
+# picked. Kept for comparison (benchmarks).
+PREVIOUS_KEY_SETTINGS = KeySettings(FrontEnd(harmonics=(0.3, 0.2, 0.05), compression=1.0,
+                                             octave_weights=(1.0, 1.0, 1.0, 0.8, 0.5, 0.3)),
+                                    "aarden", cue_profile="krumhansl", opening_seconds=6.0, opening_weight=0.5,
+                                    ending_seconds=10.0, ending_weight=0.25, bass_weight=0.0, bass_threshold=0.2)
+# This release reads the transcription network's note posteriors (key_input) with the same cues: squared (the
+# posteriors' ~0.05-0.1 floor where no note sounds would otherwise level the chroma), a log compression, and a frame's
+# lowest note taken among notes at 0.8 of its most probable one. Chosen by leave-one-rendering-out cross-validation
+# over the six tuning renderings against the previous release's estimator and other transcription front ends
+# (benchmarks/study_transcription_harmony.py; figures in the README).
+KEY_SETTINGS = KeySettings(FrontEnd(power=2.0, compression=3.0), "aarden", cue_profile="krumhansl",
+                           opening_seconds=6.0, opening_weight=0.5, ending_seconds=10.0, ending_weight=0.25,
+                           bass_weight=0.0, bass_threshold=0.8)
+KEY_HOP = GRID_HOP  # frames of key_input, in samples at 22.05 kHz
+
+
+def key_input(y: np.ndarray) -> np.ndarray:
+    """What the audio key estimator reads from 22.05 kHz mono audio: the transcription network's note salience
+    (:func:`~m2e_plugin.harmony.transcription.note_salience`, ``(72, frames)`` C1..B6, frames ``KEY_HOP`` apart)."""
+    return note_salience(y)
 
 
 def _sounding(semitone: np.ndarray) -> np.ndarray:
@@ -174,8 +188,8 @@ def _sounding(semitone: np.ndarray) -> np.ndarray:
 
 
 def key_pitch_distribution(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS) -> np.ndarray:
-    """Pitch-class distribution of a :func:`~m2e_plugin.harmony.features.semitone_spectrum` for key finding:
-    the front end's chroma summed over the sounding frames. All zeros when nothing sounds."""
+    """Pitch-class distribution of a :func:`key_input` (or a CQT semitone spectrum) for key finding: the front
+    end's chroma summed over the sounding frames. All zeros when nothing sounds."""
     s = _sounding(semitone)
     if s.shape[1] == 0:
         return np.zeros(12)
@@ -188,7 +202,7 @@ def lowest_notes(semitone: np.ndarray, threshold: float) -> np.ndarray:
     return np.argmax(s >= threshold * s.max(axis=0, keepdims=True), axis=0) % 12
 
 
-def key_cues(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> dict:
+def key_cues(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = KEY_HOP) -> dict:
     """The four pitch-class distributions :class:`KeySettings` weighs (``"chroma"``, ``"opening"``, ``"ending"``,
     ``"bass"``; see there) of a semitone spectrum with frames ``hop`` samples apart; ``{}`` when nothing sounds."""
     s = _sounding(semitone)
@@ -215,20 +229,21 @@ def weigh_cues(cues: dict, settings: KeySettings = KEY_SETTINGS) -> np.ndarray:
     return sum(w * key_correlations(d, p) for d, p, w in weighted if w) / total
 
 
-def key_scores(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> np.ndarray:
+def key_scores(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = KEY_HOP) -> np.ndarray:
     """``(2, 12)`` key scores of a semitone spectrum: :func:`weigh_cues` of :func:`key_cues`."""
     return weigh_cues(key_cues(semitone, settings, hop), settings)
 
 
-def key_from_spectrum(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = CHROMA_HOP) -> KeyResult:
-    """Key of a :func:`~m2e_plugin.harmony.features.semitone_spectrum` (the audio key estimator's core);
+def key_from_spectrum(semitone: np.ndarray, settings: KeySettings = KEY_SETTINGS, hop: int = KEY_HOP) -> KeyResult:
+    """Key of a :func:`key_input` (the audio key estimator's core; with ``PREVIOUS_KEY_SETTINGS`` and
+    ``hop=CHROMA_HOP``, of a CQT :func:`~m2e_plugin.harmony.features.semitone_spectrum`: the previous release's);
     confidence = the key's score (weighted mean correlation), clipped to 0-1."""
     return _top_key(key_scores(semitone, settings, hop))
 
 
 def estimate_key(audio: np.ndarray, sr: int, *, profile: str | None = None) -> KeyResult:
-    """Key of an audio signal from its tuning-corrected semitone spectrum: the key profiles' correlations with the
-    whole track's chroma, its first seconds' chroma and its bass notes (:data:`KEY_SETTINGS`).
+    """Key of an audio signal from its note posteriors (:func:`key_input`): the key profiles' correlations with the
+    whole track's chroma, its first seconds' chroma and its final bass notes (:data:`KEY_SETTINGS`).
 
     Parameters
     ----------
@@ -254,4 +269,4 @@ def estimate_key(audio: np.ndarray, sr: int, *, profile: str | None = None) -> K
     y = prepare(audio, sr)
     if not np.any(np.abs(y) > _SILENCE):
         return None, None, 0.0
-    return key_from_spectrum(semitone_spectrum(y, hop=CHROMA_HOP), settings)
+    return key_from_spectrum(key_input(y), settings)

@@ -1,8 +1,9 @@
 """VGMIDI pieces as a second, differently styled key benchmark (video-game music, not chorales and madrigals).
 
 Each piece's MIDI (drums dropped, every part set to a rendering's GM program, the file's own tempo) is rendered with
-fluidsynth, and the first ``SECONDS`` seconds' semitone spectra (the key estimator's and the chord recogniser's) are
-cached under ``<cache>/vgmidi/<rendering>/``. The label is music21's ``analyze('key')`` of the whole MIDI file: an
+fluidsynth, and the first ``SECONDS`` seconds' semitone spectra (the chord recogniser's and the previous key
+estimator's CQT) and note salience (the transcription network's, which the key estimator reads) are cached under
+``<cache>/vgmidi/<rendering>/``. The label is music21's ``analyze('key')`` of the whole MIDI file: an
 agreement with a symbolic key-profile analysis, not a human annotation (VGMIDI annotates emotion, not key).
 Used by ``benchmarks/tune_harmony.py`` (a second objective for the key's settings), ``benchmarks/bench_harmony.py``
 and ``m2e evaluate-harmony --vgmidi DIR``.
@@ -19,6 +20,7 @@ import numpy as np
 
 SECONDS = 60.0
 KEYS_VERSION = 1
+SPECTRA_VERSION = 2  # 2: with the note salience
 
 
 def vgmidi_files(root: Path, count: int) -> list[Path]:
@@ -50,8 +52,9 @@ def vgmidi_keys(files: list[Path], cache: Path) -> dict[str, str]:
     return {f.name: known[f.name] for f in files if known.get(f.name)}
 
 
-def vgmidi_spectra(midi: Path, rendering, cache: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """Chord and key semitone spectra of the first ``SECONDS`` s of ``midi`` played by ``rendering`` (a
+def vgmidi_spectra(midi: Path, rendering, cache: Path) -> dict:
+    """``{"chord", "key_cqt", "notes", "duration"}``: the chord and previous key semitone spectra and the note
+    salience of the first ``SECONDS`` s of ``midi`` played by ``rendering`` (a
     :class:`~m2e_plugin.harmony.renderings.Rendering`), and that duration; cached."""
     import pretty_midi
     import soundfile as sf
@@ -59,44 +62,52 @@ def vgmidi_spectra(midi: Path, rendering, cache: Path) -> tuple[np.ndarray, np.n
     from m2e_plugin.harmony.chords import chord_spectrum
     from m2e_plugin.harmony.evaluation import RENDER_SR, EvaluationError, render
     from m2e_plugin.harmony.features import CHROMA_HOP, semitone_spectrum
+    from m2e_plugin.harmony.transcription import note_salience
 
     soundfont = rendering.soundfont()
     if soundfont is None:
         raise EvaluationError(f"{rendering.name}: soundfont not installed (apt install {rendering.package})")
     folder = Path(cache) / "vgmidi" / rendering.name
     folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{Path(midi).stem}.npz"
+    out = folder / f"{Path(midi).stem}.v{SPECTRA_VERSION}.npz"
     if out.exists():
         with np.load(out) as z:
-            return z["chord"], z["key"], float(z["duration"])
+            return {"chord": z["chord"], "key_cqt": z["key_cqt"], "notes": z["notes"],
+                    "duration": float(z["duration"])}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         pm = pretty_midi.PrettyMIDI(str(midi))
         pm.instruments = [inst for inst in pm.instruments if not inst.is_drum]
         for inst in pm.instruments:
             inst.program = rendering.program
+            # Only the first SECONDS are scored: notes starting later cannot change them (the synthesiser is
+            # causal), and leaving them out makes the render several times quicker.
+            inst.notes = [n for n in inst.notes if n.start < SECONDS]
         pm.write(str(Path(tmp) / "piece.mid"))
         render(Path(tmp) / "piece.mid", Path(tmp) / "piece.flac", soundfont)
         y, sr = sf.read(str(Path(tmp) / "piece.flac"), dtype="float32")
     assert sr == RENDER_SR
     y = y[: int(SECONDS * sr)]
-    chord, key, duration = chord_spectrum(y), semitone_spectrum(y, hop=CHROMA_HOP), y.size / sr
+    spectra = {"chord": chord_spectrum(y), "key_cqt": semitone_spectrum(y, hop=CHROMA_HOP),
+               "notes": note_salience(y), "duration": y.size / sr}
     tmp_out = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp_out, chord=chord, key=key, duration=duration)
+    np.savez(tmp_out, **spectra)
     os.replace(tmp_out, out)
-    return chord, key, duration
+    return spectra
 
 
 def vgmidi_pieces(root: Path, count: int, rendering, cache: Path, progress=None) -> list[dict]:
-    """``[{"name", "key", "key_spec", "chord_spec", "duration_s"}]`` for the first ``count`` VGMIDI pieces."""
+    """``[{"name", "key", "key_spec", "key_cqt", "chord_spec", "notes", "duration_s"}]`` for the first ``count``
+    VGMIDI pieces (``key_spec``: what the audio key estimator reads, :func:`m2e_plugin.harmony.key.key_input`)."""
     files = vgmidi_files(root, count)
     keys = vgmidi_keys(files, cache)
     pieces = []
     for i, f in enumerate(files):
         if f.name not in keys:
             continue
-        chord, key, duration = vgmidi_spectra(f, rendering, cache)
-        pieces.append({"name": f.stem, "key": keys[f.name].split(), "key_spec": key, "chord_spec": chord,
-                       "duration_s": duration})
+        spectra = vgmidi_spectra(f, rendering, cache)
+        pieces.append({"name": f.stem, "key": keys[f.name].split(), "key_spec": spectra["notes"],
+                       "key_cqt": spectra["key_cqt"], "chord_spec": spectra["chord"], "notes": spectra["notes"],
+                       "duration_s": spectra["duration"]})
         if progress:
             progress(f"[{i + 1}/{len(files)}] {rendering.name} {f.stem}")
     return pieces
