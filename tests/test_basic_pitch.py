@@ -95,3 +95,23 @@ def test_posteriors_name_the_notes_of_chords(model):
     for (a, b), pcs in (((5, 35), {9, 0, 4}), ((50, 80), {5, 9, 0})):
         chroma = sal[:, a:b].reshape(6, 12, -1).sum(axis=(0, 2))
         assert set(np.argsort(chroma)[-3:]) == pcs
+
+
+def test_default_run_is_loaded_once_per_device_and_its_recogniser_uses_it(monkeypatch):
+    """recognize_chords(device=...) runs the transcription network through that device's cached runner."""
+    from m2e_plugin.harmony import chords as C
+
+    assert T.default_run("cpu") is T.default_run("cpu")
+    asked = []
+    monkeypatch.setattr(C, "default_run", lambda device: asked.append(device) or T.default_run("cpu"))
+    y = _tones([57, 60, 64], 2.0)
+    assert C.recognize_chords(y, SR, device="meta-test") == C.recognize_chords(y, SR)
+    assert asked == ["meta-test", "cpu"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_network_on_cuda_matches_cpu(model):
+    y = np.concatenate([_tones([57, 60, 64], 2.0), _tones([53, 57, 60], 2.0)])
+    cpu = T.note_salience(y, B.note_posteriors_runner(B.load_transcriber(), "cpu"))
+    gpu = T.note_salience(y, B.note_posteriors_runner(B.load_transcriber(), "cuda"))
+    assert np.abs(gpu - cpu).max() < 0.02  # cuDNN's TF32 convolutions, not bit-identical

@@ -123,13 +123,15 @@ def load_transcriber(path: str | Path | None = None) -> NoteTranscriber:
     return model.eval()
 
 
-def note_posteriors_runner(model: NoteTranscriber | None = None):
+def note_posteriors_runner(model: NoteTranscriber | None = None, device: str = "cpu"):
     """A window function for :func:`m2e_plugin.harmony.transcription.note_salience`: ``(windows, 43844)`` float32
-    -> ``(windows, 172, 88)`` note posteriors (the default network, CPU, no gradients)."""
-    model = model or load_transcriber()
+    -> ``(windows, 172, 88)`` note posteriors (default: the package's network; run on torch ``device``, no
+    gradients; the posteriors come back as a CPU array)."""
+    model = (model or load_transcriber()).to(device)
 
     def run(windows: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model.notes(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))).numpy()
+            batch = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(device)
+            return model.notes(batch).cpu().numpy()
 
     return run

@@ -68,7 +68,7 @@ class Music2EmoHarmony:
     chord_model : path, optional
         BTC ``btc_model_large_voca.pt``; ``None`` uses the offline recogniser.
     device : str
-        Torch device for BTC.
+        Torch device for BTC or the offline recogniser's transcription network.
     """
 
     def __init__(self, chord_model=None, device: str = "cpu"):
@@ -77,12 +77,13 @@ class Music2EmoHarmony:
         self._harmony = harmony
         self.btc = harmony.load_btc(str(chord_model), device=device) if chord_model is not None else None
         self.method = "btc" if self.btc is not None else "offline"
+        self.device = device
 
     def chords(self, audio: np.ndarray, sr: int) -> list[tuple[float, float, str]]:
         """Chord segments ``(start_s, end_s, label)`` of one block."""
         if self.btc is not None:
             return list(self.btc.recognize(audio, sr))
-        return list(self._harmony.recognize_chords(audio, sr, method="offline"))
+        return list(self._harmony.recognize_chords(audio, sr, method="offline", device=self.device))
 
     def encode(self, chords, key_input: str = "estimated") -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
         """Return ``(root_ids[100], attr_ids[100], key_mode_id, key_dict)`` for a track's chord sequence."""

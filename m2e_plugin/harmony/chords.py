@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from m2e_plugin.harmony.features import BTC_SR, FrontEnd, fold_chroma, prepare, semitone_spectrum
-from m2e_plugin.harmony.transcription import note_salience
+from m2e_plugin.harmony.transcription import default_run, note_salience
 from m2e_plugin.harmony.vocabulary import NO_CHORD, PITCH_CLASSES, QUALITY_INTERVALS, frames_to_segments
 
 Chords = list[tuple[float, float, str]]
@@ -71,7 +71,7 @@ _MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)  # natural + harmonic minor (raised le
 
 
 def recognize_chords(audio: np.ndarray, sr: int, method: str = "offline", *, model=None,
-                     vocabulary: str = "sevenths") -> Chords:
+                     vocabulary: str = "sevenths", device: str = "cpu") -> Chords:
     """Chord segments of an audio signal.
 
     Parameters
@@ -90,6 +90,8 @@ def recognize_chords(audio: np.ndarray, sr: int, method: str = "offline", *, mod
         minor triads and may relabel a segment with a richer chord of the same triad that the vocabulary holds
         (``"sevenths"``: 7, maj7, min7; ``"full"``: also maj6, min6, minmaj7); it never emits dim, aug or sus
         chords, which cost accuracy on real music (see ``m2e evaluate-harmony``).
+    device : str
+        Torch device of the offline recogniser's transcription network (BTC runs where ``model`` was loaded).
 
     Returns
     -------
@@ -111,7 +113,7 @@ def recognize_chords(audio: np.ndarray, sr: int, method: str = "offline", *, mod
         raise ValueError(f"unknown chord method {method!r}; use 'offline' or 'btc'")
     if model is not None:
         raise ValueError("model= is only used with method='btc'")
-    return recognize_offline(audio, sr, vocabulary=vocabulary)
+    return recognize_offline(audio, sr, vocabulary=vocabulary, device=device)
 
 
 def chord_templates(vocabulary: str = "sevenths") -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -136,7 +138,7 @@ def chord_templates(vocabulary: str = "sevenths") -> tuple[list[str], np.ndarray
     return labels, np.array(templates), np.array(roots)
 
 
-def recognize_offline(audio: np.ndarray, sr: int, *, vocabulary: str = "sevenths") -> Chords:
+def recognize_offline(audio: np.ndarray, sr: int, *, vocabulary: str = "sevenths", device: str = "cpu") -> Chords:
     """The template + Viterbi recogniser behind ``recognize_chords(method="offline")``."""
     if vocabulary not in VOCABULARIES:
         raise ValueError(f"unknown chord vocabulary {vocabulary!r}; available: {', '.join(VOCABULARIES)}")
@@ -144,7 +146,8 @@ def recognize_offline(audio: np.ndarray, sr: int, *, vocabulary: str = "sevenths
     duration = y.size / BTC_SR
     if not np.any(np.abs(y) > _SILENCE):
         return [(0.0, duration, NO_CHORD)]
-    return decode_spectrum(chord_spectrum(y), duration, vocabulary=vocabulary, notes=note_salience(y))
+    notes = note_salience(y, default_run(device))
+    return decode_spectrum(chord_spectrum(y), duration, vocabulary=vocabulary, notes=notes)
 
 
 def chord_spectrum(y: np.ndarray) -> np.ndarray:
