@@ -37,6 +37,7 @@ PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, hop_length=256) +
 PATCH_SAMPLES = (PATCH_FRAMES - 1) * HOP  # audio that yields exactly one patch with a centred STFT
 BN_EPS = 1e-3
 PENULTIMATE_DIM = 200
+POOLED_DIM = 1506  # max and mean over time of the 753 front/mid-end channels: what the dense layer reads
 MSD_TAGS = ('rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocalists', 'dance', '00s',
             'alternative rock', 'jazz', 'beautiful', 'metal', 'chillout', 'male vocalists', 'classic rock', 'soul',
             'indie rock', 'Mellow', 'electronica', '80s', 'folk', '90s', 'chill', 'instrumental', 'punk', 'oldies',
@@ -103,8 +104,8 @@ class MusiCNN(nn.Module):
         self.front_bn = nn.ModuleList([_bn(c) for c in (204, 204, 51, 51, 51)])
         self.mid_conv = nn.ModuleList([nn.Conv1d(561, 64, 7), nn.Conv1d(64, 64, 7), nn.Conv1d(64, 64, 7)])
         self.mid_bn = nn.ModuleList([_bn(64) for _ in range(3)])
-        self.pool_bn = _bn(1506)
-        self.dense = nn.Linear(1506, PENULTIMATE_DIM)
+        self.pool_bn = _bn(POOLED_DIM)
+        self.dense = nn.Linear(POOLED_DIM, PENULTIMATE_DIM)
         self.dense_bn = _bn(PENULTIMATE_DIM)
         self.out = nn.Linear(PENULTIMATE_DIM, n_tags)
 

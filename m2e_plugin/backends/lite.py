@@ -33,8 +33,6 @@ from m2e_plugin.backends.base import EmotionBackend, Prediction
 
 # Blocks shorter than this after full blocks add nothing but noise to a track's answer (a 0.2 s tail).
 _MIN_TAIL_SECONDS = 2.0
-# Length of musicnn's pooled vector (max and mean over time of 753 channels): the MTT member's per-patch input.
-_POOLED_DIM = 1506
 # A block uses every other 3 s patch: 5 per 30 s block (as good as 10 in cross-validation, half the cost).
 TRACK_PATCH_STEP = 2
 
@@ -71,7 +69,7 @@ class LiteBackend(EmotionBackend):
         import torch
 
         from m2e_plugin.backbones.moodtheme import MoodTagger
-        from m2e_plugin.backbones.musicnn import PENULTIMATE_DIM, SAMPLE_RATE, load_musicnn
+        from m2e_plugin.backbones.musicnn import PENULTIMATE_DIM, POOLED_DIM, SAMPLE_RATE, load_musicnn
         from m2e_plugin.labels import MOOD_TAGS
         from m2e_plugin.models.lite import load_lite
 
@@ -79,7 +77,7 @@ class LiteBackend(EmotionBackend):
         self.weights_path = Path(weights) if weights else default_weights()
         self._head, self._card = load_lite(self.weights_path, device=self.device)
         self._pooling = str(self._card.get("features", {}).get("pooling", "mean"))
-        per_patch = {"msd_penultimate": PENULTIMATE_DIM, "mtt_pooled": _POOLED_DIM}
+        per_patch = {"msd_penultimate": PENULTIMATE_DIM, "mtt_pooled": POOLED_DIM}
         for kind, member in self._head.config["members"].items():
             expected = per_patch[kind] * (2 if self._pooling == "mean_std" else 1)
             if member["n_features"] != expected:

@@ -490,6 +490,7 @@ def piece_spectra(info: dict) -> dict:
 
     audio = Path(info["audio"])
     path = audio.with_name(f"{audio.stem}.spectra-h{_HOP}-f{_FILTER_SCALE:g}-k{CHROMA_HOP}.npz")
+    y = None
     if path.exists():
         with np.load(path) as z:
             chord, key, duration = z["chord"], z["key"], float(z["duration"])
@@ -501,15 +502,16 @@ def piece_spectra(info: dict) -> dict:
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, chord=chord, key=key, duration=duration)
         os.replace(tmp, path)
-    return {"chord": chord, "key_cqt": key, "notes": piece_notes(info), "duration": duration}
+    return {"chord": chord, "key_cqt": key, "notes": piece_notes(info, y), "duration": duration}
 
 
 NOTES_TAG = "notes-nmp1"  # bump when the transcription front end's output changes
 
 
-def piece_notes(info: dict) -> np.ndarray:
+def piece_notes(info: dict, prepared: np.ndarray | None = None) -> np.ndarray:
     """The transcription network's note salience of a rendered piece
-    (:func:`~m2e_plugin.harmony.transcription.note_salience`), cached beside the audio."""
+    (:func:`~m2e_plugin.harmony.transcription.note_salience`), cached beside the audio; ``prepared``: the piece's
+    audio already decoded and prepared (22.05 kHz mono), so it is not decoded twice."""
     import soundfile as sf
 
     from m2e_plugin.harmony.features import prepare
@@ -520,8 +522,10 @@ def piece_notes(info: dict) -> np.ndarray:
     if path.exists():
         with np.load(path) as z:
             return z["notes"]
-    y, sr = sf.read(str(audio), dtype="float32", always_2d=True)
-    notes = note_salience(prepare(y.mean(axis=1), sr, source=str(audio)))
+    if prepared is None:
+        y, sr = sf.read(str(audio), dtype="float32", always_2d=True)
+        prepared = prepare(y.mean(axis=1), sr, source=str(audio))
+    notes = note_salience(prepared)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, notes=notes)
     os.replace(tmp, path)
@@ -557,6 +561,14 @@ def chord_totals(ref: list, est: list, metrics=("majmin", "mirex", "sevenths")) 
     return out
 
 
+def _accumulate(totals: dict, piece: dict) -> dict:
+    """Add one piece's ``{metric: (correct, scored)}`` to the running ``totals``; returns the piece's."""
+    for metric, (correct, scored) in piece.items():
+        totals[metric][0] += correct
+        totals[metric][1] += scored
+    return piece
+
+
 def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_settings=None) -> Scores:
     """Run the offline recogniser and both key estimators on rendered pieces and score them with mir_eval; the
     previous release's CQT-only recogniser and audio key estimator too, for comparison.
@@ -581,15 +593,11 @@ def evaluate(pieces: list[dict], *, progress=None, chord_front=None, key_setting
         est = decode_spectrum(spectra["chord"], duration, front=chord_front or CHORD_FRONT_END, notes=spectra["notes"])
         ref = [tuple(c) for c in info["chords"]]
         row = {"name": info["name"], "key": " ".join(info["key"])}
-        for metric, (correct, scored) in chord_totals(ref, est).items():
-            totals[metric][0] += correct
-            totals[metric][1] += scored
+        for metric, (correct, scored) in _accumulate(totals, chord_totals(ref, est)).items():
             row[metric] = correct / max(scored, 1e-9)
         previous = decode_spectrum(spectra["chord"], duration, front=chord_front or CHORD_FRONT_END,
                                    sharpness=PREVIOUS_SHARPNESS)
-        for metric, (correct, scored) in chord_totals(ref, previous).items():
-            previous_totals[metric][0] += correct
-            previous_totals[metric][1] += scored
+        _accumulate(previous_totals, chord_totals(ref, previous))
         k_audio = key_from_spectrum(spectra["notes"], key_settings or KEY_SETTINGS)
         k_chords = key_from_chords(est)
         k_oracle = key_from_chords([c for c in ref if c[2] != "X"])
