@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 MERT_REPO = "m-a-p/MERT-v1-95M"
 HEAD_REPO = "amaai-lab/music2emo"
@@ -81,10 +84,40 @@ def hub_offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@lru_cache(maxsize=4)
+def _endpoint_answers(endpoint: str, timeout: float) -> bool:
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError:  # no DNS, no route, refused, timed out
+        return False
+    return True
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub endpoint opens within ``timeout`` s (asked once per process).
+
+    huggingface_hub retries a failed request five times with back-off (about 23 s of warnings) before it gives up;
+    an offline machine should hear "unreachable" at once. Behind a proxy a direct probe proves nothing: assumed
+    reachable, and huggingface_hub decides.
+    """
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return True
+    from huggingface_hub import constants
+
+    return _endpoint_answers(constants.ENDPOINT, float(timeout))
+
+
 def _download(repo_id: str, filename: str, *, repo_type: str | None = None, local_files_only: bool,
               cache_dir=None) -> Path:
     from huggingface_hub import hf_hub_download
 
+    if not local_files_only and not hub_reachable():
+        local_files_only = True  # the cache still serves; a miss then reads as "hub could not be reached"
     # huggingface_hub reads HF_HUB_CACHE once at import; honour a value set later (tests, notebooks) too.
     cache_dir = cache_dir if cache_dir is not None else os.environ.get("HF_HUB_CACHE") or None
     return Path(hf_hub_download(repo_id, filename, repo_type=repo_type, local_files_only=local_files_only,

@@ -116,3 +116,58 @@ def test_unreachable_hub_is_tried_once(tmp_path, monkeypatch):
         resolve_music2emo_weights(cache_dir=tmp_path)
     assert not info.value.offline
     assert calls == [False, True, True]  # MERT config online; head and BTC then from the cache only
+
+
+@pytest.fixture
+def endpoint(monkeypatch):
+    """Point huggingface_hub at a local address; no proxy; a fresh reachability answer."""
+    import socket
+
+    from huggingface_hub import constants
+
+    for var in hub._PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    answers = hub._endpoint_answers  # kept: a test may replace the module attribute
+    answers.cache_clear()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def point(listening: bool):
+        if listening:
+            listener.listen(1)
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+
+    yield point
+    listener.close()
+    answers.cache_clear()
+
+
+def test_an_unreachable_hub_is_not_retried(endpoint, monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    endpoint(listening=False)  # bound, not listening: connection refused
+    seen = []
+
+    def download(repo_id, filename, *, local_files_only, **kwargs):
+        seen.append(local_files_only)
+        raise LocalEntryNotFoundError("not in cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    assert not hub.hub_reachable()
+    with pytest.raises(WeightsUnavailableError, match="hub could not be reached"):
+        resolve_music2emo_weights(cache_dir=tmp_path)
+    assert seen and all(seen)  # every lookup went to the cache only: no network retries
+
+
+def test_a_listening_hub_or_a_proxy_is_tried(endpoint, monkeypatch):
+    endpoint(listening=True)
+    assert hub.hub_reachable()
+
+    def no_probe(*args):
+        raise AssertionError("probed the endpoint directly although a proxy is configured")
+
+    monkeypatch.setattr(hub, "_endpoint_answers", no_probe)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # the proxy decides, not a direct connection
+    assert hub.hub_reachable()
