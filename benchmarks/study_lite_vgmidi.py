@@ -4,10 +4,11 @@ training fold of the product's cross-validation (issue 11).
     python benchmarks/study_lite_vgmidi.py extract --vgmidi ../shared/data/vgmidi --rendering fluidr3-piano
     python benchmarks/study_lite_vgmidi.py extract --vgmidi ../shared/data/vgmidi --rendering timgm-piano
     python benchmarks/study_lite_vgmidi.py cv --data-home ../shared/data/4q-dev --vgmidi ../shared/data/vgmidi
+    python benchmarks/study_lite_vgmidi.py transfer --data-home ../shared/data/4q-dev --vgmidi ../shared/data/vgmidi
 
 VGMIDI (Ferreira & Whitehead 2019; no licence file, research use) labels a piece's phrases with valence and arousal
 signs (-1/+1). Only phrase 0's label is used, for the piece's opening: the first ``SECONDS`` s (the 4Q clips' length)
-of ``labelled/midi/<piece>.mid``, every part played as acoustic grand piano (the arrangements are piano; 20 of 410
+of ``labelled/midi/<piece>.mid``, every part played as acoustic grand piano (the arrangements are piano; 19 of 410
 parts name another program) by a soundfont of :mod:`m2e_plugin.harmony.renderings` (``fluidr3-piano`` = FluidR3 GM,
 ``timgm-piano`` = TimGM6mb) through fluidsynth (:func:`m2e_plugin.harmony.evaluation.render`, 22.05 kHz). Renders go
 to ``~/.cache/m2e/vgmidi-renders/<rendering>/``, features to ``~/.cache/m2e/features/lite-vgmidi/<rendering>/``
@@ -199,6 +200,43 @@ def run_cv(data_home: Path, vgmidi: Path, features: Path, only: list[str] | None
               f"{np.mean([r['arousal_roc_auc'] for r in res]):.3f} |", flush=True)
 
 
+def run_transfer(data_home: Path, vgmidi: Path, features: Path) -> None:
+    """The domain gap: the committed recipe trained on all 600 4Q clips, scored on each rendering's VGMIDI clips
+    (``even`` view, uncalibrated softmax)."""
+    import torch
+
+    from m2e_plugin.cache import cache_root
+    from m2e_plugin.models.lite import quadrant_softmax
+    from m2e_plugin.training.features import load_cache
+    from m2e_plugin.training.lite import (FourQFeatures, fit_head, load_config, member_configs, predict_logits,
+                                          quadrant_metrics)
+
+    torch.set_num_threads(1)
+    data = FourQFeatures.load(data_home, cache_root() / "features" / "lite" / "fourq",
+                              kinds=("msd_penultimate", "mtt_pooled"))
+    config = load_config()
+    model, _ = fit_head(config, data, np.arange(len(data.y)))
+    pieces = vgmidi_pieces(vgmidi)
+    ids = [p["id"] for p in pieces]
+    print("| 4Q-trained head scored on | clips (labels Q1 / Q2 / Q3 / Q4) | predicted Q1 / Q2 / Q3 / Q4 "
+          "| quadrant accuracy | valence AUC | arousal AUC |")
+    print("|---|---|---|---|---|---|")
+    for r in RENDERINGS:
+        extra = list(zip(pieces, load_cache(features / r, ids, "penultimate"), load_cache(features / r, ids,
+                                                                                         "mtt_pooled")))
+        both = with_extra_clips(data, extra)
+        idx = np.arange(len(data.y), len(both.y))
+        rows = both.head_rows(idx, ["even"], config["pooling"], list(member_configs(config)))[0]
+        probs = quadrant_softmax(predict_logits(model, rows))
+        m = quadrant_metrics(both.y[idx], probs)
+        pv, pa = probs[:, 0] + probs[:, 3], probs[:, 0] + probs[:, 1]  # the quadrant as quadrant_metrics reads it
+        pred = np.where(pa >= 0.5, np.where(pv >= 0.5, 0, 1), np.where(pv >= 0.5, 3, 2))
+        counts = " / ".join(str(int(np.sum(q == c))) for q in (both.y[idx],) for c in range(4))
+        print(f"| VGMIDI {r} | {m['n']} ({counts}) | {' / '.join(str(int(np.sum(pred == c))) for c in range(4))} "
+              f"| {m['quadrant_accuracy']:.3f} | {m['valence_roc_auc']:.3f} | "
+              f"{m['arousal_roc_auc']:.3f} |", flush=True)
+
+
 def main(argv=None) -> int:
     renders, features = default_dirs()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -209,15 +247,19 @@ def main(argv=None) -> int:
     e.add_argument("--limit", type=int, default=None, help="only the first N pieces (a check)")
     e.add_argument("--progress", choices=("auto", "always", "never"), default="auto", help="progress bar")
     c = sub.add_parser("cv", help="cross-validate the variants; prints a Markdown table")
-    c.add_argument("--data-home", type=Path, required=True, help="the 4Q clips (Q1..Q4/*.mp3)")
     c.add_argument("--only", action="append", default=None, choices=list(VARIANTS), metavar="NAME",
                    help="run only this variant (repeatable); default all")
-    for q in (e, c):
+    t = sub.add_parser("transfer", help="score the 4Q-trained head on the VGMIDI clips (the domain gap)")
+    for q in (c, t):
+        q.add_argument("--data-home", type=Path, required=True, help="the 4Q clips (Q1..Q4/*.mp3)")
+    for q in (e, c, t):
         q.add_argument("--vgmidi", type=Path, required=True, help="the VGMIDI folder (vgmidi_labelled.csv, labelled/)")
         q.add_argument("--features", type=Path, default=features, help=f"feature caches (default {features})")
     args = p.parse_args(argv)
     if args.cmd == "extract":
         extract(args.vgmidi, args.rendering, args.renders, args.features, args.limit, args.progress)
+    elif args.cmd == "transfer":
+        run_transfer(args.data_home, args.vgmidi, args.features)
     else:
         run_cv(args.data_home, args.vgmidi, args.features, args.only)
     return 0
