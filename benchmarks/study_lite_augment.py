@@ -41,8 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+from m2e_plugin.training.lite import FourQFeatures  # noqa: E402
 DEFAULT_OUT = Path.home() / ".cache" / "m2e" / "features" / "lite-augment" / "fourq"
 DEFAULT_LITE_CACHE = Path.home() / ".cache" / "m2e" / "features" / "lite" / "fourq"
 AUGMENT_VERSION = "lite-augment-1-{kind}"  # kind: speed or pitch
@@ -122,20 +123,22 @@ def cmd_extract(args) -> None:
               f"{time.perf_counter() - start:.1f} s this run", file=sys.stderr)
 
 
-def load_augmented(data_home, lite_cache, out, names, kinds):
+class AugmentedFourQ(FourQFeatures):
     """The product's :class:`FourQFeatures` plus, per augmentation, a view of that name (``speed<f>``,
-    ``pitch<n>``): the perturbed clip's even and odd stored patches, pooled into two rows."""
+    ``pitch<n>``): the perturbed clip's even and odd stored patches, pooled into two rows
+    (``aug[view][kind]``: (P, d) per clip)."""
+
+    aug: dict[str, dict[str, list]] = {}
+
+    def view(self, i, name, kind="msd_penultimate"):
+        if name in self.aug:
+            p = self.aug[name][kind][i]
+            return [p[0::2], p[1::2]] if len(p) > 1 else [p]
+        return super().view(i, name, kind)
+
+
+def load_augmented(data_home, lite_cache, out, names, kinds) -> AugmentedFourQ:
     from m2e_plugin.training.features import load_cache
-    from m2e_plugin.training.lite import FourQFeatures
-
-    class AugmentedFourQ(FourQFeatures):
-        aug: dict[str, dict[str, list]] = {}
-
-        def view(self, i, name, kind="msd_penultimate"):
-            if name in self.aug:
-                p = self.aug[name][kind][i]
-                return [p[0::2], p[1::2]] if len(p) > 1 else [p]
-            return super().view(i, name, kind)
 
     data = AugmentedFourQ.load(data_home, lite_cache, kinds=kinds)
     data.aug = {n: {k: load_cache(Path(out) / n, data.track_ids, AUG_KEYS[k]) for k in kinds} for n in names}
