@@ -3,9 +3,12 @@ clips (issue 11): speed perturbation (the clip resampled so that it plays ``f`` 
 together, ``f`` = 0.94 / 1.06 is about -1 / +1 semitone); optionally a pure pitch shift (``--semitones``).
 
     python benchmarks/study_lite_augment.py extract --data-home ../shared/data/4q-dev --factors 0.94 1.06
-        # ~15 min per factor of one thread on the loaded 2-core machine (1.5 s per clip)
+        # ~16 min per factor of one thread on the loaded 2-core machine (1.6 s per clip)
     python benchmarks/study_lite_augment.py cv --data-home ../shared/data/4q-dev --factors 0.94 1.06 \
-        --configs baseline speed0.94 speed1.06 speed clean-twice      # ~10 min
+        --configs baseline speed0.94 speed1.06 speed clean-twice      # ~12 min
+
+Result (README, lite section): speed perturbation lowers the CV mean accuracy (0.733-0.739 against 0.746), so lite
+does not use it.
 
 ``extract`` stores, per factor and clip, ``<out>/speed<f>/<clip>.npz`` (default out
 ``~/.cache/m2e/features/lite-augment/fourq``; the lite training cache is only read) with the same arrays the lite
@@ -24,9 +27,9 @@ machine, ten times a speed factor, so the study did not run it over the 600 clip
 of the clean ``even`` view of the test clips) per seed in the same process: the baseline (the config's views)
 and the same with each factor's view ``speed<f>`` added to every member's training views. That view pools the
 perturbed clip's stored patches into two rows, as the clean ``even`` and ``odd`` views do: its patches 0, 2, 4, ...
-and 1, 3, 5, .... Augmented rows are only
-ever training rows: the test clips are scored on their clean views exactly as in the baseline. ``--configs`` picks
-variants (``baseline``, ``speed`` = all factors, ``speed<f>`` = one factor, ``clean-twice`` = a control: the clean
+and 1, 3, 5, ... Augmented rows are only ever training rows: the test clips are scored on their clean views
+exactly as in the baseline. ``--configs`` picks variants (``baseline``, ``speed`` = all factors, ``speed<f>`` = one
+factor, ``pitch`` / ``pitch<n>`` likewise, ``all`` = every augmentation, ``clean-twice`` = a control: the clean
 ``even`` and ``odd`` views listed twice, the same training objective with as many optimiser steps per epoch as one
 factor's rows add, since members train a fixed number of epochs).
 """
@@ -43,7 +46,8 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported
 os.environ.setdefault("MKL_NUM_THREADS", "1")
-from m2e_plugin.training.lite import FourQFeatures  # noqa: E402
+from m2e_plugin.training.lite import FourQFeatures, member_configs  # noqa: E402
+
 DEFAULT_OUT = Path.home() / ".cache" / "m2e" / "features" / "lite-augment" / "fourq"
 DEFAULT_LITE_CACHE = Path.home() / ".cache" / "m2e" / "features" / "lite" / "fourq"
 AUGMENT_VERSION = "lite-augment-1-{kind}"  # kind: speed or pitch
@@ -147,8 +151,6 @@ def load_augmented(data_home, lite_cache, out, names, kinds) -> AugmentedFourQ:
 
 def with_views(config: dict, extra: list[str]) -> dict:
     """The config with ``extra`` views added to the training views of every member."""
-    from m2e_plugin.training.lite import member_configs
-
     out = dict(config)
     out["views"] = list(config["views"]) + extra
     out["members"] = {k: {**(config.get("members") or {}).get(k, {}), "views": list(m["views"]) + extra}
@@ -159,7 +161,7 @@ def with_views(config: dict, extra: list[str]) -> dict:
 def cmd_cv(args) -> None:
     import torch
 
-    from m2e_plugin.training.lite import cross_validate, load_config, member_configs
+    from m2e_plugin.training.lite import cross_validate, load_config
 
     torch.set_num_threads(1)
     config = load_config(args.config)
