@@ -324,6 +324,8 @@ class FileSource(Source):
         self.description = f"file {self.path} ({meta.sample_rate} Hz, {'paced' if pace else 'no pace'})"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # What decoding lost (damaged or truncated regions, as ``m2e predict`` reports them), first pass only.
+        self.warnings: list[dict] = []
 
     def decode_at(self, sample_rate: int, block_seconds: float) -> None:
         """Decode at the model's rate in the model's blocks (before :meth:`start`; the engine's no-pace file mode).
@@ -345,8 +347,15 @@ class FileSource(Source):
         self._thread.start()
 
     def _blocks(self):
+        first_pass = True
         while True:
-            yield from stream_audio(self.path, self.sample_rate, block_seconds=self.block_seconds)
+            found: list[dict] = []
+            yield from stream_audio(self.path, self.sample_rate, block_seconds=self.block_seconds, warnings=found)
+            if first_pass:  # a looped file loses the same seconds each time: say it once
+                for warning in found:
+                    log.warning("input %s: %s", self.path, warning["message"])
+                self.warnings.extend(found)
+                first_pass = False
             if not self.loop:
                 return
 

@@ -155,6 +155,24 @@ def test_damaged_mp3_streams_in_full_blocks_with_the_same_warning(mp3s):
     assert [w["code"] for w in warnings] == ["damaged"]
 
 
+def test_stream_replay_of_a_damaged_mp3_reports_the_loss_in_its_summary(mp3s, monkeypatch):
+    """`m2e stream --input` says what decoding lost as `m2e predict` does: in the summary, once even when looping."""
+    from m2e_plugin.realtime.capture import FileSource
+    from m2e_plugin.realtime.engine import ModelRunner
+    from m2e_plugin.realtime.sidecar import Sidecar
+    from test_realtime_support import register_test_backends
+
+    register_test_backends(monkeypatch)
+    _, _ = load_audio(mp3s["damaged"], warnings=(expected := []))
+    source = FileSource(mp3s["damaged"], pace=False, loop=True, max_seconds=2.5 * SECONDS)
+    summary = Sidecar(source, ModelRunner("rt-feature"), [], window=2.0, hop=1.0, rate=0).run(duration=120)
+    assert summary["stop_reason"] == "end of input" and summary["audio_seconds"] == pytest.approx(2.5 * SECONDS)
+    assert summary["input_warnings"] == expected and [w["code"] for w in expected] == ["damaged"]
+    clean = Sidecar(FileSource(mp3s["clean"], pace=False), ModelRunner("rt-feature"), [], window=2.0, hop=1.0,
+                    rate=0).run(duration=120)
+    assert "input_warnings" not in clean
+
+
 def test_cut_file_is_reported_as_truncated(mp3s):
     warnings: list = []
     x, sr = load_audio(mp3s["cut"], warnings=warnings)
