@@ -46,3 +46,19 @@ def test_lite_cache_is_resumable_and_records_failures(tmp_path):
         load_cache(out, ["t0", "missing"], "penultimate")
     np.testing.assert_allclose(load_cache(out, ["t1"], "penultimate")[0],
                                extract(paths[1][1])["penultimate"], rtol=1e-6)
+
+
+def test_what_a_decoder_writes_to_fd_2_becomes_one_line_naming_the_track(tmp_path, capfd):
+    """libmpg123 (inside libsndfile) writes straight to file descriptor 2 on a damaged MP3, naming no file."""
+    import os
+
+    def noisy(path):
+        os.write(2, b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length too large\n" * 3)
+        return {"x": np.zeros(2)}
+
+    manifest = build_cache([("t0", str(tmp_path / "t0.mp3"))], tmp_path / "cache", noisy, {"version": "v"},
+                           progress=False)
+    assert manifest["done"] == ["t0"]
+    err = capfd.readouterr().err
+    assert "libmpg123" in err and err.count("\n") == 1  # the three raw lines became one
+    assert "t0.mp3" in err and "reported 3 problem(s)" in err

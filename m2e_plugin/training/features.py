@@ -105,7 +105,7 @@ def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,
         manifest["failed"] = {}  # failures are retried
     tracks = list(tracks)[:limit] if limit else list(tracks)
     done = set(manifest["done"])
-    from m2e_plugin.progress import Progress
+    from m2e_plugin.progress import Progress, decoder_warning, native_stderr_captured
 
     mode = {True: "auto", False: "never"}.get(progress, progress)
     bar = Progress(len(tracks), "m2e features", unit="track", mode=mode)
@@ -115,7 +115,11 @@ def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,
             bar.update(1)
             continue
         try:
-            arrays = extract(str(path))
+            with native_stderr_captured() as noise:  # libmpg123's lines on a damaged MP3 name no file: one line does
+                arrays = extract(str(path))
+            note = decoder_warning(str(path), noise)
+            if note:
+                bar.write(f"m2e features: {track_id}: {note}")
             tmp = root / f".{track_id}.tmp.npz"
             np.savez(tmp, **arrays)
             os.replace(tmp, target)  # atomic: a killed run never leaves a half-written entry
