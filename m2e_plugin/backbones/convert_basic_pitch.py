@@ -126,10 +126,9 @@ def parity_windows(seed: int = 0) -> np.ndarray:
 
 def convert(wheel, out) -> dict:
     """Write the converted weights and their model card beside them; returns the card."""
-    from safetensors.torch import save_file
-
     from m2e_plugin.backbones.basic_pitch import NoteTranscriber
     from m2e_plugin.backbones.convert_musicnn import sha256_of
+    from m2e_plugin.safetensors_io import write_safetensors
 
     wheel = Path(wheel)
     if not wheel.is_file():
@@ -139,12 +138,9 @@ def convert(wheel, out) -> dict:
     model = NoteTranscriber()
     model.load_state_dict(state, strict=True)
     model.eval()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"source": f"PyPI basic-pitch 0.4.0 wheel ({WHEEL_NAME}), {ONNX_MEMBER}",
                 "wheel_sha256": sha256_of(wheel), "licence": "Apache-2.0 (basic-pitch, Spotify AB)"}
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata=metadata)
-    out.chmod(0o644)  # ships in the wheel: world-readable
+    out = write_safetensors(out, state, metadata)
     card = {"name": "basic_pitch_nmp", **metadata, "notice": notice, "citation": CITATION,
             "parameters": int(sum(v.numel() for v in state.values())),
             "use": "m2e_plugin.harmony.transcription: note posteriors -> chroma for the offline chord recogniser "

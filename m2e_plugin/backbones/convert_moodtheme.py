@@ -63,13 +63,11 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 def convert(checkpoint: Path, tag_list: Path, out_dir: Path = WEIGHTS_DIR, calibrate_on: Path | None = None,
             rate_scale: float | None = None) -> dict:
-    from safetensors.torch import save_file
+    from m2e_plugin.safetensors_io import write_safetensors
 
     tags = read_tags(tag_list)
     state = load_checkpoint(checkpoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(out_dir / WEIGHTS_NAME), metadata={"source_sha256": sha256(checkpoint)})
-    (out_dir / WEIGHTS_NAME).chmod(0o644)  # safetensors writes 0600; the file ships in the wheel
+    write_safetensors(out_dir / WEIGHTS_NAME, state, {"source_sha256": sha256(checkpoint)})
     card = {
         "name": "moodtheme",
         "what": "MTG-Jamendo baseline mood/theme CNN: 56 mood/theme tags (= Music2Emo's) from a 96-band mel "

@@ -114,9 +114,8 @@ def load_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], mapping
 
 def convert(wheel, out, checkpoint: str = CHECKPOINT) -> dict:
     """Write the converted weights of ``checkpoint`` from ``wheel`` to ``out``; returns the provenance record."""
-    from safetensors.torch import save_file
-
     from m2e_plugin.backbones.musicnn import MusiCNN
+    from m2e_plugin.safetensors_io import write_safetensors
 
     wheel = Path(wheel)
     if not wheel.is_file():
@@ -128,11 +127,7 @@ def convert(wheel, out, checkpoint: str = CHECKPOINT) -> dict:
               "wheel_sha256": sha256_of(wheel), "licence": "ISC (musicnn, Jordi Pons and Xavier Serra)",
               "parameters": int(sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))),
               "converter": f"python -m m2e_plugin.backbones.convert_musicnn WHEEL --checkpoint {checkpoint}"}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out),
-              metadata={k: str(v) for k, v in record.items()})
-    out.chmod(0o644)  # ships in the wheel: world-readable
+    out = write_safetensors(out, state, {k: str(v) for k, v in record.items()})
     record["sha256"] = sha256_of(out)
     return record
 

@@ -128,13 +128,9 @@ def valence_arousal(quad_probs: np.ndarray, scale: float) -> tuple[np.ndarray, n
 
 def save_lite(model: LiteEnsemble, weights_path, card: dict) -> None:
     """Write the weights (safetensors, with the architecture in its metadata) and the model card JSON beside them."""
-    from safetensors.torch import save_file
+    from m2e_plugin.safetensors_io import write_safetensors
 
-    weights_path = Path(weights_path)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(weights_path), metadata={"config": json.dumps(model.config)})
-    weights_path.chmod(0o644)  # safetensors writes 0600; the file ships in the wheel and must be world-readable
+    weights_path = write_safetensors(weights_path, model.state_dict(), {"config": json.dumps(model.config)})
     weights_path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
 
 

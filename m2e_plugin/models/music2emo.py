@@ -196,7 +196,6 @@ def load_attnck(path: str | os.PathLike, device: str = "cpu") -> AttnCK:
 
 def save_head(module: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write a head's weights as safetensors (unprefixed names; loadable by the functions above)."""
-    from safetensors.torch import save_file
+    from m2e_plugin.safetensors_io import write_safetensors
 
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(path), metadata=metadata or {})
+    write_safetensors(path, module.state_dict(), metadata or {})
