@@ -7,17 +7,17 @@
     python benchmarks/study_lite_finetune.py cv --data-home ../shared/data/4q-dev \
         --variants msd-midback-plain mtt-midback                                            # 33 min
     python benchmarks/study_lite_finetune.py cv --data-home ../shared/data/4q-dev \
-        --variants msd-midback mtt-midback --refit                                          # CV4_MIN min
+        --variants msd-midback mtt-midback --refit                                          # 35 min
     python benchmarks/study_lite_finetune.py cv --data-home ../shared/data/4q-dev \
         --variants msd-midback msd-back --lr 5e-4 --max-epochs 6 --refit                    # 10 min
 
 (cv timings: one thread, two cv runs at a time and another engineer's jobs, load average 2-3.)
 
 Result (README, lite section): fine-tuning does not lift lite. lite 2.1 reproduced in the same run gives 0.748 /
-0.742 / 0.748 (mean 0.746); with a fine-tuned member in the ensemble the means are 0.743-0.747 (MSD mid-end and
-back-end 0.745, back-end only 0.746, MTT mid-end 0.747, both networks CV4_BOTH), no variant +0.01 on the mean, let
-alone on every seed. The inner split mostly keeps the pretrained weights, and at lr 5e-4 one or two epochs cost
-0.03-0.04.
+0.742 / 0.748 (mean 0.746); with a fine-tuned member in the ensemble the means are 0.740-0.747 (MSD mid-end and
+back-end 0.745, back-end only 0.746, MTT mid-end 0.747, both networks, refit, 0.740), no variant +0.01 on the mean, let
+alone on every seed. The inner split mostly keeps the pretrained weights; at lr 5e-4 one or two epochs of the MSD
+mid-end lose 0.04-0.05.
 
 ``extract`` stores, per clip, ``<out>/<clip>.npz`` (default out ``~/.cache/m2e/features/lite-finetune/fourq``, outside
 the repository; resumable through the feature cache's :func:`~m2e_plugin.training.features.build_cache`, ``--limit
