@@ -349,7 +349,7 @@ def _trainer_cv(feats: dict, y: np.ndarray, groups: np.ndarray, members, seed: i
     config's ``views`` asks for it, exists for msd_pen only)."""
     import torch
 
-    from m2e_plugin.training.lite import FourQFeatures, fit_lite, load_config, predict_logits, stratified_group_folds
+    from m2e_plugin.training.lite import FourQFeatures, cv_splits, fit_lite, load_config, predict_logits
 
     torch.set_num_threads(1)
     logp = np.zeros((len(y), 4))
@@ -358,14 +358,11 @@ def _trainer_cv(feats: dict, y: np.ndarray, groups: np.ndarray, members, seed: i
         data = FourQFeatures([str(i) for i in range(len(y))], y, [None] * len(y), {kind: feats[kind]},
                              {kind: feats["msd_pen_codec"] if kind == "msd_pen" else None})
         data.groups = groups
-        for k, test in enumerate(stratified_group_folds(y, groups, int(config["folds"]), seed)):
-            train = np.setdiff1d(np.arange(len(y)), test)
-            inner = stratified_group_folds(y[train], groups[train],
-                                           max(2, round(1 / float(config["inner_validation"]))), seed + k)
+        for fit, val, test in cv_splits(config, y, groups):
             if "fixed_epochs" in config:  # no early stopping: every training clip, a fixed number of epochs
-                model, _ = fit_lite(config, data, train, epochs=int(config["fixed_epochs"]), kind=kind)
+                model, _ = fit_lite(config, data, np.union1d(fit, val), epochs=int(config["fixed_epochs"]), kind=kind)
             else:
-                model, _ = fit_lite(config, data, np.setdiff1d(train, train[inner[0]]), train[inner[0]], kind=kind)
+                model, _ = fit_lite(config, data, fit, val, kind=kind)
             rows = data.rows(test, ["even"], "mean", kind)[0]
             out = torch.log_softmax(torch.from_numpy(predict_logits(model, rows)), -1)
             logp[test] += out.numpy() / len(members)

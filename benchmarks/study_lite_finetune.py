@@ -29,8 +29,9 @@ once), and from the float32 front end the arrays the lite cache holds (MSD ``pen
 ``mtt_pooled`` (P, 1506): bit-identical to :func:`~m2e_plugin.backbones.musicnn.embed_audio`'s) plus MSD
 ``msd_pooled`` (P, 1506, what the back-end reads).
 
-``cv`` runs, per fold seed (``--seeds``, default 0 1 2), the product's folds and inner split (:func:`fold_plan`: the
-splits of :func:`m2e_plugin.training.lite.cross_validate`, with the committed config's ``seed`` set) and in each fold:
+``cv`` runs, per fold seed (``--seeds``, default 0 1 2), the product's folds and inner split
+(:func:`m2e_plugin.training.lite.cv_splits`, the splits of :func:`~m2e_plugin.training.lite.cross_validate`, with
+the committed config's ``seed`` set) and in each fold:
 
 * the baseline, lite 2.1's head (:func:`~m2e_plugin.training.lite.fit_head`: two linear members, 200 fixed epochs
   on the even and odd views of all training clips), scored on the test clips' ``even`` view: lite 2.1's CV
@@ -255,22 +256,6 @@ class FineTuneData(FourQFeatures):
         return torch.from_numpy(np.concatenate(xs).astype(np.float32)), [len(x) for x in xs]
 
 
-def fold_plan(data: FourQFeatures, config: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(fit, inner validation, test) clip indices per fold, exactly as :func:`m2e_plugin.training.lite.cross_validate`
-    splits them (the product's folds and the inner artist-grouped split of the training clips)."""
-    from m2e_plugin.training.lite import stratified_group_folds
-
-    y, seed = data.y, int(config["seed"])
-    plan = []
-    for k, test_idx in enumerate(stratified_group_folds(y, data.groups, int(config["folds"]), seed)):
-        train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
-        inner = stratified_group_folds(y[train_idx], data.groups[train_idx],
-                                       max(2, round(1 / float(config["inner_validation"]))), seed + k)
-        val_idx = train_idx[inner[0]]
-        plan.append((np.setdiff1d(train_idx, val_idx), val_idx, test_idx))
-    return plan
-
-
 def even_sets(data: FourQFeatures, idx) -> list[tuple[int, np.ndarray]]:
     """The ``even`` view (patches 0, 2, 4, ...: what the product computes on a 30 s block) of each clip."""
     return [(int(i), np.arange(len(data.patches["msd_penultimate"][int(i)]))[0::2]) for i in idx]
@@ -356,9 +341,8 @@ def run_seed(config: dict, data: FineTuneData, variants, *, hp: dict = HPARAMS, 
     product's member trained on all training clips (fit + validation), fine-tuned on them for the early-stopped
     epoch count (the product's way: members train on every clip for the epochs the inner split chose; 0 = that
     member unchanged); the ``@<n>`` rows stay those of the fit clips' model."""
-    from m2e_plugin.models.lite import LiteModel
     from m2e_plugin.backbones.musicnn import load_musicnn
-    from m2e_plugin.training.lite import fit_head, fit_lite, member_configs, predict_logits
+    from m2e_plugin.training.lite import cv_splits, fit_head, fit_lite, member_configs, predict_logits
 
     members = member_configs(config)
     kinds = list(members)
@@ -373,7 +357,7 @@ def run_seed(config: dict, data: FineTuneData, variants, *, hp: dict = HPARAMS, 
         oof.setdefault(name, np.zeros((n, 4)))[idx] = values
         filled.setdefault(name, np.zeros(n, dtype=bool))[idx] = True
 
-    for k, (fit_idx, val_idx, test_idx) in enumerate(fold_plan(data, config)):
+    for k, (fit_idx, val_idx, test_idx) in enumerate(cv_splits(config, data.y, data.groups)):
         start = time.perf_counter()
         base, _ = fit_head(config, data, fit_idx, val_idx)  # fixed-epoch members: trained on fit + val
         rows = data.head_rows(test_idx, ["even"], config["pooling"], kinds)[0]

@@ -147,18 +147,14 @@ def with_extra_clips(data, extra: list[tuple[dict, list[np.ndarray], list[np.nda
 def cv_with_extra(config: dict, data, n_fourq: int) -> np.ndarray:
     """Out-of-fold ``even``-view outputs of the 4Q clips (indices < ``n_fourq``) as
     :func:`m2e_plugin.training.lite.cross_validate` computes them, the other clips added to every training set."""
-    from m2e_plugin.training.lite import fit_head, member_configs, predict_logits, stratified_group_folds
+    from m2e_plugin.training.lite import cv_splits, fit_head, member_configs, predict_logits
 
     y, groups = data.y[:n_fourq], data.groups[:n_fourq]
     extra = np.arange(n_fourq, len(data.y))
     kinds = list(member_configs(config))
     oof = np.zeros((n_fourq, 4))
-    for k, test_idx in enumerate(stratified_group_folds(y, groups, int(config["folds"]), int(config["seed"]))):
-        train_idx = np.setdiff1d(np.arange(n_fourq), test_idx)
-        inner = stratified_group_folds(y[train_idx], groups[train_idx],
-                                       max(2, round(1 / float(config["inner_validation"]))), int(config["seed"]) + k)
-        val_idx = train_idx[inner[0]]
-        model, _ = fit_head(config, data, np.concatenate([np.setdiff1d(train_idx, val_idx), extra]), val_idx)
+    for fit_idx, val_idx, test_idx in cv_splits(config, y, groups):
+        model, _ = fit_head(config, data, np.concatenate([fit_idx, extra]), val_idx)
         oof[test_idx] = predict_logits(model, data.head_rows(test_idx, ["even"], config["pooling"], kinds)[0])
     return oof
 

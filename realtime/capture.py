@@ -46,6 +46,8 @@ class Source:
         self.closed_at: float | None = None
         self.finished = threading.Event()  # set when a finite source has delivered everything
         self.error: BaseException | None = None
+        # What decoding lost (a file's damaged or truncated regions, as ``m2e predict`` reports them)
+        self.warnings: list[dict] = []
         self.description = ""
 
     @property
@@ -324,8 +326,6 @@ class FileSource(Source):
         self.description = f"file {self.path} ({meta.sample_rate} Hz, {'paced' if pace else 'no pace'})"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # What decoding lost (damaged or truncated regions, as ``m2e predict`` reports them), first pass only.
-        self.warnings: list[dict] = []
 
     def decode_at(self, sample_rate: int, block_seconds: float) -> None:
         """Decode at the model's rate in the model's blocks (before :meth:`start`; the engine's no-pace file mode).

@@ -140,7 +140,7 @@ class Output:
                 break
             now = time.monotonic()
             try:
-                fresh = self._step(now, tick=period is not None and now >= next_tick)
+                self._step(now, tick=period is not None and now >= next_tick)
                 if period is not None and now >= next_tick:
                     # Keep the cadence; after a stall, resume it instead of sending a burst of catch-up ticks.
                     next_tick = max(next_tick + period, now + 0.25 * period)

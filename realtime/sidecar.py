@@ -197,7 +197,7 @@ class Sidecar:
             out["destinations"] = [{"destination": d.label, "sent": d.sent, "errors": d.errors,
                                     **({"last_error": d.last_error} if d.last_error else {})}
                                    for d in self.osc.destinations]
-        if getattr(self.source, "warnings", None):
+        if self.source.warnings:
             out["input_warnings"] = list(self.source.warnings)
         if self.source.error is not None:
             out["source_error"] = str(self.source.error)

@@ -249,21 +249,33 @@ def rating_spread(quad_probs: np.ndarray, scale: float) -> dict:
     return out
 
 
+def cv_splits(config: dict, y: np.ndarray, groups: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(fit, inner validation, test) clip indices of each cross-validation fold: ``config["folds"]`` folds
+    stratified by quadrant and grouped by artist (``config["seed"]``), and inside each fold's training clips the
+    artist-grouped early-stopping split (a ``config["inner_validation"]`` share). The one split of the product's CV
+    and of the studies that compare with it."""
+    seed = int(config["seed"])
+    splits = []
+    for k, test_idx in enumerate(stratified_group_folds(y, groups, int(config["folds"]), seed)):
+        train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
+        inner = stratified_group_folds(y[train_idx], groups[train_idx],
+                                       max(2, round(1 / float(config["inner_validation"]))), seed + k)
+        val_idx = train_idx[inner[0]]
+        splits.append((np.setdiff1d(train_idx, val_idx), val_idx, test_idx))
+    return splits
+
+
 def cross_validate(config: dict, data: FourQFeatures, *, progress: bool = True) -> dict:
     """Artist-grouped, quadrant-stratified k-fold CV; pooled out-of-fold metrics of the ``even`` (product) view,
     of the ``codec`` view and of single 3 s patches, and each member's best epochs."""
     y = data.y
     kinds = list(member_configs(config))
-    folds = stratified_group_folds(y, data.groups, int(config["folds"]), int(config["seed"]))
+    folds = cv_splits(config, y, data.groups)
     oof = {"even": np.zeros((len(y), 4)), "odd": np.zeros((len(y), 4)), "codec": np.zeros((len(y), 4))}
     patch_logits, patch_y = [], []
     best_epochs = {k: [] for k in kinds}
-    for k, test_idx in enumerate(folds):
-        train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
-        inner = stratified_group_folds(y[train_idx], data.groups[train_idx],
-                                       max(2, round(1 / float(config["inner_validation"]))), int(config["seed"]) + k)
-        val_idx = train_idx[inner[0]]
-        model, best = fit_head(config, data, np.setdiff1d(train_idx, val_idx), val_idx)
+    for k, (fit_idx, val_idx, test_idx) in enumerate(folds):
+        model, best = fit_head(config, data, fit_idx, val_idx)
         for kind in kinds:
             best_epochs[kind].append(best[kind])
         for name in oof:
