@@ -119,10 +119,12 @@ def main() -> int:
     for name, x in (("valence", v), ("arousal", a)):
         print(f"{name}: p5 {np.percentile(x, 5):.2f}, p50 {np.median(x):.2f}, p95 {np.percentile(x, 95):.2f}, "
               f"outside [1.5, 8.5] {np.mean((x < 1.5) | (x > 8.5)):.3f}")
-    moods = [set(o["predicted_moods"]) for o in clip]
-    antonym = np.mean([any(p <= m for p in map(set, ANTONYM_PAIRS)) for m in moods])
-    print(f"predicted moods per clip: median {np.median([len(m) for m in moods]):.0f}; clips with an antonym pair "
-          f"{antonym:.3f}")
+    for name, outputs in (("whole clip", clip), ("1 s excerpt", [o for r in rows for o in r["excerpts"]])):
+        moods = [set(o["predicted_moods"]) for o in outputs]
+        antonym = np.mean([any(p <= m for p in map(set, ANTONYM_PAIRS)) for m in moods])
+        counts = [len(m) for m in moods]
+        print(f"predicted moods per {name}: median {np.median(counts):.0f}, mean {np.mean(counts):.2f}, none "
+              f"{np.mean(np.equal(counts, 0)):.3f}; with an antonym pair {antonym:.3f}")
     table = _mood_table()
     if table:
         probs = np.array([[o["mood_probabilities"][t] for t in MOOD_TAGS] for o in clip])

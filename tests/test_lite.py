@@ -232,6 +232,9 @@ def test_short_and_quiet_input_shrinks_toward_neutral(backend):
         p = backend.predict_window(y[: int(seconds * SR)])
         assert p.extras["confidence"] == pytest.approx((seconds / 3.0) ** 0.5, abs=1e-3)
         assert abs(p.valence - 5) <= 2.5 * p.extras["confidence"] + 1e-9
+        # moods shrink with the same confidence: a mood needs a tagger probability above 0.5 / confidence
+        assert p.mood_probabilities.max() <= p.extras["confidence"] + 1e-9
+    assert backend.predict_window(y[: int(0.1 * SR)]).mood_probabilities.max() < 0.5  # 0.1 s: no mood passes
     assert full.extras["confidence"] == 1.0
     from m2e_plugin.backbones.level import measure_level
 
@@ -240,6 +243,8 @@ def test_short_and_quiet_input_shrinks_toward_neutral(backend):
     quiet = backend.predict_window((clip * gain).astype(np.float32))
     assert quiet.extras["confidence"] == pytest.approx(0.5, abs=1e-3)
     assert abs(quiet.valence - 5) == pytest.approx(0.5 * abs(full.valence - 5), abs=1e-3)
+    # the mood tagger is level-normalised, so the quiet copy's moods are the full ones at half confidence
+    np.testing.assert_allclose(quiet.mood_probabilities, 0.5 * full.mood_probabilities, atol=2e-3)
 
 
 def test_backend_track_pools_blocks(backend):

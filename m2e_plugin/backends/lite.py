@@ -14,7 +14,8 @@ Per input (a 30 s block of a track, or a window):
    and ``confidence`` are returned in ``extras``;
 4. valence/arousal on 1-9 from the quadrant probabilities (:func:`~m2e_plugin.models.lite.valence_arousal`);
 5. the 56 mood probabilities from :class:`m2e_plugin.backbones.moodtheme.MoodTagger` (calibrated so that 0.5 is each
-   tag's threshold), averaged over blocks weighted by duration.
+   tag's threshold), averaged over blocks weighted by duration, then scaled by ``confidence``: short or quiet input
+   predicts fewer moods, and the scale ends at silence's answer (every mood 0) as confidence reaches 0.
 
 Silence (every block below the level module's silence floor) gives the documented neutral answer: valence 5,
 arousal 1, every mood 0, confidence 0.
@@ -148,8 +149,10 @@ class LiteBackend(EmotionBackend):
         confidence = self.confidence(seconds, level_dbfs)
         quad = shrink_quadrants(quadrant_softmax(logits, self._temperature), confidence)
         valence, arousal = valence_arousal(quad, self._va_scale)
+        # The mood tagger answers a 0.1 s blip as firmly as a song (a dozen moods); its evidence is as thin as the
+        # head's, so moods shrink with the same confidence, toward silence's "no mood".
         return Prediction(valence=float(valence), arousal=float(arousal),
-                          mood_probabilities=np.asarray(moods, dtype=np.float64),
+                          mood_probabilities=confidence * np.asarray(moods, dtype=np.float64),
                           extras={"quadrant_probabilities": {f"Q{i + 1}": float(p) for i, p in enumerate(quad)},
                                   "confidence": round(confidence, 4)})
 
