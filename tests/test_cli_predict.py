@@ -108,6 +108,11 @@ def test_lite_default_bad_file_table_and_plot(files, tmp_path, capsys):
     assert "not a readable audio file" in out[1]["error"]
     assert main(["predict", "--format", "table", str(good1)]) == 0
     assert str(good1) in capsys.readouterr().out.splitlines()[1]
+    # --timeline in a table: the file's row, then one indented row per window
+    assert main(["predict", "--format", "table", "--timeline", "--window", "1", "--hop", "1", str(good1)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert str(good1) in lines[1] and lines[2].split()[0] == "0:00.0-0:01.0"
+    assert len(lines) > 3 and all(line.startswith("  ") and "top: " in line for line in lines[2:])
     png = tmp_path / "lite.png"
     assert main(["predict", "--plot", str(png), str(good1), str(good2)]) == 0
     for name in ("lite-a.png", "lite-b.png"):  # one image per file

@@ -145,15 +145,25 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
 
 
 def format_table(results: list[dict]) -> str:
+    """One row per file; with ``--timeline`` its windows follow as indented rows (start-end, top moods)."""
     rows = [("file", "valence", "arousal", "quadrant", "moods")]
     for r in results:
         if "error" in r:
             rows.append((r["file"], "-", "-", "-", f"ERROR: {r['error']}"))
-        else:
-            rows.append((r["file"], f"{r['valence']:.2f}", f"{r['arousal']:.2f}", r["quadrant"],
-                         ", ".join(r["predicted_moods"]) or "-"))
+            continue
+        rows.append((r["file"], f"{r['valence']:.2f}", f"{r['arousal']:.2f}", r["quadrant"],
+                     ", ".join(r["predicted_moods"]) or "-"))
+        for w in r.get("timeline", []):
+            rows.append((f"  {_clock(w['start'])}-{_clock(w['end'])}", f"{w['valence']:.2f}", f"{w['arousal']:.2f}",
+                         w.get("quadrant", "-"), "top: " + (", ".join(w.get("top_moods", [])) or "-")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
     lines = []
     for row in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
     return "\n".join(lines)
+
+
+def _clock(seconds: float) -> str:
+    """m:ss.s for a timeline row."""
+    minutes, rest = divmod(float(seconds), 60.0)
+    return f"{int(minutes)}:{rest:04.1f}"
