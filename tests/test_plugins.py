@@ -283,8 +283,12 @@ def test_m2e_extract_with_an_out_of_tree_extractor(plugin_site, tmp_path):
     assert unknown.returncode == 2 and "unknown extractor 'nope'" in unknown.stderr
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_ctrl_c_leaves_only_complete_files_and_the_rerun_resumes(plugin_site, tmp_path, jobs):
+@pytest.mark.parametrize("jobs,signum,code", [(1, signal.SIGINT, 130), (2, signal.SIGINT, 130),
+                                               (1, signal.SIGTERM, 143), (2, signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_leaves_only_complete_files_and_the_rerun_resumes(plugin_site, tmp_path, jobs, signum,
+                                                                             code):
+    """SIGTERM (a scheduler, `timeout`, `docker stop`) used to kill the batch mid-run: its run record stayed
+    "running". It now stops as Ctrl-C does."""
     clips = tmp_path / "clips"
     clips.mkdir()
     n = 10
@@ -299,10 +303,12 @@ def test_ctrl_c_leaves_only_complete_files_and_the_rerun_resumes(plugin_site, tm
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.glob("*.json"))) < 2:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert json.loads(stdout)["interrupted"] is True
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert runs[-1]["status"] == "interrupted" and runs[-1]["counts"]["done"] >= 2
     finished = sorted(out.glob("*.json"))
     assert 2 <= len(finished) < n
     for f in finished:  # every file present is complete

@@ -84,6 +84,7 @@ def _worker_init(extractor_cls, options: dict[str, Any], threads: int | None) ->
     global _WORKER_EXTRACTOR, _WORKER_FATAL
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and lets running tracks finish
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's inherited handler: terminate() must kill
     except ValueError:  # not the main thread (some Ray actor setups): Ray handles signals there
         pass
     try:

@@ -1,7 +1,7 @@
 """`m2e extract INPUT... -o OUT`: descriptors for a collection, one output per track, resumable.
 
 Exit status: 0 when every input track has an output, 1 when some failed (see OUT/errors.jsonl), 2 when the batch
-could not start (bad arguments, unknown extractor, model unavailable), 130 when interrupted (finished tracks kept).
+could not start (bad arguments, unknown extractor, model unavailable), 130 when interrupted, 143 on SIGTERM (finished tracks kept either way).
 A JSON summary goes to stdout; progress and messages to stderr.
 """
 

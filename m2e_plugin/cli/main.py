@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 # Module names under m2e_plugin.cli, in the order `m2e --help` lists them.
@@ -79,14 +80,34 @@ def main(argv: list[str] | None = None) -> int:
     handler.setLevel(logging.WARNING)
     library.addHandler(handler)
     propagate, library.propagate = library.propagate, False
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        # A scheduler, `timeout` or `docker stop` sends SIGTERM: stop the way Ctrl-C does (a batch keeps its
+        # finished tracks and records the run as interrupted), then exit 143. `m2e stream` installs its own.
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = _install(signal.SIGTERM, on_sigterm)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        return 128 + signal.SIGTERM if terminated and code == 130 else code
     except KeyboardInterrupt:
-        print("m2e: interrupted", file=sys.stderr)
-        return 130
+        print("m2e: terminated" if terminated else "m2e: interrupted", file=sys.stderr)
+        return 128 + signal.SIGTERM if terminated else 130
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         library.removeHandler(handler)
         library.propagate = propagate
+
+
+def _install(signum: int, handler):
+    """The previous handler, or None where signals cannot be set (a thread other than the main one)."""
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":
