@@ -30,6 +30,11 @@ PEAK = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).ret
         "print('peak_kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(rc)")
 
 
+def cell(value) -> str:
+    """A table cell: 2 decimals, or "-" for nothing."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def clean_mp3(folder: Path, minutes: float) -> Path:
     import numpy as np
     import soundfile as sf
@@ -98,7 +103,6 @@ def main() -> None:
     for i in range(max(len(truth), len(reported))):
         t = truth[i] if i < len(truth) else (None, None)
         r = reported[i] if i < len(reported) else {"start": None, "seconds_lost": None, "code": "-"}
-        cell = lambda v: "-" if v is None else f"{v:.2f}"
         print(f"| {i + 1} ({r['code']}) | {cell(t[0])} | {cell(r['start'])} | {cell(t[1])} | "
               f"{cell(r['seconds_lost'])} |")
     print(f"\nload average after: {os.getloadavg()}")

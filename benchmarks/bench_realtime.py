@@ -48,7 +48,6 @@ def worker(args) -> None:
     steady_heap()  # as `m2e stream` does, before any thread allocates
     import socket
 
-    import numpy as np
     import torch
 
     from m2e_plugin.realtime.capture import FileSource

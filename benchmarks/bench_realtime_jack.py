@@ -294,7 +294,6 @@ def main() -> None:
     # windows analysed while the faults were counted (from 10 s after the first values on; steady rate)
     windows = summary["updates"] * measured_s / summary["seconds"] if summary["seconds"] else 0
     bare_min = args.baseline_seconds / 60
-    m2e_min = run_s / 60
     load = os.getloadavg()
     rows = [
         ("input overflows / min (bare capture)", f"{bare_result['overflows'] / bare_min:.2f}"),

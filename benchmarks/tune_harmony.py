@@ -259,7 +259,7 @@ def report(what, candidates, matrix, names) -> None:
     for i in order[:10]:
         print(f"| {i} | {matrix[i].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[i]) + f" | {candidates[i]} |")
     print(f"#0 | {matrix[0].mean():.3f} | " + " | ".join(f"{x:.3f}" for x in matrix[0]))
-    print(f"leave-one-rendering-out: " + ", ".join(f"{n} {h:.3f} (#{c})" for n, h, c in zip(names, held, chosen))
+    print("leave-one-rendering-out: " + ", ".join(f"{n} {h:.3f} (#{c})" for n, h, c in zip(names, held, chosen))
           + f"; mean {held.mean():.3f}")
     print(f"chosen (best mean): #{order[0]} {candidates[order[0]]}")
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from m2e_plugin.backbones.musicnn import load_musicnn
-from m2e_plugin.models.lite import LiteModel
 from m2e_plugin.training import lite
 from m2e_plugin.training.lite import load_config, stratified_group_folds
 

@@ -50,7 +50,6 @@ card's ``calibration.figures``.
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from pathlib import Path
 

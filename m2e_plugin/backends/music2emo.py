@@ -266,14 +266,14 @@ class Music2EmoBackend(EmotionBackend):
                 chunk = idx[s : s + batch]
                 means = mert_hidden_means(self.mert, [windows[i] for i in chunk])
                 for i, m in zip(chunk, means):
-                    embeddings[i] = np.concatenate([m[l] for l in MUSIC2EMO_LAYERS])
+                    embeddings[i] = np.concatenate([m[layer] for layer in MUSIC2EMO_LAYERS])
         for i, w in enumerate(windows):
             if embeddings[i] is None:
                 if w.size == 0:
                     raise ValueError("empty analysis window")
                 segs = split_segments(w, self.sample_rate, self.block_seconds)
                 means = [mert_hidden_means(self.mert, [s])[0] for s in segs]
-                embeddings[i] = np.mean([np.concatenate([m[l] for l in MUSIC2EMO_LAYERS]) for m in means], axis=0)
+                embeddings[i] = np.mean([np.concatenate([m[layer] for layer in MUSIC2EMO_LAYERS]) for m in means], axis=0)
             chords: list[tuple[float, float, str]] = []
             join_chords(chords, self.harmony.chords(w, self.sample_rate), 0.0)
             roots, attrs, mode, key = self.harmony.encode(chords, self.key_input)

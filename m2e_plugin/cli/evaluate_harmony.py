@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"m2e evaluate-harmony: {exc.name} is not installed (pip install 'm2e[harmony]')", file=sys.stderr)
         return 2
-    log = (lambda m: print(m, file=sys.stderr, flush=True))
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
     cache = Path(args.cache) if args.cache else ev.DEFAULT_CACHE
     if args.rendering:
         return _run_renderings(args, cache, log)
