@@ -67,7 +67,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from m2e_plugin.audio import load_audio
-    from m2e_plugin.backbones.moodtheme import ANTONYM_PAIRS
+    from m2e_plugin.labels import ANTONYM_PAIRS
     from m2e_plugin.labels import MOOD_TAGS
     from m2e_plugin.predictor import Music2emo
     from m2e_plugin.training.lite_features import codec_round_trip

@@ -70,6 +70,20 @@ MOOD_TAGS: tuple[str, ...] = tuple(_TAG_TABLE)
 TAG_VALENCE_AROUSAL: dict[str, tuple[float, float]] = {t: (v, a) for t, (v, a, _) in _TAG_TABLE.items()}
 TAG_PRIORS: tuple[float, ...] = tuple(p for (_, _, p) in _TAG_TABLE.values())
 
+# Moods that belong to one side of the valence or arousal axis (a hand-made reading of the tags, fixed before any
+# figure was measured with it); "party" is both positive and active. The other 37 tags take no side.
+MOOD_SIDES: dict[str, tuple[str, ...]] = {
+    "valence+": ("happy", "fun", "funny", "positive", "upbeat", "uplifting", "party"),
+    "valence-": ("sad", "melancholic", "dark"),
+    "arousal+": ("energetic", "fast", "powerful", "heavy", "action", "party"),
+    "arousal-": ("calm", "relaxing", "meditative", "slow", "soft"),
+}
+# Moods that contradict each other (opposite sides of one axis); a clip should rarely be given both of a pair.
+ANTONYM_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    [(a, b) for a in MOOD_SIDES["valence+"] for b in MOOD_SIDES["valence-"]]
+    + [(a, b) for a in MOOD_SIDES["arousal+"] for b in MOOD_SIDES["arousal-"]]
+)
+
 VA_MIN, VA_MAX, VA_MID = 1.0, 9.0, 5.0
 QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
 

@@ -46,6 +46,27 @@ def test_pooling_and_valence_arousal_mapping():
     assert np.allclose(vh - 5, 0.4 * (v - 5))
 
 
+def test_cohere_moods_fades_moods_on_the_less_probable_side():
+    from m2e_plugin.labels import MOOD_SIDES
+    from m2e_plugin.models.lite import cohere_moods
+
+    idx = {t: i for i, t in enumerate(MOOD_TAGS)}
+    moods = np.full(len(MOOD_TAGS), 0.8)
+    # a neutral quadrant (P = 0.5 on both axes) leaves every mood as it is
+    np.testing.assert_allclose(cohere_moods(moods, np.full(4, 0.25)), moods)
+    # Q3 fairly sure (P(valence+) = 0.2, P(arousal+) = 0.3): positive moods x0.4, active x0.6, party both
+    out = cohere_moods(moods, np.array([0.1, 0.2, 0.6, 0.1]))
+    assert out[idx["happy"]] == pytest.approx(0.8 * 0.4) and out[idx["energetic"]] == pytest.approx(0.8 * 0.6)
+    assert out[idx["party"]] == pytest.approx(0.8 * 0.4 * 0.6)
+    for tag in MOOD_SIDES["valence-"] + MOOD_SIDES["arousal-"] + ("film", "epic", "christmas"):
+        assert out[idx[tag]] == pytest.approx(0.8), tag  # the probable side and side-less tags keep theirs
+    # batched, and any tag order
+    batch = cohere_moods(np.stack([moods, moods]), np.array([[0.1, 0.2, 0.6, 0.1], [0.25] * 4]))
+    np.testing.assert_allclose(batch, [out, moods])
+    tags = ["sad", "happy"]
+    np.testing.assert_allclose(cohere_moods([0.9, 0.9], [0.1, 0.2, 0.6, 0.1], tags), [0.9, 0.36])
+
+
 def test_weights_round_trip_and_bad_files(tmp_path):
     from safetensors.torch import save_file
 
@@ -184,6 +205,16 @@ def test_shipped_card_describes_version_2(backend):
     assert "CC BY-NC-SA" in card["sources"]["moodtheme"]["licence_summary"]
     cv = card["metrics"]["cross_validation"]
     assert cv["folds"] == 10 and "artist" in card["metrics"]["protocol"]
+    # `m2e train` writes this card: the writer given the shipped run's inputs reproduces it (a text edited in one
+    # place only would drift)
+    from types import SimpleNamespace
+
+    from m2e_plugin.training.lite_card import model_card
+
+    data = SimpleNamespace(y=np.repeat(np.arange(4), card["sources"]["training_data"]["per_quadrant"]))
+    rebuilt = model_card(card["training"]["config"], data, card["metrics"]["cross_validation"],
+                         card["training"]["final_epochs"], card["training"]["command"])
+    assert json.loads(json.dumps(rebuilt)) == card
 
 
 def test_backend_feeds_each_member_its_network(backend):
@@ -214,6 +245,12 @@ def test_backend_outputs_follow_the_schema(backend):
     assert p.valence == pytest.approx(5 + scale * (2 * (q["Q1"] + q["Q4"]) - 1), abs=1e-6)
     assert p.arousal == pytest.approx(5 + scale * (2 * (q["Q1"] + q["Q2"]) - 1), abs=1e-6)
     assert p.extras["confidence"] == 1.0
+    # the moods are the tagger's, made coherent with the returned quadrant probabilities
+    from m2e_plugin.backbones.moodtheme import predict_moods
+    from m2e_plugin.models.lite import cohere_moods
+
+    raw = predict_moods(synth_music(12.0, SR), SR)
+    np.testing.assert_allclose(p.mood_probabilities, cohere_moods(raw, list(q.values())), atol=1e-6)
 
 
 def test_level_does_not_move_the_answer(backend):
@@ -243,8 +280,14 @@ def test_short_and_quiet_input_shrinks_toward_neutral(backend):
     quiet = backend.predict_window((clip * gain).astype(np.float32))
     assert quiet.extras["confidence"] == pytest.approx(0.5, abs=1e-3)
     assert abs(quiet.valence - 5) == pytest.approx(0.5 * abs(full.valence - 5), abs=1e-3)
-    # the mood tagger is level-normalised, so the quiet copy's moods are the full ones at half confidence
-    np.testing.assert_allclose(quiet.mood_probabilities, 0.5 * full.mood_probabilities, atol=2e-3)
+    # the mood tagger is level-normalised, so the quiet copy's moods are the full ones at half confidence (those
+    # that take no side of the quadrant; sided ones are also weighed by their side, see test_cohere_moods)
+    from m2e_plugin.labels import MOOD_SIDES
+
+    sided = {m for moods in MOOD_SIDES.values() for m in moods}
+    free = [i for i, t in enumerate(backend.mood_tags) if t not in sided]
+    np.testing.assert_allclose(quiet.mood_probabilities[free], 0.5 * full.mood_probabilities[free], atol=2e-3)
+    assert quiet.mood_probabilities.max() <= 0.5 + 1e-9
 
 
 def test_backend_track_pools_blocks(backend):

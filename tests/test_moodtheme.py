@@ -15,7 +15,6 @@ import torch
 from m2e_plugin.backbones import moodtheme
 from m2e_plugin.backbones.convert_moodtheme import convert, load_checkpoint, read_tags, sha256
 from m2e_plugin.backbones.moodtheme import (
-    ANTONYM_PAIRS,
     INPUT_FRAMES,
     SR,
     MoodTagger,
@@ -23,7 +22,7 @@ from m2e_plugin.backbones.moodtheme import (
     log_mel,
     mel_filterbank,
 )
-from m2e_plugin.labels import MOOD_TAGS
+from m2e_plugin.labels import ANTONYM_PAIRS, MOOD_TAGS
 
 RESOURCES = Path(__file__).parent / "resources" / "moodtheme"
 ESSENTIA = np.load(RESOURCES / "essentia_mel.npz")

@@ -17,9 +17,6 @@ API (for the lite backend)
     the per-tag thresholds on the raw network probability that calibrated 0.5 corresponds to.
 ``predict_moods(y, sr)``
     module-level shortcut with one cached tagger.
-``ANTONYM_PAIRS``
-    51 pairs of moods that contradict each other (valence: happy/fun/funny/positive/upbeat/uplifting/party x
-    sad/melancholic/dark; arousal: energetic/fast/powerful/heavy/action/party x calm/relaxing/meditative/slow/soft).
 
 Front end (as the MTG-Jamendo baseline's essentia ``melspectrograms.py``; no essentia at run time, it is AGPL)
 -------------------------------------------------------------------------------------------------------
@@ -72,15 +69,6 @@ DB_FLOOR = -200.0
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
 WEIGHTS_NAME = "moodtheme.safetensors"
 CARD_NAME = "moodtheme.json"
-
-# Moods that contradict each other in valence or in arousal; a clip should rarely be given both of a pair.
-_POSITIVE = ("happy", "fun", "funny", "positive", "upbeat", "uplifting", "party")
-_NEGATIVE = ("sad", "melancholic", "dark")
-_ACTIVE = ("energetic", "fast", "powerful", "heavy", "action", "party")
-_PASSIVE = ("calm", "relaxing", "meditative", "slow", "soft")
-ANTONYM_PAIRS: tuple[tuple[str, str], ...] = tuple(
-    [(a, b) for a in _POSITIVE for b in _NEGATIVE] + [(a, b) for a in _ACTIVE for b in _PASSIVE]
-)
 
 _POOLS = ((2, 4), (2, 4), (2, 4), (3, 5), (4, 4))
 _CHANNELS = (1, 64, 128, 128, 128, 64)

@@ -21,7 +21,7 @@ fitted on a broad corpus of real music (the 600 4Q clips: four emotion quadrants
   length has offset 0.
 
 The figures written with the calibration (``calibration.figures`` in the card): predicted moods per clip, the rate
-of clips with an antonym pair (``moodtheme.ANTONYM_PAIRS``), both in-sample and split-half out-of-sample (thresholds
+of clips with an antonym pair (``m2e_plugin.labels.ANTONYM_PAIRS``), both in-sample and split-half out-of-sample (thresholds
 fitted on one half of the clips by index parity, measured on the other), and the agreement of calibrated window
 predictions with the whole clip's.
 """
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from m2e_plugin.backbones.level import normalise_level
-from m2e_plugin.backbones.moodtheme import ANTONYM_PAIRS, HOP, INPUT_FRAMES, SR, MoodThemeCNN, raw_logits
-from m2e_plugin.labels import MOOD_TAGS, TAG_PRIORS
+from m2e_plugin.backbones.moodtheme import HOP, INPUT_FRAMES, SR, MoodThemeCNN, raw_logits
+from m2e_plugin.labels import ANTONYM_PAIRS, MOOD_TAGS, TAG_PRIORS
 
 SHORT_SECONDS = (1.0, 3.0, 10.0, 20.0)
 RATE_SCALE = 2.0  # each tag is predicted at twice its MTG-Jamendo rate (module docstring: why)

@@ -15,7 +15,9 @@ Per input (a 30 s block of a track, or a window):
 4. valence/arousal on 1-9 from the quadrant probabilities (:func:`~m2e_plugin.models.lite.valence_arousal`);
 5. the 56 mood probabilities from :class:`m2e_plugin.backbones.moodtheme.MoodTagger` (calibrated so that 0.5 is each
    tag's threshold), averaged over blocks weighted by duration, then scaled by ``confidence``: short or quiet input
-   predicts fewer moods, and the scale ends at silence's answer (every mood 0) as confidence reaches 0.
+   predicts fewer moods, and the scale ends at silence's answer (every mood 0) as confidence reaches 0; last, made
+   coherent with the quadrant (:func:`~m2e_plugin.models.lite.cohere_moods`: a mood on the less probable side of
+   the valence or arousal axis fades).
 
 Silence (every block below the level module's silence floor) gives the documented neutral answer: valence 5,
 arousal 1, every mood 0, confidence 0.
@@ -139,7 +141,8 @@ class LiteBackend(EmotionBackend):
 
     def _prediction(self, features: dict[str, np.ndarray], moods: np.ndarray, seconds: float, level_dbfs: float
                     ) -> Prediction:
-        from m2e_plugin.models.lite import pool_embeddings, quadrant_softmax, shrink_quadrants, valence_arousal
+        from m2e_plugin.models.lite import (cohere_moods, pool_embeddings, quadrant_softmax, shrink_quadrants,
+                                            valence_arousal)
 
         torch = self._torch
         x = {kind: torch.from_numpy(pool_embeddings(features[kind], self._pooling)[None]).to(self.device)
@@ -150,9 +153,10 @@ class LiteBackend(EmotionBackend):
         quad = shrink_quadrants(quadrant_softmax(logits, self._temperature), confidence)
         valence, arousal = valence_arousal(quad, self._va_scale)
         # The mood tagger answers a 0.1 s blip as firmly as a song (a dozen moods); its evidence is as thin as the
-        # head's, so moods shrink with the same confidence, toward silence's "no mood".
-        return Prediction(valence=float(valence), arousal=float(arousal),
-                          mood_probabilities=confidence * np.asarray(moods, dtype=np.float64),
+        # head's, so moods shrink with the same confidence, toward silence's "no mood". Then moods that contradict
+        # the quadrant's more probable side fade (cohere_moods).
+        moods = cohere_moods(confidence * np.asarray(moods, dtype=np.float64), quad, self.mood_tags)
+        return Prediction(valence=float(valence), arousal=float(arousal), mood_probabilities=moods,
                           extras={"quadrant_probabilities": {f"Q{i + 1}": float(p) for i, p in enumerate(quad)},
                                   "confidence": round(confidence, 4)})
 

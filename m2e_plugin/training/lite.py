@@ -265,14 +265,15 @@ def cv_splits(config: dict, y: np.ndarray, groups: np.ndarray) -> list[tuple[np.
     return splits
 
 
-def cross_validate(config: dict, data: FourQFeatures, *, progress: bool = True) -> dict:
-    """Artist-grouped, quadrant-stratified k-fold CV; pooled out-of-fold metrics of the ``even`` (product) view,
-    of the ``codec`` view and of single 3 s patches, and each member's best epochs."""
+def out_of_fold(config: dict, data: FourQFeatures, *, progress: bool = True) -> dict:
+    """The cross-validation's out-of-fold quadrant logits (artist-grouped, quadrant-stratified folds of
+    :func:`cv_splits`): ``{"even" | "odd" | "codec": (clips, 4), "patches": [(logits, y) per fold],
+    "best_epochs": {member: [per fold]}}``; ``even`` is the product's view."""
     y = data.y
     kinds = list(member_configs(config))
     folds = cv_splits(config, y, data.groups)
     oof = {"even": np.zeros((len(y), 4)), "odd": np.zeros((len(y), 4)), "codec": np.zeros((len(y), 4))}
-    patch_logits, patch_y = [], []
+    patches = []
     best_epochs = {k: [] for k in kinds}
     for k, (fit_idx, val_idx, test_idx) in enumerate(folds):
         model, best = fit_head(config, data, fit_idx, val_idx)
@@ -281,12 +282,21 @@ def cross_validate(config: dict, data: FourQFeatures, *, progress: bool = True) 
         for name in oof:
             oof[name][test_idx] = predict_logits(model, data.head_rows(test_idx, [name], config["pooling"], kinds)[0])
         px, py = data.head_rows(test_idx, ["patches"], config["pooling"], kinds)
-        patch_logits.append(predict_logits(model, px))
-        patch_y.append(py)
+        patches.append((predict_logits(model, px), py))
         if progress:
             acc = np.mean(oof["even"][test_idx].argmax(1) == y[test_idx])
             print(f"fold {k + 1}/{len(folds)}: {len(test_idx)} clips, best epochs {best}, "
                   f"argmax accuracy {acc:.3f}", file=sys.stderr)
+    return {**oof, "patches": patches, "best_epochs": best_epochs, "folds": len(folds)}
+
+
+def cross_validate(config: dict, data: FourQFeatures, *, progress: bool = True) -> dict:
+    """Artist-grouped, quadrant-stratified k-fold CV; pooled out-of-fold metrics of the ``even`` (product) view,
+    of the ``codec`` view and of single 3 s patches, and each member's best epochs."""
+    y = data.y
+    oof = out_of_fold(config, data, progress=progress)
+    patch_logits = [logits for logits, _ in oof["patches"]]
+    patch_y = [py for _, py in oof["patches"]]
     calibration = fit_temperature(oof["even"], y)
     t = calibration["quadrant_temperature"]
     probs = quadrant_softmax(oof["even"], t)
@@ -298,8 +308,8 @@ def cross_validate(config: dict, data: FourQFeatures, *, progress: bool = True) 
                    codec_quadrant_kept=round(float(np.mean(oof["odd"].argmax(1) == oof["codec"].argmax(1))), 4),
                    single_3s_patch=quadrant_metrics(np.concatenate(patch_y),
                                                     quadrant_softmax(np.concatenate(patch_logits), t)),
-                   ratings=rating_spread(probs, float(config["va_scale"])), folds=len(folds),
-                   best_epochs=best_epochs)
+                   ratings=rating_spread(probs, float(config["va_scale"])), folds=oof["folds"],
+                   best_epochs=oof["best_epochs"])
     return metrics
 
 

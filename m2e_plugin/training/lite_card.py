@@ -72,7 +72,9 @@ def model_card(config: dict, data, metrics: dict | None, epochs: dict, command: 
             "quadrant_probabilities": "extras: calibrated (temperature-scaled) quadrant probabilities after shrinkage",
             "confidence": "extras: 0-1, lower for short or quiet input",
             "mood_probabilities": "all 56 MTG-Jamendo mood/theme tags, calibrated so that 0.5 is each tag's "
-                                  "threshold (see moodtheme.json)",
+                                  "threshold (see moodtheme.json), then multiplied by confidence and made coherent "
+                                  "with the quadrant (models.lite.cohere_moods: a mood on one side of the valence "
+                                  "or arousal axis is scaled by min(1, 2 P(side)))",
         },
         "classes": {"quadrant": list(QUADRANT_NAMES), "mood_tags": list(MOOD_TAGS)},
         "sources": {
