@@ -404,6 +404,18 @@ def cross_validate(feats: dict, y: np.ndarray, groups: np.ndarray, config, seed:
     return logp
 
 
+TABLE_HEADER = ("| features (`+` concatenated, `&` ensemble) | accuracy, seeds 0 / 1 / 2 | mean | valence AUC "
+                "| arousal AUC |\n|---|---|---|---|---|")
+
+
+def table_row(name: str, per_seed: list[dict]) -> str:
+    """One Markdown row of the study tables from each fold seed's :func:`quadrant_metrics`."""
+    acc = [r["quadrant_accuracy"] for r in per_seed]
+    return (f"| {name} | {' / '.join(f'{a:.3f}' for a in acc)} | {np.mean(acc):.3f} | "
+            f"{np.mean([r['valence_roc_auc'] for r in per_seed]):.3f} | "
+            f"{np.mean([r['arousal_roc_auc'] for r in per_seed]):.3f} |")
+
+
 def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
     from m2e_plugin.cache import cache_root
     from m2e_plugin.models.lite import quadrant_softmax
@@ -433,9 +445,7 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
                and len(a) != len(b)]
         if bad:
             sys.exit(f"{key}: patch count differs from the lite cache's for {len(bad)} clips, e.g. {bad[0]}")
-    print("| features (`+` concatenated, `&` ensemble) | accuracy, seeds 0 / 1 / 2 | mean | valence AUC "
-          "| arousal AUC |")
-    print("|---|---|---|---|---|")
+    print(TABLE_HEADER)
     for name, members in CONFIGS.items():
         if only and name not in only:
             continue
@@ -449,10 +459,7 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
             continue
         res = [quadrant_metrics(data.y, quadrant_softmax(cross_validate(feats, data.y, data.groups, config, s)))
                for s in (0, 1, 2)]
-        acc = [r["quadrant_accuracy"] for r in res]
-        print(f"| {name} | {' / '.join(f'{a:.3f}' for a in acc)} | {np.mean(acc):.3f} | "
-              f"{np.mean([r['valence_roc_auc'] for r in res]):.3f} | "
-              f"{np.mean([r['arousal_roc_auc'] for r in res]):.3f} |", flush=True)
+        print(table_row(name, res), flush=True)
 
 
 def main(argv=None) -> int:
