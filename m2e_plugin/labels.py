@@ -71,7 +71,7 @@ TAG_VALENCE_AROUSAL: dict[str, tuple[float, float]] = {t: (v, a) for t, (v, a, _
 TAG_PRIORS: tuple[float, ...] = tuple(p for (_, _, p) in _TAG_TABLE.values())
 
 # Moods that belong to one side of the valence or arousal axis (a hand-made reading of the tags, fixed before any
-# figure was measured with it); "party" is both positive and active. The other 37 tags take no side.
+# figure was measured with it); "party" is both positive and active. The other 36 tags take no side.
 MOOD_SIDES: dict[str, tuple[str, ...]] = {
     "valence+": ("happy", "fun", "funny", "positive", "upbeat", "uplifting", "party"),
     "valence-": ("sad", "melancholic", "dark"),
