@@ -191,6 +191,8 @@ def test_devices_lists_inputs_or_says_there_are_none():
     for line in out.splitlines():
         d = json.loads(line)
         assert {"index", "name", "hostapi", "channels", "samplerate", "default"} <= d.keys() and d["channels"] > 0
+    if proc.returncode == 0 and not out.strip():  # no device: said on stderr, not an empty silence
+        assert "no audio input devices found" in err
 
 
 def test_busy_monitor_and_control_ports_fail_at_start(music_wav):

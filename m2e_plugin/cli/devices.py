@@ -28,12 +28,13 @@ def run(args: argparse.Namespace) -> int:
     except CaptureError as exc:
         print(f"m2e devices: {exc}", file=sys.stderr)
         return 2
+    if not devices:  # said on stderr in both formats: an empty stdout alone looks like a hang or a crash
+        print("m2e devices: no audio input devices found (JACK: start jackd; a file: m2e stream --input FILE)",
+              file=sys.stderr)
+        return 0
     if args.format == "json":
         for d in devices:
             print(json.dumps(d))
-        return 0
-    if not devices:
-        print("m2e devices: no audio input devices found", file=sys.stderr)
         return 0
     print(f"{'':2}{'index':>5}  {'channels':>8}  {'rate':>7}  {'host API':<26}  name")
     for d in devices:
