@@ -61,13 +61,33 @@ def test_aac_round_trip_moves_little(decoded, model):
 
 def test_one_second_excerpts_are_no_more_extreme_than_whole_clips(decoded, model):
     sr = model.backend.sample_rate
-    whole, short = [], []
+    whole, short, whole_moods, short_moods = [], [], [], []
     for _, audio in decoded:
         out = model.predict((audio, sr))
         whole.append([abs(out["valence"] - 5), abs(out["arousal"] - 5)])
+        whole_moods.append(len(out["predicted_moods"]))
         for start in (5, 14, 23):
             o = model.predict((audio[start * sr: (start + 1) * sr], sr))
             short.append([abs(o["valence"] - 5), abs(o["arousal"] - 5)])
+            short_moods.append(len(o["predicted_moods"]))
             assert o["confidence"] < out["confidence"] == 1.0
-    # mean distance from the neutral 5, valence and arousal each
+            # moods shrink with the confidence too: no probability above it
+            assert max(o["mood_probabilities"].values()) <= o["confidence"] + 1e-9
+    # mean distance from the neutral 5, valence and arousal each; and no more moods than whole clips
     assert (np.mean(short, axis=0) <= np.mean(whole, axis=0)).all(), (np.mean(short, 0), np.mean(whole, 0))
+    assert np.mean(short_moods) <= np.mean(whole_moods), (short_moods, whole_moods)
+
+
+def test_predicted_moods_take_the_side_of_the_answer(decoded, model):
+    """No predicted mood sits on the side of an axis that the answer's valence/arousal rejects firmly."""
+    from m2e_plugin.labels import MOOD_SIDES
+
+    sr = model.backend.sample_rate
+    for path, audio in decoded:
+        out = model.predict((audio, sr))
+        p_side = {"valence+": (out["valence"] - 2.5) / 5, "arousal+": (out["arousal"] - 2.5) / 5}  # 5 + 2.5 (2P - 1)
+        p_side.update({"valence-": 1 - p_side["valence+"], "arousal-": 1 - p_side["arousal+"]})
+        for side, moods in MOOD_SIDES.items():
+            for mood in set(out["predicted_moods"]) & set(moods):
+                # kept above 0.5 only if its side's weight 2 P(side) leaves room: P(side) > 0.25
+                assert p_side[side] > 0.25, (path.name, mood, side, p_side[side])
