@@ -51,21 +51,6 @@ def clip_moods(data_home: Path, track_ids: list[str], cache: Path = MOOD_CACHE) 
     return np.stack(rows)
 
 
-def contradictions(predicted: np.ndarray, quadrants: np.ndarray) -> dict[str, float]:
-    """Predicted moods (clips, 56) against the true quadrants (0..3 = Q1..Q4): moods on the wrong side of an axis."""
-    from m2e_plugin.labels import MOOD_SIDES, MOOD_TAGS
-
-    side = {name: np.isin(MOOD_TAGS, moods) for name, moods in MOOD_SIDES.items()}
-    positive, active = np.isin(quadrants, (0, 3)), np.isin(quadrants, (0, 1))
-    wrong_side = np.where(positive[:, None], side["valence-"], side["valence+"]) | \
-        np.where(active[:, None], side["arousal-"], side["arousal+"])
-    sided = predicted & (side["valence+"] | side["valence-"] | side["arousal+"] | side["arousal-"])
-    contradicting = predicted & wrong_side
-    return {"clips_contradicting": float(contradicting.any(1).mean()), "sided_moods": int(sided.sum()),
-            "sided_contradicting": float(contradicting.sum() / max(sided.sum(), 1)),
-            "sided_consistent": int(sided.sum() - contradicting.sum()), "moods": int(predicted.sum())}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-home", type=Path, required=True, help="the 4Q folder (../shared/data/4q-dev)")
@@ -75,7 +60,7 @@ def main() -> int:
 
     import torch
 
-    from m2e_plugin.backbones.moodtheme_calibration import mood_figures
+    from m2e_plugin.labels import mood_set_figures
     from m2e_plugin.models.lite import cohere_moods, quadrant_softmax
     from m2e_plugin.training.features import default_cache_root
     from m2e_plugin.training.lite import FourQFeatures, fit_temperature, load_config, member_configs, out_of_fold
@@ -96,10 +81,11 @@ def main() -> int:
           "moods | median / mean per clip | clips with none | clips with an antonym pair |")
     print("|---|---|---|---|---|---|---|---|")
     for name, probs in rows:
-        c, f = contradictions(probs > 0.5, data.y), mood_figures(probs > 0.5)
-        print(f"| {name} | {c['clips_contradicting']:.3f} | {c['sided_contradicting']:.3f} | {c['sided_moods']} "
-              f"({c['sided_consistent']}) | {c['moods']} | {f['median_moods']:.0f} / {f['mean_moods']:.2f} | "
-              f"{f['share_with_no_mood']:.3f} | {f['antonym_pair_rate']:.3f} |")
+        f = mood_set_figures(probs > 0.5, quadrants=data.y)
+        print(f"| {name} | {f['share_contradicting_quadrant']:.3f} | {f['sided_moods_contradicting']:.3f} | "
+              f"{f['sided_moods']} ({f['sided_moods'] - f['contradicting_moods']}) | {int((probs > 0.5).sum())} | "
+              f"{f['median_moods']:.0f} / {f['mean_moods']:.2f} | {f['share_with_no_mood']:.3f} | "
+              f"{f['antonym_pair_rate']:.3f} |")
     return 0
 
 

@@ -4,6 +4,8 @@ their train-split priors, and the Russell quadrants.
 
 from __future__ import annotations
 
+import numpy as np
+
 # tag: (valence 1-9, arousal 1-9, prior in MTG-Jamendo split-0 train). Order = Music2Emo's model output order
 # (alphabetical, = tag_list.npy[127:]). V/A values are Music2Emo's moodtag_va_scores.csv (Warriner et al. norms);
 # priors are its probas_train.npy.
@@ -100,3 +102,36 @@ def quadrant(valence: float, arousal: float, *, midpoint: float = VA_MID) -> str
 def normalise_va(value: float) -> float:
     """Map the 1-9 scale onto 0-1 (clipped), for OSC and other 0-1 consumers."""
     return min(1.0, max(0.0, (float(value) - VA_MIN) / (VA_MAX - VA_MIN)))
+
+
+def mood_set_figures(predicted, tags=MOOD_TAGS, quadrants=None) -> dict:
+    """How many moods rows (clips, windows) predict and how coherent they are: ``predicted`` (rows, len(tags)) bool.
+
+    Median / mean moods per row, the share with none, the share with an antonym pair (:data:`ANTONYM_PAIRS`) and
+    how many tags were ever predicted. With the rows' true ``quadrants`` (0..3 = Q1..Q4), also the moods that sit
+    on the wrong side of an axis (:data:`MOOD_SIDES`: "happy" on a Q2/Q3 clip, "calm" on a Q1/Q2 clip): the share
+    of rows with one, and their share among the predicted moods that take a side.
+    """
+    predicted = np.asarray(predicted, dtype=bool)
+    tags = list(tags)
+    counts = predicted.sum(axis=1)
+    antonym = np.zeros(len(predicted), dtype=bool)
+    for a, b in ANTONYM_PAIRS:
+        if a in tags and b in tags:
+            antonym |= predicted[:, tags.index(a)] & predicted[:, tags.index(b)]
+    figures = {"median_moods": float(np.median(counts)), "mean_moods": round(float(counts.mean()), 3),
+               "share_with_no_mood": round(float((counts == 0).mean()), 4),
+               "antonym_pair_rate": round(float(antonym.mean()), 4),
+               "tags_ever_predicted": int(predicted.any(axis=0).sum())}
+    if quadrants is not None:
+        side = {name: np.isin(tags, moods) for name, moods in MOOD_SIDES.items()}
+        q = np.asarray(quadrants)
+        positive, active = np.isin(q, (0, 3))[:, None], np.isin(q, (0, 1))[:, None]
+        wrong = predicted & (np.where(positive, side["valence-"], side["valence+"])
+                             | np.where(active, side["arousal-"], side["arousal+"]))
+        sided = predicted & (side["valence+"] | side["valence-"] | side["arousal+"] | side["arousal-"])
+        figures.update(share_contradicting_quadrant=round(float(wrong.any(axis=1).mean()), 4),
+                       sided_moods=int(sided.sum()), contradicting_moods=int(wrong.sum()),
+                       sided_moods_contradicting=round(float(wrong.sum() / max(int(sided.sum()), 1)), 4))
+    return figures
+

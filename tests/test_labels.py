@@ -32,3 +32,29 @@ def test_quadrant(v, a, q):
 def test_normalise_va_clips_to_unit_range():
     assert normalise_va(1) == 0.0 and normalise_va(9) == 1.0 and normalise_va(5) == 0.5
     assert normalise_va(-3) == 0.0 and normalise_va(12) == 1.0
+
+
+def test_mood_set_figures_count_sizes_antonyms_and_contradictions():
+    import numpy as np
+
+    from m2e_plugin.labels import MOOD_TAGS, mood_set_figures
+
+    def moods(*tags):
+        row = np.zeros(len(MOOD_TAGS), dtype=bool)
+        row[[MOOD_TAGS.index(t) for t in tags]] = True
+        return row
+
+    predicted = np.stack([moods("happy", "film"),        # Q1: happy agrees, film takes no side
+                          moods("happy", "calm"),        # Q2 (-V +A): both contradict
+                          moods("sad", "calm", "epic"),  # Q3: both agree
+                          moods("party"),                # Q4 (+V -A): party is active: contradicts
+                          moods()])                      # Q1, nothing predicted
+    f = mood_set_figures(predicted, quadrants=np.array([0, 1, 2, 3, 0]))
+    assert f["median_moods"] == 2 and f["mean_moods"] == 1.6 and f["share_with_no_mood"] == 0.2
+    assert f["antonym_pair_rate"] == 0.0 and f["tags_ever_predicted"] == 6
+    assert f["sided_moods"] == 6 and f["contradicting_moods"] == 3 and f["sided_moods_contradicting"] == 0.5
+    assert f["share_contradicting_quadrant"] == 0.4
+    both = mood_set_figures(np.stack([moods("happy", "sad"), moods("energetic", "calm", "film")]))
+    assert both["antonym_pair_rate"] == 1.0 and "sided_moods" not in both
+    # a model with fewer tags: its columns, its pairs
+    assert mood_set_figures([[True, True]], tags=["fast", "slow"])["antonym_pair_rate"] == 1.0

@@ -21,9 +21,9 @@ fitted on a broad corpus of real music (the 600 4Q clips: four emotion quadrants
   length has offset 0.
 
 The figures written with the calibration (``calibration.figures`` in the card): predicted moods per clip, the rate
-of clips with an antonym pair (``m2e_plugin.labels.ANTONYM_PAIRS``), both in-sample and split-half out-of-sample (thresholds
-fitted on one half of the clips by index parity, measured on the other), and the agreement of calibrated window
-predictions with the whole clip's.
+of clips with an antonym pair (:func:`m2e_plugin.labels.mood_set_figures`), both in-sample and split-half
+out-of-sample (thresholds fitted on one half of the clips by index parity, measured on the other), and the
+agreement of calibrated window predictions with the whole clip's.
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ import numpy as np
 
 from m2e_plugin.backbones.level import normalise_level
 from m2e_plugin.backbones.moodtheme import HOP, INPUT_FRAMES, SR, MoodThemeCNN, raw_logits
-from m2e_plugin.labels import ANTONYM_PAIRS, MOOD_TAGS, TAG_PRIORS
+from m2e_plugin.labels import MOOD_TAGS, TAG_PRIORS, mood_set_figures
 
 SHORT_SECONDS = (1.0, 3.0, 10.0, 20.0)
 RATE_SCALE = 2.0  # each tag is predicted at twice its MTG-Jamendo rate (module docstring: why)
 ALTERNATIVE_RATE_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0)  # whose figures the card keeps, to show the choice
 TRAINING_SECONDS = INPUT_FRAMES * HOP / SR  # 29.14 s
-_PAIR_INDEX = [(MOOD_TAGS.index(a), MOOD_TAGS.index(b)) for a, b in ANTONYM_PAIRS]
 
 
 def corpus_logits(network: MoodThemeCNN, files: list[Path], seconds=SHORT_SECONDS) -> dict[str, np.ndarray]:
@@ -76,21 +75,6 @@ def prior_thresholds(logits: np.ndarray, priors=TAG_PRIORS, rate_scale: float = 
     return np.array([np.quantile(logits[:, k], 1.0 - min(0.5, rate_scale * p)) for k, p in enumerate(priors)])
 
 
-def mood_figures(predicted: np.ndarray) -> dict[str, float]:
-    """Predicted moods per row (median, mean, share with none) and the share of rows with an antonym pair."""
-    counts = predicted.sum(axis=1)
-    antonym = np.zeros(len(predicted), dtype=bool)
-    for a, b in _PAIR_INDEX:
-        antonym |= predicted[:, a] & predicted[:, b]
-    return {
-        "median_moods": float(np.median(counts)),
-        "mean_moods": round(float(counts.mean()), 3),
-        "share_with_no_mood": round(float((counts == 0).mean()), 4),
-        "antonym_pair_rate": round(float(antonym.mean()), 4),
-        "tags_ever_predicted": int(predicted.any(axis=0).sum()),
-    }
-
-
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -115,8 +99,8 @@ def _whole_clip_figures(full: np.ndarray, halves, rate_scale: float) -> dict:
     out_of_sample = np.zeros_like(full, dtype=bool)
     for fit_half, test_half in (halves, halves[::-1]):
         out_of_sample[test_half] = full[test_half] > prior_thresholds(full[fit_half], rate_scale=rate_scale)
-    return {"in_sample": mood_figures(full > prior_thresholds(full, rate_scale=rate_scale)),
-            "split_half": mood_figures(out_of_sample)}
+    return {"in_sample": mood_set_figures(full > prior_thresholds(full, rate_scale=rate_scale)),
+            "split_half": mood_set_figures(out_of_sample)}
 
 
 def fit(logits: dict[str, np.ndarray], seconds=SHORT_SECONDS, rate_scale: float = RATE_SCALE) -> dict:
@@ -136,7 +120,7 @@ def fit(logits: dict[str, np.ndarray], seconds=SHORT_SECONDS, rate_scale: float 
         win_probs = _sigmoid(logits[f"windows_{s:g}"] + offset - thresholds)
         figures[f"windows_{s:g}s"] = {
             "n_windows": int(len(win_probs)),
-            **mood_figures(win_probs > 0.5),
+            **mood_set_figures(win_probs > 0.5),
             **agreement(win_probs, logits[f"owners_{s:g}"], full_probs),
         }
     return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from m2e_plugin.labels import MOOD_TAGS
+from m2e_plugin.labels import MOOD_TAGS, mood_set_figures
 
 VA_DATASETS = ("deam", "emomusic", "pmemo")
 
@@ -60,6 +60,14 @@ def evaluate_model(model: str, dataset: str, data_home, split: str = "test", *, 
         result.update(quadrant_accuracy=float(np.mean(pred == y)), quadrant_macro_f1=macro_f1(y, pred, 4),
                       valence_roc_auc=binary_roc_auc(np.isin(y, [0, 3]), v),
                       arousal_roc_auc=binary_roc_auc(np.isin(y, [0, 1]), a))
+        # how the answers behave as ratings and as moods (issue 11's yardsticks), on clips the user brings
+        result["ratings"] = {name: {"p5": round(float(np.percentile(x, 5)), 3),
+                                    "p95": round(float(np.percentile(x, 95)), 3),
+                                    "outside_1.5_8.5": round(float(np.mean((x < 1.5) | (x > 8.5))), 4)}
+                             for name, x in (("valence", v), ("arousal", a))}
+        if tags:
+            predicted = np.array([[t in o["predicted_moods"] for t in tags] for _, o in rows])
+            result["moods"] = {"tags": len(tags), **mood_set_figures(predicted, tags, quadrants=y)}
     elif dataset in VA_DATASETS:
         truth = np.array([[t.valence, t.arousal] for t, _ in rows], dtype=float)
         pred = np.array([[o["valence"], o["arousal"]] for _, o in rows], dtype=float)
@@ -90,4 +98,14 @@ def format_table(result: dict) -> str:
         head += " PR-AUC | ROC-AUC | tags |"
         row += f" {result['pr_auc']:.4f} | {result['roc_auc']:.4f} | {result['n_tags']} |"
     sep = "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"
-    return "\n".join([head, sep, row])
+    lines = [head, sep, row]
+    if "ratings" in result:
+        r, m = result["ratings"], result.get("moods")
+        lines += ["", "| Valence p5-p95 | Arousal p5-p95 | outside [1.5, 8.5] (V / A) | moods median (none) | "
+                      "antonym pairs | a mood contradicting the quadrant |", "|---|---|---|---|---|---|",
+                  f"| {r['valence']['p5']:.2f}-{r['valence']['p95']:.2f} | {r['arousal']['p5']:.2f}-"
+                  f"{r['arousal']['p95']:.2f} | {r['valence']['outside_1.5_8.5']:.3f} / "
+                  f"{r['arousal']['outside_1.5_8.5']:.3f} | "
+                  + (f"{m['median_moods']:.0f} ({m['share_with_no_mood']:.3f}) | {m['antonym_pair_rate']:.3f} | "
+                     f"{m['share_contradicting_quadrant']:.3f} |" if m else "- | - | - |")]
+    return "\n".join(lines)
