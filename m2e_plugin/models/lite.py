@@ -130,10 +130,8 @@ def cohere_moods(mood_probs: np.ndarray, quad_probs: np.ndarray, tags=None, full
     from m2e_plugin.labels import MOOD_SIDES, MOOD_TAGS
 
     tags = list(MOOD_TAGS if tags is None else tags)
-    q = np.asarray(quad_probs, dtype=np.float64)
-    side_probability = {"valence+": q[..., 0] + q[..., 3], "arousal+": q[..., 0] + q[..., 1]}
-    side_probability["valence-"] = 1.0 - side_probability["valence+"]
-    side_probability["arousal-"] = 1.0 - side_probability["arousal+"]
+    positive, active = axis_probabilities(quad_probs)
+    side_probability = {"valence+": positive, "valence-": 1.0 - positive, "arousal+": active, "arousal-": 1.0 - active}
     out = np.array(mood_probs, dtype=np.float64)
     for side, moods in MOOD_SIDES.items():
         weight = np.minimum(1.0, side_probability[side] / float(full_weight_at))
@@ -143,11 +141,15 @@ def cohere_moods(mood_probs: np.ndarray, quad_probs: np.ndarray, tags=None, full
     return out
 
 
+def axis_probabilities(quad_probs) -> tuple[np.ndarray, np.ndarray]:
+    """(P(valence positive), P(arousal positive)) = (P(Q1) + P(Q4), P(Q1) + P(Q2)) of (..., 4) probabilities."""
+    q = np.asarray(quad_probs, dtype=np.float64)
+    return q[..., 0] + q[..., 3], q[..., 0] + q[..., 1]
+
+
 def valence_arousal(quad_probs: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """(valence, arousal) on 1-9 from (..., 4) quadrant probabilities ordered Q1..Q4 (already shrunk)."""
-    q = np.asarray(quad_probs, dtype=np.float64)
-    pv = q[..., 0] + q[..., 3]
-    pa = q[..., 0] + q[..., 1]
+    pv, pa = axis_probabilities(quad_probs)
     return 5.0 + scale * (2.0 * pv - 1.0), 5.0 + scale * (2.0 * pa - 1.0)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from m2e_plugin.models.lite import pool_embeddings, quadrant_softmax, valence_arousal
+from m2e_plugin.models.lite import axis_probabilities, pool_embeddings, quadrant_softmax, valence_arousal
 from m2e_plugin.training.trainer import Task, TaskData, Trainer, TrainConfig
 
 DEFAULT_CONFIG = Path(__file__).with_name("configs") / "lite.json"
@@ -226,8 +226,7 @@ def quadrant_metrics(y_q: np.ndarray, quad_probs: np.ndarray) -> dict:
     valence / arousal ROC-AUC (Q1+Q4 vs Q2+Q3; Q1+Q2 vs Q3+Q4)."""
     from m2e_plugin.training.metrics import binary_roc_auc, macro_f1
 
-    pv = quad_probs[:, 0] + quad_probs[:, 3]
-    pa = quad_probs[:, 0] + quad_probs[:, 1]
+    pv, pa = axis_probabilities(quad_probs)
     pred = np.where(pa >= 0.5, np.where(pv >= 0.5, 0, 1), np.where(pv >= 0.5, 3, 2))
     return {
         "quadrant_accuracy": round(float(np.mean(pred == y_q)), 4),
