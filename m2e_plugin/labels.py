@@ -1,5 +1,6 @@
 """Label spaces shared by every part of m2e: the 56 MTG-Jamendo mood/theme tags, their valence/arousal word norms,
-their train-split priors, and the Russell quadrants.
+their train-split priors, the side of the valence/arousal axes some of them take (and so their antonym pairs), the
+Russell quadrants; and :func:`mood_set_figures`, how large and how coherent sets of predicted moods are.
 """
 
 from __future__ import annotations
