@@ -48,6 +48,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 from m2e_plugin.training.lite import FourQFeatures, member_configs  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling study's table row
+from study_lite_features import table_row  # noqa: E402
+
 DEFAULT_OUT = Path.home() / ".cache" / "m2e" / "features" / "lite-augment" / "fourq"
 DEFAULT_LITE_CACHE = Path.home() / ".cache" / "m2e" / "features" / "lite" / "fourq"
 AUGMENT_VERSION = "lite-augment-1-{kind}"  # kind: speed or pitch
@@ -179,24 +182,20 @@ def cmd_cv(args) -> None:
     data = load_augmented(args.data_home, args.cache, args.out, needed, kinds)
     rows = []
     for name in chosen:
-        accs, vals, aros = [], [], []
+        per_seed = []
         for seed in args.seeds:
             cfg = with_views({**config, "seed": seed}, names[name])
             start = time.perf_counter()
             m = cross_validate(cfg, data, progress=False)
-            accs.append(m["quadrant_accuracy"])
-            vals.append(m["valence_roc_auc"])
-            aros.append(m["arousal_roc_auc"])
+            per_seed.append(m)
             print(f"{name} seed {seed}: accuracy {m['quadrant_accuracy']:.4f}, valence AUC {m['valence_roc_auc']:.4f},"
                   f" arousal AUC {m['arousal_roc_auc']:.4f}, codec view {m['codec_view']['quadrant_accuracy']:.4f},"
                   f" single patch {m['single_3s_patch']['quadrant_accuracy']:.4f}"
                   f" ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-        rows.append((name, accs, vals, aros))
+        rows.append(table_row(name, per_seed))
     print("\n| training views | accuracy, seeds " + " / ".join(map(str, args.seeds))
           + " | mean | valence AUC | arousal AUC |\n|---|---|---|---|---|")
-    for name, accs, vals, aros in rows:
-        print(f"| {name} | {' / '.join(f'{a:.3f}' for a in accs)} | {np.mean(accs):.3f} | {np.mean(vals):.3f} | "
-              f"{np.mean(aros):.3f} |")
+    print("\n".join(rows))
 
 
 def main(argv=None) -> None:

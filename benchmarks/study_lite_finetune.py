@@ -77,6 +77,9 @@ from torch.nn import functional as F  # noqa: E402
 
 from m2e_plugin.training.lite import FourQFeatures  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling study's table row
+from study_lite_features import table_row  # noqa: E402
+
 DEFAULT_OUT = Path.home() / ".cache" / "m2e" / "features" / "lite-finetune" / "fourq"
 FINETUNE_VERSION = "lite-finetune-1-musicnn-msd-mtt-front"
 FRONT_CHANNELS = 561  # the front end's five branches after the max over frequency (204 + 204 + 3 x 51)
@@ -442,10 +445,7 @@ def cmd_cv(args) -> None:
     print("\n| row | accuracy, seeds " + " / ".join(map(str, args.seeds))
           + " | mean | valence AUC | arousal AUC |\n|---|---|---|---|---|")
     for name in names:
-        ms = [results[s]["metrics"][name] for s in args.seeds]
-        accs = [m["quadrant_accuracy"] for m in ms]
-        val, aro = np.mean([m["valence_roc_auc"] for m in ms]), np.mean([m["arousal_roc_auc"] for m in ms])
-        print(f"| {name} | {' / '.join(f'{a:.3f}' for a in accs)} | {np.mean(accs):.3f} | {val:.3f} | {aro:.3f} |")
+        print(table_row(name, [results[s]["metrics"][name] for s in args.seeds]))
 
 
 def main(argv=None) -> None:

@@ -3,23 +3,16 @@ duration by its factor, and augmented views add training rows of the same clips 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 
 from m2e_plugin.training.lite import FourQFeatures, load_config, member_configs
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "study_lite_augment.py"
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("study_lite_augment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("study_lite_augment")
 
 
 def test_speed_perturb_scales_pitch_and_duration(study):

@@ -4,27 +4,20 @@ fold is ever a training or early-stopping clip. Tiny random inputs, no shared da
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from m2e_plugin.backbones.musicnn import load_musicnn
 from m2e_plugin.training import lite
 from m2e_plugin.training.lite import load_config, stratified_group_folds
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "study_lite_finetune.py"
-
 
 @pytest.fixture(scope="module")
 def study():
     torch.set_num_threads(1)
-    spec = importlib.util.spec_from_file_location("study_lite_finetune", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("study_lite_finetune")
 
 
 def test_split_network_is_musicnn(study):

@@ -32,10 +32,7 @@ def test_evaluate_on_a_4q_copy_reports_ratings_and_moods(tmp_path, capsys):
     """`m2e evaluate --dataset fourq` end to end on a fixture copy: the paper's figures plus the rating spread and
     the mood figures a user needs to judge lite on clips it never saw (sizes, antonym pairs, contradictions)."""
     import json
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from loaders_testing import build_home
 
     from m2e_plugin.cli.main import main
