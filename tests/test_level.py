@@ -39,7 +39,8 @@ def test_exactly_gain_invariant(music, gain_db):
     assert not out.level.silent
     assert out.level.dbfs == pytest.approx(ref.level.dbfs + gain_db, abs=1e-9)
     np.testing.assert_allclose(out.audio, ref.audio, rtol=1e-6, atol=1e-7)
-    assert measure_level(out.audio, SR).dbfs == pytest.approx(TARGET_DBFS, abs=1e-4)
+    # measuring filters again, which takes a trace more below 20 Hz
+    assert measure_level(out.audio, SR).dbfs == pytest.approx(TARGET_DBFS, abs=1e-3)
 
 
 def test_gain_invariant_with_pauses_and_quiet_passages(music):
@@ -65,9 +66,33 @@ def test_silence_is_reported_not_amplified(music):
     for y in (np.zeros(SR), np.zeros(0), 10 ** ((SILENCE_FLOOR_DBFS - 10) / 20) * music / np.sqrt(np.mean(music**2))):
         out = normalise_level(y, SR)
         assert out.level.silent and out.gain_db == 0.0
-        np.testing.assert_array_equal(out.audio, y.astype(np.float32))
+        assert np.sqrt(np.mean(np.square(out.audio, dtype=np.float64))) <= np.sqrt(np.mean(y**2)) + 1e-12 if len(y) else True
     assert measure_level(np.zeros(100), SR).dbfs == -math.inf
     assert gain_db_for(measure_level(np.zeros(100), SR)) == 0.0
+
+
+def test_a_dc_offset_changes_neither_the_level_nor_the_normalised_audio(music):
+    """An offset is inaudible; before it was removed, one of -0.13 full scale moved a soundtrack's arousal by 1.1."""
+    for offset in (0.3, -0.13, 1e-3):
+        assert measure_level(music + offset, SR).dbfs == pytest.approx(measure_level(music, SR).dbfs, abs=1e-9)
+        np.testing.assert_allclose(normalise_level(music + offset, SR).audio, normalise_level(music, SR).audio,
+                                   atol=1e-5)
+
+
+def test_sub_audio_rumble_changes_neither_the_level_nor_the_normalised_audio(music):
+    """Content below 20 Hz is inaudible and lossy codecs drop it; it once moved a soundtrack's answer by 0.5."""
+    t = np.arange(len(music)) / SR
+    rumble = 0.2 * np.sin(2 * np.pi * 3.0 * t) + 0.1 * np.sin(2 * np.pi * 7.0 * t + 1.0)
+    assert abs(measure_level(music + rumble, SR).dbfs - measure_level(music, SR).dbfs) < 0.1
+    a, b = normalise_level(music + rumble, SR).audio, normalise_level(music, SR).audio
+    assert np.sqrt(np.mean((a - b) ** 2)) < 0.01 * np.sqrt(np.mean(b**2))
+
+
+def test_a_constant_is_silence():
+    """An interface's idle input with an offset carries no music: it must not be amplified and analysed."""
+    for value in (0.1, -0.5, 1.0):
+        level = measure_level(np.full(SR, value, dtype=np.float32), SR)
+        assert level.silent and gain_db_for(level) == 0.0
 
 
 def test_just_above_the_floor_is_music(music):

@@ -45,6 +45,18 @@ def test_gain_keeps_quadrant_and_values(decoded, model):
             assert abs(out["valence"] - ref["valence"]) < 0.3 and abs(out["arousal"] - ref["arousal"]) < 0.3
 
 
+def test_a_dc_offset_or_sub_audio_rumble_does_not_move_the_answer(decoded, model):
+    sr = model.backend.sample_rate
+    for path, audio in decoded:
+        ref = model.predict((audio, sr))
+        out = model.predict((audio - np.float32(0.13), sr))  # the offset of a real soundtrack that Opus removed
+        assert abs(out["valence"] - ref["valence"]) < 1e-3 and abs(out["arousal"] - ref["arousal"]) < 1e-3, path.name
+        assert out["predicted_moods"] == ref["predicted_moods"], path.name
+        t = np.arange(len(audio)) / sr
+        rumbling = model.predict((audio + (0.1 * np.sin(2 * np.pi * 5.0 * t)).astype(np.float32), sr))  # inaudible
+        assert abs(rumbling["valence"] - ref["valence"]) < 0.03 and abs(rumbling["arousal"] - ref["arousal"]) < 0.03
+
+
 def test_aac_round_trip_moves_little(decoded, model):
     from m2e_plugin.training.lite_features import codec_round_trip
 

@@ -4,17 +4,25 @@ API
 ---
 ``measure_level(y, sr) -> Level``
     ``Level(dbfs, silent)``: the *gated level* of mono audio ``y`` (1-D float array, full scale = 1.0) in dBFS RMS,
-    and whether it counts as silence. ``dbfs`` is ``-inf`` for all-zero or empty input (or when more than 95 % of it is digital zero).
+    without its DC offset and sub-20 Hz content, and whether it counts as silence. ``dbfs`` is ``-inf`` for constant
+    or empty input (or when more than 95 % of it is digital zero).
 ``normalise_level(y, sr, target_dbfs=TARGET_DBFS) -> Normalised``
-    ``Normalised(audio, level, gain_db)``: ``y`` scaled so that its gated level equals ``target_dbfs`` (float32; no
-    clipping, values may exceed 1.0). Silent input is **reported, not amplified**: ``level.silent`` is True,
-    ``gain_db`` is 0.0 and ``audio`` is ``y`` unchanged (as float32); the caller answers silence its own way.
+    ``Normalised(audio, level, gain_db)``: ``y`` without its DC offset and sub-20 Hz content, scaled so that its
+    gated level equals ``target_dbfs`` (float32; no clipping, values may exceed 1.0). Silent input is **reported, not amplified**:
+    ``level.silent`` is True, ``gain_db`` is 0.0 and ``audio`` is ``y`` so filtered (as float32); the caller
+    answers silence its own way.
 ``gain_db_for(level, target_dbfs=TARGET_DBFS) -> float``
     the gain that ``normalise_level`` applies, for callers that measure a whole track once and scale its windows
     with the same gain (keeps loud/quiet contrast inside the track) instead of normalising every window.
 
 Definition (in the spirit of EBU R128 gating, without its K-weighting, which the networks' own spectra make moot)
 --------------------------------------------------------------------------------------------------------------
+0. Content below hearing is removed: the input's mean (its DC offset), then everything below ``HIGHPASS_HZ`` = 20 Hz
+   (2nd-order Butterworth, run forward and backward: zero phase, 4th-order slope). Inaudible, it still leaked into
+   the networks' lowest mel bands and inflated the level: a soundtrack with an offset of -0.13 full scale and strong
+   sub-20 Hz drift read arousal 4.9 as decoded and 6.0 after an Opus round trip (Opus drops both); with the offset
+   alone removed the gap was still 0.5, with both removed it is 0.05. A constant offset (an interface's idle input)
+   read as confident music. 66 of the 600 shared 4Q clips carry an offset above -40 dB of their RMS.
 1. Mean square of consecutive blocks of ``BLOCK_S`` = 50 ms (a last partial block is taken aligned to the end;
    input shorter than one block is one block).
 2. Robust mean: the mean of the block mean squares without the loudest ``TRIM`` = 5 % of blocks (rounded up, at
@@ -49,6 +57,7 @@ TRIM = 0.05
 SILENCE_FLOOR_DBFS = -70.0
 RELATIVE_GATE_DB = 20.0
 TARGET_DBFS = -16.0
+HIGHPASS_HZ = 20.0
 
 
 class Level(NamedTuple):
@@ -57,18 +66,28 @@ class Level(NamedTuple):
 
 
 class Normalised(NamedTuple):
-    audio: np.ndarray  # float32, scaled to the target level (unchanged when silent)
+    audio: np.ndarray  # float32, DC and sub-20 Hz removed, scaled to the target level (unscaled when silent)
     level: Level  # of the input, before scaling
     gain_db: float  # applied gain; 0.0 when silent
 
 
-def _as_mono(y) -> np.ndarray:
+def _audible(y, sr: int) -> np.ndarray:
+    """Mono float64 audio without its mean and its content below ``HIGHPASS_HZ`` (step 0); raises ValueError for
+    non-1-D or non-finite input."""
+    from scipy.signal import butter, sosfiltfilt
+
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 1:
         raise ValueError(f"level: expected mono 1-D audio, got shape {y.shape}")
     if not np.all(np.isfinite(y)):
         raise ValueError("level: audio contains NaN or inf samples")
-    return y
+    if len(y) == 0:
+        return y
+    y = y - y.mean()
+    if HIGHPASS_HZ >= sr / 2 or len(y) < 2:
+        return y
+    sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=sr, output="sos")
+    return sosfiltfilt(sos, y, padlen=min(len(y) - 1, 3 * sr // int(HIGHPASS_HZ)))
 
 
 def _block_mean_squares(y: np.ndarray, sr: int) -> np.ndarray:
@@ -91,7 +110,10 @@ def measure_level(y, sr: int) -> Level:
     """Gated level of mono audio (see the module docstring); raises ValueError for non-1-D or non-finite input."""
     if sr <= 0:
         raise ValueError(f"level: sample rate must be positive, got {sr}")
-    y = _as_mono(y)
+    return _measure_audible(_audible(y, sr), sr)
+
+
+def _measure_audible(y: np.ndarray, sr: int) -> Level:
     if len(y) == 0:
         return Level(-math.inf, True)
     blocks = _block_mean_squares(y, sr)
@@ -110,9 +132,12 @@ def gain_db_for(level: Level, target_dbfs: float = TARGET_DBFS) -> float:
 
 
 def normalise_level(y, sr: int, target_dbfs: float = TARGET_DBFS) -> Normalised:
-    """Scale mono audio to ``target_dbfs`` gated level; silent input comes back unchanged and flagged."""
-    y64 = _as_mono(y)
-    level = measure_level(y64, sr)
+    """Remove the DC offset and sub-20 Hz content of mono audio and scale it to ``target_dbfs`` gated level; silent input comes back
+    unscaled and flagged."""
+    if sr <= 0:
+        raise ValueError(f"level: sample rate must be positive, got {sr}")
+    y64 = _audible(y, sr)
+    level = _measure_audible(y64, sr)
     gain_db = gain_db_for(level, target_dbfs)
     audio = y64 * 10 ** (gain_db / 20) if gain_db else y64
     return Normalised(audio.astype(np.float32), level, gain_db)

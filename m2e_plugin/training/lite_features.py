@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-LITE_FEATURE_VERSION = "lite-features-4-musicnn-msd-mtt"
+LITE_FEATURE_VERSION = "lite-features-5-musicnn-msd-mtt-highpass"  # 5: level module removes DC and sub-20 Hz
 CODECS = {"aac": ("-c:a", "aac", "-b:a", "128k", ".m4a"), "opus": ("-c:a", "libopus", "-b:a", "96k", ".ogg"),
           "mp3": ("-c:a", "libmp3lame", "-b:a", "128k", ".mp3")}
 
