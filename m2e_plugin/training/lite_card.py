@@ -35,10 +35,10 @@ def _musicnn_source(checkpoint: str, dataset: str) -> dict:
 def model_card(config: dict, data, metrics: dict | None, epochs: dict, command: str | None) -> dict:
     from m2e_plugin import __version__
     from m2e_plugin.backbones import level, moodtheme
-    from m2e_plugin.training.lite_features import LITE_FEATURE_VERSION
     from m2e_plugin.backends.lite import TRACK_PATCH_STEP
     from m2e_plugin.labels import MOOD_TAGS
     from m2e_plugin.training.lite import QUADRANT_NAMES, member_configs
+    from m2e_plugin.training.lite_features import LITE_FEATURE_VERSION
 
     kinds = list(member_configs(config))
     mood_card = json.loads((moodtheme.WEIGHTS_DIR / moodtheme.CARD_NAME).read_text())
@@ -56,8 +56,8 @@ def model_card(config: dict, data, metrics: dict | None, epochs: dict, command: 
                      "combination": "average of the members' quadrant log-probabilities, then temperature",
                      "patch_seconds": 3.0, "pooling": config["pooling"], "track_patch_step": TRACK_PATCH_STEP,
                      "window_patch_step": 1, "level_target_dbfs": level.TARGET_DBFS,
-                     "below_hearing": "the DC offset and content below 20 Hz are removed from each block or window "
-                                      "before its level is measured (level.py)",
+                     "below_hearing": f"the DC offset and content below {level.HIGHPASS_HZ:g} Hz are removed from each "
+                                      "block or window before its level is measured (level.py)",
                      "cache_version": LITE_FEATURE_VERSION},
         "valence_arousal": {
             "formula": "5 + scale * (2 P - 1), P(valence+) = P(Q1) + P(Q4), P(arousal+) = P(Q1) + P(Q2), with the "
