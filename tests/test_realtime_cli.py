@@ -73,8 +73,10 @@ def run_stream(audio: Path, collector: OscCollector, *extra: str, timeout: float
 def test_stream_a_file_in_real_time_to_osc(music_wav, collector):
     summary = run_stream(music_wav, collector, "--window", "2", "--hop", "0.5", "--rate", "20")
     assert summary["stop_reason"] == "end of input" and summary["model"] == MODEL
-    # The file plays from launch while the model loads (like a live input): windows come once the model is ready.
-    assert summary["updates"] >= 3 and summary["model_errors"] == 0
+    # The file plays from launch while the model loads (like a live input): windows come once the model is ready,
+    # one per 0.5 s hop of what is left of the file (on a loaded machine the model can be ready late).
+    left = summary["input_open_seconds"] - summary["model_ready_seconds"]
+    assert summary["updates"] >= max(1, min(3, int(left / 0.5) - 1)) and summary["model_errors"] == 0
     assert 4.5 <= summary["input_open_seconds"] <= 30  # paced: a 5 s file takes about 5 s
     assert summary["latency_ms_median"] is not None and summary["latency_ms_median"] < 1000
     check_bundles(collector, summary["updates"])

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from m2e_plugin.cli.options import add_device
 
@@ -213,6 +214,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             w = window if window is not None else min(float(backend.window_seconds), MAX_WINDOW_S)
             loaded["warm_up_ms"] = runner.warm_up(w)
             loaded["runner"], loaded["window"] = runner, w
+            loaded["ready_at"] = time.monotonic()
         except BaseException as exc:  # reported by the main thread
             loaded["error"] = exc
 
@@ -277,6 +279,9 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
         log.info("stopped: %s", reason)
         summary = sidecar.summary()
         summary["warm_up_ms"] = round(loaded["warm_up_ms"], 1)
+        # A live or paced input runs while the model loads: how much of it the values could not cover.
+        if source_owned.opened_at is not None:
+            summary["model_ready_seconds"] = round(max(0.0, loaded["ready_at"] - source_owned.opened_at), 3)
         print(json.dumps(summary), flush=True)
         code = 1 if source_owned.error is not None else 0
         if sidecar.engine.abandoned:
