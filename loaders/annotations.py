@@ -126,9 +126,9 @@ def read_static_va(path: str, *, scale: str = "nine_point", std_scale: Optional[
         for key, col in cols.items():
             value = parse_float(row[col], path, tid, col)
             if key.endswith("_std"):
-                entry[key] = value * _STD_FACTOR[std_scale]
+                entry[key] = _check_std(value, std_scale, path, tid, col)
             else:
-                entry[key] = check_nine_point(float(_rescale(np.float64(value), scale)), path, tid, col)
+                entry[key] = _check_mean(value, scale, path, tid, col)
         out[tid] = entry
     if std_path is not None and file_exists(std_path):
         _merge_std_file(out, std_path, std_scale)
@@ -146,8 +146,26 @@ def _merge_std_file(out: Dict[str, dict], path: str, std_scale: str) -> None:
     for row in rows:
         tid = normalise_id(row[id_col])
         if tid in out:
-            out[tid]["valence_std"] = parse_float(row[vcol], path, tid, vcol) * _STD_FACTOR[std_scale]
-            out[tid]["arousal_std"] = parse_float(row[acol], path, tid, acol) * _STD_FACTOR[std_scale]
+            out[tid]["valence_std"] = _check_std(parse_float(row[vcol], path, tid, vcol), std_scale, path, tid, vcol)
+            out[tid]["arousal_std"] = _check_std(parse_float(row[acol], path, tid, acol), std_scale, path, tid, acol)
+
+
+def _check_mean(value: float, scale: str, path: str, tid: str, col: str) -> float:
+    """A mean on the 1-9 scale, checked on the file's own scale (the error quotes the value the file holds)."""
+    low, high = _SCALE_RANGE[scale]
+    if not low <= value <= high:
+        raise DatasetFileError(path, f"row {tid!r}, column {col!r}: {value} is outside the {low:g}-{high:g} scale "
+                                     "of this file")
+    return check_nine_point(float(_rescale(np.float64(value), scale)), path, tid, col)
+
+
+def _check_std(value: float, scale: str, path: str, tid: str, col: str) -> float:
+    """A standard deviation in 1-9 units: between 0 and 4, the most ratings on a 1-9 scale can spread."""
+    std = value * _STD_FACTOR[scale]
+    if not 0.0 <= std <= 4.0:
+        raise DatasetFileError(path, f"row {tid!r}, column {col!r}: a standard deviation of {value} is {std:g} in "
+                                     "1-9 units, outside 0 to 4 (another dataset's labels, or the wrong scale?)")
+    return std
 
 
 def read_wide_dynamic(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
@@ -206,6 +224,7 @@ def _rescale(values: np.ndarray, scale: str) -> np.ndarray:
 
 
 _STD_FACTOR = {"bipolar": 4.0, "unit": 8.0, "nine_point": 1.0}
+_SCALE_RANGE = {"bipolar": (-1.0, 1.0), "unit": (0.0, 1.0), "nine_point": (1.0, 9.0)}
 
 
 def _make_vadata(times, valence, arousal, vstd, astd, scale: str, path: str, track_id: str) -> VAData:

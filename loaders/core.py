@@ -31,6 +31,11 @@ from m2e_plugin.loaders.io import (SPLIT_NAMES, DatasetFileError, _read_id_list,
                                    parse_float, read_csv_dicts, read_package_split)
 
 INDEX_VERSION = "1.0"
+#: The Music2Emo repository's label copies (``dataset/<name>/meta/``, shared as ``music2emo-meta/``) of DEAM, EmoMusic
+#: and PMEmo share one static file layout; what else their folder holds tells whose copy it is.
+MUSIC2EMO_COPY_DIRS = ("music2emo-meta", "meta")
+MUSIC2EMO_COPY_MARKS = {"songs_info.csv": ("emomusic",), "metadata.csv": ("pmemo",),
+                        "dynamic_annotations.csv": ("pmemo",), "split": ("deam", "emomusic")}
 
 
 class MissingAudioError(FileNotFoundError):
@@ -242,6 +247,18 @@ class EmotionDataset(core.Dataset):
             f"Where to get the dataset:\n{textwrap.dedent(self._download_info or '').strip()}"
         )
 
+    def _check_music2emo_copy(self, static_relpath: str) -> None:
+        """Raise when the label file in use is in a Music2Emo copy whose folder marks it as another dataset's (a
+        data_home pointed at the wrong dataset would otherwise load it silently, split included)."""
+        folder = os.path.dirname(os.path.join(self.data_home, static_relpath))
+        if os.path.basename(folder) not in MUSIC2EMO_COPY_DIRS:
+            return
+        for mark, owners in MUSIC2EMO_COPY_MARKS.items():
+            if self.name not in owners and os.path.exists(os.path.join(folder, mark)):
+                raise DatasetFileError(folder, f"holds {mark}, which marks the Music2Emo copy of "
+                                               f"{' or '.join(o + chr(39) + 's' for o in owners)} labels, not {self.name}'s: point data_home at "
+                                               f"the {self.name} folder")
+
     def _first_existing(self, candidates: Sequence[str]) -> Optional[str]:
         for rel in candidates:
             if file_exists(os.path.join(self.data_home, rel)):
@@ -273,6 +290,8 @@ class EmotionDataset(core.Dataset):
             raise NotImplementedError(
                 f"The {self.name} dataset has no official split. Use get_random_track_splits instead.")
         split = self.default_split if split is None else split
+        if split not in self.split_names:  # "0" for split 0, as a command line gives it
+            split = {str(n): n for n in self.split_names}.get(str(split), split)
         if split not in self.split_names:
             raise ValueError(f"unknown split {split!r} for {self.name}; available: "
                              f"{', '.join(repr(n) for n in self.split_names)}")

@@ -170,6 +170,7 @@ class Dataset(EmotionDataset):
             raise self._missing_labels(list(STATIC_FILES) + list(FALLBACK_STATIC_FILES))
         meta = {}
         for rel in files:
+            self._check_music2emo_copy(rel)
             meta.update(read_static_va(os.path.join(self.data_home, rel), scale="nine_point"))
         self._add_song_metadata(meta)
         return meta

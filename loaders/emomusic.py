@@ -82,6 +82,7 @@ LICENSE_INFO = (
 STATIC_FILE = os.path.join("annotations", "static_annotations.csv")
 SONGS_INFO_FILES = ("songs_info.csv", os.path.join("annotations", "songs_info.csv"))
 MUSIC2EMO_DIRS = ("music2emo-meta", "meta")
+LAST_SONG_ID = 1000  # the 1000 songs are numbered 1 to 1000
 DYNAMIC_FILES = {
     "dynamic_valence": os.path.join("annotations", "valence_cont_average.csv"),
     "dynamic_arousal": os.path.join("annotations", "arousal_cont_average.csv"),
@@ -188,7 +189,13 @@ class Dataset(EmotionDataset):
         static, info = self._label_files
         if static is None:
             raise self._missing_labels([STATIC_FILE] + [os.path.join(d, "static_annotations.csv") for d in MUSIC2EMO_DIRS])
+        self._check_music2emo_copy(static)
         meta = read_static_va(os.path.join(self.data_home, static), scale="nine_point")
+        beyond = [tid for tid in meta if not tid.isdigit() or not 1 <= int(tid) <= LAST_SONG_ID]
+        if beyond:  # DEAM's copy has the same columns and a split too; its ids run to 2058
+            raise DatasetFileError(os.path.join(self.data_home, static),
+                                   f"song id {beyond[0]!r} is not an EmoMusic id (1 to {LAST_SONG_ID}); "
+                                   f"{len(beyond)} such ids: another dataset's labels?")
         if info:
             self._add_songs_info(meta, os.path.join(self.data_home, info))
         return meta

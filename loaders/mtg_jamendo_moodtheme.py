@@ -9,10 +9,10 @@
     without tags: split-0 has 9,949 / 3,802 / 4,231 tracks). MediaEval's "Emotion and Theme Recognition" task and
     Music2Emo use split-0.
 
-    This module subclasses ``mirdata.datasets.mtg_jamendo_autotagging_moodtheme`` (its metadata parsing, tags and
-    ``get_track_splits(split_number)`` are reused as is). mirdata ships no index for it and downloads one into its
-    own package; here the index is built from ``data/autotagging_moodtheme.tsv`` instead, so nothing is downloaded
-    and nothing is written into site-packages.
+    This module subclasses ``mirdata.datasets.mtg_jamendo_autotagging_moodtheme`` (its metadata parsing and tags are
+    reused, after a check of the files' layout; ``get_track_splits`` also takes mirdata's ``split_number``). mirdata
+    ships no index for it and downloads one into its own package; here the index is built from
+    ``data/autotagging_moodtheme.tsv`` instead, so nothing is downloaded and nothing is written into site-packages.
 
     Layout read (the MTG repository's ``data/`` folder plus the audio from its download script)::
 
@@ -36,6 +36,7 @@ from mirdata import core
 from mirdata.datasets import mtg_jamendo_autotagging_moodtheme as _mirdata_mtg
 
 from .core import EmotionDataset, MissingAudioError, file_exists, load_audio, make_indexes
+from .io import DatasetFileError
 
 NAME = "mtg_jamendo_moodtheme"
 #: Splits ``get_track_splits`` knows, and the one it gives by default.
@@ -62,6 +63,7 @@ LICENSE_INFO = (
 
 METADATA_FILE = os.path.join("data", "autotagging_moodtheme.tsv")
 SPLIT_FILE = os.path.join("data", "splits", "split-{k}", "autotagging_moodtheme-{name}.tsv")
+TSV_HEADER = ("TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION", "TAGS")
 AUDIO_ROOTS = ("audios", "audio", "")
 
 
@@ -99,6 +101,24 @@ class Track(_mirdata_mtg.Track):
         return list(self.tags)
 
 
+def _check_tsv(path: str) -> None:
+    """The MTG layout (header, then TRACK_ID ... PATH DURATION TAG...) or a DatasetFileError naming the line."""
+    columns = ", ".join(TSV_HEADER)
+    with open(path, encoding="utf-8", newline="") as fh:
+        first = fh.readline()
+        if not first.strip():
+            raise DatasetFileError(path, f"the file is empty; expected a tab-separated header {columns}")
+        header = first.rstrip("\r\n").split("\t")
+        if header[: len(TSV_HEADER)] != list(TSV_HEADER):
+            raise DatasetFileError(path, f"header {header} is not MTG-Jamendo's tab-separated {columns}; is "
+                                         "data_home the folder that holds the repository's data/?")
+        for number, line in enumerate(fh, start=2):
+            fields = line.rstrip("\r\n").split("\t")
+            if line.strip() and len(fields) < len(TSV_HEADER):
+                raise DatasetFileError(path, f"line {number} has {len(fields)} tab-separated fields, expected "
+                                             f"{len(TSV_HEADER)} or more ({columns}...)")
+
+
 @core.docstring_inherit(core.Dataset)
 class Dataset(EmotionDataset, _mirdata_mtg.Dataset):
     """The MTG-Jamendo autotagging mood/theme dataset"""
@@ -131,8 +151,19 @@ class Dataset(EmotionDataset, _mirdata_mtg.Dataset):
                 f"{NAME}: {len(missing)} metadata file(s) missing under {self.data_home}, first: "
                 f"{os.path.join(self.data_home, missing[0])}\n{DOWNLOAD_INFO.strip()}"
             )
-        # mirdata's parser (full TSV + the 15 split files).
+        for path in expected:
+            _check_tsv(os.path.join(self.data_home, path))
+        # mirdata's parser (full TSV + the 15 split files); it indexes the columns without checking them.
         return _mirdata_mtg.Dataset._metadata.func(self)
+
+    def get_track_splits(self, split=None, split_number=None):
+        """Official split ``split`` (0 to 4; None: split-0, Music2Emo's). ``split_number`` is mirdata's name for
+        the same argument, so mirdata code runs unchanged."""
+        if split_number is not None:
+            if split is not None and str(split) != str(split_number):
+                raise TypeError(f"split={split!r} and split_number={split_number!r} disagree; give one")
+            split = split_number
+        return super().get_track_splits(split)
 
     @core.cached_property
     def _audio_root(self):

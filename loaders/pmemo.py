@@ -186,6 +186,7 @@ class Dataset(EmotionDataset):
     @core.cached_property
     def _metadata(self):
         kind, files = self._layout
+        self._check_music2emo_copy(files["static"])
         static = os.path.join(self.data_home, files["static"])
         if kind == "publisher":
             std = files.get("static_std")

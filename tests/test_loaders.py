@@ -193,3 +193,57 @@ def test_csv_reader_quirks(tmp_path):
     f.write_text("song_id,sample_15000ms,bogus\n2,0.1,0.2\n")
     with pytest.raises(ValueError, match="column 'bogus' is not of the form"):
         read_wide_dynamic(str(f))
+
+
+def _music2emo_copy(home, rows: str, *marks: str):
+    """A Music2Emo label copy (``music2emo-meta/static_annotations.csv``) with other files of its folder."""
+    folder = home / "music2emo-meta"
+    folder.mkdir(parents=True)
+    (folder / "static_annotations.csv").write_text("song_id,valence_mean,valence_std,arousal_mean,arousal_std\n"
+                                                   + rows)
+    for mark in marks:
+        if mark == "split":
+            (folder / "split").mkdir()
+            (folder / "split" / "train.txt").write_text("2\n")
+        else:
+            (folder / mark).write_text("song_id\n2\n")
+    return home
+
+
+@pytest.mark.parametrize("name, marks, owner", [
+    ("pmemo", ("split",), "deam's or emomusic's"),           # DEAM's copy read as PMEmo
+    ("pmemo", ("songs_info.csv", "split"), "emomusic's"),
+    ("deam", ("metadata.csv", "dynamic_annotations.csv"), "pmemo's"),
+    ("deam", ("songs_info.csv",), "emomusic's"),
+    ("emomusic", ("metadata.csv",), "pmemo's"),
+])
+def test_another_datasets_music2emo_copy_is_named(tmp_path, name, marks, owner):
+    """DEAM, EmoMusic and PMEmo's Music2Emo copies share one layout: a data_home pointed at the wrong dataset used
+    to load it silently (PMEmo read DEAM's 1802 songs, its stds times 8, and DEAM's split as its own)."""
+    home = _music2emo_copy(tmp_path / name, "2,3.1,0.94,3,0.63\n3,3.5,1.75,3.3,1.62\n", *marks)
+    with pytest.raises(ValueError, match=f"marks the Music2Emo copy of {owner} labels, not {name}'s"):
+        loaders.initialize(name, data_home=str(home)).track_ids
+
+
+def test_own_music2emo_copy_loads(tmp_path):
+    rows = "2,3.1,0.94,3,0.63\n3,3.5,1.75,3.3,1.62\n"
+    assert len(loaders.initialize("deam", data_home=str(_music2emo_copy(tmp_path / "d", rows, "split"))).track_ids) == 2
+    home = _music2emo_copy(tmp_path / "e", rows, "songs_info.csv", "split")
+    assert loaders.initialize("emomusic", data_home=str(home)).track_ids == ["2", "3"]
+    # PMEmo's copy keeps the stds on [0, 1] (x 8 = 1-9 units)
+    home = _music2emo_copy(tmp_path / "p", "1,5.6,0.16,4.2,0.15\n", "metadata.csv")
+    assert loaders.initialize("pmemo", data_home=str(home)).track("1").valence_std == pytest.approx(1.28)
+
+
+def test_deams_ids_are_not_emomusic(tmp_path):
+    """DEAM's copy carries a split like EmoMusic's; its ids (2 to 2058) give it away."""
+    home = _music2emo_copy(tmp_path / "emomusic", "2,3.1,0.94,3,0.63\n2001,3.5,1.75,3.3,1.62\n", "split")
+    with pytest.raises(ValueError, match="'2001' is not an EmoMusic id"):
+        loaders.initialize("emomusic", data_home=str(home)).track_ids
+
+
+def test_impossible_standard_deviation_is_an_error(tmp_path):
+    """Ratings on 1-9 spread at most 4; DEAM's stds (already 1-9 units) read as PMEmo's [0, 1] ones reach 23."""
+    home = _music2emo_copy(tmp_path / "pmemo", "1,5.6,2.9,4.2,0.15\n")
+    with pytest.raises(ValueError, match=r"'valence_std': a standard deviation of 2\.9 is 23\.2 in 1-9 units"):
+        loaders.initialize("pmemo", data_home=str(home)).track_ids

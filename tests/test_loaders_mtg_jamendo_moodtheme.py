@@ -60,3 +60,27 @@ def test_missing_metadata_named(tmp_path):
     (home / "data/splits/split-2/autotagging_moodtheme-test.tsv").unlink()
     with pytest.raises(FileNotFoundError, match=r"split-2/autotagging_moodtheme-test\.tsv"):
         mtg.Dataset(str(home)).track_ids
+
+
+def test_mirdata_split_number_and_text_split(dataset):
+    """mirdata code calls get_track_splits(split_number=k); a command line gives "3" for split 3."""
+    assert dataset.get_track_splits(split_number=3) == dataset.get_track_splits(3) == dataset.get_track_splits("3")
+    assert dataset.get_track_splits() == dataset.get_track_splits(0)
+    with pytest.raises(TypeError, match="disagree"):
+        dataset.get_track_splits(1, split_number=2)
+
+
+@pytest.mark.parametrize("text, cause", [
+    ("", r"autotagging_moodtheme\.tsv: the file is empty"),
+    ("ID\tFOO\r\ntrack_1\tx\r\n", r"header \['ID', 'FOO'\] is not MTG-Jamendo's"),
+    ("TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\r\ntrack_0000948\tartist_1\r\n",
+     r"line 2 has 2 tab-separated fields"),
+])
+def test_malformed_metadata_named(tmp_path, text, cause):
+    """mirdata's parser indexes the columns unchecked (IndexError, StopIteration); the loader names file and line."""
+    from m2e_plugin.loaders.io import DatasetFileError
+
+    home = build_home(tmp_path, "mtg_jamendo_moodtheme")
+    (home / "data/autotagging_moodtheme.tsv").write_text(text, newline="")
+    with pytest.raises(DatasetFileError, match=cause):
+        mtg.Dataset(str(home)).track_ids

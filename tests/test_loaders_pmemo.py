@@ -69,5 +69,6 @@ def test_music2emo_copy(tmp_path):
 def test_values_already_on_nine_point_in_publisher_file_are_rejected(tmp_path):
     home = build_home(tmp_path, "pmemo")
     (home / "annotations/static_annotations.csv").write_text("musicId,Arousal(mean),Valence(mean)\n1,4.2,5.6\n")
-    with pytest.raises(ValueError, match="outside the 1-9 scale"):
+    # the error quotes the file's value and scale, not the value rescaled (1 + 8 x 5.6 = 45.8)
+    with pytest.raises(ValueError, match=r"'Valence\(mean\)': 5\.6 is outside the 0-1 scale"):
         pmemo.Dataset(str(home)).track_ids
