@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from m2e_plugin.cli.main import main
 from m2e_plugin.training.evaluate import format_table
 
@@ -50,3 +52,37 @@ def test_evaluate_on_a_4q_copy_reports_ratings_and_moods(tmp_path, capsys):
                  "--format", "table"]) == 0
     table = capsys.readouterr().out
     assert "| Quadrant acc |" in table and "antonym pairs | a mood contradicting the quadrant |" in table
+
+
+def test_evaluate_errors_name_the_cause(tmp_path, capsys):
+    """A split that does not exist, a dataset without split lists, every track failing: one line with the cause."""
+    from loaders_testing import AUDIO, build_home
+
+    fourq = build_home(tmp_path, "fourq")
+    assert main(["evaluate", "--dataset", "fourq", "--data-home", str(fourq), "--split", "test",
+                 "--progress", "never"]) == 2
+    assert "no official split" in (err := capsys.readouterr().err) and "--split all" in err
+    pmemo = build_home(tmp_path, "pmemo")  # PMEmo as published: no split lists
+    assert main(["evaluate", "--dataset", "pmemo", "--data-home", str(pmemo), "--progress", "never"]) == 2
+    assert "--split all" in capsys.readouterr().err
+    deam = build_home(tmp_path, "deam", skip=AUDIO["deam"])
+    assert main(["evaluate", "--dataset", "deam", "--data-home", str(deam), "--split", "all",
+                 "--progress", "never"]) == 2
+    err = capsys.readouterr().err
+    assert "0 tracks could be predicted" in err and "first: " in err and "MEMD_audio" in err
+
+
+def test_evaluate_undefined_metric_is_null(tmp_path, capsys):
+    """Two 4Q clips of Q1 and Q2 are all aroused: arousal's AUC is undefined, null in the JSON (NaN is not JSON)."""
+    import json
+
+    from loaders_testing import build_home
+
+    home = build_home(tmp_path, "fourq")
+    assert main(["evaluate", "--dataset", "fourq", "--data-home", str(home), "--limit", "2",
+                 "--progress", "never"]) == 0
+    result = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert result["arousal_roc_auc"] is None and result["valence_roc_auc"] is not None
+    assert main(["evaluate", "--dataset", "fourq", "--data-home", str(home), "--limit", "2",
+                 "--progress", "never", "--format", "table"]) == 0
+    assert "| n/a |" in capsys.readouterr().out

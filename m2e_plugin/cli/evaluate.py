@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="lite", help="lite (default) or music2emo")
     p.add_argument("--dataset", required=True, help="deam, emomusic, pmemo, mtg_jamendo_moodtheme or fourq")
     add_data_home(p, required=True, help="the dataset's folder")
-    p.add_argument("--split", default="test", help="train, validation, test (default) or all")
+    p.add_argument("--split", default=None,
+                   help="train, validation, test (default) or all (the default for 4Q, which has no official split)")
     p.add_argument("--limit", type=int, default=None, help="only the first N tracks")
     add_device(p)
     p.add_argument("--checkpoint", default=None,
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"m2e evaluate: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result) if args.format == "json" else format_table(result))
+    print(json.dumps(result, allow_nan=False) if args.format == "json" else format_table(result))
     if result["failed"]:
         print(f"m2e evaluate: {len(result['failed'])} tracks failed", file=sys.stderr)
     return 0

@@ -9,23 +9,32 @@ from m2e_plugin.labels import MOOD_TAGS, mood_set_figures
 VA_DATASETS = ("deam", "emomusic", "pmemo")
 
 
+def default_split(ds) -> str:
+    """``test`` for a dataset with an official split, ``all`` for one without (4Q)."""
+    return "test" if ds.split_names else "all"
+
+
 def split_track_ids(ds, dataset: str, split: str) -> list[str]:
-    """Track ids of ``split``; ``all`` (or a dataset without an official split, 4Q) gives every track."""
-    if split == "all" or not ds.split_names:
+    """Track ids of ``split`` (train, validation, test) of the dataset's default split, or ``all``."""
+    if split == "all":
         return list(ds.track_ids)
-    splits = ds.get_track_splits()  # each dataset's default split (split-0 for MTG-Jamendo)
+    try:
+        splits = ds.get_track_splits()  # each dataset's default split (split-0 for MTG-Jamendo)
+    except NotImplementedError as exc:  # no official split (4Q), or its id lists are absent (PMEmo without them)
+        raise ValueError(f"{exc} (m2e evaluate: --split all scores every track)") from None
     if split not in splits:
         raise ValueError(f"{dataset}: no split {split!r}; available: {', '.join(splits)} or all")
     return list(splits[split])
 
 
-def evaluate_model(model: str, dataset: str, data_home, split: str = "test", *, limit: int | None = None,
+def evaluate_model(model: str, dataset: str, data_home, split: str | None = None, *, limit: int | None = None,
                    device: str = "auto", progress: str = "auto", **model_options) -> dict:
     """Predict every track of the split with ``Music2emo(model)`` and score it.
 
     Returns a dict with ``model``, ``dataset``, ``split``, ``n_tracks``, ``failed`` and the metrics: for 4Q
     quadrant accuracy / macro-F1 and valence / arousal ROC-AUC; for DEAM, EmoMusic, PMEmo R^2 (and RMSE) per
-    dimension; for MTG-Jamendo macro PR-AUC / ROC-AUC over the tags the model predicts. ``progress`` is a
+    dimension; for MTG-Jamendo macro PR-AUC / ROC-AUC over the tags the model predicts. A metric the tracks do not
+    define (an AUC over one class) is None. ``split`` None: :func:`default_split`. ``progress`` is a
     :class:`m2e_plugin.progress.Progress` mode (auto, always, never).
     """
     from m2e_plugin.progress import Progress
@@ -35,6 +44,7 @@ def evaluate_model(model: str, dataset: str, data_home, split: str = "test", *, 
     from m2e_plugin.training.metrics import binary_roc_auc, macro_f1, mood_scores, va_scores
 
     ds = loaders.initialize(dataset, data_home=str(data_home))
+    split = default_split(ds) if split is None else split
     ids = split_track_ids(ds, dataset, split)[:limit] if limit else split_track_ids(ds, dataset, split)
     m = Music2emo(model, device=device, **model_options)
     tags = [t for t in m.backend.mood_tags if t in MOOD_TAGS]
@@ -49,9 +59,10 @@ def evaluate_model(model: str, dataset: str, data_home, split: str = "test", *, 
                 failed[tid] = str(exc)
             bar.update(1, failed=tid in failed)
     if len(rows) < 2:
-        raise ValueError(f"{dataset}/{split}: only {len(rows)} tracks could be predicted ({len(failed)} failed)")
-    result = {"model": model, "dataset": dataset, "split": "all" if dataset == "fourq" else split,
-              "n_tracks": len(rows), "failed": failed}
+        causes = "; ".join(f"{tid}: {cause}" for tid, cause in list(failed.items())[:3])
+        raise ValueError(f"{dataset}/{split}: only {len(rows)} tracks could be predicted ({len(failed)} failed"
+                         + (f"; first: {causes}" if causes else "") + ")")
+    result = {"model": model, "dataset": dataset, "split": split, "n_tracks": len(rows), "failed": failed}
     if dataset == "fourq":
         y = np.array([int(t.quadrant[1]) - 1 for t, _ in rows])
         pred = np.array([int(o["quadrant"][1]) - 1 for _, o in rows])
@@ -79,7 +90,12 @@ def evaluate_model(model: str, dataset: str, data_home, split: str = "test", *, 
         score = np.array([[o["mood_probabilities"][t] for t in tags] for _, o in rows])
         s = mood_scores(truth, score)
         result.update(pr_auc=s["pr_auc"], roc_auc=s["roc_auc"], n_tags=s["n_tags"])
-    return result
+    # NaN is not JSON: an undefined metric is None (null)
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in result.items()}
+
+
+def _metric(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def format_table(result: dict) -> str:
@@ -88,15 +104,15 @@ def format_table(result: dict) -> str:
     row = f"| {result['model']} | {result['dataset']} | {result['split']} | {result['n_tracks']} |"
     if "quadrant_accuracy" in result:
         head += " Quadrant acc | Macro-F1 | Valence ROC-AUC | Arousal ROC-AUC |"
-        row += (f" {result['quadrant_accuracy']:.4f} | {result['quadrant_macro_f1']:.4f} | "
-                f"{result['valence_roc_auc']:.4f} | {result['arousal_roc_auc']:.4f} |")
+        row += "".join(f" {_metric(result[k])} |" for k in ("quadrant_accuracy", "quadrant_macro_f1",
+                                                              "valence_roc_auc", "arousal_roc_auc"))
     elif "r2_valence" in result:
         head += " R² V | R² A | RMSE V | RMSE A |"
-        row += (f" {result['r2_valence']:.4f} | {result['r2_arousal']:.4f} | {result['rmse_valence']:.4f} | "
-                f"{result['rmse_arousal']:.4f} |")
+        row += "".join(f" {_metric(result[k])} |" for k in ("r2_valence", "r2_arousal", "rmse_valence",
+                                                              "rmse_arousal"))
     else:
         head += " PR-AUC | ROC-AUC | tags |"
-        row += f" {result['pr_auc']:.4f} | {result['roc_auc']:.4f} | {result['n_tags']} |"
+        row += f" {_metric(result['pr_auc'])} | {_metric(result['roc_auc'])} | {result['n_tags']} |"
     sep = "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"
     lines = [head, sep, row]
     if "ratings" in result:
