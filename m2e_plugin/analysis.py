@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from m2e_plugin.audio import AudioInput, load_audio, stream_audio
-from m2e_plugin.backends.base import EmotionBackend, Prediction
+from m2e_plugin.backends.base import EmotionBackend, Prediction, check_prediction
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,10 @@ def iter_windows(backend: EmotionBackend, blocks: Iterable[np.ndarray], *, windo
         segments = [seg for _, seg in pending]
         t0 = time.perf_counter()
         try:
-            predictions = backend.predict_windows(segments)
+            predictions = [check_prediction(p, backend) for p in backend.predict_windows(segments)]
+            if len(predictions) != len(segments):
+                raise ValueError(f"model {backend.name!r} returned {len(predictions)} predictions for "
+                                 f"{len(segments)} windows")
         except Exception as exc:
             if on_error is None:
                 raise
@@ -173,7 +176,7 @@ def analyse(backend: EmotionBackend, blocks: Iterable[np.ndarray], *, track: boo
             yield block
 
     if not windows:
-        result.track = backend.predict_track(counted())
+        result.track = check_prediction(backend.predict_track(counted()), backend)
     elif not track:
         result.windows = list(iter_windows(backend, counted(), window=window, hop=hop))
     else:
@@ -192,6 +195,6 @@ def analyse(backend: EmotionBackend, blocks: Iterable[np.ndarray], *, track: boo
             while decoded:
                 yield decoded.popleft()
 
-        result.track = backend.predict_track(track_blocks())
+        result.track = check_prediction(backend.predict_track(track_blocks()), backend)
     result.duration = frames[0] / rate
     return result

@@ -26,6 +26,7 @@ import numpy as np
 
 from m2e_plugin.analysis import check_window_hop
 from m2e_plugin.audio import resample
+from m2e_plugin.backends.base import check_prediction
 from m2e_plugin.realtime.capture import MAX_WINDOW_S, Source
 
 log = logging.getLogger("m2e.realtime.engine")
@@ -373,10 +374,9 @@ class Engine:
     def _deliver(self, model, prediction, *, stream_time: float, end_time: float, window_seconds: float,
                  inference_ms: float, share_ms: float) -> None:
         backend = model.backend
+        check_prediction(prediction, backend)
         result = model.format(prediction)
-        probs = np.clip(np.asarray(prediction.mood_probabilities, dtype=np.float64), 0.0, 1.0)
-        if not (np.isfinite(result["valence"]) and np.isfinite(result["arousal"]) and np.isfinite(probs).all()):
-            raise ValueError("model returned non-finite values")
+        probs = np.asarray(prediction.mood_probabilities, dtype=np.float64)
         self.inference_ms.append(share_ms)
         self.updates += 1
         self.on_result(WindowResult(

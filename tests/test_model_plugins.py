@@ -223,3 +223,50 @@ def test_a_model_whose_card_fails_is_listed_and_the_rest_still_serve():
     described = {m["name"]: m for m in (e.describe() for e in plugins.get_models().values())}
     assert "ZeroDivisionError" in described["carded"]["error"] and "card" in described["lite"]
     assert "card cannot be read" in {p["name"]: p for p in plugins.list_plugins()}["bad-card"]["error"]
+
+
+class _Misbehaving:
+    """Models whose predictions the host cannot use: each must fail with its name, never reach an output."""
+
+    @hookimpl
+    def m2e_register_models(self, register):
+        from m2e_plugin import EmotionBackend, Prediction
+
+        def model(name, make):
+            def predict_track(self, blocks):
+                for _ in blocks:
+                    pass
+                return make()
+            return type(name, (EmotionBackend,), {"name": name, "sample_rate": 8000, "mood_tags": ("calm", "sad"),
+                                                  "__init__": lambda self, device="cpu", **o: None,
+                                                  "predict_track": predict_track})
+
+        register(model("nan-arousal", lambda: Prediction(5.0, float("nan"), np.array([0.2, 0.3]))))
+        register(model("short-moods", lambda: Prediction(5.0, 5.0, np.array([0.2]))))
+        register(model("mood-above-one", lambda: Prediction(5.0, 5.0, np.array([0.2, 1.7]))))
+        register(model("not-a-prediction", lambda: {"valence": 5.0}))
+        register(model("well-behaved", lambda: Prediction(12.0, 5.0, np.array([0.2, 0.3]))))
+
+
+@pytest.mark.parametrize("name, cause", [("nan-arousal", "arousal nan: not a finite number"),
+                                         ("short-moods", r"shape \(1,\) for its 2 mood tags"),
+                                         ("mood-above-one", r"not all finite and within \[0, 1\]"),
+                                         ("not-a-prediction", "dict, not a Prediction")])
+def test_a_models_unusable_prediction_is_an_error_naming_it(name, cause):
+    """A NaN used to reach the JSON line (invalid JSON) and a short mood vector shifted moods onto the wrong tags."""
+    from m2e_plugin import Music2emo
+
+    plugins.register_plugin(_Misbehaving(), name="misbehaving")
+    model = Music2emo(model=name, device="cpu")
+    for timeline in (False, True):
+        with pytest.raises(ValueError, match=f"model {name!r} returned .*{cause}"):
+            model.predict((np.full(8000, 0.1, dtype=np.float32), 8000), timeline=timeline)
+
+
+def test_values_beyond_the_scale_are_the_models_own():
+    """A regression may leave 1-9 (music2emo's raw head does); the host passes it on, as the README says."""
+    from m2e_plugin import Music2emo
+
+    plugins.register_plugin(_Misbehaving(), name="misbehaving")
+    out = Music2emo(model="well-behaved", device="cpu").predict((np.full(8000, 0.1, dtype=np.float32), 8000))
+    assert out["valence"] == 12.0 and out["mood_probabilities"] == {"calm": 0.2, "sad": 0.3}

@@ -281,6 +281,18 @@ def test_m2e_extract_with_an_out_of_tree_extractor(plugin_site, tmp_path):
 
     unknown = _m2e(["extract", str(clips), "-o", str(tmp_path / "o2"), "--extractor", "nope"], _env(plugin_site))
     assert unknown.returncode == 2 and "unknown extractor 'nope'" in unknown.stderr
+    # The broken plugin of the site is said once, plainly: no Python warning with its source line.
+    broken = [line for line in proc.stderr.splitlines() if "broken" in line]
+    assert broken and all(line.startswith("m2e: m2e plugin 'broken'") for line in broken), proc.stderr
+    assert "PluginLoadWarning" not in proc.stderr and "warnings.warn" not in proc.stderr
+
+
+def test_m2e_plugins_says_an_allow_list_name_matches_nothing(plugin_site):
+    """`m2e plugins` is where a user checks M2E_LOAD_PLUGINS: a typo in it must show there."""
+    proc = _m2e(["plugins"], _env(plugin_site, M2E_LOAD_PLUGINS="toy,nonesuch"))
+    assert proc.returncode == 0, proc.stderr
+    assert "toy" in {p["name"] for p in json.loads(proc.stdout)}
+    assert "M2E_LOAD_PLUGINS names 'nonesuch' but no installed m2e plugin has that name" in proc.stderr
 
 
 @pytest.mark.parametrize("jobs,signum,code", [(1, signal.SIGINT, 130), (2, signal.SIGINT, 130),

@@ -67,6 +67,26 @@ class EmotionBackend(ABC):
         return [self.predict_window(w) for w in windows]
 
 
+def check_prediction(prediction: Prediction, backend: EmotionBackend) -> Prediction:
+    """``prediction`` if the host can use it, else a ValueError naming the model (a plugin's bug must not reach a
+    JSON line, a pool or an OSC stream as NaN or as moods shifted onto the wrong tags): a Prediction with finite
+    valence and arousal and one finite probability in [0, 1] per declared mood tag."""
+    name = getattr(backend, "name", "") or type(backend).__name__
+    if not isinstance(prediction, Prediction):
+        raise ValueError(f"model {name!r} returned {type(prediction).__name__}, not a Prediction")
+    for axis in ("valence", "arousal"):
+        value = getattr(prediction, axis)
+        if not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+            raise ValueError(f"model {name!r} returned {axis} {value!r}: not a finite number")
+    moods = np.asarray(prediction.mood_probabilities)
+    tags = len(backend.mood_tags)
+    if moods.shape != (tags,):
+        raise ValueError(f"model {name!r} returned mood probabilities of shape {moods.shape} for its {tags} mood tags")
+    if tags and not (moods.dtype.kind in "fiub" and np.all((moods >= 0.0) & (moods <= 1.0))):
+        raise ValueError(f"model {name!r} returned mood probabilities that are not all finite and within [0, 1]")
+    return prediction
+
+
 def resolve_device(device: str | None = "auto") -> str:
     """``"auto"`` picks CUDA when available, else CPU; other values are passed through (``"cuda:1"``, ``"cpu"``)."""
     if device in (None, "", "auto"):

@@ -12,6 +12,7 @@ import importlib
 import logging
 import signal
 import sys
+import warnings
 
 # Module names under m2e_plugin.cli, in the order `m2e --help` lists them.
 SUBCOMMANDS = (
@@ -89,6 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     previous = _install(signal.SIGTERM, on_sigterm)
+    show_warning = warnings.showwarning
+
+    def show_plugin_warning_plainly(message, category, *rest, **kwargs):
+        # A plugin that failed to load is the user's news, not a Python warning: one "m2e: ..." line on stderr
+        # without the warning's source line; other warnings as Python shows them.
+        if category.__name__ == "PluginLoadWarning":  # by name: the CLI does not import the plugin machinery
+            print(f"m2e: {message}", file=sys.stderr)
+        else:
+            show_warning(message, category, *rest, **kwargs)
+
+    warnings.showwarning = show_plugin_warning_plainly
     try:
         code = int(args.func(args) or 0)
         return 128 + signal.SIGTERM if terminated and code == 130 else code
@@ -96,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print("m2e: terminated" if terminated else "m2e: interrupted", file=sys.stderr)
         return 128 + signal.SIGTERM if terminated else 130
     finally:
+        warnings.showwarning = show_warning
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         library.removeHandler(handler)

@@ -32,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     from m2e_plugin import plugins
 
-    with warnings.catch_warnings():
-        # Failures are in the listing itself (the "error" field); no need to repeat them as warnings.
-        warnings.simplefilter("ignore", plugins.PluginLoadWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        # A plugin's failure is in the listing itself (its "error" field, repeated on stderr below); other load
+        # warnings (M2E_LOAD_PLUGINS naming no installed plugin) are shown after the listing.
+        warnings.simplefilter("always", plugins.PluginLoadWarning)
         try:
             listing = plugins.list_plugins()
         except pluggy.PluginValidationError as exc:
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     for p in listing:
         if p.get("error"):
             print(f"m2e plugins: {p['name']}: {p['error']}", file=sys.stderr)
+    for w in caught:
+        if issubclass(w.category, plugins.PluginLoadWarning) and not str(w.message).startswith("m2e plugin "):
+            print(f"m2e plugins: {w.message}", file=sys.stderr)
     return 0
 
 
