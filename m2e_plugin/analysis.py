@@ -45,11 +45,19 @@ class Analysis:
     hop: float = 0.0
 
 
+#: The shortest window or hop: a hop that rounds to 0 samples never advances (a live scheduler divided by it).
+MIN_WINDOW_HOP_S = 0.01
+
+
 def check_window_hop(window: float, hop: float, *, max_seconds: float | None = None) -> tuple[float, float]:
-    """``(window, hop)`` as floats; ``ValueError`` unless both are finite, > 0 and at most ``max_seconds``."""
+    """``(window, hop)`` as floats; ``ValueError`` unless both are finite, at least :data:`MIN_WINDOW_HOP_S` and at
+    most ``max_seconds``."""
     window, hop = float(window), float(hop)
     if not (math.isfinite(window) and math.isfinite(hop) and window > 0 and hop > 0):
         raise ValueError(f"window and hop must be positive, got window={window:g}, hop={hop:g}")
+    if min(window, hop) < MIN_WINDOW_HOP_S:
+        raise ValueError(f"window and hop must be at least {MIN_WINDOW_HOP_S:g} seconds, got window={window:g}, "
+                         f"hop={hop:g}")
     if max_seconds is not None and max(window, hop) > max_seconds:
         raise ValueError(f"window and hop must be at most {max_seconds:g} seconds, got window={window:g}, hop={hop:g}")
     return window, hop

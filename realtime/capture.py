@@ -115,7 +115,11 @@ class DeviceSource(Source):
         self.lost_since: float | None = None  # first moment of the current loss
         self._next_try = 0.0
         self.last_error = ""
-        info = self._open(device, samplerate, channels, timeout=self.open_timeout)
+        try:
+            info = self._open(device, samplerate, channels, timeout=self.open_timeout)
+        except BaseException:
+            self.close()  # the ring may exist already (the device opened, then refused the rate)
+            raise
         # Reopen exactly this device at exactly this rate (the ring is sized for it).
         self.name = info["name"]
         self.channels = info["channels"]
@@ -308,10 +312,13 @@ class FileSource(Source):
         Stop after this much audio (useful with ``loop``).
     block_seconds : float
         Size of each write, similar to a sound card's callback block.
+    name : str, optional
+        The input as the user named it, for the description (``-``: standard input, read from a temporary copy).
     """
 
     def __init__(self, path, *, pace: bool = True, loop: bool = False, max_seconds: float | None = None,
-                 block_seconds: float = 0.02, capacity_seconds: float = MAX_WINDOW_S + RING_SLACK_S):
+                 block_seconds: float = 0.02, capacity_seconds: float = MAX_WINDOW_S + RING_SLACK_S,
+                 name: str | None = None):
         try:
             meta = audio_info(path)
         except Exception as exc:
@@ -323,7 +330,8 @@ class FileSource(Source):
         self.max_seconds = max_seconds
         self.max_frames = None if max_seconds is None else int(max_seconds * self.sample_rate)
         self.block_seconds = float(block_seconds)
-        self.description = f"file {self.path} ({meta.sample_rate} Hz, {'paced' if pace else 'no pace'})"
+        # name: what the user gave (standard input "-" is read from a temporary copy)
+        self.description = f"file {name or self.path} ({meta.sample_rate} Hz, {'paced' if pace else 'no pace'})"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -384,10 +392,11 @@ class FileSource(Source):
             self.error = exc
             log.error("file source stopped: %s", exc)
         finally:
-            self.finished.set()
+            self.finished.set()  # the state stays "live" until stop(): the scheduler reads the last windows
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.state = "stopped"
         self.closed_at = time.monotonic()

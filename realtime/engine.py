@@ -203,6 +203,7 @@ class Engine:
         self.skipped = 0  # windows dropped because the model was busy or the scheduler fell behind
         self.overruns = 0  # windows whose audio was overwritten before it could be read
         self.errors = 0  # model failures (the stream goes on)
+        self.failing = False  # the latest window failed (heartbeat state "model error" until one succeeds)
         self.batches = 0  # model calls (several windows per call when batching)
         self.inference_ms: deque[float] = deque(maxlen=20000)  # bounded history for the summary's median
         self.level_db = -120.0  # RMS level of the latest window (dBFS): shows that audio is arriving
@@ -345,6 +346,7 @@ class Engine:
 
     def _model_failed(self, exc: BaseException, windows: int = 1) -> None:
         self.errors += windows
+        self.failing = True
         now = time.monotonic()
         if now >= self._next_error_log:
             self._next_error_log = now + 10.0
@@ -367,9 +369,8 @@ class Engine:
                 self._deliver(model, prediction, stream_time=job.end_frame / job.sample_rate, end_time=job.end_time,
                               window_seconds=job.audio.size / job.sample_rate, inference_ms=inference_ms,
                               share_ms=inference_ms / len(jobs))
-            except ValueError as exc:  # non-finite values: this window is dropped, the others still go out
-                self.errors += 1
-                log.error("%s; window dropped", exc)
+            except ValueError as exc:  # an unusable prediction: this window is dropped, the others still go out
+                self._model_failed(exc)
 
     def _deliver(self, model, prediction, *, stream_time: float, end_time: float, window_seconds: float,
                  inference_ms: float, share_ms: float) -> None:
@@ -379,6 +380,7 @@ class Engine:
         probs = np.asarray(prediction.mood_probabilities, dtype=np.float64)
         self.inference_ms.append(share_ms)
         self.updates += 1
+        self.failing = False
         self.on_result(WindowResult(
             result=result, tags=tuple(backend.mood_tags), probs=probs, stream_time=stream_time,
             window_end_time=end_time, window_seconds=window_seconds, inference_ms=inference_ms, model=backend.name))

@@ -77,7 +77,7 @@ class Destination:
     def __init__(self, host: str, port: int, profile: str = "default"):
         self.host, self.port, self.profile = host, int(port), profile
         self.mapping = get_mapping(profile)
-        self.address: tuple[str, int] | None = None  # resolved (ip, port)
+        self.address: tuple | None = None  # resolved socket address: (ip, port), or IPv6's 4-tuple
         self.sent = 0  # steps (state or heartbeat) sent whole
         self.datagrams = 0
         self.errors = 0
@@ -96,8 +96,6 @@ class Destination:
         return f"{self.host}:{self.port}@{self.profile}"
 
     def start(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)  # a full send buffer drops a packet, never stalls the thread
         self._thread = threading.Thread(target=self._run, name=f"m2e-osc-{self.label}", daemon=True)
         self._thread.start()
 
@@ -155,12 +153,18 @@ class Destination:
             return False
         self._next_resolve = now + self.RETRY_RESOLVE_S
         try:
-            info = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_DGRAM)
-            self.address = info[0][4][:2]
-            return True
+            try:  # IPv4 first: "localhost" often lists ::1 first, where receivers bound to 0.0.0.0 never listen
+                info = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_DGRAM)
+            except socket.gaierror:  # an IPv6 address or an IPv6-only host
+                info = socket.getaddrinfo(self.host, self.port, socket.AF_INET6, socket.SOCK_DGRAM)
+            family, _, _, _, address = info[0]
+            sock = socket.socket(family, socket.SOCK_DGRAM)
         except OSError as exc:
             self._fail(f"cannot resolve host: {exc}")
             return False
+        sock.setblocking(False)  # a full send buffer drops a packet, never stalls the thread
+        self._sock, self.address = sock, address
+        return True
 
     def _fail(self, why: str) -> None:
         self.errors += 1

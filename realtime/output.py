@@ -20,6 +20,9 @@ from m2e_plugin.realtime.osc import EmotionState, OscOut
 from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, QuadrantHysteresis, make_smoother
 
 log = logging.getLogger("m2e.realtime.output")
+#: A top mood below this (smoothed) probability is no mood: ``/m2e/moods`` goes empty in silence, where every
+#: probability decays to 0, instead of naming the last song's mood (or the first tag) for ever.
+TOP_MOOD_FLOOR = 0.1
 
 
 class Output:
@@ -183,11 +186,14 @@ class Output:
         a = self._va[1](latest.result["arousal"], now)
         probs = np.asarray(self._moods(latest.probs, now), dtype=np.float64)
         top = self._hysteresis.update(probs, now)
+        if top is not None and probs[latest.tags.index(top)] < TOP_MOOD_FLOOR:
+            top = None  # silence (every mood 0) or nothing the model recognises: no mood, not a stale one
+            self._hysteresis.reset()
         q, changed = self._quadrant.update(normalise_va(v), normalise_va(a), now)
         feats, beat = self._features() if self._features is not None else (None, False)
         order = np.argsort(-probs)
-        moods = [top] + [latest.tags[i] for i in order
-                         if latest.tags[i] != top and probs[i] > self.threshold][: self.top_k - 1]
+        moods = [] if top is None else [top] + [latest.tags[i] for i in order
+                                                if latest.tags[i] != top and probs[i] > self.threshold][: self.top_k - 1]
         latency_ms = (time.monotonic() - latest.window_end_time) * 1000.0 if fresh else self.last_latency_ms
         state = EmotionState(valence=float(v), arousal=float(a), quadrant=q, moods=moods, tags=latest.tags,
                              probs=probs, latency_ms=latency_ms, fresh=fresh, quadrant_changed=changed,

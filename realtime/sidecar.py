@@ -96,7 +96,8 @@ class Sidecar:
                             self.source.description)
         else:
             self._warned_no_input = False
-            state = "paused" if e.paused else ("running" if self.output.sent_fresh else "warming up")
+            state = ("paused" if e.paused else "model error" if e.failing
+                     else "running" if self.output.sent_fresh else "warming up")
         return {"state": state, "uptime": now - self._started if self._started else 0.0,
                 "updates": e.updates, "skipped": e.skipped, "overflows": self.source.overflows,
                 "xruns": self.source.xruns, "input": self.source.state, "model": self.runner.name,

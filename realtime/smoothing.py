@@ -127,6 +127,11 @@ class MoodHysteresis:
         self._since = 0.0
         self.switches = 0
 
+    def reset(self) -> None:
+        """Forget the current top mood (it faded out): the next one shows at once."""
+        self.current = None
+        self._challenger = None
+
     def update(self, probs, t: float) -> str | None:
         """Feed the (smoothed) probabilities at time ``t``; returns the current top tag."""
         p = np.asarray(probs, dtype=np.float64)

@@ -499,6 +499,73 @@ def test_output_survives_a_model_switch_to_another_tag_set(collector):
     assert "/m2e/mood/sad" in last and "/m2e/mood/uplifting" not in last
 
 
+def test_moods_go_empty_in_silence_and_the_next_song_shows_its_own(collector):
+    """Silence (every mood 0, lite's documented answer) used to keep the last song's top mood in /m2e/moods for ever
+    (or name the first tag, "action", from the start): a VJ's mood visuals fired on nothing."""
+    from m2e_plugin.realtime.engine import WindowResult
+    from m2e_plugin.realtime.output import Output
+
+    tags = ("calm", "epic", "happy")
+
+    def result(probs):
+        return WindowResult(result={"valence": 5.0, "arousal": 5.0}, tags=tags, probs=np.asarray(probs, float),
+                            stream_time=1.0, window_end_time=time.monotonic(), window_seconds=1.0, inference_ms=1.0,
+                            model="x")
+
+    osc = OscOut([parse_destination(f"127.0.0.1:{collector.port}")])
+    out = Output(osc, rate=50, mood_tau=0.05, dwell=1.0)
+    out.start()
+    try:
+        out.push(result([0.0, 0.0, 0.0]))  # silence from the start
+        assert wait_for(lambda: out.sent > 5) and out.state.moods == []
+        out.push(result([0.1, 0.9, 0.2]))
+        assert wait_for(lambda: out.state.moods[:1] == ["epic"])
+        out.push(result([0.0, 0.0, 0.0]))  # the song ends
+        assert wait_for(lambda: out.state.moods == [], timeout=5)
+        out.push(result([0.1, 0.2, 0.9]))  # the next song: its mood at once, no dwell behind the old one
+        assert wait_for(lambda: out.state.moods[:1] == ["happy"], timeout=0.5)
+    finally:
+        out.stop()
+        osc.close()
+    assert any(m.get("/m2e/moods") == [] for _, m in collector.bundles())  # an empty message goes out
+
+
+def test_destination_sends_to_ipv6_and_prefers_ipv4_for_names():
+    """[::1]:PORT was parsed, then every send failed (the socket was IPv4 only)."""
+    from m2e_plugin.realtime.osc import build_message
+
+    rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("::1", 0))
+    except OSError:
+        rx.close()
+        pytest.skip("no IPv6 loopback on this machine")
+    rx.settimeout(5)
+    d = parse_destination(f"[::1]:{rx.getsockname()[1]}")
+    d.start()
+    try:
+        d.put([build_message("/x", [1.0])])
+        data, _ = rx.recvfrom(2048)
+        assert data.startswith(b"/x") and d.errors == 0
+    finally:
+        d.close()
+        rx.close()
+    named = parse_destination("localhost:9")
+    assert named._resolve() and named.address[0] == "127.0.0.1"  # where receivers bound to 0.0.0.0 listen
+
+
+def test_a_hop_or_window_below_10_ms_is_refused():
+    """A hop of 1e-9 s (a control message) rounded to 0 samples and killed the scheduler; the run then reported
+    "end of input" and exited 0 with the track still playing."""
+    from m2e_plugin.analysis import check_window_hop
+
+    with pytest.raises(ValueError, match="at least 0.01 seconds"):
+        check_window_hop(1.0, 1e-9)
+    with pytest.raises(ValueError, match="at least 0.01 seconds"):
+        check_window_hop(1e-6, 0.5)
+    assert check_window_hop(0.01, 0.01) == (0.01, 0.01)
+
+
 # -- fast features --------------------------------------------------------------------------------------------
 
 def _click_track(bpm: float, seconds: float, sr: int = 48000):

@@ -114,12 +114,12 @@ def test_stream_shuts_down_cleanly_on_signals(music_wav, collector, sig):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + sig, err  # 130 / 143, as every m2e command; the summary still goes out
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["stop_reason"] == f"signal {sig.name}"
     time.sleep(0.2)
     status = [m[1] for _, _, msgs in collector.packets for m in msgs if m[0] == "/m2e/status"]
-    assert status[-1][0] == "stopped"
+    assert status[-1][0] == "stopped" and status[-1][9] == "stopped"  # state, and the input's (was "live")
     # Sockets were closed: the control port is free again.
     import socket
 
@@ -186,6 +186,48 @@ def test_bad_arguments_give_clear_errors(tmp_path):
     assert proc.returncode == 2 and ("no-such-device-xyz" in err or "no audio input devices" in err), err
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--hop", "1e-6", "at least 0.01 seconds"),  # rounded to 0 samples: the scheduler died, the run "ended"
+    ("--window", "nan", "must be positive"),
+    ("--window", "1e9", "at most 60 seconds"),  # was "cannot load model: Unable to allocate 58.2 TiB"
+    ("--threshold", "5", "--threshold and --margin must be in [0, 1]"),
+    ("--rate", "nan", "--rate must be a number >= 0"),
+    ("--top", "0", "--top must be >= 1"),
+    ("--dwell", "nan", "--dwell must be a number of seconds"),
+    ("--mood-tau", "-1", "--mood-tau must be a number of seconds"),
+    ("--monitor", "70000", "port 70000 is out of range 1-65535"),  # was an OverflowError traceback
+    ("--control", "-1", "port -1 is out of range 1-65535"),
+])
+def test_option_values_are_checked_before_anything_starts(tmp_path, capsys, option, value, message):
+    from m2e_plugin.cli.main import main
+
+    try:
+        code = main(["stream", "--input", str(tmp_path / "never-opened.wav"), option, value])
+    except SystemExit as exc:  # argparse's own check (ports)
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_a_model_failing_on_every_window_is_said_and_fails_the_run(music_wav, collector):
+    """It used to exit 0 with a heartbeat stuck on "warming up" and no value ever sent."""
+    summary_line, err, code = None, "", None
+    proc = m2e("stream", "--input", str(music_wav), "--model", "rt-broken", "--device", "cpu", "--window", "1",
+               "--hop", "0.5", "--osc", f"127.0.0.1:{collector.port}")
+    try:
+        out, err = proc.communicate(timeout=120)
+        summary_line, code = out.strip().splitlines()[-1], proc.returncode
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    summary = json.loads(summary_line)
+    assert code == 1 and summary["updates"] == 0 and summary["model_errors"] >= 3, err
+    assert "failed on every window" in err and "arousal nan" in err
+    states = [m[1][0] for _, _, msgs in collector.packets for m in msgs if m[0] == "/m2e/status"]
+    assert "model error" in states and "running" not in states, states
+
+
 def test_devices_lists_inputs_or_says_there_are_none():
     proc = m2e("devices", "--format", "json")
     out, err = proc.communicate(timeout=60)
@@ -238,5 +280,6 @@ def test_stream_reads_standard_input(music_wav, collector):
     with open(music_wav, "rb") as fh:
         from_stdin = run("--input", "-", stdin=fh)
     assert from_stdin["stop_reason"] == "end of input"
+    assert from_stdin["source"].startswith("file - (")  # not the temporary copy's name
     assert from_stdin["updates"] == from_file["updates"] >= 3
     assert from_stdin["audio_seconds"] == from_file["audio_seconds"]

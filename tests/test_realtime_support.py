@@ -3,7 +3,7 @@
 ``FeatureBackend`` derives valence/arousal from simple signal features (so its output follows the audio and is
 deterministic) and mood probabilities from the distance to each tag's word-norm valence/arousal; ``SlowBackend``
 takes ``DELAY`` seconds per window (slower than the hop); ``FlakyBackend`` fails every other window;
-``HangBackend`` stops returning after a few windows. They are registered per test through the
+``HangBackend`` stops returning after a few windows; ``BrokenBackend`` returns NaN for every window. They are registered per test through the
 ``m2e_register_models`` hook, in a fresh plugin registry (see :func:`register_test_backends`).
 """
 
@@ -83,7 +83,19 @@ class HangBackend(FeatureBackend):
         return super().predict_track(blocks)
 
 
-TEST_MODELS = (FeatureBackend, SlowBackend, FlakyBackend, HangBackend)
+class BrokenBackend(FeatureBackend):
+    """Answers its warm-up, then gives an unusable prediction (NaN arousal) for every window."""
+
+    name = "rt-broken"
+
+    def predict_track(self, blocks) -> Prediction:
+        good = super().predict_track(blocks)
+        if self.calls == 1:
+            return good
+        return Prediction(valence=good.valence, arousal=float("nan"), mood_probabilities=good.mood_probabilities)
+
+
+TEST_MODELS = (FeatureBackend, SlowBackend, FlakyBackend, HangBackend, BrokenBackend)
 
 
 class ModelsPlugin:

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -76,14 +77,24 @@ def register(subparsers) -> None:
     out.add_argument("--threshold", type=float, default=0.5, help="probability other tags need to be listed")
 
     ctl = p.add_argument_group("control")
-    ctl.add_argument("--control", type=int, default=None, metavar="PORT",
+    ctl.add_argument("--control", type=_port, default=None, metavar="PORT",
                      help="accept OSC control (/m2e/ctl/pause, resume, window, hop, model, threshold) on this UDP port")
     ctl.add_argument("--control-host", default="127.0.0.1", help="interface for --control (default 127.0.0.1)")
-    ctl.add_argument("--monitor", type=int, default=None, metavar="PORT",
+    ctl.add_argument("--monitor", type=_port, default=None, metavar="PORT",
                      help="serve a live monitor page on http://127.0.0.1:PORT/")
     ctl.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     ctl.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     p.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 1-65535")
+    return port
 
 
 LOW_LATENCY = (3.0, 0.5)  # window, hop (s) of --latency low
@@ -108,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
                         format="m2e stream: %(message)s", stream=sys.stderr)
     log = logging.getLogger("m2e.realtime")
 
+    from m2e_plugin.analysis import check_window_hop
+    from m2e_plugin.realtime.capture import MAX_WINDOW_S
     from m2e_plugin.realtime.memory import steady_heap
     from m2e_plugin.realtime.osc import get_mapping, parse_destination
 
@@ -127,14 +140,23 @@ def run(args: argparse.Namespace) -> int:
         window, hop = (LOW_LATENCY if args.latency == "low" else (None, NORMAL_HOP))
         window = args.window if args.window is not None else window
         hop = args.hop if args.hop is not None else hop
-        if hop <= 0 or (window is not None and window <= 0):
-            raise ValueError("--window and --hop must be positive")
-        if args.rate < 0:
-            raise ValueError("--rate must be >= 0")
+        check_window_hop(hop if window is None else window, hop, max_seconds=MAX_WINDOW_S)
+        # "not x >= 0" rather than "x < 0": NaN is rejected too
+        if not args.rate >= 0 or args.rate == math.inf:
+            raise ValueError("--rate must be a number >= 0 (0: only fresh values)")
         if args.batch is not None and args.batch < 1:
             raise ValueError("--batch must be >= 1")
-        if args.quadrant_dwell < 0 or not 0 <= args.quadrant_margin < 0.5:
-            raise ValueError("--quadrant-dwell must be >= 0 and --quadrant-margin in [0, 0.5)")
+        if args.top < 1:
+            raise ValueError("--top must be >= 1")
+        if not 0 <= args.threshold <= 1 or not 0 <= args.margin <= 1:
+            raise ValueError("--threshold and --margin must be in [0, 1]")
+        for name in ("dwell", "mood_tau", "quadrant_dwell"):
+            if not 0 <= getattr(args, name) < math.inf:
+                raise ValueError(f"--{name.replace('_', '-')} must be a number of seconds >= 0")
+        if args.smooth_amount is not None and not 0 < args.smooth_amount < math.inf:
+            raise ValueError("--smooth-amount must be a positive number")
+        if not 0 <= args.quadrant_margin < 0.5:
+            raise ValueError("--quadrant-margin must be in [0, 0.5)")
         if args.duration is not None and not args.duration > 0:  # "not >": NaN is rejected too
             raise ValueError(f"--duration must be a positive number of seconds, got {args.duration:g}")
     except ValueError as exc:
@@ -149,11 +171,12 @@ def run(args: argparse.Namespace) -> int:
     def watchdog():
         if not finished.wait(STOP_DEADLINE_S):
             log.error("shutdown did not finish within %.1f s; exiting now", STOP_DEADLINE_S)
-            _flush_and_exit(1)
+            _flush_and_exit(128 + holder["signal"])
 
     def on_signal(signum, _frame):
         if stopping.is_set():
             _flush_and_exit(128 + signum)
+        holder["signal"] = signum
         stopping.set()
         if "sidecar" in holder:
             holder["sidecar"].request_stop(f"signal {signal.Signals(signum).name}")
@@ -161,14 +184,16 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _run(args, log, fail, destinations, window, hop, stopping, holder)
+        code = _run(args, log, fail, destinations, window, hop, stopping, holder)
     except _Stopping:
         log.info("stopped while starting")
-        return 0
+        code = 0
     finally:
         finished.set()
         for s, handler in previous.items():
             signal.signal(s, handler)
+    # Stopped by a signal: 130 (Ctrl-C) or 143 (SIGTERM), as every m2e command; the summary is out already.
+    return 128 + holder["signal"] if "signal" in holder and code == 0 else code
 
 
 def _flush_and_exit(code: int) -> None:
@@ -226,7 +251,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
         try:
             if args.input is not None:
                 path = spool.enter_context(audio_source(args.input))
-                source = FileSource(os.fspath(path), pace=not args.no_pace, loop=args.loop)
+                source = FileSource(os.fspath(path), pace=not args.no_pace, loop=args.loop, name=args.input)
             else:
                 source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
                                       blocksize=args.blocksize)
@@ -284,6 +309,9 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             summary["model_ready_seconds"] = round(max(0.0, loaded["ready_at"] - source_owned.opened_at), 3)
         print(json.dumps(summary), flush=True)
         code = 1 if source_owned.error is not None else 0
+        if sidecar.engine.errors and not sidecar.engine.updates:
+            log.error("the model failed on every window (%d): no values were sent", sidecar.engine.errors)
+            code = 1
         if sidecar.engine.abandoned:
             _flush_and_exit(code)  # a model call never returned: do not let interpreter shutdown wait for it
         return code
