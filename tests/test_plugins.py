@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -295,12 +296,15 @@ def test_m2e_plugins_says_an_allow_list_name_matches_nothing(plugin_site):
     assert "M2E_LOAD_PLUGINS names 'nonesuch' but no installed m2e plugin has that name" in proc.stderr
 
 
-@pytest.mark.parametrize("jobs,signum,code", [(1, signal.SIGINT, 130), (2, signal.SIGINT, 130),
-                                               (1, signal.SIGTERM, 143), (2, signal.SIGTERM, 143)])
+@pytest.mark.parametrize("jobs,signum,code,group", [(1, signal.SIGINT, 130, False), (2, signal.SIGINT, 130, False),
+                                                     (2, signal.SIGINT, 130, True), (1, signal.SIGTERM, 143, False),
+                                                     (2, signal.SIGTERM, 143, False), (2, signal.SIGTERM, 143, True)])
 def test_ctrl_c_or_sigterm_leaves_only_complete_files_and_the_rerun_resumes(plugin_site, tmp_path, jobs, signum,
-                                                                             code):
+                                                                             code, group):
     """SIGTERM (a scheduler, `timeout`, `docker stop`) used to kill the batch mid-run: its run record stayed
-    "running". It now stops as Ctrl-C does."""
+    "running". It now stops as Ctrl-C does, without finishing the running tracks. A Ctrl-C finishes only the
+    tracks running in a worker (queued ones ran too, counted as running). ``group``: the signal goes to the whole
+    process group, as a terminal's Ctrl-C or `timeout` sends it (a group SIGTERM kills the workers first)."""
     clips = tmp_path / "clips"
     clips.mkdir()
     n = 10
@@ -309,15 +313,29 @@ def test_ctrl_c_or_sigterm_leaves_only_complete_files_and_the_rerun_resumes(plug
     out = tmp_path / "out"
     args = ["extract", str(clips), "-o", str(out), "--extractor", "toy", "-O", "delay=0.4", "--jobs", str(jobs)]
     # A shell's background job inherits SIGINT ignored (POSIX); the child must see Ctrl-C as a terminal user's would.
+    def own_group_and_default_sigint():
+        if group:
+            os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen([sys.executable, "-m", "m2e_plugin", *args], env=_env(plugin_site),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=own_group_and_default_sigint)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.glob("*.json"))) < 2:
         time.sleep(0.05)
-    proc.send_signal(signum)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and "InvalidStateError" not in stderr, stderr
+    finishing = re.search(r"finishing (\d+) running track", stderr)
+    if signum == signal.SIGTERM:
+        assert finishing is None, stderr  # stops now: nothing is promised
+    elif finishing:
+        assert int(finishing.group(1)) <= jobs, stderr  # one track per worker, no queued ones
     assert json.loads(stdout)["interrupted"] is True
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert runs[-1]["status"] == "interrupted" and runs[-1]["counts"]["done"] >= 2

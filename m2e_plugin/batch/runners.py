@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from m2e_plugin.batch.inputs import BatchError, Track
 from m2e_plugin.batch.outputs import serialise, to_builtin
+from m2e_plugin.signals import Terminated
 from m2e_plugin.threads import pin_threads, torch_threads
 
 
@@ -161,7 +162,9 @@ def run_pool(todo, cls, options, jobs, threads, record, log) -> None:
         try:
             try:
                 while queue or running:
-                    while queue and len(running) < 2 * jobs:  # bounded: Ctrl-C cancels little
+                    # One track per worker in flight: a future the pool has queued cannot be cancelled, so more
+                    # would run after a Ctrl-C (and be counted as running).
+                    while queue and len(running) < jobs:
                         if queue[-1].id in suspects and running:
                             break  # a suspect runs alone
                         track = queue.pop()
@@ -178,12 +181,14 @@ def run_pool(todo, cls, options, jobs, threads, record, log) -> None:
                             outcome = (running[fut], "error", _error_record(running[fut], exc, cls.name), None)
                         running.pop(fut)
                         record(outcome)
-            except KeyboardInterrupt:
-                for fut in [f for f in running if f.cancel()]:
-                    running.pop(fut)
-                if running:
-                    log(f"m2e extract: interrupted; finishing {len(running)} running track(s) "
-                        "(Ctrl-C again to stop now)")
+            except KeyboardInterrupt as interrupt:
+                if isinstance(interrupt, Terminated) or not running:
+                    # SIGTERM stops now (a group SIGTERM has killed the workers already); nothing to finish.
+                    _terminate_workers(executor)
+                    running.clear()
+                    raise
+                log(f"m2e extract: interrupted; finishing {len(running)} running track(s) "
+                    "(Ctrl-C again to stop now)")
                 try:
                     for fut in list(running):
                         try:
@@ -194,8 +199,7 @@ def run_pool(todo, cls, options, jobs, threads, record, log) -> None:
                             record(outcome)
                         running.pop(fut)
                 except KeyboardInterrupt:
-                    for proc in list(getattr(executor, "_processes", {}).values()):
-                        proc.terminate()
+                    _terminate_workers(executor)
                 raise KeyboardInterrupt from None
         except BrokenProcessPool as exc:
             # A worker died (killed, out of memory, crashed in native code). Alone in flight, the track is the
@@ -213,6 +217,11 @@ def run_pool(todo, cls, options, jobs, threads, record, log) -> None:
                 log(f"m2e extract: a worker process died; retrying its {len(in_flight)} track(s) one at a time")
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate_workers(executor) -> None:
+    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+        proc.terminate()
 
 
 def run_ray(todo, cls, options, jobs, address, threads, record) -> None:

@@ -14,6 +14,8 @@ import signal
 import sys
 import warnings
 
+from m2e_plugin.signals import Terminated
+
 # Module names under m2e_plugin.cli, in the order `m2e --help` lists them.
 SUBCOMMANDS = (
     "predict",
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         # A scheduler, `timeout` or `docker stop` sends SIGTERM: stop the way Ctrl-C does (a batch keeps its
         # finished tracks and records the run as interrupted), then exit 143. `m2e stream` installs its own.
         terminated.append(signum)
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = _install(signal.SIGTERM, on_sigterm)
     show_warning = warnings.showwarning
