@@ -480,3 +480,30 @@ def test_real_mp3s_whose_header_overstates_the_length_are_not_reported(shared_da
         assert warnings == [] and 29.5 < x.size / sr < 30.1
     assert complete_tolerance(30.0) == pytest.approx(0.3) and complete_tolerance(1.0) == 0.05
     assert complete_tolerance(7200.0) == 1.0
+
+
+def test_a_soundfile_stop_that_ffmpeg_decodes_past_cleanly_is_no_damage(tmp_path, monkeypatch):
+    """libsndfile stops part-way through some valid Opus files ("Supported file format but file is malformed");
+    ffmpeg decodes the rest with no error and nothing lost. That used to be reported as "damaged" (0.00 s lost)."""
+    import soundfile
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    path = tmp_path / "valid.wav"
+    y = synth_music(6.0, 22050)
+    sf.write(path, y, 22050)
+
+    class StopsPartWay(soundfile.SoundFile):
+        reads = 0
+
+        def read(self, *args, **kwargs):
+            type(self).reads += 1
+            if type(self).reads > 5:  # 5 chunks of 8192 frames, then libsndfile's error
+                raise soundfile.LibsndfileError(1, "Supported file format but file is malformed.")
+            return super().read(*args, **kwargs)
+
+    monkeypatch.setattr(soundfile, "SoundFile", StopsPartWay)
+    found: list = []
+    blocks = list(stream_audio(path, 22050, warnings=found))
+    assert StopsPartWay.reads > 5 and found == []
+    np.testing.assert_allclose(np.concatenate(blocks), y, atol=1e-4)  # soundfile's part, then ffmpeg's, seamless
