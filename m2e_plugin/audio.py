@@ -152,17 +152,21 @@ def _pcm_to_float(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def check_samples(samples: np.ndarray, source="<array>") -> np.ndarray:
-    """Raise AudioError for empty or non-finite audio; return float32 samples."""
+def check_samples(samples: np.ndarray, source="<array>", *, at: tuple[int, int] | None = None) -> np.ndarray:
+    """Raise AudioError for empty or non-finite audio; return float32 samples. ``at``: ``(first frame, rate)`` of
+    a block of a longer stream, so the error says where the bad samples start (a count would be the block's)."""
     x = np.asarray(samples)
     if not np.issubdtype(x.dtype, np.number):
         raise AudioError(source, f"samples must be numeric, got dtype {x.dtype}")
     if x.size == 0:
         raise AudioError(source, "audio is empty (zero samples)")
     x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise AudioError(source, f"audio contains {bad} NaN/inf samples")
+    finite = np.isfinite(x)
+    if not finite.all():
+        if at is not None:
+            first = (at[0] + int(np.argmin(finite))) / at[1]
+            raise AudioError(source, f"audio contains NaN/inf samples, the first at {first:.2f} s")
+        raise AudioError(source, f"audio contains {int((~finite).sum())} NaN/inf samples")
     return x
 
 
@@ -418,8 +422,8 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
                 break
             if data.shape[0] == 0:
                 break
+            yield check_samples(data.mean(axis=1), label, at=(read, native))
             read += data.shape[0]
-            yield check_samples(data.mean(axis=1), label)
     tolerance = complete_tolerance(expected / native) * native
     if failure is None and expected - read <= tolerance:
         if read == 0:
@@ -521,8 +525,8 @@ def _ffmpeg_pcm(path, label, channels: int, sr: int, *, skip_frames: int):
                 skipped = min(to_skip, data.shape[0])
                 data, to_skip = data[skipped:], to_skip - skipped
             if data.shape[0]:
+                yield check_samples(data.mean(axis=1), label, at=(skip_frames + produced, sr))
                 produced += data.shape[0]
-                yield check_samples(data.mean(axis=1), label)
         proc.stdout.close()
         proc.wait()
         errfile.seek(0)

@@ -89,6 +89,15 @@ ANTONYM_PAIRS: tuple[tuple[str, str], ...] = tuple(
 
 VA_MIN, VA_MAX, VA_MID = 1.0, 9.0, 5.0
 QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
+#: A mood less probable than this is never named as a "top" mood (a timeline's top moods, a plot's, the live top
+#: mood): silence gives every mood 0, and ranking zeros would name the first tags of the alphabet.
+TOP_MOOD_FLOOR = 0.1
+
+
+def top_moods(probabilities: dict[str, float], k: int) -> list[str]:
+    """The ``k`` most probable tags of ``{tag: probability}`` that reach :data:`TOP_MOOD_FLOOR`."""
+    ranked = sorted(probabilities, key=probabilities.get, reverse=True)[:k]
+    return [tag for tag in ranked if probabilities[tag] >= TOP_MOOD_FLOOR]
 
 
 def quadrant(valence: float, arousal: float, *, midpoint: float = VA_MID) -> str:

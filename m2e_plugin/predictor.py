@@ -15,7 +15,7 @@ import numpy as np
 from m2e_plugin.analysis import WindowPrediction, analyse, decode_blocks, iter_windows, sliding_windows, window_settings
 from m2e_plugin.audio import AudioInput, audio_source
 from m2e_plugin.backends.base import EmotionBackend, Prediction, get_backend
-from m2e_plugin.labels import quadrant
+from m2e_plugin.labels import quadrant, top_moods
 
 __all__ = ["Music2emo", "sliding_windows"]  # sliding_windows lives in m2e_plugin.analysis; kept importable here
 
@@ -129,5 +129,5 @@ class Music2emo:
             "valence": formatted["valence"],
             "arousal": formatted["arousal"],
             "quadrant": formatted["quadrant"],
-            "top_moods": sorted(probs, key=probs.get, reverse=True)[:top_k],
+            "top_moods": top_moods(probs, top_k),
         }

@@ -70,9 +70,31 @@ def test_table_format(music2emo_args, files, capsys):
     lines = text.strip().splitlines()
     assert lines[0].split()[:4] == ["file", "valence", "arousal", "quadrant"]
     assert str(good1) in lines[1] and any(q in lines[1] for q in ("Q1", "Q2", "Q3", "Q4"))
-    assert "ERROR: " in lines[2] and "not a readable audio file" in lines[2]
+    # the model's warnings (here: the chord recogniser's fallback) follow the file's row, as in the JSON
+    assert lines[2].split()[0] == "WARNING" and "(chords_fallback)" in lines[2]
+    (error,) = [line for line in lines if "ERROR: " in line]
+    assert str(bad) in error and "not a readable audio file" in error
     with pytest.raises(json.JSONDecodeError):
         json.loads(lines[1])
+
+
+def test_table_says_what_decoding_lost_and_aligns_wide_names(tmp_path, capsys):
+    """The table used to drop the `truncated` warning the JSON carries (half a file lost, a normal-looking row),
+    and a CJK file name pushed its row's numbers out of their columns."""
+    y = synth_music(4.0, 22050)
+    whole = tmp_path / "日本の歌.wav"
+    sf.write(whole, y, 22050)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the header still promises 4 s
+    assert main(["predict", "--format", "table", str(whole), str(cut)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].split()[:2] == ["WARNING", "(truncated):"] and "missing" in lines[3]
+    # the valence column starts at the same terminal column on every row (the wide name counts 2 per character)
+    from m2e_plugin.cli.predict import _display_width
+
+    starts = [_display_width(line[: line.index(value)]) for line, value in
+              ((lines[0], "valence"), (lines[1], lines[1].split()[1]), (lines[2], lines[2].split()[1]))]
+    assert len(set(starts)) == 1, lines
 
 
 def test_plot_and_timeline(music2emo_args, tmp_path, capsys):
@@ -133,9 +155,10 @@ def test_console_entry_point_demo():
 
 # ---- bad options: rejected up front (exit 2, no traceback, no model load) --------------------------------------
 @pytest.mark.parametrize("option, value, message", [
-    ("--window", "0", "--window must be a positive"),  # used to fall back silently to the model's 10 s window
-    ("--hop", "-1", "--hop must be a positive"),  # used to fail each file with exit 1
-    ("--window", "nan", "--window must be a positive"),
+    ("--window", "0", "--window must be a number of seconds >= 0.01"),  # used to fall back silently to the model's 10 s window
+    ("--hop", "-1", "--hop must be a number of seconds >= 0.01"),  # used to fail each file with exit 1
+    ("--window", "nan", "--window must be a number of seconds >= 0.01"),
+    ("--hop", "1e-6", "--hop must be a number of seconds >= 0.01"),  # rounds to 0 samples
     ("--threshold", "5", "--threshold is a probability"),
 ])
 def test_bad_options_exit_2_before_loading_a_model(files, option, value, message, capsys, monkeypatch):

@@ -321,8 +321,8 @@ def test_ray_backend_matches_local(lite, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["-j", "0"], "--jobs must be at least 1"),  # -j 0 / --threads 0 / --threshold 7 used to run silently
     (["--threads", "0"], "--threads must be at least 1"),
-    (["--window", "0"], "--window must be a positive"),  # used to fall back to the model's window
-    (["--hop", "nan"], "--hop must be a positive"),
+    (["--window", "0"], "--window must be a number of seconds >= 0.01"),  # used to fall back to the model's window
+    (["--hop", "nan"], "--hop must be a number of seconds >= 0.01"),
     (["--threshold", "7"], "--threshold is a probability"),
 ])
 def test_bad_numbers_exit_2_before_any_work(tmp_path, args, message, capsys):

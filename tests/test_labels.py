@@ -58,3 +58,12 @@ def test_mood_set_figures_count_sizes_antonyms_and_contradictions():
     assert both["antonym_pair_rate"] == 1.0 and "sided_moods" not in both
     # a model with fewer tags: its columns, its pairs
     assert mood_set_figures([[True, True]], tags=["fast", "slow"])["antonym_pair_rate"] == 1.0
+
+
+def test_top_moods_name_only_moods_that_reach_the_floor():
+    from m2e_plugin.labels import TOP_MOOD_FLOOR, top_moods
+
+    probs = {"calm": 0.0, "dark": 0.6, "epic": TOP_MOOD_FLOOR, "fun": TOP_MOOD_FLOOR / 2, "happy": 0.3}
+    assert top_moods(probs, 3) == ["dark", "happy", "epic"]
+    assert top_moods(probs, 10) == ["dark", "happy", "epic"]
+    assert top_moods(dict.fromkeys(probs, 0.0), 3) == []

@@ -71,3 +71,18 @@ def test_default_model_result_contract(music_wav):
     again = m.predict((y, sr))
     assert again["valence"] == pytest.approx(out["valence"], abs=1e-5)
     assert m.predict((y, sr), threshold=1.0)["predicted_moods"] == []
+
+
+def test_silence_has_no_top_moods_and_music_has_them(music_wav):
+    """Silence gives every mood 0; the timeline used to rank the zeros and name 'action', 'adventure',
+    'advertising' (the alphabet) as its top moods, in the JSON, the table and the plot."""
+    import soundfile as sf
+
+    from m2e_plugin import Music2emo
+
+    m = Music2emo()
+    silent = m.predict((np.zeros(5 * 16000, dtype=np.float32), 16000), timeline=True, window=2, hop=1)
+    assert silent["timeline"] and all(e["top_moods"] == [] for e in silent["timeline"])
+    y, sr = sf.read(music_wav, dtype="float32")
+    music = m.predict((y, sr), timeline=True, window=2, hop=1)
+    assert any(e["top_moods"] for e in music["timeline"]) and all(len(e["top_moods"]) <= 3 for e in music["timeline"])

@@ -14,7 +14,7 @@ import shlex
 import sys
 
 from m2e_plugin.cli.options import (add_data_home, add_device, add_format, add_output, add_progress, data_home_for,
-                                    progress_mode)
+                                    progress_mode, window_hop_problem)
 
 
 def register(subparsers) -> None:
@@ -81,16 +81,13 @@ def extractor_options(args: argparse.Namespace) -> dict:
 
 def _check_numbers(args: argparse.Namespace) -> None:
     """Reject values that used to be clamped or ignored silently (-j 0, --window 0, --threshold 7)."""
-    import math
-
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
-    for name in ("window", "hop"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{name} must be a positive number of seconds, got {value:g}")
+    problem = window_hop_problem(args)
+    if problem:
+        raise ValueError(problem)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold is a probability between 0 and 1, got {args.threshold:g}")
 

@@ -24,6 +24,20 @@ DEVICE_HELP = "compute device: auto (default; GPU when present), cpu, cuda, cuda
 PROGRESS_CHOICES = ("auto", "always", "never")
 
 
+def window_hop_problem(args) -> str | None:
+    """Why ``--window``/``--hop`` (None: the model's) cannot work, or None; the limits of
+    :func:`m2e_plugin.analysis.check_window_hop`, said before any model loads."""
+    import math
+
+    from m2e_plugin.analysis import MIN_WINDOW_HOP_S
+
+    for name in ("window", "hop"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value >= MIN_WINDOW_HOP_S):
+            return f"--{name} must be a number of seconds >= {MIN_WINDOW_HOP_S:g}, got {value:g}"
+    return None
+
+
 def add_device(parser, *, default: str | None = "auto", help: str = DEVICE_HELP) -> None:
     parser.add_argument("--device", default=default, metavar="DEVICE", help=help)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import warnings
 
+from m2e_plugin.labels import top_moods
 from m2e_plugin.progress import clock
 
 # Fonts tried after the default, for titles in other scripts (file names, plugin tags); whichever are installed.
@@ -199,7 +200,7 @@ def _moods(ax, result: dict, points: list[dict], left: list[float], right: list[
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     probs = result.get("mood_probabilities", {})
-    top = sorted(probs, key=probs.get, reverse=True)[:3]
     ax.set_title("top moods over time (dark: first of a window's top 3)   track: "
-                 + ", ".join(f"{t} {probs[t]:.2f}" for t in top), fontsize=9, loc="left")
+                 + (", ".join(f"{t} {probs[t]:.2f}" for t in top_moods(probs, 3)) or "no mood"), fontsize=9,
+                 loc="left")
 

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from m2e_plugin.cli.options import add_device, add_format, add_progress, checkpoint_option, progress_mode
+from m2e_plugin.cli.options import (add_device, add_format, add_progress, checkpoint_option, progress_mode,
+                                    window_hop_problem)
 
 
 def register(subparsers) -> None:
@@ -129,12 +130,9 @@ def _predict_one(model, path: str, source, args: argparse.Namespace, timeline: b
 
 def _check_arguments(args: argparse.Namespace) -> str | None:
     """The reason the options cannot work, or None."""
-    import math
-
-    for name in ("window", "hop"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            return f"--{name} must be a positive number of seconds, got {value:g}"
+    problem = window_hop_problem(args)
+    if problem:
+        return problem
     if not 0.0 <= args.threshold <= 1.0:
         return f"--threshold is a probability between 0 and 1, got {args.threshold:g}"
     if args.plot:
@@ -145,7 +143,8 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
 
 
 def format_table(results: list[dict]) -> str:
-    """One row per file; with ``--timeline`` its windows follow as indented rows (start-end, top moods)."""
+    """One row per file; what decoding lost follows as ``WARNING`` rows; with ``--timeline`` its windows follow as
+    indented rows (start-end, top moods)."""
     rows = [("file", "valence", "arousal", "quadrant", "moods")]
     for r in results:
         if "error" in r:
@@ -153,14 +152,25 @@ def format_table(results: list[dict]) -> str:
             continue
         rows.append((r["file"], f"{r['valence']:.2f}", f"{r['arousal']:.2f}", r["quadrant"],
                      ", ".join(r["predicted_moods"]) or "-"))
+        for w in r.get("warnings", []):
+            rows.append(("", "", "", "", f"WARNING ({w.get('code', 'warning')}): {w.get('message', '')}"))
         for w in r.get("timeline", []):
             rows.append((f"  {_clock(w['start'])}-{_clock(w['end'])}", f"{w['valence']:.2f}", f"{w['arousal']:.2f}",
                          w.get("quadrant", "-"), "top: " + (", ".join(w.get("top_moods", [])) or "-")))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    widths = [max(_display_width(str(row[i])) for row in rows) for i in range(4)]
     lines = []
     for row in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        cells = [str(c) + " " * (w - _display_width(str(c))) for c, w in zip(row[:4], widths)]
+        lines.append("  ".join(cells) + "  " + row[4])
     return "\n".join(lines)
+
+
+def _display_width(text: str) -> int:
+    """Terminal columns of ``text``: East Asian wide and full-width characters take two (a CJK file name would
+    push its row's numbers out of their columns)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1 for ch in text)
 
 
 def _clock(seconds: float) -> str:
