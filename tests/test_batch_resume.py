@@ -75,6 +75,28 @@ def test_a_changed_source_that_now_fails_loses_its_stale_output(tmp_path):
     assert "t0.wav" in (out / "errors.jsonl").read_text()
 
 
+def test_a_missing_source_that_appears_is_done_and_one_still_missing_is_not_retried(tmp_path):
+    """A listed file that was missing failed, then appeared: the re-run said "failed before (not retried)"
+    because no stamp was kept for a source that could not be read; going from absent to present is a change."""
+    src, out = _clips(tmp_path / "in", n=1), tmp_path / "out"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{src / 't0.wav'}\n{src / 'late.wav'}\n{src / 'never.wav'}\n")
+
+    def run():
+        tracks, _ = batch.expand_inputs([str(listing)])
+        return batch.run_batch(tracks, out, extractor=RmsExtractor, progress="never", log=lambda _: None)
+
+    first = run()
+    assert (first.done, first.failed) == (1, 2)
+    sf.write(src / "late.wav", synth_music(0.5, 8000, seed=5), 8000)
+    second = run()
+    assert (second.source_changed, second.done, second.previously_failed) == (1, 1, 1)
+    assert (out / "late.wav.json").exists()
+    assert "late.wav" not in (out / "errors.jsonl").read_text()  # its old error line went
+    third = run()
+    assert (third.done, third.already_done, third.previously_failed) == (0, 2, 1)
+
+
 def test_builtin_effective_settings_fill_in_the_model_defaults():
     from m2e_plugin.plugins import get_extractor_class
 

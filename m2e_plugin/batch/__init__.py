@@ -34,10 +34,11 @@ from typing import Any, Callable, Sequence
 
 from m2e_plugin.audio import STDIN
 from m2e_plugin.batch.inputs import LIST_EXTENSIONS, BatchError, Track, expand_inputs, spool_streams
-from m2e_plugin.batch.outputs import (ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX, append_source,
-                                      build_table, check_manifest, compact_sources, effective_settings, frames_path,
-                                      nest, output_path, read_errors, read_sources, rewrite_errors, serialise,
-                                      source_stamp, split_pool, sweep_tmp, to_builtin, write_atomic, write_run)
+from m2e_plugin.batch.outputs import (ABSENT_SOURCE, ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX,
+                                      append_source, build_table, check_manifest, compact_sources, effective_settings,
+                                      frames_path, nest, output_path, read_errors, read_sources, rewrite_errors,
+                                      serialise, source_stamp, split_pool, sweep_tmp, to_builtin, write_atomic,
+                                      write_run)
 from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_inline, run_pool, run_ray
 
 __all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "TABLE_FORMATS",
@@ -212,7 +213,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
                 fh.write(json.dumps(payload) + "\n")  # one write per line: a whole line or none
             result.failed += 1
             result.failures.append(payload)
-            append_source(out, track.id, stamps[track.id])
+            # A source that could not even be read is remembered as absent: when it appears, it is a change.
+            append_source(out, track.id, stamps[track.id] or ABSENT_SOURCE)
             if track.id in changed_ids:  # the old output describes a file that is no longer there
                 output_path(out, track.id, fmt).unlink(missing_ok=True)
             bar.write(f"m2e extract: failed {track.id}: {payload['error']}")

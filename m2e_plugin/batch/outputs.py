@@ -269,6 +269,10 @@ def read_sources(out: Path) -> dict[str, dict[str, int]]:
     return records
 
 
+#: The stamp of a failed track whose source could not be read (missing): any readable file later differs from it.
+ABSENT_SOURCE = {"size": -1, "mtime_ns": -1}
+
+
 def append_source(out: Path, track_id: str, stamp: dict[str, int] | None) -> None:
     """Remember the stamp of a finished track's source (one line, one write: whole or absent)."""
     if stamp is None:
