@@ -198,6 +198,7 @@ class ModelExtractor:
             out.update(pools.dimension_block(f"{dim}_norm", normalise_va(track[dim]),
                                              [normalise_va(v) for v in series]))
         out.update(pools.quadrant_block(track["quadrant"], track.get("quadrant_probabilities"), window_quadrants))
+        out[f"{pools.NS}.confidence"] = track.get("confidence")  # lite: lower for short or quiet input
         out.update(pools.mood_block(track["mood_probabilities"], self.threshold))
         if backend.predicts_key and track.get("key"):
             key = track["key"]

@@ -102,10 +102,14 @@ def quadrant_block(value: str, model_probabilities: dict[str, float] | None,
 
 
 def mood_block(probabilities: dict[str, float], threshold: float) -> dict[str, Any]:
-    """``<MOOD_NS>.{value, probability, all.<tag>, above_threshold, threshold}`` (value: the most probable tag)."""
+    """``<MOOD_NS>.{value, probability, all.<tag>, above_threshold, threshold}`` (value: the most probable tag;
+    None when no tag reaches :data:`m2e_plugin.labels.TOP_MOOD_FLOOR`, as for silence, where every mood is 0)."""
+    from m2e_plugin.labels import TOP_MOOD_FLOOR
+
     ranked = sorted(probabilities, key=lambda t: (-probabilities[t], t))
-    top = ranked[0] if ranked else None
-    out: dict[str, Any] = {f"{MOOD_NS}.value": top, f"{MOOD_NS}.probability": probabilities[top] if top else 0.0}
+    top = ranked[0] if ranked and probabilities[ranked[0]] >= TOP_MOOD_FLOOR else None
+    out: dict[str, Any] = {f"{MOOD_NS}.value": top,
+                           f"{MOOD_NS}.probability": float(probabilities[ranked[0]]) if ranked else 0.0}
     out.update({f"{MOOD_NS}.all.{t}": float(p) for t, p in probabilities.items()})
     out[f"{MOOD_NS}.above_threshold"] = [t for t in ranked if probabilities[t] > threshold]
     out[f"{MOOD_NS}.threshold"] = float(threshold)
@@ -118,7 +122,7 @@ def block_names(tags: Iterable[str]) -> tuple[str, ...]:
     for dim in ("valence", "arousal", "valence_norm", "arousal_norm"):
         names += [f"{NS}.{dim}.value", *(f"{NS}.{dim}.{s}" for s in STATS), f"{NS}.{dim}.value_rule"]
     names += [f"{NS}.quadrant.value", f"{NS}.quadrant.probability", *(f"{NS}.quadrant.all.{q}" for q in QUADRANTS),
-              f"{NS}.quadrant.source"]
+              f"{NS}.quadrant.source", f"{NS}.confidence"]
     names += [f"{MOOD_NS}.value", f"{MOOD_NS}.probability", *(f"{MOOD_NS}.all.{t}" for t in tags),
               f"{MOOD_NS}.above_threshold", f"{MOOD_NS}.threshold"]
     return tuple(names)

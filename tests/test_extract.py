@@ -99,6 +99,17 @@ def test_lite_descriptors(lite):
     assert pool[f"{NS}.valence.value"] == pytest.approx(api["valence"])
     assert pool[f"{NS}.arousal.value"] == pytest.approx(api["arousal"])
     assert pool[f"{NS}.quadrant.value"] == api["quadrant"]
+    assert pool[f"{NS}.confidence"] == pytest.approx(api["confidence"]) and api["confidence"] == 1.0  # 12 s, loud
+
+
+def test_lite_pool_of_silence_and_of_a_short_clip(lite):
+    """A researcher filtering a catalogue needs the shrinkage `predict` reports (confidence), and silence must not
+    name a mood: its most probable tag among zeros was 'action'."""
+    silent = lite.compute(np.zeros(5 * 22050, dtype=np.float32), 22050)
+    assert silent[f"{NS}.confidence"] == 0.0 and silent["highlevel.moodtheme.value"] is None
+    assert silent["highlevel.moodtheme.probability"] == 0.0 and silent["highlevel.moodtheme.above_threshold"] == []
+    short = lite.compute(synth_music(0.5, 22050, seed=2), 22050)
+    assert 0.0 < short[f"{NS}.confidence"] < 1.0
 
 
 def test_lite_extractor_rejects_empty_audio(lite):
