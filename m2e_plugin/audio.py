@@ -399,6 +399,9 @@ def _decode(path: str, label: str, block_seconds: float, warnings: list | None) 
         probe = _ffprobe(path)
         if probe is None or probe.channels <= 0 or probe.sample_rate <= 0 or shutil.which("ffmpeg") is None:
             missing = "; ffmpeg is not installed to try" if shutil.which("ffmpeg") is None else ""
+            streams = _stream_types(path)
+            if streams and "audio" not in streams:
+                raise AudioError(label, f"no audio stream (the file holds {', '.join(sorted(set(streams)))} only)")
             raise AudioError(label, f"not a readable audio file ({_short(sf_error)}{missing})")
         native, channels = probe.sample_rate, probe.channels
         chunks = _ffmpeg_only(path, label, probe, warnings)
@@ -574,6 +577,20 @@ def _short(exc: Exception) -> str:
         return "unrecognised format or corrupt data"
     # soundfile quotes the path ("Error opening '/x/y.mp3': ..."); the AudioError already names the file.
     return re.sub(r"^Error opening .*?: ", "", line)
+
+
+def _stream_types(path: str) -> list[str]:
+    """The codec types of a media file's streams as ffprobe lists them (``video``, ``audio``...); [] when ffprobe is
+    absent or cannot read the file."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", path],
+                             capture_output=True, text=True, timeout=60)
+    except (subprocess.TimeoutExpired, OSError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
 
 
 def _ffprobe(path: str) -> AudioInfo | None:

@@ -507,3 +507,22 @@ def test_a_soundfile_stop_that_ffmpeg_decodes_past_cleanly_is_no_damage(tmp_path
     blocks = list(stream_audio(path, 22050, warnings=found))
     assert StopsPartWay.reads > 5 and found == []
     np.testing.assert_allclose(np.concatenate(blocks), y, atol=1e-4)  # soundfile's part, then ffmpeg's, seamless
+
+
+def test_a_video_without_sound_is_named_as_such(tmp_path):
+    """It used to be 'not a readable audio file (Format not recognised.)', as if the file were corrupt."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    video = tmp_path / "silent-film.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=1:size=64x48:rate=5",
+                    "-pix_fmt", "yuv420p", str(video)], check=True)
+    with pytest.raises(AudioError, match=r"silent-film.mp4: no audio stream \(the file holds video only\)"):
+        load_audio(video)
+    with pytest.raises(AudioError, match="not a readable audio file"):  # a corrupt file is still called corrupt
+        load_audio(_junk(tmp_path))
+
+
+def _junk(folder):
+    path = folder / "junk.mp3"
+    path.write_bytes(os.urandom(4000))
+    return path
