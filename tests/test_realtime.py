@@ -420,13 +420,14 @@ def test_control_port_steers_the_stream_and_ignores_malformed_messages(backends,
         # Malformed: wrong types, counts, ranges, unknown addresses and models, and a non-OSC datagram.
         before = sc.control.rejected
         for address, args in (("/m2e/ctl/window", "long"), ("/m2e/ctl/window", -3.0), ("/m2e/ctl/hop", []),
+                              ("/m2e/ctl/hop", 1e-9),  # 0 samples: it killed the scheduler, and the run "ended"
                               ("/m2e/ctl/threshold", 7.0), ("/m2e/ctl/model", "no-such-model"),
                               ("/m2e/ctl/model", 3), ("/m2e/ctl/explode", []), ("/other", 1)):
             ctl.send_message(address, args)
         raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         raw.sendto(b"definitely not osc", ("127.0.0.1", sc.control.port))
         raw.close()
-        assert wait_for(lambda: sc.control.rejected == before + 9)
+        assert wait_for(lambda: sc.control.rejected == before + 10)
         assert sc.engine.window == 1.5 and sc.engine.hop == 0.5 and abs(sc.output.threshold - 0.2) < 1e-6
         ctl.send_message("/m2e/ctl/model", "rt-flaky")
         assert wait_for(lambda: sc.runner.name == "rt-flaky")
