@@ -14,15 +14,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from m2e_plugin.labels import normalise_va
+from m2e_plugin.labels import TOP_MOOD_FLOOR, normalise_va
 from m2e_plugin.realtime.engine import WindowResult
 from m2e_plugin.realtime.osc import EmotionState, OscOut
 from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, QuadrantHysteresis, make_smoother
 
 log = logging.getLogger("m2e.realtime.output")
-#: A top mood below this (smoothed) probability is no mood: ``/m2e/moods`` goes empty in silence, where every
-#: probability decays to 0, instead of naming the last song's mood (or the first tag) for ever.
-TOP_MOOD_FLOOR = 0.1
 
 
 class Output:
@@ -187,7 +184,8 @@ class Output:
         probs = np.asarray(self._moods(latest.probs, now), dtype=np.float64)
         top = self._hysteresis.update(probs, now)
         if top is not None and probs[latest.tags.index(top)] < TOP_MOOD_FLOOR:
-            top = None  # silence (every mood 0) or nothing the model recognises: no mood, not a stale one
+            # silence (every mood decays to 0): no mood, not the last song's (or the first tag) for ever
+            top = None
             self._hysteresis.reset()
         q, changed = self._quadrant.update(normalise_va(v), normalise_va(a), now)
         feats, beat = self._features() if self._features is not None else (None, False)
