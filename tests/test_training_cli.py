@@ -86,3 +86,22 @@ def test_evaluate_undefined_metric_is_null(tmp_path, capsys):
     assert main(["evaluate", "--dataset", "fourq", "--data-home", str(home), "--limit", "2",
                  "--progress", "never", "--format", "table"]) == 0
     assert "| n/a |" in capsys.readouterr().out
+
+
+def test_training_commands_check_their_options_first(tmp_path, capsys):
+    """--limit 0 ran the whole dataset; --bpm 0 and --jobs 0 ran (or crashed with a traceback); a cache path that
+    is a file gave a FileExistsError traceback; lite with --dataset deam complained about missing 4Q files."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["features", "--dataset", "fourq", "--data-home", str(tmp_path), "--limit", "0"], "--limit must be at least 1"),
+        (["features", "--dataset", "fourq", "--data-home", str(tmp_path), "-o", str(a_file)], "is a file"),
+        (["evaluate-harmony", "--bpm", "0"], "--bpm must be a positive tempo"),
+        (["evaluate-harmony", "--jobs", "0"], "--jobs must be at least 1"),
+        (["evaluate-harmony", "--cache", str(a_file)], "is a file, not a folder"),
+        (["train", "--model", "lite", "--dataset", "deam", "--data-home", str(tmp_path), "-o",
+          str(tmp_path / "x.safetensors")], "--model lite trains on the 4Q clips only"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv

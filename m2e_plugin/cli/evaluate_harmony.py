@@ -54,19 +54,27 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"m2e evaluate-harmony: {exc.name} is not installed (pip install 'm2e[harmony]')", file=sys.stderr)
         return 2
+
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     cache = Path(args.cache) if args.cache else ev.DEFAULT_CACHE
+    problem = ("--bpm must be a positive tempo" if not 0 < args.bpm < float("inf") else
+               "--jobs must be at least 1" if args.jobs < 1 else
+               "--vgmidi-pieces must be at least 1" if args.vgmidi_pieces < 1 else
+               f"--cache {cache} is a file, not a folder" if cache.exists() and not cache.is_dir() else None)
+    if problem:
+        print(f"m2e evaluate-harmony: {problem}", file=sys.stderr)
+        return 2
     if args.rendering:
         return _run_renderings(args, cache, log)
     try:
         pieces, errors = ev.prepare_corpus(args.pieces, cache=cache, bpm=args.bpm, soundfont=args.soundfont,
                                            program=args.program, jobs=args.jobs,
                                            progress=log if args.verbose else None)
-    except ev.EvaluationError as exc:
+    except ev.EvaluationError as exc:  # nothing could start (no such piece, no soundfont...)
         print(f"m2e evaluate-harmony: {exc}", file=sys.stderr)
-        return 1
+        return 2
     for err in errors:
         print(f"m2e evaluate-harmony: left out: {err}", file=sys.stderr)
     if not pieces:

@@ -52,7 +52,13 @@ def run(args: argparse.Namespace) -> int:
 
         # The descriptors are small ops: intra-op threads only add spin-waiting on a shared CPU (measured 8x slower).
         torch.set_num_threads(1)
+    if args.limit is not None and args.limit < 1:
+        print(f"m2e features: --limit must be at least 1, got {args.limit}", file=sys.stderr)
+        return 2
     out = Path(args.output) if args.output else F.default_cache_root() / "features" / args.model / args.dataset
+    if out.exists() and not out.is_dir():
+        print(f"m2e features: {out} is a file, not a folder for the cache", file=sys.stderr)
+        return 2
     try:
         tracks = dataset_tracks(args.dataset, data_home_for(args.data_home, args.dataset))
         if args.model == "lite":

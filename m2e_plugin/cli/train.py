@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         if args.model == "lite":
             from m2e_plugin.training.lite import load_config, train_lite
 
+            other = [d for d in (args.dataset or []) if d != "fourq"]
+            if other:
+                raise ValueError(f"--model lite trains on the 4Q clips only (--dataset fourq); got {', '.join(other)}")
             home = data_homes(args.data_home, ["fourq"])["fourq"]
             caches = data_homes(args.cache, ["fourq"], option="--cache")
             cache = caches.get("fourq", default_cache_root() / "features" / "lite" / "fourq")
