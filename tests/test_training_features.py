@@ -12,7 +12,7 @@ from m2e_plugin.demo import synth_music
 from m2e_plugin.training.features import build_cache, lite_extractor, load_cache
 
 
-def test_lite_cache_is_resumable_and_records_failures(tmp_path):
+def test_lite_cache_is_resumable_and_records_failures(tmp_path, capsys):
     paths = []
     for i in range(2):
         p = tmp_path / f"t{i}.wav"
@@ -35,10 +35,12 @@ def test_lite_cache_is_resumable_and_records_failures(tmp_path):
     assert patches.shape == (4, 200) and coded.shape == (2, 200)  # 12 s -> four 3 s patches; the codec view: odd ones
     assert load_cache(out, ["t0"], "mtt_pooled")[0].shape == (4, 1506)  # the MTT member's input, same patches
     assert load_cache(out, ["t0"], "codec_mtt_pooled")[0].shape == (2, 1506)
-    # second run: only the failed track is tried again
+    # second run: only the failed track is tried again, and the progress counts only that work (not the cache)
     calls.clear()
-    build_cache(tracks, out, counting, desc, progress=False)
+    build_cache(tracks, out, counting, desc, progress="always")
     assert calls == [str(tmp_path / "bad.wav")]
+    err = capsys.readouterr().err
+    assert "2 of 3 tracks already cached" in err and "1/1 tracks" in err and "/3 track" not in err, err
     assert json.loads((out / "manifest.json").read_text())["description"]["version"] == desc["version"]
     with pytest.raises(ValueError, match="features"):
         build_cache(tracks, out, counting, {"version": "other"}, progress=False)
