@@ -56,6 +56,8 @@ NATURAL = {"valence": (0.0, 1.0), "arousal": (0.0, 1.0), "valence_raw": (1.0, 9.
 PASS_THROUGH = {"valence_raw", "arousal_raw", "quadrant", "top_index", "latency_ms", "level_db", "peak_db",
                 "tempo"}  # sent as they are unless the rule asks for a range
 EVENTS = ("quadrant", "mood_onset", "mood_offset", "beat")
+VALUE_KEYS = {"source", "address", "in", "range", "curve", "type", "default"}
+EVENT_KEYS = {"event", "address", "args", "mood", "threshold", "hysteresis", "dwell"}
 PRESETS = ("default", "resolume", "touchdesigner", "wekinator", "max")
 
 
@@ -108,8 +110,10 @@ class ValueRule:
             return list(value)
         base = name.split(".")[0] if name.startswith("mood.") else name
         lo, hi = self.in_range or NATURAL.get(base, (0.0, 1.0))
-        if self.out_range is None and self.in_range is None and base in PASS_THROUGH and self.type == "float":
-            return [float(value)]
+        if self.out_range is None and self.in_range is None and base in PASS_THROUGH:
+            # sent as it is (a quadrant, a tempo in BPM): `type` converts it, nothing scales it to 0-1
+            raw = float(value)
+            return [int(round(raw))] if self.type == "int" else [raw != 0] if self.type == "bool" else [raw]
         x = 0.0 if hi == lo else min(1.0, max(0.0, (float(value) - lo) / (hi - lo)))
         x = self.curve(x)
         olo, ohi = self.out_range or (0.0, 1.0)
@@ -174,9 +178,18 @@ class Mapping:
         unknown = set(spec) - {"port", "heartbeat", "values", "events", "description"}
         if unknown:
             raise MappingError(f"{origin}: unknown keys {sorted(unknown)}")
-        self.port = int(spec.get("port", 9000))
-        self.heartbeat = bool(spec.get("heartbeat", True))
+        port = spec.get("port", 9000)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise MappingError(f"{origin}: port: {port!r} is not a port number (1-65535)")
+        self.port = port
+        heartbeat = spec.get("heartbeat", True)
+        if not isinstance(heartbeat, bool):  # "no" in quotes is a non-empty string, read as true
+            raise MappingError(f"{origin}: heartbeat: {heartbeat!r} is not true or false")
+        self.heartbeat = heartbeat
         self.description = str(spec.get("description", ""))
+        for key in ("values", "events"):
+            if not isinstance(spec.get(key) or [], list):
+                raise MappingError(f"{origin}: {key}: a list of rules, got {spec[key]!r}")
         self.values = [self._value_rule(r, i) for i, r in enumerate(spec.get("values") or [])]
         self.events = [self._event_rule(r, i) for i, r in enumerate(spec.get("events") or [])]
         if not self.values and not self.events:
@@ -187,6 +200,8 @@ class Mapping:
         try:
             if not isinstance(r, dict) or "address" not in r or "source" not in r:
                 raise ValueError("needs `source` and `address`")
+            if set(r) - VALUE_KEYS:  # a misspelt `curv` or `rnage` would be ignored without a word
+                raise ValueError(f"unknown keys {sorted(set(r) - VALUE_KEYS)} (known: {', '.join(sorted(VALUE_KEYS))})")
             address = _address(r["address"])
             sources = r["source"] if isinstance(r["source"], list) else [r["source"]]
             if not sources or not all(isinstance(s, str) for s in sources):
@@ -202,6 +217,9 @@ class Mapping:
             kind = r.get("type", "float")
             if kind not in ("float", "int", "bool"):
                 raise ValueError(f"type {kind!r} is not float, int or bool")
+            raw = [s for s in sources if s in PASS_THROUGH]
+            if raw and r.get("curve", "linear") != "linear" and r.get("in") is None and r.get("range") is None:
+                raise ValueError(f"{raw[0]} is sent as it is: a `curve` needs `in` and/or `range` to work on")
             return ValueRule(sources, address, _pair(r.get("in")), _pair(r.get("range")),
                              _curve(str(r.get("curve", "linear"))), kind, float(r.get("default", 0.0)), wildcard)
         except (ValueError, TypeError) as exc:
@@ -213,6 +231,8 @@ class Mapping:
             # `event`, not `on`: YAML 1.1 reads a bare `on` key as the boolean True.
             if not isinstance(r, dict) or r.get("event") not in EVENTS or "address" not in r:
                 raise ValueError(f"needs `event` ({', '.join(EVENTS)}) and `address`")
+            if set(r) - EVENT_KEYS:  # a misspelt `treshold` would leave the default without a word
+                raise ValueError(f"unknown keys {sorted(set(r) - EVENT_KEYS)} (known: {', '.join(sorted(EVENT_KEYS))})")
             args = r.get("args")
             if args is not None and not isinstance(args, list):
                 raise ValueError("`args` is a list")
@@ -220,10 +240,12 @@ class Mapping:
             if r["event"].startswith("mood_") and not isinstance(mood, str):
                 raise ValueError("mood events need `mood` (a tag or \"*\")")
             dwell = float(r.get("dwell", 2.0))
-            if dwell < 0:
-                raise ValueError("dwell must be >= 0")
-            return EventRule(r["event"], _address(r["address"]), args, mood, float(r.get("threshold", 0.5)),
-                             float(r.get("hysteresis", 0.1)), dwell)
+            if not 0 <= dwell < math.inf:
+                raise ValueError("dwell must be a number of seconds >= 0")
+            threshold, hysteresis = float(r.get("threshold", 0.5)), float(r.get("hysteresis", 0.1))
+            if not 0 <= threshold <= 1 or not 0 <= hysteresis <= 1:
+                raise ValueError("threshold and hysteresis are probabilities, in [0, 1]")
+            return EventRule(r["event"], _address(r["address"]), args, mood, threshold, hysteresis, dwell)
         except (ValueError, TypeError) as exc:
             raise MappingError(f"{where}: {exc}") from None
 

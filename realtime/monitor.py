@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -29,6 +30,17 @@ _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
 
 def _asset(name: str) -> bytes:
     return resources.files("m2e_plugin.realtime").joinpath("monitor", name).read_bytes()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A browser that closes a tab mid-request is routine, not a traceback on the sidecar's stderr."""
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            log.debug("monitor: %s went away (%s)", client_address[0], exc)
+        else:
+            log.warning("monitor: request from %s failed: %s: %s", client_address[0], type(exc).__name__, exc)
 
 
 class MonitorServer:
@@ -65,6 +77,15 @@ class MonitorServer:
             def log_message(self, fmt, *args):  # keep stderr for the sidecar's own messages
                 log.debug("monitor %s: " + fmt, self.client_address[0], *args)
 
+            head = False
+
+            def do_HEAD(self):  # `curl -I`, link checkers: the GET's headers, no body
+                self.head = True
+                if self.path.split("?", 1)[0] == "/events":
+                    self._send(HTTPStatus.OK, b"", "text/event-stream")
+                else:
+                    self.do_GET()
+
             def do_GET(self):
                 path = self.path.split("?", 1)[0]
                 if path in _ASSETS:
@@ -89,10 +110,11 @@ class MonitorServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
-                self.wfile.write(body)
+                if not self.head:
+                    self.wfile.write(body)
 
         try:
-            self._httpd = ThreadingHTTPServer((host, int(port)), Handler)
+            self._httpd = _QuietServer((host, int(port)), Handler)
         except OSError as exc:
             raise OSError(f"cannot bind the monitor page on {host}:{port}: {exc}") from exc
         self._httpd.daemon_threads = True

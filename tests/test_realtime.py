@@ -204,12 +204,36 @@ def test_a_mapping_file_sends_any_value_anywhere_with_range_curve_and_type(tmp_p
     assert dict(load_mapping(str(toml)).build(_state(), 0.0))["/a"] == [pytest.approx(0.25)]
 
 
+def test_values_sent_as_they_are_keep_their_number_under_a_type(tmp_path):
+    """`type: int` on the quadrant or the tempo sent 0 or 1 (scaled to 0-1 first), not 3 or 128."""
+    path = tmp_path / "raw.yaml"
+    path.write_text("values:\n"
+                    "  - {source: quadrant, address: /q, type: int}\n"
+                    "  - {source: tempo, address: /bpm, type: int}\n"
+                    "  - {source: valence_raw, address: /v}\n"
+                    "  - {source: tempo, address: /beat-on, type: bool}\n")
+    msgs = dict(load_mapping(str(path)).build(_state(features={"tempo": 127.6}), 0.0))
+    assert msgs["/q"] == [_state().quadrant] and msgs["/bpm"] == [128] and msgs["/beat-on"] == [True]
+    assert msgs["/v"] == [pytest.approx(_state().valence)]
+
+
 @pytest.mark.parametrize("text, error", [
     ("values: [{source: nope, address: /x}]", "values\\[0\\]: unknown value 'nope'"),
     ("values: [{source: arousal, address: x}]", "must start with /"),
     ("values: [{source: arousal, address: /x, curve: wobbly}]", "unknown curve"),
     ("events: [{event: mood_onset, address: /x}]", "events\\[0\\]: mood events need"),
     ("values: [{source: arousal", "not valid YAML"),
+    # these gave a TypeError traceback, or an error naming neither the file nor the key
+    ("values: 5", "values: a list of rules"),
+    ("events: 5\nvalues: [{source: arousal, address: /a}]", "events: a list of rules"),
+    ("port: abc\nvalues: [{source: arousal, address: /a}]", "port: 'abc' is not a port number"),
+    ("port: [1]\nvalues: [{source: arousal, address: /a}]", "port: \\[1\\] is not a port number"),
+    ("heartbeat: 'no'\nvalues: [{source: arousal, address: /a}]", "heartbeat: 'no' is not true or false"),
+    # a misspelt key was ignored without a word
+    ("values: [{source: arousal, address: /a, curv: smooth}]", "values\\[0\\]: unknown keys \\['curv'\\]"),
+    ("events: [{event: mood_onset, mood: happy, address: /h, treshold: 0.9}]", "unknown keys \\['treshold'\\]"),
+    ("events: [{event: mood_onset, mood: happy, address: /h, threshold: 1.5}]", "in \\[0, 1\\]"),
+    ("values: [{source: tempo, address: /t, curve: smooth}]", "tempo is sent as it is: a `curve` needs"),
 ])
 def test_bad_mapping_files_name_the_file_and_the_rule(tmp_path, text, error):
     path = tmp_path / "bad.yaml"

@@ -139,3 +139,23 @@ def test_monitor_page_in_headless_chromium(sidecar_with_monitor, tmp_path):
         if page is not None:
             page.close()
         stop_process_group(proc)
+
+
+def test_monitor_answers_head_and_ignores_clients_that_vanish(sidecar_with_monitor, capsys):
+    """`curl -I` got 501; a browser closing mid-request printed a ConnectionResetError traceback on stderr."""
+    import socket
+    import struct
+
+    url = sidecar_with_monitor.monitor.url
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5) as r:
+        assert r.status == 200 and int(r.headers["Content-Length"]) > 0 and r.read() == b""
+    host, port = sidecar_with_monitor.monitor.host, sidecar_with_monitor.monitor.port
+    for _ in range(3):
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+        s.close()
+    time.sleep(0.5)
+    with urllib.request.urlopen(url + "state", timeout=5) as r:  # still serving
+        assert r.status == 200
+    assert "Traceback" not in capsys.readouterr().err
