@@ -114,15 +114,20 @@ class ModelRunner:
     def __init__(self, model="lite", *, device: str = "auto", model_options: dict | None = None):
         self.device = device
         self.model_options = dict(model_options or {})
+        self.current = None
         self.current = self._build(model) if isinstance(model, str) else model
         self.loading: str | None = None
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
 
     def _build(self, name: str):
+        from m2e_plugin.backends.base import accepted_options
         from m2e_plugin.predictor import Music2emo
 
-        return Music2emo(model=name, device=self.device, **self.model_options)
+        # The first model gets every option (one it does not take is an error); a model switched to live gets
+        # those it takes (music2emo's --mert does not stop a switch to lite).
+        options = self.model_options if self.current is None else accepted_options(name, self.model_options)
+        return Music2emo(model=name, device=self.device, **options)
 
     @property
     def name(self) -> str:

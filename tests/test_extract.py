@@ -412,3 +412,32 @@ def test_long_file_is_streamed_not_loaded_whole(tmp_path, monkeypatch):
     for key in ("highlevel.music2emo.valence.value", "highlevel.music2emo.arousal.mean",
                 "frames.highlevel.music2emo.valence", "metadata.audio_properties.length"):
         assert pool[key] == pytest.approx(whole[key], rel=1e-5), key
+
+
+def test_extract_takes_the_weight_options_of_predict(tmp_path, monkeypatch, capsys):
+    """`extract --model music2emo` had no --mert/--checkpoint/--chord-model, though its own error named them."""
+    from music2emo_fixtures import make_music2emo_weights
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    mert, ckpt = make_music2emo_weights(tmp_path / "w")
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, synth_music(4.0, 22050, seed=3), 22050)
+    out = tmp_path / "out"
+    assert main(["extract", str(clip), "-o", str(out), "--model", "music2emo", "--mert", str(mert),
+                 "--checkpoint", str(ckpt), "--chords", "offline", "--device", "cpu", "--progress", "never"]) == 0
+    pool = json.loads((out / "clip.wav.json").read_text())
+    assert pool["metadata"]["model"]["name"] == "music2emo" and 1 <= pool["highlevel"]["music2emo"]["valence"]["value"]
+    run = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
+    assert run["settings"]["checkpoint"] == str(ckpt)  # other weights are another run: resume compares them
+
+
+def test_an_option_the_model_does_not_take_is_named():
+    """`--model lite --mert X` gave "LiteBackend.__init__() got an unexpected keyword argument 'mert'"."""
+    from m2e_plugin import Music2emo
+    from m2e_plugin.backends.base import accepted_options
+
+    with pytest.raises(ValueError, match=r"model 'lite' takes no chord_model, mert options .*--chord-model, --mert"):
+        Music2emo(model="lite", mert="m-a-p/MERT-v1-330M", chord_model="btc.pt")
+    # a model switched to live keeps only what it takes (music2emo's --mert does not stop a switch to lite)
+    assert accepted_options("lite", {"mert": "x", "weights": "w.safetensors"}) == {"weights": "w.safetensors"}
+    assert accepted_options("music2emo", {"mert": "x", "chords": "offline"}) == {"mert": "x", "chords": "offline"}

@@ -179,6 +179,14 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     del partial["chord_transformer.layers.1.linear1.weight"]
     with pytest.raises(CheckpointError, match="lacks 1 head tensors"):
         load_music2emo_head(make_lightning_ckpt(tmp_path / "partial.ckpt", partial))
+    # other output sizes loaded, then failed on every file (10 moods) or predicted nonsense (3 regressions)
+    for key, rows, what in (("classification_branch.2", 10, "predicts 10 moods"),
+                            ("regression_branch.2", 3, "and 3 valence/arousal outputs")):
+        resized = random_head_state()
+        resized[f"{key}.weight"] = torch.zeros(rows, 256)
+        resized[f"{key}.bias"] = torch.zeros(rows)
+        with pytest.raises(CheckpointError, match=what):
+            load_music2emo_head(make_lightning_ckpt(tmp_path / f"{rows}.ckpt", resized))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

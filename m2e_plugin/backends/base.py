@@ -104,8 +104,30 @@ def resolve_device(device: str | None = "auto") -> str:
 def get_backend(name: str, *, device: str | None = "auto", **options) -> EmotionBackend:
     """Build the model registered under ``name`` (``"lite"``, ``"music2emo"`` or a plugin's; see ``m2e plugins``).
 
-    Raises ``ValueError`` for an unknown name (listing the available models and any plugin that failed to load).
+    Raises ``ValueError`` for an unknown name (listing the available models and any plugin that failed to load), and
+    for options the model does not take (``mert=`` given to ``lite``: a raw TypeError before).
     """
     from m2e_plugin.plugins import get_model
 
-    return get_model(name).backend(device=resolve_device(device), **options)
+    cls = get_model(name).backend
+    unknown = sorted(set(options) - set(accepted_options(name, options)))
+    if unknown:
+        import inspect
+
+        takes = sorted(k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "device"))
+        raise ValueError(f"model {name!r} takes no {', '.join(unknown)} option{'s' if len(unknown) > 1 else ''} "
+                         f"(on the command line: {', '.join('--' + k.replace('_', '-') for k in unknown)}); "
+                         f"it takes: {', '.join(takes) or 'no options'}")
+    return cls(device=resolve_device(device), **options)
+
+
+def accepted_options(name: str, options: dict) -> dict:
+    """The part of ``options`` the model registered under ``name`` takes (all of them if it takes ``**kwargs``)."""
+    import inspect
+
+    from m2e_plugin.plugins import get_model
+
+    parameters = inspect.signature(get_model(name).backend.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in parameters and k != "self"}

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from m2e_plugin.cli.options import add_device
+from m2e_plugin.cli.options import add_device, checkpoint_option
 
 
 def register(subparsers) -> None:
@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     mod.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
     mod.add_argument("--checkpoint", default=None, help="music2emo: head checkpoint")
     mod.add_argument("--chord-model", default=None, help="music2emo: BTC chord model")
+    mod.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
+                     help="music2emo: chord recogniser, as in predict (auto = BTC when its weights are available)")
 
     out = p.add_argument_group("output")
     out.add_argument("--osc", action="append", default=[], metavar="HOST:PORT[@PROFILE]",
@@ -229,8 +231,9 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
     monitor = next((x for x in servers if isinstance(x, MonitorServer)), None)
 
     # 2. The model loads (and warms up) on a thread while the input opens.
-    options = {k: v for k, v in (("mert", args.mert), ("checkpoint", args.checkpoint),
-                                 ("chord_model", args.chord_model)) if v is not None}
+    options = {k: v for k, v in (("mert", args.mert), ("chord_model", args.chord_model), ("chords", args.chords))
+               if v is not None}
+    options.update(checkpoint_option(args.model, args.checkpoint))
     loaded: dict = {}
 
     def load():

@@ -179,6 +179,9 @@ def load_music2emo_head(path: str | os.PathLike, device: str = "cpu") -> MTAttnC
     if moods is None or va is None or proj is None:
         raise CheckpointError(f"{path}: not a Music2Emo multitask (MTAttnCK) checkpoint: "
                               "classification_branch/regression_branch/input_proj weights missing")
+    if moods.shape[0] != NUM_MOODS or va.shape[0] != 2:  # it would load, then fail (or mislead) on every file
+        raise CheckpointError(f"{path}: predicts {moods.shape[0]} moods and {va.shape[0]} valence/arousal outputs; "
+                              f"a Music2Emo head predicts the {NUM_MOODS} MTG-Jamendo moods and 2 (valence, arousal)")
     head = MTAttnCK(input_size=proj.shape[1] - D_MODEL - 1, num_moods=moods.shape[0], num_va=va.shape[0])
     return _load_into(head, state, path).eval().to(torch.device(device))
 
