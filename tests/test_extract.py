@@ -429,6 +429,7 @@ def test_extract_takes_the_weight_options_of_predict(tmp_path, monkeypatch, caps
     assert pool["metadata"]["model"]["name"] == "music2emo" and 1 <= pool["highlevel"]["music2emo"]["valence"]["value"]
     run = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
     assert run["settings"]["checkpoint"] == str(ckpt)  # other weights are another run: resume compares them
+    assert run["model"]["model_card"]["chord_recognizer"] == "offline"  # where the README says it is recorded
 
 
 def test_an_option_the_model_does_not_take_is_named():

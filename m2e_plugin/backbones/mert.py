@@ -77,12 +77,12 @@ def _read_state_dict(directory: Path) -> dict:
 
         return load_file(str(st), device="cpu")
     if pt.is_file():
-        import torch
+        from m2e_plugin.torch_load import load_weights_only
 
         try:
-            return torch.load(str(pt), map_location="cpu", weights_only=True)
-        except Exception as exc:  # refuses pickled objects other than tensors/containers
-            raise MertLoadError(f"{pt}: cannot load with torch.load(weights_only=True): {exc}") from exc
+            return load_weights_only(pt)
+        except ValueError as exc:  # refuses pickled objects other than tensors/containers
+            raise MertLoadError(f"{pt}: cannot load with torch.load(weights_only=True): {exc}") from None
     raise MertLoadError(f"{directory}: no model.safetensors or pytorch_model.bin (MERT weights) in this directory")
 
 

@@ -287,16 +287,15 @@ def load_btc(path: str | os.PathLike, device: str = "cpu") -> BTCRecognizer:
     ValueError
         When the file is not a loadable BTC checkpoint; the message names the file and the cause.
     """
-    import torch
-
     p = Path(os.fspath(path)).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"{p}: BTC checkpoint not found")
+    from m2e_plugin.torch_load import load_weights_only
+
     try:
-        with torch.serialization.safe_globals(_safe_numpy_globals()):
-            ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated zips, disallowed globals
-        raise ValueError(f"{p}: not a loadable BTC checkpoint ({str(exc).strip().splitlines()[-1]})") from None
+        ckpt = load_weights_only(p, allow=_safe_numpy_globals())
+    except ValueError as exc:  # pickle errors, truncated zips, disallowed globals
+        raise ValueError(f"{p}: not a loadable BTC checkpoint: {exc}") from None
     if not isinstance(ckpt, dict) or not {"model", "mean", "std"} <= set(ckpt):
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{p}: expected a dict with 'model', 'mean' and 'std', got {keys}")

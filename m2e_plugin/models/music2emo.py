@@ -125,11 +125,12 @@ def read_head_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(p), device="cpu")
         except Exception as exc:
             raise CheckpointError(f"{p}: not a readable safetensors file: {exc}") from exc
+    from m2e_plugin.torch_load import load_weights_only
+
     try:
-        raw = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{p}: cannot load with torch.load(weights_only=True) "
-                              f"(not a checkpoint, or it holds arbitrary pickled objects): {exc}") from exc
+        raw = load_weights_only(p)
+    except ValueError as exc:
+        raise CheckpointError(f"{p}: cannot load with torch.load(weights_only=True): {exc}") from None
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         state = raw["state_dict"]
     elif isinstance(raw, dict) and all(isinstance(v, torch.Tensor) for v in raw.values()):
