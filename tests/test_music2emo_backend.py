@@ -162,3 +162,11 @@ def test_real_clip(model, shared_data):
     _check_result(out)
     assert result.duration == pytest.approx(49.0, abs=0.3)
     assert p.extras["mert_segments"] == 2 and p.extras["chord_segments"] >= 1
+
+
+def test_an_explicit_chord_model_with_offline_chords_is_a_contradiction():
+    """--chords offline --chord-model btc.pt ran offline and ignored the chord model without a word."""
+    from m2e_plugin.backends.music2emo import Music2EmoBackend
+
+    with pytest.raises(ValueError, match="contradict each other"):
+        Music2EmoBackend(chord_model="btc_model_large_voca.pt", chords="offline")

@@ -141,6 +141,9 @@ class Music2EmoBackend(EmotionBackend):
             raise ValueError(f"key_input must be one of {KEY_INPUTS}, got {key_input!r}")
         if chords not in CHORD_METHODS:
             raise ValueError(f"chords must be one of {', '.join(CHORD_METHODS)}, got {chords!r}")
+        if chords == "offline" and chord_model is not None:  # a contradiction, not a choice to make silently
+            raise ValueError(f"chord_model={chord_model!r} (--chord-model) and chords='offline' (--chords offline) "
+                             "contradict each other: BTC is not used offline; drop one")
         self.device = str(device)
         self.key_input = key_input
         self.weights = resolve_music2emo_weights(mert, checkpoint, chord_model, local_files_only=local_files_only,
