@@ -355,7 +355,10 @@ def test_a_slow_resolving_destination_does_not_slow_the_others(collector, monkey
             out.send_state(_state())
             time.sleep(max(0.0, start + (i + 1) / 30 - time.monotonic()))
         assert time.monotonic() - start < 2.5, "sending must not wait for a slow destination"
-        assert wait_for(lambda: live.sent == 60, timeout=1.0), f"127.0.0.1 got {live.sent} of 60 steps"
+        # Every step reached the live destination's thread; on a loaded machine it may drop a few it could not
+        # send within its 4-step queue (as live output should), but it never waits on the slow one (5 s per lookup).
+        assert wait_for(lambda: live.sent + live.dropped == 60, timeout=2.0), f"{live.sent} sent, {live.dropped} dropped"
+        assert live.sent >= 54, f"127.0.0.1 got only {live.sent} of 60 steps"
         assert slow.sent == 0
     finally:
         out.close()
