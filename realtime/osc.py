@@ -153,11 +153,9 @@ class Destination:
             return False
         self._next_resolve = now + self.RETRY_RESOLVE_S
         try:
-            try:  # IPv4 first: "localhost" often lists ::1 first, where receivers bound to 0.0.0.0 never listen
-                info = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_DGRAM)
-            except socket.gaierror:  # an IPv6 address or an IPv6-only host
-                info = socket.getaddrinfo(self.host, self.port, socket.AF_INET6, socket.SOCK_DGRAM)
-            family, _, _, _, address = info[0]
+            info = socket.getaddrinfo(self.host, self.port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
+            # IPv4 first: "localhost" often lists ::1 first, where receivers bound to 0.0.0.0 never listen
+            family, _, _, _, address = min(info, key=lambda entry: entry[0] != socket.AF_INET)
             sock = socket.socket(family, socket.SOCK_DGRAM)
         except OSError as exc:
             self._fail(f"cannot resolve host: {exc}")
