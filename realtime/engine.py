@@ -371,6 +371,7 @@ class Engine:
         self.batches += 1
         for job, prediction in zip(jobs, predictions):
             try:
+                check_prediction(prediction, backend)  # (a file's analysis pass checks its own in iter_windows)
                 self._deliver(model, prediction, stream_time=job.end_frame / job.sample_rate, end_time=job.end_time,
                               window_seconds=job.audio.size / job.sample_rate, inference_ms=inference_ms,
                               share_ms=inference_ms / len(jobs))
@@ -380,7 +381,6 @@ class Engine:
     def _deliver(self, model, prediction, *, stream_time: float, end_time: float, window_seconds: float,
                  inference_ms: float, share_ms: float) -> None:
         backend = model.backend
-        check_prediction(prediction, backend)
         result = model.format(prediction)
         probs = np.asarray(prediction.mood_probabilities, dtype=np.float64)
         self.inference_ms.append(share_ms)

@@ -110,24 +110,28 @@ def get_backend(name: str, *, device: str | None = "auto", **options) -> Emotion
     from m2e_plugin.plugins import get_model
 
     cls = get_model(name).backend
-    unknown = sorted(set(options) - set(accepted_options(name, options)))
+    takes = _option_names(cls)
+    unknown = [] if takes is None else sorted(set(options) - takes)
     if unknown:
-        import inspect
-
-        takes = sorted(k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "device"))
         raise ValueError(f"model {name!r} takes no {', '.join(unknown)} option{'s' if len(unknown) > 1 else ''} "
                          f"(on the command line: {', '.join('--' + k.replace('_', '-') for k in unknown)}); "
-                         f"it takes: {', '.join(takes) or 'no options'}")
+                         f"it takes: {', '.join(sorted(takes - {'device'})) or 'no options'}")
     return cls(device=resolve_device(device), **options)
 
 
 def accepted_options(name: str, options: dict) -> dict:
     """The part of ``options`` the model registered under ``name`` takes (all of them if it takes ``**kwargs``)."""
-    import inspect
-
     from m2e_plugin.plugins import get_model
 
-    parameters = inspect.signature(get_model(name).backend.__init__).parameters
+    takes = _option_names(get_model(name).backend)
+    return dict(options) if takes is None else {k: v for k, v in options.items() if k in takes}
+
+
+def _option_names(cls) -> set[str] | None:
+    """The keyword options a backend class's constructor takes; None when it takes any (``**kwargs``)."""
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters
     if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return dict(options)
-    return {k: v for k, v in options.items() if k in parameters and k != "self"}
+        return None
+    return {k for k, p in parameters.items() if k != "self" and p.kind is not p.VAR_POSITIONAL}

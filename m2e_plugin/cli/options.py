@@ -25,16 +25,17 @@ PROGRESS_CHOICES = ("auto", "always", "never")
 
 
 def window_hop_problem(args) -> str | None:
-    """Why ``--window``/``--hop`` (None: the model's) cannot work, or None; the limits of
+    """Why ``--window``/``--hop`` (None: the model's) cannot work, or None: the rule of
     :func:`m2e_plugin.analysis.check_window_hop`, said before any model loads."""
-    import math
-
-    from m2e_plugin.analysis import MIN_WINDOW_HOP_S
+    from m2e_plugin.analysis import MIN_WINDOW_HOP_S, check_window_hop
 
     for name in ("window", "hop"):
         value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value >= MIN_WINDOW_HOP_S):
-            return f"--{name} must be a number of seconds >= {MIN_WINDOW_HOP_S:g}, got {value:g}"
+        if value is not None:
+            try:
+                check_window_hop(value, value)
+            except ValueError:
+                return f"--{name} must be a number of seconds >= {MIN_WINDOW_HOP_S:g}, got {value:g}"
     return None
 
 
