@@ -19,12 +19,19 @@ def load_weights_only(path, *, allow=()):
         with torch.serialization.safe_globals(list(allow)):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(why_not_loadable(exc)) from None
+        raise ValueError(why_not_loadable(exc, path)) from None
 
 
-def why_not_loadable(exc: BaseException) -> str:
+def why_not_loadable(exc: BaseException, path=None) -> str:
     """The cause of a failed ``torch.load(weights_only=True)``, without torch's advice to load unsafely."""
     text = str(exc)
+    if path is not None and "GLOBAL" not in text:
+        with open(path, "rb") as fh:
+            start = fh.read(2)
+        # torch.save writes a zip (PK); older checkpoints are a pickle (protocol 2+ opens with 0x80). Anything else
+        # fails inside the unpickler in ways that depend on the bytes ("pop from empty list", "invalid load key").
+        if start != b"PK" and not start.startswith(b"\x80"):
+            return "not a PyTorch checkpoint (unrecognised or damaged data)"
     blocked = re.search(r"\bGLOBAL ([\w.]+)", text)  # "unsupported GLOBAL x" / "Unsupported global: GLOBAL x"
     if blocked:
         return (f"it holds a pickled Python object ({blocked.group(1)}), which could run code when loaded: refused "
