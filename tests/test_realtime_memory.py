@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
         from m2e_plugin.realtime.memory import steady_heap
         assert steady_heap()
     import numpy as np, torch
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)  # the sidecar's default; with one thread glibc's default heap stays flat too
     from m2e_plugin.demo import synth_music
     from m2e_plugin.realtime.capture import Source
     from m2e_plugin.realtime.engine import Engine, ModelRunner
@@ -71,7 +71,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def _windows(mode: str, n: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", SCRIPT, mode, str(n)], capture_output=True, text=True, env=env,
                          cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -81,15 +81,21 @@ def _windows(mode: str, n: int) -> dict:
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="the heap settings are glibc's (mallopt); other allocators are left alone")
 def test_live_windows_reuse_the_models_working_set():
-    warm, n = 4, 16
-    result = _windows("steady", n)
+    _check_steady(_windows("steady", 16))
+
+
+def _check_steady(result: dict, warm: int = 4) -> None:
     assert result["errors"] == 0
-    faults = [b[0] - a[0] for a, b in zip(result["rows"][warm:], result["rows"][warm + 1:])]
+    rows = result["rows"][warm:]
+    faults = sum(b[0] - a[0] for a, b in zip(rows, rows[1:]))
     # Each window writes 0.5 s of audio into a 10 s ring (~24 pages while it first fills) and the engine copies a
-    # 3 s window out; the model's own buffers must come back from the heap. Default glibc: ~3,800 per window.
-    assert sorted(faults)[len(faults) // 2] < 256, faults
-    rss = [r[1] for r in result["rows"]]
-    assert rss[-1] - rss[warm] < 2.0, rss
+    # 3 s window out; the model's own buffers must come back from the heap. glibc's default heap with the sidecar's
+    # two inference threads: ~2,000 pages per window on average (intermittent 1,000-6,700 page windows). The budget
+    # allows one allocator event on a loaded machine (CI once saw a single 4 MB step) but not a refaulting heap.
+    assert faults < 256 * (len(rows) - 1), [b[0] - a[0] for a, b in zip(rows, rows[1:])]
+    rss = [r[1] for r in rows]
+    # Default heap: resident size swings in a ~27 MB band from window to window.
+    assert max(rss) - min(rss) < 8.0, rss
 
 
 def test_stream_sets_up_the_steady_heap_first(monkeypatch):
