@@ -269,6 +269,7 @@ def test_short_and_quiet_input_shrinks_toward_neutral(backend):
         p = backend.predict_window(y[: int(seconds * SR)])
         assert p.extras["confidence"] == pytest.approx((seconds / 3.0) ** 0.5, abs=1e-3)
         assert abs(p.valence - 5) <= 2.5 * p.extras["confidence"] + 1e-9
+        assert abs(p.arousal - 5) <= 2.5 * p.extras["confidence"] + 1e-9  # short is not calm: toward 5
         # moods shrink with the same confidence: a mood needs a tagger probability above 0.5 / confidence
         assert p.mood_probabilities.max() <= p.extras["confidence"] + 1e-9
     assert backend.predict_window(y[: int(0.1 * SR)]).mood_probabilities.max() < 0.5  # 0.1 s: no mood passes
@@ -280,6 +281,7 @@ def test_short_and_quiet_input_shrinks_toward_neutral(backend):
     quiet = backend.predict_window((clip * gain).astype(np.float32))
     assert quiet.extras["confidence"] == pytest.approx(0.5, abs=1e-3)
     assert abs(quiet.valence - 5) == pytest.approx(0.5 * abs(full.valence - 5), abs=1e-3)
+    assert quiet.arousal == pytest.approx(1 + 0.5 * (full.arousal - 1), abs=1e-3)  # halfway to silence's 1
     # the mood tagger is level-normalised, so the quiet copy's moods are the full ones at half confidence (those
     # that take no side of the quadrant; sided ones are also weighed by their side, see test_cohere_moods)
     from m2e_plugin.labels import MOOD_SIDES
@@ -288,6 +290,21 @@ def test_short_and_quiet_input_shrinks_toward_neutral(backend):
     free = [i for i, t in enumerate(backend.mood_tags) if t not in sided]
     np.testing.assert_allclose(quiet.mood_probabilities[free], 0.5 * full.mood_probabilities[free], atol=2e-3)
     assert quiet.mood_probabilities.max() <= 0.5 + 1e-9
+
+
+def test_a_fade_out_meets_silence_without_a_jump(backend):
+    """Quiet input glides to silence's answer (valence 5, arousal 1): arousal used to rise toward 5 as the level
+    fell to the floor and then drop to 1 at it, a 4-point jump a visual would show at every fade-out."""
+    from m2e_plugin.backbones.level import measure_level
+
+    clip = synth_music(3.0, SR, seed=4)
+    level = measure_level(clip, SR).dbfs
+    track = [backend.predict_window((clip * 10 ** ((db - level) / 20)).astype(np.float32))
+             for db in np.arange(-56.0, -74.5, -1.0)]
+    arousal = np.array([p.arousal for p in track])
+    assert track[-1].extras.get("silent") and track[-1].arousal == 1.0 and track[-1].valence == 5.0
+    assert np.abs(np.diff(arousal)).max() < 0.7, arousal.round(2)
+    assert np.all(np.diff(arousal) <= 1e-9), arousal.round(2)  # quieter never means more energetic
 
 
 def test_backend_track_pools_blocks(backend):

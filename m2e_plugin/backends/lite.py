@@ -19,6 +19,9 @@ Per input (a 30 s block of a track, or a window):
    coherent with the quadrant (:func:`~m2e_plugin.models.lite.cohere_moods`: a mood on the less probable side of
    the valence or arousal axis fades).
 
+Quiet input (between the silence floor and ``full_confidence_dbfs``) glides toward silence's answer: valence toward
+5, arousal toward 1, linearly in dB, so a fade-out meets silence without a jump.
+
 Silence (every block below the level module's silence floor) gives the documented neutral answer: valence 5,
 arousal 1, every mood 0, confidence 0.
 """
@@ -38,6 +41,8 @@ from m2e_plugin.backends.base import EmotionBackend, Prediction
 _MIN_TAIL_SECONDS = 2.0
 # A block uses every other 3 s patch: 5 per 30 s block (as good as 10 in cross-validation, half the cost).
 TRACK_PATCH_STEP = 2
+# Silence's arousal (no energy); quiet input between the floor and full_confidence_dbfs glides to it.
+SILENT_AROUSAL = 1.0
 
 
 def default_weights() -> Path:
@@ -122,11 +127,15 @@ class LiteBackend(EmotionBackend):
     def confidence(self, seconds: float, level_dbfs: float) -> float:
         """1 for at least ``full_confidence_seconds`` of audio at or above ``full_confidence_dbfs``; less, down to
         0, for shorter or quieter input (square root in duration, linear in dB above the silence floor)."""
+        by_length, by_level = self._confidence_factors(seconds, level_dbfs)
+        return by_length * by_level
+
+    def _confidence_factors(self, seconds: float, level_dbfs: float) -> tuple[float, float]:
         from m2e_plugin.backbones.level import SILENCE_FLOOR_DBFS
 
         by_length = min(1.0, max(seconds, 0.0) / self._full_seconds) ** 0.5
         by_level = float(np.clip((level_dbfs - SILENCE_FLOOR_DBFS) / (self._full_dbfs - SILENCE_FLOOR_DBFS), 0, 1))
-        return by_length * by_level
+        return by_length, by_level
 
     def _embed(self, audio: np.ndarray, patch_step: int):
         from m2e_plugin.backbones.musicnn import embed_audio
@@ -149,9 +158,14 @@ class LiteBackend(EmotionBackend):
              for kind in self._head.config["members"]}
         with torch.inference_mode():
             logits = self._head(x)["quadrant"].cpu().numpy()[0]
-        confidence = self.confidence(seconds, level_dbfs)
+        by_length, by_level = self._confidence_factors(seconds, level_dbfs)
+        confidence = by_length * by_level
         quad = shrink_quadrants(quadrant_softmax(logits, self._temperature), confidence)
         valence, arousal = valence_arousal(quad, self._va_scale)
+        # Input fading toward the silence floor glides to silence's arousal instead of the neutral 5, so a fade-out
+        # ends where silence begins (it rose to 5 and then dropped to 1 at the floor). Short input at a normal
+        # level still shrinks toward 5: a brief excerpt is not evidence of calm.
+        arousal -= (5.0 - SILENT_AROUSAL) * (1.0 - by_level)
         # The mood tagger answers a 0.1 s blip as firmly as a song (a dozen moods); its evidence is as thin as the
         # head's, so moods shrink with the same confidence, toward silence's "no mood". Then moods that contradict
         # the quadrant's more probable side fade (cohere_moods).
@@ -162,7 +176,7 @@ class LiteBackend(EmotionBackend):
 
     def _silent_prediction(self) -> Prediction:
         """Documented result for silence: valence 5 (undecided), arousal 1 (no energy), every mood 0."""
-        return Prediction(valence=5.0, arousal=1.0, mood_probabilities=np.zeros(len(self.mood_tags)),
+        return Prediction(valence=5.0, arousal=SILENT_AROUSAL, mood_probabilities=np.zeros(len(self.mood_tags)),
                           extras={"silent": True, "confidence": 0.0,
                                   "quadrant_probabilities": {f"Q{i + 1}": 0.25 for i in range(4)}})
 

@@ -66,12 +66,15 @@ def model_card(config: dict, data, metrics: dict | None, epochs: dict, command: 
             "confidence": "sqrt(min(1, seconds / full_confidence_seconds)) * clip((level_dbfs - silence floor) / "
                           "(full_confidence_dbfs - silence floor), 0, 1)",
             "full_confidence_seconds": 3.0, "full_confidence_dbfs": -60.0,
+            "quiet": "below full_confidence_dbfs, arousal glides linearly in dB toward silence's 1 (arousal - 4 * "
+                     "(1 - level factor)), so a fade-out meets silence without a jump; short input at a normal level "
+                     "still shrinks toward 5",
             "silence": "below the level module's floor (-70 dBFS gated RMS): valence 5, arousal 1, every mood 0, "
                        "confidence 0",
         },
         "outputs": {
             "valence": "1-9, graded, within [5 - scale, 5 + scale]; above 5 = positive valence more probable",
-            "arousal": "1-9, likewise for arousal",
+            "arousal": "1-9, likewise for arousal; below full_confidence_dbfs it glides toward silence's 1",
             "quadrant": "Russell quadrant from valence/arousal (Q1 +V+A, Q2 -V+A, Q3 -V-A, Q4 +V-A)",
             "quadrant_probabilities": "extras: calibrated (temperature-scaled) quadrant probabilities after shrinkage",
             "confidence": "extras: 0-1, lower for short or quiet input",
