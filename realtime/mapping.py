@@ -221,7 +221,8 @@ class Mapping:
             if raw and r.get("curve", "linear") != "linear" and r.get("in") is None and r.get("range") is None:
                 raise ValueError(f"{raw[0]} is sent as it is: a `curve` needs `in` and/or `range` to work on")
             return ValueRule(sources, address, _pair(r.get("in")), _pair(r.get("range")),
-                             _curve(str(r.get("curve", "linear"))), kind, float(r.get("default", 0.0)), wildcard)
+                             _curve(str(r.get("curve", "linear"))), kind, _finite(r.get("default", 0.0), "`default`"),
+                             wildcard)
         except (ValueError, TypeError) as exc:
             raise MappingError(f"{where}: {exc}") from None
 
@@ -249,6 +250,34 @@ class Mapping:
         except (ValueError, TypeError) as exc:
             raise MappingError(f"{where}: {exc}") from None
 
+    def named_moods(self) -> dict[str, str]:
+        """{mood tag: the first rule naming it} for every tag this mapping names explicitly (not ``*``)."""
+        named: dict[str, str] = {}
+        for i, rule in enumerate(self.values):
+            for source in rule.sources:
+                if source.startswith("mood.") and not rule.wildcard:
+                    named.setdefault(source[len("mood."):], f"values[{i}]")
+        for i, rule in enumerate(self.events):
+            if rule.mood not in (None, "*"):
+                named.setdefault(rule.mood, f"events[{i}]")
+        return named
+
+    def unknown_moods(self, tags) -> list[str]:
+        """One message per mood this mapping names that ``tags`` (the running model's) lack: such a value stays 0
+        and such an event never fires, which a misspelt tag in a show file would otherwise do without a word."""
+        import difflib
+
+        tags = list(tags)
+        problems = []
+        for mood, where in self.named_moods().items():
+            if mood in tags:
+                continue
+            close = difflib.get_close_matches(mood, tags, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{self.origin}: {where} names mood {mood!r}, which the model does not have{hint}; "
+                            "it stays 0 and its events never fire")
+        return problems
+
     def build(self, state, now: float) -> Messages:
         """Messages for one output step: every value rule, plus the events that fired now."""
         values = state_values(state)
@@ -271,7 +300,14 @@ def _pair(value) -> tuple[float, float] | None:
         return None
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ValueError(f"a range is [low, high], got {value!r}")
-    return float(value[0]), float(value[1])
+    return _finite(value[0], "a range"), _finite(value[1], "a range")
+
+
+def _finite(value, what: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):  # a NaN bound would send NaN to the receiver on every step
+        raise ValueError(f"{what} needs finite numbers, got {value!r}")
+    return number
 
 
 def _parse(text: str, origin: str) -> dict:

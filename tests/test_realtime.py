@@ -234,6 +234,10 @@ def test_values_sent_as_they_are_keep_their_number_under_a_type(tmp_path):
     ("events: [{event: mood_onset, mood: happy, address: /h, treshold: 0.9}]", "unknown keys \\['treshold'\\]"),
     ("events: [{event: mood_onset, mood: happy, address: /h, threshold: 1.5}]", "in \\[0, 1\\]"),
     ("values: [{source: tempo, address: /t, curve: smooth}]", "tempo is sent as it is: a `curve` needs"),
+    # a NaN bound or default sent NaN to the receiver on every step
+    ("values: [{source: arousal, address: /a, range: [0, .nan]}]", "values\\[0\\]: a range needs finite numbers"),
+    ("values: [{source: arousal, address: /a, in: [-.inf, 1]}]", "a range needs finite numbers"),
+    ("values: [{source: mood.happy, address: /a, default: .nan}]", "`default` needs finite numbers"),
 ])
 def test_bad_mapping_files_name_the_file_and_the_rule(tmp_path, text, error):
     path = tmp_path / "bad.yaml"
@@ -242,6 +246,24 @@ def test_bad_mapping_files_name_the_file_and_the_rule(tmp_path, text, error):
         load_mapping(str(path))
     with pytest.raises(ValueError, match="OSC destination"):
         parse_destination(f"127.0.0.1:9000@{path}")
+
+
+def test_a_mood_the_model_lacks_is_named_with_the_closest_tag(tmp_path):
+    """A misspelt tag in a show file (`hapy`) stayed 0 and its event never fired, without a word."""
+    path = tmp_path / "show.yaml"
+    path.write_text("values:\n"
+                    "  - {source: [mood.hapy, mood.sad, arousal], address: /m}\n"
+                    "  - {source: mood.*, address: '/all/{tag}'}\n"
+                    "events:\n"
+                    "  - {event: mood_onset, mood: melancholy, address: /e}\n"
+                    "  - {event: mood_offset, mood: '*', address: '/off/{tag}'}\n"
+                    "  - {event: mood_onset, mood: zzzz, address: /z}\n")
+    problems = load_mapping(str(path)).unknown_moods(MOOD_TAGS)
+    assert len(problems) == 3, problems
+    assert "values[0] names mood 'hapy'" in problems[0] and "did you mean 'happy'?" in problems[0]
+    assert "events[0] names mood 'melancholy'" in problems[1] and "'melancholic'?" in problems[1]
+    assert "events[2] names mood 'zzzz', which the model does not have; it stays 0" in problems[2]
+    assert load_mapping("default").unknown_moods(MOOD_TAGS) == []
 
 
 def test_quadrant_never_flaps_on_a_boundary_nor_shows_a_diagonal_passage():

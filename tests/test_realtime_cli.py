@@ -283,3 +283,15 @@ def test_stream_reads_standard_input(music_wav, collector):
     assert from_stdin["source"].startswith("file - (")  # not the temporary copy's name
     assert from_stdin["updates"] == from_file["updates"] >= 3
     assert from_stdin["audio_seconds"] == from_file["audio_seconds"]
+
+
+def test_stream_names_a_mapped_mood_the_model_lacks(music_wav, collector, tmp_path):
+    show = tmp_path / "show.yaml"
+    show.write_text("events:\n  - {event: mood_onset, mood: hapy, address: /happy/on}\n"
+                    "values:\n  - {source: arousal, address: /a}\n")
+    proc = m2e("stream", "--input", str(music_wav), "--no-pace", "--model", "rt-feature", "--device", "cpu",
+               "--window", "2", "--hop", "1", "--osc", f"127.0.0.1:{collector.port}@{show}", "-q")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert f"{show}: events[0] names mood 'hapy', which the model does not have (did you mean 'happy'?)" in err
+    assert json.loads(out.strip().splitlines()[-1])["updates"] >= 3

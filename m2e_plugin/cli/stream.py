@@ -273,6 +273,9 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             return fail(f"cannot load model {args.model!r}: {loaded['error']}")
         runner, window = loaded["runner"], loaded["window"]
         backend = runner.current.backend
+        for mapping in {id(d.mapping): d.mapping for d in destinations}.values():
+            for problem in mapping.unknown_moods(backend.mood_tags):
+                log.warning("%s", problem)
         batch = args.batch or (4 if str(backend.device).startswith("cuda") else 1)
         try:
             sidecar = Sidecar(source, runner, destinations, window=window, hop=hop, control=control,
