@@ -170,3 +170,15 @@ def test_an_explicit_chord_model_with_offline_chords_is_a_contradiction():
 
     with pytest.raises(ValueError, match="contradict each other"):
         Music2EmoBackend(chord_model="btc_model_large_voca.pt", chords="offline")
+
+
+def test_a_checkpoint_with_tensors_the_head_does_not_use_is_warned_about(weights, tmp_path):
+    """A variant's extra layer was dropped without a word: its answers are not the variant's."""
+    from music2emo_fixtures import make_lightning_ckpt, random_head_state
+
+    mert, _, _, cache = weights
+    variant = make_lightning_ckpt(tmp_path / "variant.ckpt", random_head_state(0) | {"extra.weight": torch.ones(3)})
+    m = Music2emo(model="music2emo", device="cpu", mert=str(mert), checkpoint=str(variant), cache_dir=cache,
+                  chords="offline")
+    out = m.predict((synth_music(3.0, 22050), 22050))
+    assert any(w["code"] == "checkpoint_extra_tensors" and "extra.weight" in w["message"] for w in out["warnings"])

@@ -34,8 +34,13 @@ def test_lightning_checkpoint_loads_with_weights_only(tmp_path):
     loaded = head.state_dict()
     for k, v in state.items():
         torch.testing.assert_close(loaded[k], v, rtol=0, atol=0)
-    # The loss buffers of the Lightning module are not part of the head.
+    # The loss buffers of the Lightning module are not part of the head, and dropping them is no loss.
     assert not any(k.startswith("loss_fn") for k in loaded)
+    assert head.ignored_tensors == []
+    # a variant with a layer the head has no place for: named, so the backend can say its answers are not the variant's
+    extra = state | {"mood_refiner.0.weight": torch.zeros(56, 56)}
+    assert load_music2emo_head(make_lightning_ckpt(tmp_path / "variant.ckpt", extra)).ignored_tensors == [
+        "mood_refiner.0.weight"]
 
 
 # ---- independent reference computation (NumPy, float64) -------------------------------------------------------

@@ -155,6 +155,13 @@ class Music2EmoBackend(EmotionBackend):
         # Layers after the last one Music2Emo reads (7 of 12) would cost 5/12 of MERT's time for nothing.
         self.mert = load_mert(self.weights.mert, device=self.device, last_layer=max(MUSIC2EMO_LAYERS))
         self.head = load_music2emo_head(self.weights.checkpoint, device=self.device)
+        if self.head.ignored_tensors:
+            ignored = self.head.ignored_tensors
+            message = (f"{self.weights.checkpoint} holds {len(ignored)} tensor(s) the Music2Emo head does not use "
+                       f"(e.g. {', '.join(ignored[:3])}): they are ignored, so a model with extra layers is not "
+                       "reproduced")
+            log.warning("music2emo: %s", message)
+            self.warnings.append({"code": "checkpoint_extra_tensors", "message": message})
         if self.mert.config.hidden_size * 2 != self.head.input_proj[0].in_features - 9:
             raise ValueError(f"MERT {self.weights.mert} (hidden {self.mert.config.hidden_size}) does not match head "
                              f"{self.weights.checkpoint} (expects {self.head.input_proj[0].in_features - 9}-d input)")

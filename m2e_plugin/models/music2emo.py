@@ -154,6 +154,9 @@ def _load_into(module: nn.Module, state: dict, path) -> nn.Module:
         raise CheckpointError(f"{path}: tensor shapes differ from the Music2Emo head, e.g. {bad[:3]} "
                               "(name, checkpoint shape, expected shape)")
     module.load_state_dict(kept, strict=True)
+    # Tensors the head has no place for: the file is a variant of the model (extra layers), and its answers would
+    # not be that variant's; the backend warns with these names.
+    module.ignored_tensors = sorted(set(state) - set(known))
     return module
 
 
