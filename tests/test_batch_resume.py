@@ -52,6 +52,50 @@ def test_defaults_spelled_out_and_the_device_are_the_same_run(tmp_path):
         _run(src, out, options={"gain": 2.0})
 
 
+def test_overwrite_on_a_subset_does_not_pass_the_others_off_as_new(tmp_path):
+    """`--overwrite` with new settings on one track rewrote the folder's settings; the other tracks, made with the
+    old ones, then counted as "already done" under the new settings."""
+    src, out = _clips(tmp_path / "in"), tmp_path / "out"
+    assert _run(src, out).done == 3
+    one = batch.expand_inputs([str(src / "t0.wav")])[0]
+    overwritten = batch.run_batch(one, out, extractor=RmsExtractor, progress="never", log=lambda _: None,
+                                  options={"gain": 2.0}, overwrite=True)
+    assert overwritten.done == 1
+    again = _run(src, out, options={"gain": 2.0})
+    assert (again.done, again.already_done, again.settings_changed) == (2, 1, 2)
+    reference = _run(src, tmp_path / "ref", options={"gain": 2.0})
+    assert reference.done == 3
+    for name in ("t0.wav.json", "t1.wav.json", "t2.wav.json"):
+        assert json.loads((out / name).read_text())["lowlevel"]["rms"] == pytest.approx(
+            json.loads((tmp_path / "ref" / name).read_text())["lowlevel"]["rms"])
+    assert _run(src, out, options={"gain": 2.0}).done == 0  # settled
+
+
+def test_the_table_is_this_commands_inputs_even_when_nothing_is_to_do(tmp_path):
+    src, out = _clips(tmp_path / "in", n=2), tmp_path / "out"
+
+    def rows(*names):
+        tracks = [t for name in names for t in batch.expand_inputs([str(src / name)])[0]]
+        result = batch.run_batch(tracks, out, extractor=RmsExtractor, progress="never", log=lambda _: None,
+                                 fmt="csv")
+        lines = (out / "descriptors.csv").read_text().splitlines()[1:]
+        return result.done, sorted(line.split(",")[0] for line in lines)
+
+    assert rows("t0.wav", "t1.wav") == (2, ["t0.wav", "t1.wav"])
+    assert rows("t0.wav") == (0, ["t0.wav"])  # nothing to do: still this command's inputs (it kept both)
+    assert rows("t0.wav", "t1.wav") == (0, ["t0.wav", "t1.wav"])  # it kept one
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
+    src = _clips(tmp_path / "in", n=1)
+    (tmp_path / "afile").write_text("x")
+    for target in ("afile", "afile/sub"):
+        with pytest.raises(batch.BatchError, match="is a file, not a folder"):
+            _run(src, tmp_path / target)
+    assert main(["extract", str(src), "-o", str(tmp_path / "afile")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
 def test_a_changed_source_is_redone_and_an_unchanged_one_is_not(tmp_path):
     src, out = _clips(tmp_path / "in"), tmp_path / "out"
     assert _run(src, out).done == 3
@@ -119,3 +163,16 @@ def test_cli_threshold_default_spelled_out_resumes(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["already_done"] == 1
     assert main(["extract", str(src), "-o", str(out), "-q", "--threshold", "0.7"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_quiet_keeps_the_status_line_out_but_not_the_failures(tmp_path, capsys):
+    src, out = _clips(tmp_path / "in", n=1), tmp_path / "out"
+    (src / "broken.wav").write_bytes(b"not audio")
+    tracks, _ = batch.expand_inputs([str(src)])
+    said: list[str] = []
+    first = batch.run_batch(tracks, out, extractor=RmsExtractor, progress="never", log=said.append, quiet=True)
+    assert (first.done, first.failed) == (1, 1) and "failed broken.wav" in capsys.readouterr().err
+    batch.run_batch(tracks, out, extractor=RmsExtractor, progress="never", log=said.append, quiet=True)
+    assert said == []  # "1 already done, 1 failed before ..." is a status line
+    batch.run_batch(tracks, out, extractor=RmsExtractor, progress="never", log=said.append)
+    assert said and "already done" in said[0]

@@ -37,8 +37,8 @@ from m2e_plugin.batch.inputs import LIST_EXTENSIONS, BatchError, Track, expand_i
 from m2e_plugin.batch.outputs import (ABSENT_SOURCE, ERRORS_FILE, FORMATS, STATE_DIR, TABLE_FORMATS, TMP_SUFFIX,
                                       append_source, build_table, check_manifest, compact_sources, effective_settings,
                                       frames_path, nest, output_path, read_errors, read_sources, rewrite_errors,
-                                      serialise, source_stamp, split_pool, sweep_tmp, to_builtin, write_atomic,
-                                      write_run)
+                                      serialise, source_stamp, split_pool, stamp_of, sweep_tmp, to_builtin,
+                                      write_atomic, write_run)
 from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_inline, run_pool, run_ray
 
 __all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "TABLE_FORMATS",
@@ -56,6 +56,7 @@ class BatchResult:
     failed: int = 0  # failed in this run
     previously_failed: int = 0  # listed in errors.jsonl and not retried
     source_changed: int = 0  # finished before, redone because the source file changed since
+    settings_changed: int = 0  # finished before with other settings (before an --overwrite that changed them)
     interrupted: bool = False
     seconds: float = 0.0
     output: str = ""
@@ -72,7 +73,7 @@ class BatchResult:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "total": self.total, "done": self.done, "already_done": self.already_done,
                 "failed": self.failed, "previously_failed": self.previously_failed,
-                "source_changed": self.source_changed,
+                "source_changed": self.source_changed, "settings_changed": self.settings_changed,
                 "interrupted": self.interrupted, "seconds": round(self.seconds, 3), "output": self.output,
                 "errors_file": self.errors_file, "table": self.table, "ignored_files": self.ignored_files}
 
@@ -81,7 +82,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
               options: dict[str, Any] | None = None, fmt: str = "json", jobs: int = 1, backend: str = "local",
               ray_address: str | None = None, retry_failed: bool = False, overwrite: bool = False,
               flat: bool = False, progress: str | bool | None = "auto", threads: int | None = None,
-              log: Callable[[str], None] | None = None, command: str | None = None) -> BatchResult:
+              log: Callable[[str], None] | None = None, command: str | None = None, quiet: bool = False
+              ) -> BatchResult:
     """Extract descriptors for ``tracks`` into ``out_dir``; failures go to ``errors.jsonl`` and never stop the batch.
 
     Parameters
@@ -116,6 +118,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         ``jobs > 1`` (workers share the cores) and torch's default for one job.
     command : str, optional
         The command line, for the run manifest (``OUT/runs.jsonl``).
+    quiet : bool
+        No status line (how many tracks were already done); warnings and failures are still logged.
 
     Returns
     -------
@@ -141,9 +145,16 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     # An extractor may declare the torch thread count that suits it (lite: 1, its ops are too small to split).
     threads = threads or getattr(cls, "torch_threads", None)
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    status = (lambda text: None) if quiet else log
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    check_manifest(out, cls, options, fmt, overwrite)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BatchError(f"{out}: the output path (or a folder above it) is a file, not a folder for the results"
+                         ) from None
+    except OSError as exc:
+        raise BatchError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    settings = check_manifest(out, cls, options, fmt, overwrite)
     sweep_tmp(out)
 
     started = time.perf_counter()
@@ -156,9 +167,14 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     for t in tracks:
         # A source whose size or mtime changed since its track was finished (or failed) is done again. Outputs
         # from before the stamps were kept have no stamp: they are trusted.
-        changed = t.id in sources and stamps[t.id] is not None and sources[t.id] != stamps[t.id]
-        if changed and not overwrite:
-            result.source_changed += 1
+        record = sources.get(t.id)
+        changed = record is not None and stamps[t.id] is not None and stamp_of(record) != stamps[t.id]
+        # An output made with other settings (kept from before an --overwrite that changed them) is done again.
+        stale = (record is not None and record.get("settings") not in (None, settings)
+                 and output_path(out, t.id, fmt).exists())
+        if (changed or stale) and not overwrite:
+            result.source_changed += changed
+            result.settings_changed += stale and not changed
             changed_ids.add(t.id)
             todo.append(t)
         elif not overwrite and output_path(out, t.id, fmt).exists():
@@ -174,11 +190,12 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     write_run(out, run)
     if retried:  # their old error lines go; a new failure writes a new one
         rewrite_errors(out, {k: v for k, v in errors.items() if k not in retried})
-    if result.already_done or result.previously_failed or result.source_changed:
-        log(f"m2e extract: {result.already_done} already done, {result.previously_failed} failed before "
-            f"(not retried{'' if retry_failed else '; use --retry-failed'}), "
-            f"{f'{result.source_changed} redone (source file changed), ' if result.source_changed else ''}"
-            f"{len(todo)} to do")
+    if result.already_done or result.previously_failed or result.source_changed or result.settings_changed:
+        status(f"m2e extract: {result.already_done} already done, {result.previously_failed} failed before "
+               f"(not retried{'' if retry_failed else '; use --retry-failed'}), "
+               f"{f'{result.source_changed} redone (source file changed), ' if result.source_changed else ''}"
+               f"{f'{result.settings_changed} redone (made with other settings), ' if result.settings_changed else ''}"
+               f"{len(todo)} to do")
 
     from m2e_plugin.progress import Progress
 
@@ -207,7 +224,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
                                        "yaml" if fmt == "yaml" else "json", flat=flat))
             write_atomic(output_path(out, track.id, fmt), serialise(pool, fmt, flat=flat))
             result.done += 1
-            append_source(out, track.id, stamps[track.id])
+            append_source(out, track.id, stamps[track.id], settings)
         else:
             with open(out / ERRORS_FILE, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(payload) + "\n")  # one write per line: a whole line or none
@@ -215,7 +232,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
             result.failures.append(payload)
             # A source that could not even be read is remembered as absent: when it appears, it is a change.
             append_source(out, track.id, stamps[track.id] or ABSENT_SOURCE)
-            if track.id in changed_ids:  # the old output describes a file that is no longer there
+            if track.id in changed_ids:  # the old output describes another file, or other settings
                 output_path(out, track.id, fmt).unlink(missing_ok=True)
             bar.write(f"m2e extract: failed {track.id}: {payload['error']}")
         bar.update(1, failed=status != "ok")
@@ -232,10 +249,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         result.interrupted = True
     finally:
         bar.close()
-        if fmt in TABLE_FORMATS and (result.done or not (out / f"descriptors.{fmt}").exists()):
+        if fmt in TABLE_FORMATS:  # always: the rows are this command's inputs, even when nothing was to do
             result.table = str(build_table(out, fmt, tracks))
-        elif fmt in TABLE_FORMATS:
-            result.table = str(out / f"descriptors.{fmt}")
         result.seconds = time.perf_counter() - started
         run.update(status="interrupted" if result.interrupted else "finished", finished=_iso(time.time()),
                    counts=result.as_dict())

@@ -9,6 +9,7 @@ size and modification time, so a re-run redoes the tracks whose file changed.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -227,7 +228,10 @@ def effective_settings(cls, options: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=str, sort_keys=True))
 
 
-def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite: bool) -> None:
+def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite: bool) -> str:
+    """Refuse a folder holding results made with other settings (unless ``overwrite``); record this run's. Returns
+    the settings' fingerprint, recorded with each track's source so that a track made with other settings (kept
+    from before an ``--overwrite`` that changed them) is redone when it is given again."""
     manifest = {"extractor": cls.name, "extractor_version": cls.version, "format": fmt,
                 "settings": effective_settings(cls, options)}
     path = out / STATE_DIR / "manifest.json"
@@ -242,6 +246,7 @@ def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite:
                          "or --overwrite to recompute everything")
     if previous != manifest:
         write_atomic(path, json.dumps(manifest, indent=1) + "\n")
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def source_stamp(path: str | os.PathLike) -> dict[str, int] | None:
@@ -253,9 +258,11 @@ def source_stamp(path: str | os.PathLike) -> dict[str, int] | None:
     return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
-def read_sources(out: Path) -> dict[str, dict[str, int]]:
-    """The stamp each finished track's source had when it was processed, by id (the last line for an id wins)."""
-    records: dict[str, dict[str, int]] = {}
+def read_sources(out: Path) -> dict[str, dict[str, Any]]:
+    """The stamp each finished track's source had when it was processed (``size``, ``mtime_ns``) and the settings
+    fingerprint it was made with (``settings``; absent in folders from before it was kept), by id (the last line
+    for an id wins)."""
+    records: dict[str, dict[str, Any]] = {}
     try:
         text = (out / STATE_DIR / SOURCES_FILE).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -263,27 +270,36 @@ def read_sources(out: Path) -> dict[str, dict[str, int]]:
     for line in text.splitlines():
         try:
             rec = json.loads(line)
-            records[str(rec["id"])] = {"size": int(rec["size"]), "mtime_ns": int(rec["mtime_ns"])}
+            record = {"size": int(rec["size"]), "mtime_ns": int(rec["mtime_ns"])}
+            if isinstance(rec.get("settings"), str):
+                record["settings"] = rec["settings"]
+            records[str(rec["id"])] = record
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):  # a line cut by a hard kill
             continue
     return records
+
+
+def stamp_of(record: dict[str, Any]) -> dict[str, int]:
+    """The source stamp part of a :func:`read_sources` record."""
+    return {"size": record["size"], "mtime_ns": record["mtime_ns"]}
 
 
 #: The stamp of a failed track whose source could not be read (missing): any readable file later differs from it.
 ABSENT_SOURCE = {"size": -1, "mtime_ns": -1}
 
 
-def append_source(out: Path, track_id: str, stamp: dict[str, int] | None) -> None:
-    """Remember the stamp of a finished track's source (one line, one write: whole or absent)."""
+def append_source(out: Path, track_id: str, stamp: dict[str, int] | None, settings: str | None = None) -> None:
+    """Remember the stamp of a finished track's source and the settings fingerprint it was made with (one line,
+    one write: whole or absent)."""
     if stamp is None:
         return
     path = out / STATE_DIR / SOURCES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"id": track_id, **stamp}) + "\n")
+        fh.write(json.dumps({"id": track_id, **stamp, **({"settings": settings} if settings else {})}) + "\n")
 
 
-def compact_sources(out: Path, sources: dict[str, dict[str, int]]) -> None:
+def compact_sources(out: Path, sources: dict[str, dict[str, Any]]) -> None:
     """Rewrite the sources index with one line per id (re-runs append; this keeps it the collection's size)."""
     write_atomic(out / STATE_DIR / SOURCES_FILE, "".join(json.dumps({"id": k, **v}) + "\n" for k, v in sources.items()))
 

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                            jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
                            retry_failed=args.retry_failed, overwrite=args.overwrite, flat=args.flat,
                            progress=progress_mode(args), threads=args.threads,
-                           command=" ".join(shlex.quote(a) for a in ["m2e", *sys.argv[1:]]))
+                           command=" ".join(shlex.quote(a) for a in ["m2e", *sys.argv[1:]]), quiet=args.quiet)
     except (BatchError, ValueError, PluginValidationError) as exc:  # the batch cannot start (ValueError includes
         print(f"m2e extract: {exc}", file=sys.stderr)  # AudioError: standard input that is a terminal or empty)
         return 2
