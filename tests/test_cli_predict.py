@@ -153,6 +153,21 @@ def test_console_entry_point_demo():
     assert o["file"] == "<demo>" and o["model"] == "lite" and o["duration"] == pytest.approx(20.0)
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(files):
+    """`m2e predict a b c | head -1` printed a BrokenPipeError traceback and exited 1 (\"some inputs failed\")."""
+    import subprocess
+    import sys
+
+    paths = [str(files[0])] * 4
+    proc = subprocess.Popen([sys.executable, "-m", "m2e_plugin", "predict", *paths], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does after its line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert json.loads(first)["model"] == "lite" and "Traceback" not in err and "BrokenPipe" not in err
+
+
 # ---- bad options: rejected up front (exit 2, no traceback, no model load) --------------------------------------
 @pytest.mark.parametrize("option, value, message", [
     ("--window", "0", "--window must be a number of seconds >= 0.01"),  # used to fall back silently to the model's 10 s window

@@ -109,6 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("m2e: terminated" if terminated else "m2e: interrupted", file=sys.stderr)
         return 128 + signal.SIGTERM if terminated else 130
+    except BrokenPipeError:
+        # The reader went away (`m2e predict *.mp3 | head -1`): stop quietly, with the status a shell gives a
+        # process that SIGPIPE ended. Later writes (the final flush) go nowhere instead of raising again.
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 128 + signal.SIGPIPE
     finally:
         warnings.showwarning = show_warning
         if previous is not None:
