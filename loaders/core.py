@@ -384,6 +384,8 @@ class EmotionDataset(core.Dataset):
         """
         from tqdm import tqdm
 
+        from m2e_plugin.progress import native_stderr_captured
+
         missing, invalid = {}, {}
         for track_id in tqdm(self.track_ids, disable=not verbose, desc=f"validate {self.name}", file=sys.stderr):
             path = self.track(track_id).audio_path
@@ -391,7 +393,12 @@ class EmotionDataset(core.Dataset):
                 missing[track_id] = [path]
                 continue
             lost: list = []
-            cause = check_audio_file(path, decode=decode, warnings=lost)
+            with native_stderr_captured() as noise:  # libmpg123's raw lines name no file: reported per track
+                cause = check_audio_file(path, decode=decode, warnings=lost)
+            if cause is None and noise.lines and not lost:
+                lost.append({"code": "decoder_messages", "start": None, "seconds_lost": None,
+                             "message": f"the decoder reported {len(noise.lines)} problem(s) (damaged frames are "
+                                        f"skipped); first: {noise.lines[0]}"})
             if cause is not None:
                 invalid[track_id] = [f"{path}: {cause}"]
             elif lost:

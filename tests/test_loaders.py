@@ -247,3 +247,26 @@ def test_impossible_standard_deviation_is_an_error(tmp_path):
     home = _music2emo_copy(tmp_path / "pmemo", "1,5.6,2.9,4.2,0.15\n")
     with pytest.raises(ValueError, match=r"'valence_std': a standard deviation of 2\.9 is 23\.2 in 1-9 units"):
         loaders.initialize("pmemo", data_home=str(home)).track_ids
+
+
+def test_what_a_decoder_writes_to_fd_2_is_reported_per_track(tmp_path, capfd, monkeypatch):
+    """`datasets validate --decode` printed libmpg123's raw lines, which name no file, between the progress."""
+    import m2e_plugin.loaders.core as core
+
+    home = build_home(tmp_path, "fourq")
+    noisy_path = str(home / AUDIO["fourq"][0])
+    real = core.check_audio_file
+
+    def check(path, **kw):
+        if os.fspath(path) == noisy_path:
+            os.write(2, b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length too large\n" * 2)
+        return real(path, **kw)
+
+    monkeypatch.setattr(core, "check_audio_file", check)
+    damaged: dict = {}
+    missing, invalid = loaders.initialize("fourq", data_home=str(home)).validate(verbose=False, decode=True,
+                                                                                damaged=damaged)
+    assert not missing and not invalid
+    assert "libmpg123" not in capfd.readouterr().err
+    (track_id, warnings), = damaged.items()
+    assert warnings[0]["code"] == "decoder_messages" and "reported 2 problem(s)" in warnings[0]["message"]
