@@ -138,6 +138,20 @@ def test_plot_paths_one_image_per_file():
     assert plot_paths([{"file": "a/x.mp3"}], "out/va.png") == ["out/va.png"]
     assert plot_paths([{"file": "a/x.mp3"}, {"file": "b/x.mp3"}, {"file": "<demo>"}], "va.png") == [
         "va-x.png", "va-x-2.png", "va-demo.png"]
+    # matplotlib adds .png to a name without one: the path reported must be the file written ("wrote va" was va.png)
+    assert plot_paths([{"file": "x.mp3"}], "va") == ["va.png"]
+    assert plot_paths([{"file": "-"}, {"file": "x.mp3"}], "y.png") == ["y-stdin.png", "y-x.png"]  # was y--.png
+
+
+def test_plot_into_an_existing_folder_writes_one_image_per_file_inside_it(tmp_path):
+    from m2e_plugin.cli.plot import plot_paths
+
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    assert plot_paths([{"file": "a/x.mp3"}], str(folder)) == [str(folder / "x.png")]  # was plots.png beside it
+    assert plot_paths([{"file": "x.mp3"}, {"file": "b/x.flac"}], str(folder)) == [str(folder / "x.png"),
+                                                                                   str(folder / "x-2.png")]
+    assert plot_paths([{"file": "x.mp3"}], str(tmp_path / "new") + "/") == [str(tmp_path / "new" / "x.png")]
 
 
 def test_extract_decoder_noise_and_position_in_a_log(corrupt_mp3, tmp_path, capfd, monkeypatch):

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         "(MTG-Jamendo), R² per dimension (DEAM, EmoMusic, PMEmo), quadrant accuracy / macro-F1 / valence and "
         "arousal ROC-AUC (4Q, all clips: note that lite was trained on the shared 4Q clips).",
     )
-    p.add_argument("--model", default="lite", help="lite (default) or music2emo")
+    p.add_argument("--model", default="lite", help="lite (default), music2emo or a plugin's model")
     p.add_argument("--dataset", required=True, help="deam, emomusic, pmemo, mtg_jamendo_moodtheme or fourq")
     add_data_home(p, required=True, help="the dataset's folder")
     p.add_argument("--split", default=None,

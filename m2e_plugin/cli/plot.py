@@ -49,16 +49,22 @@ def plot_problem(out_path: str) -> str | None:
 
 
 def plot_paths(results: list[dict], out_path: str) -> list[str]:
-    """Output file of each result: ``out_path`` for one, ``<stem>-<input name>.png`` (made unique) for several."""
-    if len(results) == 1:
-        return [out_path]
+    """Output file of each result: ``out_path`` for one, ``<stem>-<input name>.png`` (made unique) for several;
+    ``<folder>/<input name>.png`` when ``out_path`` is a folder. A path without an extension gets ``.png`` (the
+    name matplotlib writes, so the path reported is the file written)."""
+    folder = os.path.isdir(out_path) or out_path.endswith(os.sep)
     stem, ext = os.path.splitext(out_path)
+    ext = ".png" if folder or not ext else ext
+    if len(results) == 1 and not folder:
+        return [stem + ext]
     paths, seen = [], set()
     for r in results:
-        name = os.path.splitext(os.path.basename(str(r["file"])))[0].strip("<>") or "input"
-        candidate, n = f"{stem}-{name}{ext or '.png'}", 2
+        given = str(r["file"])
+        name = "stdin" if given == "-" else os.path.splitext(os.path.basename(given))[0].strip("<>") or "input"
+        base = os.path.join(out_path, name) if folder else f"{stem}-{name}"
+        candidate, n = base + ext, 2
         while candidate in seen:
-            candidate, n = f"{stem}-{name}-{n}{ext or '.png'}", n + 1
+            candidate, n = f"{base}-{n}{ext}", n + 1
         seen.add(candidate)
         paths.append(candidate)
     return paths
