@@ -331,7 +331,8 @@ class FileSource(Source):
         self.max_frames = None if max_seconds is None else int(max_seconds * self.sample_rate)
         self.block_seconds = float(block_seconds)
         # name: what the user gave (standard input "-" is read from a temporary copy)
-        self.description = f"file {name or self.path} ({meta.sample_rate} Hz, {'paced' if pace else 'no pace'})"
+        self.name = name or self.path
+        self.description = f"file {self.name} ({meta.sample_rate} Hz, {'paced' if pace else 'no pace'})"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -361,7 +362,7 @@ class FileSource(Source):
             yield from stream_audio(self.path, self.sample_rate, block_seconds=self.block_seconds, warnings=found)
             if first_pass:  # a looped file loses the same seconds each time: say it once
                 for warning in found:
-                    log.warning("input %s: %s", self.path, warning["message"])
+                    log.warning("input %s: %s", self.name, warning["message"])
                 self.warnings.extend(found)
                 first_pass = False
             if not self.loop:

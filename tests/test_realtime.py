@@ -736,3 +736,20 @@ def test_pending_windows_are_batched_when_the_model_is_busy(backends, wav, monke
     assert engine.updates == len(results) >= sum(calls[:-1])
     ends = [r.stream_time for r in results]
     assert ends == sorted(ends)  # oldest first, each window reported with its own end time
+
+
+def test_a_file_input_names_what_the_user_gave_in_its_warnings(wav, monkeypatch, caplog):
+    """Standard input is read from a temporary copy; its warnings named the copy (/tmp/m2e-input-...), not `-`."""
+    import m2e_plugin.realtime.capture as capture
+
+    def damaged(path, sr, *, block_seconds, warnings):
+        warnings.append({"code": "damaged", "start": 1.0, "seconds_lost": 0.5, "message": "undecodable data at 1.00 s"})
+        yield np.zeros(int(sr * block_seconds), dtype=np.float32)
+
+    monkeypatch.setattr(capture, "stream_audio", damaged)
+    source = FileSource(wav, pace=False, name="-")
+    with caplog.at_level("WARNING", logger="m2e.realtime"):
+        source.start()
+        assert wait_for(lambda: source.warnings)
+        source.stop()
+    assert "input -: undecodable data at 1.00 s" in caplog.text and str(wav) not in caplog.text

@@ -127,7 +127,8 @@ def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,
             done.add(track_id)
             manifest["done"] = sorted(done)
         except Exception as exc:  # batch work goes on past a bad file
-            manifest["failed"][track_id] = f"{path}: {exc}"
+            # an audio error names its file already ("x.mp3: not a readable audio file"); say the path once
+            manifest["failed"][track_id] = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
             bar.write(f"m2e features: {track_id}: {exc}")
         manifest_path.write_text(json.dumps(manifest, indent=1))
         bar.update(1, failed=track_id in manifest["failed"])
