@@ -110,8 +110,8 @@ class Sidecar:
             self.monitor.status = self.status
             self.monitor.start()
         self.output.start()
+        self.engine.start()  # first: a file read without pace is decoded into a new ring, which the features follow
         self.features.start()
-        self.engine.start()
         if self.control is not None:
             self.control.start()
         if not self.source.running:

@@ -398,11 +398,24 @@ def test_file_without_pace_analyses_every_window_and_sends_bundles(backends, wav
     assert wait_for(lambda: len(collector.bundles()) == 9)
     tags = [tt for tt, _ in collector.bundles()]
     assert all(b > a for a, b in zip(tags, tags[1:]))
+
     def status():
         return [m[1] for _, _, msgs in collector.packets for m in msgs if m[0] == "/m2e/status"]
 
     assert wait_for(lambda: status() and status()[-1][0] == "stopped")  # the final heartbeat
     assert status()[-1][2] == 9 and status()[-1][6] == "rt-feature"
+
+
+def test_fast_features_follow_a_file_read_without_pace(backends, wav, collector, monkeypatch):
+    """Without pace the file is decoded into a new ring at the model's rate; the fast features kept reading the
+    ring it replaced, so every bundle said -120 dB, tempo 0, and no beat was ever sent."""
+    monkeypatch.setattr(SlowBackend, "DELAY", 0.05)  # the model takes some time, as a real one does
+    sc = Sidecar(FileSource(wav, pace=False), ModelRunner("rt-slow"),
+                 [parse_destination(f"127.0.0.1:{collector.port}")], window=2.0, hop=0.5, rate=0)
+    assert sc.run(duration=60)["updates"] == 9
+    assert wait_for(lambda: len(collector.bundles()) == 9)
+    levels = [m["/m2e/level/rms_db"][0] for _, m in collector.bundles()]
+    assert max(levels) > -60.0, levels
 
 
 def test_short_input_gives_one_window(backends, tmp_path, collector):
