@@ -19,6 +19,9 @@ from m2e_plugin.realtime.engine import WindowResult
 from m2e_plugin.realtime.osc import EmotionState, OscOut
 from m2e_plugin.realtime.smoothing import ExponentialSmoother, MoodHysteresis, QuadrantHysteresis, make_smoother
 
+# Below this confidence the input says nothing about the quadrant (lite: quieter than -65 dBFS, silence 0).
+QUADRANT_HOLD_CONFIDENCE = 0.5
+
 log = logging.getLogger("m2e.realtime.output")
 
 
@@ -187,7 +190,14 @@ class Output:
             # silence (every mood decays to 0): no mood, not the last song's (or the first tag) for ever
             top = None
             self._hysteresis.reset()
-        q, changed = self._quadrant.update(normalise_va(v), normalise_va(a), now)
+        # Near silence (a model's confidence under QUADRANT_HOLD_CONFIDENCE: lite below -65 dBFS) the point glides
+        # toward silence's answer; the quadrant holds, so the gap between songs fires no quadrant event.
+        confidence = latest.result.get("confidence")
+        hold = isinstance(confidence, (int, float)) and confidence < QUADRANT_HOLD_CONFIDENCE
+        if hold:
+            q, changed = self._quadrant.hold(normalise_va(v), normalise_va(a))
+        else:
+            q, changed = self._quadrant.update(normalise_va(v), normalise_va(a), now)
         feats, beat = self._features() if self._features is not None else (None, False)
         order = np.argsort(-probs)
         moods = [] if top is None else [top] + [latest.tags[i] for i in order

@@ -159,7 +159,9 @@ class QuadrantHysteresis:
     new quadrant for ``dwell`` seconds before the quadrant changes.
 
     A value sitting on a boundary keeps the current quadrant; a diagonal move that crosses a third quadrant for
-    less than ``dwell`` seconds never shows it; two changes are always at least ``dwell`` seconds apart.
+    less than ``dwell`` seconds never shows it; two changes are always at least ``dwell`` seconds apart. The first
+    quadrant counts as a change (a quadrant event connects the first column at once), and :meth:`hold` keeps the
+    quadrant while the input says nothing (silence between songs must not fire an event).
 
     Parameters
     ----------
@@ -191,7 +193,7 @@ class QuadrantHysteresis:
         q = (1 if v_pos else 2) if a_pos else (4 if v_pos else 3)
         if cur is None:
             self.current = q
-            return q, False
+            return q, True
         if q == cur:
             self._candidate = None
             return cur, False
@@ -202,6 +204,14 @@ class QuadrantHysteresis:
             self.changes += 1
             return q, True
         return cur, False
+
+    def hold(self, valence01: float, arousal01: float) -> tuple[int, bool]:
+        """The quadrant stays as it is (and a pending change is forgotten); before any quadrant was settled, the
+        point's own quadrant is reported without being settled."""
+        self._candidate = None
+        if self.current is not None:
+            return self.current, False
+        return (1 if valence01 >= 0.5 else 2) if arousal01 >= 0.5 else (4 if valence01 >= 0.5 else 3), False
 
 
 class EdgeTrigger:

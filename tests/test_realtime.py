@@ -269,7 +269,9 @@ def test_a_mood_the_model_lacks_is_named_with_the_closest_tag(tmp_path):
 def test_quadrant_never_flaps_on_a_boundary_nor_shows_a_diagonal_passage():
     q = QuadrantHysteresis(margin=0.03, dwell=2.0)
     t = 0.0
-    q.update(0.7, 0.7, t)
+    assert q.hold(0.7, 0.3) == (4, False) and q.current is None  # reported, not settled
+    assert q.update(0.7, 0.7, t) == (1, True)  # the first quadrant is an event
+    assert q.hold(0.2, 0.2) == (1, False)
     changes = []
     rng = np.random.default_rng(0)
     for _ in range(600):  # 20 s at 30 Hz sitting on the valence boundary, +-0.02 noise
@@ -591,6 +593,40 @@ def test_moods_go_empty_in_silence_and_the_next_song_shows_its_own(collector):
         out.stop()
         osc.close()
     assert any(m.get("/m2e/moods") == [] for _, m in collector.bundles())  # an empty message goes out
+
+
+def test_the_first_quadrant_is_an_event_and_silence_between_songs_fires_none(collector):
+    """No quadrant event came for the first quadrant (a preset's first column never connected until the music
+    crossed an axis), and silence's answer (valence 5, arousal 1) fired a Q4 event in the gap between songs."""
+    from m2e_plugin.realtime.engine import WindowResult
+    from m2e_plugin.realtime.output import Output
+
+    tags = ("calm", "epic", "happy")
+
+    def result(valence, arousal, confidence):
+        return WindowResult(result={"valence": valence, "arousal": arousal, "confidence": confidence}, tags=tags,
+                            probs=np.zeros(3), stream_time=1.0, window_end_time=time.monotonic(),
+                            window_seconds=1.0, inference_ms=1.0, model="x")
+
+    osc = OscOut([parse_destination(f"127.0.0.1:{collector.port}")])
+    out = Output(osc, rate=50, smoothing="none", quadrant_dwell=0.3)
+    out.start()
+    try:
+        out.push(result(5.0, 1.0, 0.0))  # the show starts in silence: nothing to connect yet
+        assert wait_for(lambda: out.sent > 10)
+        out.push(result(3.0, 7.0, 1.0))  # a Q2 song
+        assert wait_for(lambda: out.state.quadrant == 2)
+        out.push(result(5.0, 1.0, 0.0))  # the song ends: silence, held well past the dwell
+        time.sleep(1.0)
+        assert out.state.quadrant == 2
+        out.push(result(7.0, 2.0, 1.0))  # a Q4 song
+        assert wait_for(lambda: out.state.quadrant == 4)
+        time.sleep(0.2)
+    finally:
+        out.stop()
+        osc.close()
+    events = [m["/m2e/event/quadrant"][0] for _, m in collector.bundles() if "/m2e/event/quadrant" in m]
+    assert events == [2, 4], events
 
 
 def test_destination_sends_to_ipv6_and_prefers_ipv4_for_names():
