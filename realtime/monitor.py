@@ -185,6 +185,9 @@ class MonitorServer:
         return json.dumps(fields, separators=(",", ":"), default=str).encode()
 
     def start(self) -> None:
+        """Serve (once; a second call does nothing: `m2e stream` serves while the model loads)."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="m2e-monitor", daemon=True)
         self._thread.start()

@@ -52,11 +52,16 @@ class Sidecar:
 
     def __init__(self, source: Source, runner: ModelRunner, destinations: list[Destination], *,
                  window: float, hop: float, control: ControlServer | None = None,
-                 monitor: MonitorServer | None = None, batch: int = 1, **output_options):
+                 monitor: MonitorServer | None = None, batch: int = 1, osc: OscOut | None = None,
+                 **output_options):
         self.source = source
         self.runner = runner
-        # A file without pace may wait for a busy destination, so every analysed window goes out; live never waits.
-        self.osc = OscOut(destinations, wait=0.0 if source.realtime else 1.0) if destinations else None
+        # ``osc``: the destinations' sender, when it already runs (the heartbeat went out while the model loaded).
+        self.osc = osc if osc is not None else OscOut(destinations) if destinations else None
+        if self.osc is not None:
+            # A file without pace may wait for a busy destination, so every analysed window goes out; live never
+            # waits.
+            self.osc.wait = 0.0 if source.realtime else 1.0
         self.monitor = monitor
         listeners = [self.monitor.publish] if self.monitor is not None else []
         self.features = FastFeatures(source)

@@ -128,10 +128,19 @@ def test_stream_shuts_down_cleanly_on_signals(music_wav, collector, sig):
     s.close()
 
 
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.parametrize("answers", [0, 3], ids=["hung-in-warm-up", "hung-mid-stream"])
 def test_a_hung_model_never_blocks_shutdown(music_wav, collector, answers):
+    monitor = _free_tcp_port()
     proc = m2e("stream", "--input", str(music_wav), "--loop", "--osc", f"127.0.0.1:{collector.port}",
-               "--model", "rt-hang", "--device", "cpu", "--window", "1", "--hop", "0.25",
+               "--model", "rt-hang", "--device", "cpu", "--window", "1", "--hop", "0.25", "--monitor", str(monitor),
                env={"M2E_TEST_HANG_AFTER": str(answers)})
     try:
         if answers:  # the model answered the warm-up and a window or two, then wedged
@@ -141,6 +150,13 @@ def test_a_hung_model_never_blocks_shutdown(music_wav, collector, answers):
             assert collector.bundles(), "no values before the model hung"
         else:
             time.sleep(3)  # stuck in the warm-up call
+            # While the model loads, the heartbeat and the monitor page say so (both were silent until it was ready).
+            status = [m[1] for _, _, msgs in collector.packets for m in msgs if m[0] == "/m2e/status"]
+            assert len(status) >= 2 and status[-1][0] == "warming up" and status[-1][6] == "rt-hang", status
+            import urllib.request
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/status", timeout=5) as page:
+                assert json.loads(page.read())["state"] == "warming up"
         time.sleep(1.0)
         assert proc.poll() is None
         t0 = time.monotonic()
@@ -152,9 +168,9 @@ def test_a_hung_model_never_blocks_shutdown(music_wav, collector, answers):
             proc.kill()
             proc.communicate()
     assert took < 2.5, f"SIGTERM took {took:.1f} s with a hung model"  # 2 s target plus process teardown
-    if answers:
-        summary = json.loads(out.strip().splitlines()[-1])
-        assert summary["stop_reason"] == "signal SIGTERM", err
+    assert proc.returncode == 143, err
+    summary = json.loads(out.strip().splitlines()[-1])  # also when stopped before the model was ready (was none)
+    assert summary["stop_reason"] == ("signal SIGTERM" if answers else "stopped while starting"), err
 
 
 def test_duration_and_profiles(music_wav, collector):

@@ -109,11 +109,16 @@ class _Stopping(Exception):
     """A signal arrived while the stream was still starting."""
 
 
-def _wait_thread(thread, stop, poll: float = 0.05) -> None:
-    """Join ``thread`` but give up when ``stop`` is set (the main thread must stay responsive to signals)."""
+def _wait_thread(thread, stop, poll: float = 0.05, every_second=None) -> None:
+    """Join ``thread`` but give up when ``stop`` is set (the main thread must stay responsive to signals); call
+    ``every_second`` once a second meanwhile, from the start."""
+    next_call = time.monotonic()
     while thread.is_alive():
         if stop.is_set():
             raise _Stopping
+        if every_second is not None and time.monotonic() >= next_call:
+            next_call += 1.0
+            every_second()
         thread.join(poll)
 
 
@@ -190,12 +195,19 @@ def run(args: argparse.Namespace) -> int:
         code = _run(args, log, fail, destinations, window, hop, stopping, holder)
     except _Stopping:
         log.info("stopped while starting")
+        # a script reading the summary gets one, even when the show was called off before the model was ready
+        print(json.dumps({"stop_reason": "stopped while starting", "model": args.model, "updates": 0}), flush=True)
         code = 0
     finally:
         finished.set()
         for s, handler in previous.items():
             signal.signal(s, handler)
     # Stopped by a signal: 130 (Ctrl-C) or 143 (SIGTERM), as every m2e command; the summary is out already.
+    return _signalled(code, holder)
+
+
+def _signalled(code: int, holder: dict) -> int:
+    """A run a signal stopped exits 128 + the signal (130 Ctrl-C, 143 SIGTERM) unless something failed."""
     return 128 + holder["signal"] if "signal" in holder and code == 0 else code
 
 
@@ -214,6 +226,8 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
     from m2e_plugin.realtime.control import ControlServer
     from m2e_plugin.realtime.engine import ModelRunner
     from m2e_plugin.realtime.monitor import MonitorServer
+    from m2e_plugin.realtime.osc import OscOut
+    from m2e_plugin.realtime.output import status_args
     from m2e_plugin.realtime.sidecar import Sidecar
 
     # 1. Ports: a busy one fails now, not after the model loaded.
@@ -247,10 +261,17 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
         except BaseException as exc:  # reported by the main thread
             loaded["error"] = exc
 
+    launched = time.monotonic()
     loader = threading.Thread(target=load, name="m2e-model-loader", daemon=True)
     loader.start()
     source = None
     spool = contextlib.ExitStack()  # stdin or a pipe given as --input: a temporary copy, removed at the end
+    # The monitor page and the heartbeat say "warming up" while the model loads (seconds; more for music2emo),
+    # instead of a page that does not answer and receivers that hear nothing.
+    if monitor is not None:
+        monitor.info = {"model": args.model, "source": ""}
+        monitor.start()
+    osc = OscOut(destinations)
     try:
         try:
             if args.input is not None:
@@ -268,7 +289,14 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             return fail(exc)
         if stopping.is_set():
             raise _Stopping
-        _wait_thread(loader, stopping)
+
+        def warming_up():
+            fields = {"state": "warming up", "uptime": time.monotonic() - launched, "updates": 0, "skipped": 0,
+                      "overflows": getattr(source, "overflows", 0), "model": args.model, "level_db": -120.0,
+                      "xruns": getattr(source, "xruns", 0), "input": getattr(source, "state", "live")}
+            osc.send_status(status_args(fields, 0.0))
+
+        _wait_thread(loader, stopping, every_second=warming_up)
         if "error" in loaded:
             return fail(f"cannot load model {args.model!r}: {loaded['error']}")
         runner, window = loaded["runner"], loaded["window"]
@@ -278,7 +306,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
                 log.warning("%s", problem)
         batch = args.batch or (4 if str(backend.device).startswith("cuda") else 1)
         try:
-            sidecar = Sidecar(source, runner, destinations, window=window, hop=hop, control=control,
+            sidecar = Sidecar(source, runner, destinations, osc=osc, window=window, hop=hop, control=control,
                               monitor=monitor, batch=batch, rate=args.rate, smoothing=args.smoothing,
                               amount=_smooth_amount(args), mood_tau=args.mood_tau, margin=args.margin,
                               dwell=args.dwell, top_k=args.top, threshold=args.threshold,
@@ -296,7 +324,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             log.info("control: OSC on %s:%d (/m2e/ctl/...)", control.host, control.port)
         if monitor is not None:
             log.info("monitor: %s", monitor.url)
-        servers = []  # the sidecar owns them now
+        servers, osc = [], None  # the sidecar owns them now
         source_owned = source
         source = None
         try:
@@ -319,12 +347,14 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
         if sidecar.engine.errors and not sidecar.engine.updates:
             log.error("the model failed on every window (%d): no values were sent", sidecar.engine.errors)
             code = 1
-        if sidecar.engine.abandoned:
-            _flush_and_exit(code)  # a model call never returned: do not let interpreter shutdown wait for it
+        if sidecar.engine.abandoned:  # a model call never returned: do not let interpreter shutdown wait for it
+            _flush_and_exit(_signalled(code, holder))
         return code
     finally:
         for server in servers:
             server.stop()
+        if osc is not None:
+            osc.close()
         if source is not None:
             source.stop()
             source.close()
