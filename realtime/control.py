@@ -5,7 +5,8 @@ Addresses (one argument where a value is needed; ints and floats are both accept
 ``/m2e/ctl/pause``, ``/m2e/ctl/resume``
     Stop / restart inference (OSC keeps flowing with the last values; the heartbeat says ``paused``).
 ``/m2e/ctl/window <seconds>``, ``/m2e/ctl/hop <seconds>``
-    Window length and hop, from the next window on.
+    Window length and hop, from the next window on (live and paced input; a file read without pace is analysed
+    in one pass with the windows it started with, so these are refused there).
 ``/m2e/ctl/model <name>``
     Load another model in the background and switch when it is ready.
 ``/m2e/ctl/threshold <0-1>``
@@ -107,6 +108,8 @@ class ControlServer:
         elif command in ("window", "hop"):
             _expect(args, 1, command)
             value = _number(args[0])
+            if sc.engine.file_mode:  # it said "window = 5 s" and went on with the windows it started with
+                raise ValueError(f"{command} cannot change with --no-pace (the file is analysed in one pass)")
             (sc.engine.set_window if command == "window" else sc.engine.set_hop)(value)
             log.info("control: %s = %g s", command, value)
         elif command == "threshold":

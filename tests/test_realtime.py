@@ -457,6 +457,20 @@ def test_failing_model_is_counted_and_the_stream_goes_on(backends, wav, collecto
     assert summary["model_errors"] == 5 and summary["updates"] == 4
 
 
+def test_window_and_hop_changes_are_refused_for_a_file_read_without_pace(backends, wav):
+    """The log said "control: window = 5 s" and the summary 5.0, while the one-pass analysis kept its windows."""
+    control = ControlServer(None, 0)
+    sc = Sidecar(FileSource(wav, pace=False), ModelRunner("rt-feature"), [], window=2.0, hop=0.5, control=control)
+    try:
+        for address in ("/m2e/ctl/window", "/m2e/ctl/hop"):
+            with pytest.raises(ValueError, match="cannot change with --no-pace"):
+                control.apply(address, [1.0])
+        assert (sc.engine.window, sc.engine.hop) == (2.0, 0.5)
+        control.apply("/m2e/ctl/threshold", [0.3])  # the rest still applies
+    finally:
+        sc.stop()
+
+
 def test_control_port_steers_the_stream_and_ignores_malformed_messages(backends, wav, collector):
     from pythonosc.udp_client import SimpleUDPClient
 
