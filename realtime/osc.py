@@ -93,7 +93,8 @@ class Destination:
 
     @property
     def label(self) -> str:
-        return f"{self.host}:{self.port}@{self.profile}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 as written on the command line
+        return f"{host}:{self.port}@{self.profile}"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"m2e-osc-{self.label}", daemon=True)
@@ -175,16 +176,21 @@ class Destination:
 
 
 def parse_destination(text: str, default_profile: str = "default") -> Destination:
-    """Parse ``host:port``, ``host:port@profile``, ``:port`` or ``port`` (host 127.0.0.1)."""
+    """Parse ``host:port``, ``host:port@profile``, ``:port`` or ``port`` (host 127.0.0.1), or a host alone
+    (``host``, ``host@profile``, ``[::1]``; the profile's port)."""
     spec, _, profile = str(text).strip().partition("@")
     profile = profile or default_profile
     try:
-        get_mapping(profile)
+        mapping = get_mapping(profile)
     except MappingError as exc:
         raise ValueError(f"OSC destination {text!r}: {exc}") from None
     host, sep, port_text = spec.rpartition(":")
     if not sep:
         host, port_text = "", spec
+    if (spec.startswith("[") and spec.endswith("]")) or (not sep and spec and not spec.isdigit()):
+        host, port_text = spec, str(mapping.port)  # a host alone: the profile's port, as with no --osc at all
+    elif not spec:
+        port_text = str(mapping.port)
     host = host.strip("[]") or "127.0.0.1"
     try:
         port = int(port_text)

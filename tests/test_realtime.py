@@ -129,6 +129,12 @@ def test_parse_destination():
     assert (d.host, d.port, d.profile) == ("10.0.0.2", 7000, "resolume")
     assert parse_destination("9001").host == "127.0.0.1"
     assert parse_destination("localhost:6448", "wekinator").profile == "wekinator"
+    # a host alone takes its profile's port (the README's preset table gives one; "10.0.0.5@resolume" was refused)
+    for text, expected in (("10.0.0.5@resolume", ("10.0.0.5", 7000)), ("localhost", ("localhost", 9000)),
+                           ("[::1]@wekinator", ("::1", 6448)), ("@max", ("127.0.0.1", 7400))):
+        d = parse_destination(text)
+        assert (d.host, d.port) == expected, text
+    assert parse_destination("[::1]:9000").label == "[::1]:9000@default"  # as written, not ::1:9000
     for bad in ("host:notaport", "host:70000", "host:9000@unknown"):
         with pytest.raises(ValueError, match="OSC destination"):
             parse_destination(bad)

@@ -59,8 +59,8 @@ def register(subparsers) -> None:
 
     out = p.add_argument_group("output")
     out.add_argument("--osc", action="append", default=[], metavar="HOST:PORT[@PROFILE]",
-                     help="OSC destination (host:port, [IPv6]:port); repeat for several (default: 127.0.0.1 on "
-                     "the profile's port)")
+                     help="OSC destination (host:port, [IPv6]:port, or a host alone on the profile's port); "
+                     "repeat for several (default: 127.0.0.1 on the profile's port)")
     out.add_argument("--profile", default="default", metavar="PROFILE",
                      help="mapping for destinations without @PROFILE: default, resolume, touchdesigner, wekinator, "
                      "max, or a .yaml/.toml mapping file (default: default)")
