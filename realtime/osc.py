@@ -84,6 +84,7 @@ class Destination:
         self.dropped = 0  # steps dropped because this destination's thread was behind (slow resolution)
         self.last_error = ""
         self._next_resolve = 0.0
+        self._resolve_error = ""
         self._next_log = 0.0
         self._queue: deque[list[bytes]] = deque()
         self._cond = threading.Condition()
@@ -149,8 +150,8 @@ class Destination:
         if self.address is not None:
             return True
         now = time.monotonic()
-        if now < self._next_resolve:
-            self._fail("host not resolved yet")
+        if now < self._next_resolve:  # between lookups: the step is lost for the same reason as the last one
+            self._fail(self._resolve_error or "host not resolved yet")
             return False
         self._next_resolve = now + self.RETRY_RESOLVE_S
         try:
@@ -159,7 +160,8 @@ class Destination:
             family, _, _, _, address = min(info, key=lambda entry: entry[0] != socket.AF_INET)
             sock = socket.socket(family, socket.SOCK_DGRAM)
         except OSError as exc:
-            self._fail(f"cannot resolve host: {exc}")
+            self._resolve_error = f"cannot resolve host: {exc}"
+            self._fail(self._resolve_error)
             return False
         sock.setblocking(False)  # a full send buffer drops a packet, never stalls the thread
         self._sock, self.address = sock, address

@@ -200,7 +200,7 @@ class Sidecar:
             "inference_ms_median": round(float(np.median(e.inference_ms)), 2) if e.inference_ms else None,
         }
         if self.osc is not None:
-            out["destinations"] = [{"destination": d.label, "sent": d.sent, "errors": d.errors,
+            out["destinations"] = [{"destination": d.label, "sent": d.sent, "errors": d.errors, "dropped": d.dropped,
                                     **({"last_error": d.last_error} if d.last_error else {})}
                                    for d in self.osc.destinations]
         if self.source.warnings:

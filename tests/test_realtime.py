@@ -343,6 +343,9 @@ def test_unreachable_destinations_never_stop_the_others(collector):
             time.sleep(0.005)
         assert wait_for(lambda: len(collector.bundles()) == 20)
         assert unresolvable.errors >= 1 and unresolvable.sent == 0 and live.sent == 20
+        # between lookups the cause stays the lookup's ("host not resolved yet" hid it)
+        assert wait_for(lambda: unresolvable.errors >= 20)
+        assert unresolvable.last_error.startswith("cannot resolve host"), unresolvable.last_error
     finally:
         out.close()
 
@@ -454,6 +457,7 @@ def test_slow_model_and_dead_destination_do_not_stop_the_stream(backends, wav, c
     assert all(0 <= m["/m2e/valence"][0] <= 1 and 0 <= m["/m2e/arousal"][0] <= 1 for _, m in bundles)
     dests = {d["destination"]: d for d in summary["destinations"]}
     assert dests[f"127.0.0.1:{dead}@default"]["sent"] == dests[f"127.0.0.1:{collector.port}@default"]["sent"]
+    assert all(d["dropped"] == 0 for d in dests.values())  # counted, and reported
 
 
 def test_failing_model_is_counted_and_the_stream_goes_on(backends, wav, collector):
