@@ -213,6 +213,9 @@ def test_bad_arguments_give_clear_errors(tmp_path):
     ("--mood-tau", "-1", "--mood-tau must be a number of seconds"),
     ("--monitor", "70000", "port 70000 is out of range 1-65535"),  # was an OverflowError traceback
     ("--control", "-1", "port -1 is out of range 1-65535"),
+    # a live input's options with a file were ignored without a word (the file was read at its own rate)
+    ("--samplerate", "8000", "--samplerate only apply to a live input"),
+    ("--blocksize", "512", "--blocksize only apply to a live input"),
 ])
 def test_option_values_are_checked_before_anything_starts(tmp_path, capsys, option, value, message):
     from m2e_plugin.cli.main import main
@@ -223,6 +226,13 @@ def test_option_values_are_checked_before_anything_starts(tmp_path, capsys, opti
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_loop_without_a_file_is_refused(capsys):
+    from m2e_plugin.cli.main import main
+
+    assert main(["stream", "--input-device", "system", "--loop", "--duration", "1"]) == 2
+    assert "--loop only applies to --input FILE" in capsys.readouterr().err
 
 
 def test_a_model_failing_on_every_window_is_said_and_fails_the_run(music_wav, collector):

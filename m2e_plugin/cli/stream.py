@@ -34,7 +34,7 @@ def register(subparsers) -> None:
                      help="audio input: index or (part of the) name, see `m2e devices` (default: system input)")
     src.add_argument("--samplerate", type=float, default=None, help="capture rate (default: the device's)")
     src.add_argument("--channels", type=int, default=None, help="channels to capture, mixed to mono (default: up to 2)")
-    src.add_argument("--blocksize", type=int, default=1024, help="frames per audio callback (default 1024)")
+    src.add_argument("--blocksize", type=int, default=None, help="frames per audio callback (default 1024)")
     src.add_argument("--no-pace", action="store_true",
                      help="with --input: read as fast as the model keeps up (no window is skipped)")
     src.add_argument("--loop", action="store_true", help="with --input: start again at the end of the file")
@@ -85,7 +85,8 @@ def register(subparsers) -> None:
     ctl.add_argument("--control-host", default="127.0.0.1", help="interface for --control (default 127.0.0.1)")
     ctl.add_argument("--monitor", type=_port, default=None, metavar="PORT",
                      help="serve a live monitor page on http://127.0.0.1:PORT/")
-    ctl.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    ctl.add_argument("--duration", type=float, default=None,
+                     help="stop after this many seconds of streaming (counted once the model is ready)")
     ctl.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     p.set_defaults(func=run)
 
@@ -145,6 +146,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--no-pace only applies to --input FILE")
         if args.input is not None and args.input_device is not None:
             raise ValueError("give either --input FILE or --input-device, not both")
+        if args.loop and args.input is None:  # they were ignored without a word
+            raise ValueError("--loop only applies to --input FILE")
+        given = [f"--{name}" for name in ("samplerate", "channels", "blocksize") if getattr(args, name) is not None]
+        if given and args.input is not None:
+            raise ValueError(f"{', '.join(given)} only apply to a live input (--input-device), not to --input FILE")
+        if args.blocksize is not None and args.blocksize < 1:
+            raise ValueError("--blocksize must be >= 1")
         window, hop = (LOW_LATENCY if args.latency == "low" else (None, NORMAL_HOP))
         window = args.window if args.window is not None else window
         hop = args.hop if args.hop is not None else hop
@@ -279,7 +287,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
                 source = FileSource(os.fspath(path), pace=not args.no_pace, loop=args.loop, name=args.input)
             else:
                 source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
-                                      blocksize=args.blocksize)
+                                      blocksize=args.blocksize if args.blocksize is not None else 1024)
             if source.realtime:
                 # Live or paced audio fills the ring while the model loads, so the first values come as soon as
                 # the model is ready (a replayed file stands for a live input: it plays from launch). A file read
