@@ -49,18 +49,24 @@ class Analysis:
 MIN_WINDOW_HOP_S = 0.01
 
 
-def check_window_hop(window: float, hop: float, *, max_seconds: float | None = None) -> tuple[float, float]:
-    """``(window, hop)`` as floats; ``ValueError`` unless both are finite, at least :data:`MIN_WINDOW_HOP_S` and at
-    most ``max_seconds``."""
-    window, hop = float(window), float(hop)
-    if not (math.isfinite(window) and math.isfinite(hop) and window > 0 and hop > 0):
-        raise ValueError(f"window and hop must be positive, got window={window:g}, hop={hop:g}")
-    if min(window, hop) < MIN_WINDOW_HOP_S:
-        raise ValueError(f"window and hop must be at least {MIN_WINDOW_HOP_S:g} seconds, got window={window:g}, "
-                         f"hop={hop:g}")
-    if max_seconds is not None and max(window, hop) > max_seconds:
-        raise ValueError(f"window and hop must be at most {max_seconds:g} seconds, got window={window:g}, hop={hop:g}")
-    return window, hop
+def check_window_hop(window: float | None, hop: float, *, max_seconds: float | None = None
+                     ) -> tuple[float | None, float]:
+    """``(window, hop)`` as floats; ``ValueError`` naming the offending one unless each is finite, at least
+    :data:`MIN_WINDOW_HOP_S` and at most ``max_seconds``. ``window=None`` (the model's own) checks the hop alone."""
+    checked = []
+    for name, value in (("window", window), ("hop", hop)):
+        if value is None and name == "window":
+            checked.append(None)
+            continue
+        value = float(value)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be positive, got {value:g}")
+        if value < MIN_WINDOW_HOP_S:
+            raise ValueError(f"{name} must be at least {MIN_WINDOW_HOP_S:g} seconds, got {value:g}")
+        if max_seconds is not None and value > max_seconds:
+            raise ValueError(f"{name} must be at most {max_seconds:g} seconds, got {value:g}")
+        checked.append(value)
+    return checked[0], checked[1]
 
 
 def window_settings(backend: EmotionBackend, window: float | None = None, hop: float | None = None

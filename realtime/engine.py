@@ -316,8 +316,9 @@ class Engine:
         now = time.monotonic()
         if now >= self._next_skip_log:  # throttled: a slow model skips windows all the time
             self._next_skip_log = now + 30.0
-            log.warning("model slower than the hop: %d windows skipped so far (last inference %.0f ms)",
-                        self.skipped, self.inference_ms[-1] if self.inference_ms else 0.0)
+            log.warning("model slower than the hop: %d window%s skipped so far (last inference %.0f ms)",
+                        self.skipped, "" if self.skipped == 1 else "s",
+                        self.inference_ms[-1] if self.inference_ms else 0.0)
 
     def _submit(self, audio, sr: int, end: int, ring) -> None:
         if audio is None:

@@ -205,6 +205,7 @@ def test_bad_arguments_give_clear_errors(tmp_path):
 @pytest.mark.parametrize("option, value, message", [
     ("--hop", "1e-6", "at least 0.01 seconds"),  # rounded to 0 samples: the scheduler died, the run "ended"
     ("--window", "nan", "must be positive"),
+    ("--hop", "0", "m2e stream: hop must be positive, got 0"),  # was "window and hop ... window=0" (none given)
     ("--window", "1e9", "at most 60 seconds"),  # was "cannot load model: Unable to allocate 58.2 TiB"
     ("--threshold", "5", "--threshold and --margin must be in [0, 1]"),
     ("--rate", "nan", "--rate must be a number >= 0"),

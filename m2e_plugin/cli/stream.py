@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         window, hop = (LOW_LATENCY if args.latency == "low" else (None, NORMAL_HOP))
         window = args.window if args.window is not None else window
         hop = args.hop if args.hop is not None else hop
-        check_window_hop(hop if window is None else window, hop, max_seconds=MAX_WINDOW_S)
+        check_window_hop(window, hop, max_seconds=MAX_WINDOW_S)
         # "not x >= 0" rather than "x < 0": NaN is rejected too
         if not args.rate >= 0 or args.rate == math.inf:
             raise ValueError("--rate must be a number >= 0 (0: only fresh values)")
