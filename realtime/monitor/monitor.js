@@ -4,10 +4,10 @@
 (function () {
   const SIZE = 420, PAD = 10, SPAN = SIZE - 2 * PAD, TRAIL = 80;
   const STATES = { "running": "live", "warming up": "warming up", "paused": "paused", "no input": "no input",
-                   "stopped": "stopped" };
+                   "model error": "model error", "stopped": "stopped" };
   const $ = (id) => document.getElementById(id);
   const trail = [];
-  let updates = 0, lastEvent = 0;
+  let updates = 0, lastEvent = 0, modelUpdates = 0;  // output steps drawn; windows the model answered
 
   // 0-1 -> SVG coordinates (arousal grows upwards).
   const x = (v) => PAD + Math.min(1, Math.max(0, v)) * SPAN;
@@ -52,7 +52,7 @@
       $("tempo").textContent = f.tempo ? f.tempo.toFixed(0) + " BPM" : "\u2013";
     }
     $("status").textContent = `${s.model} \u00b7 t=${s.stream_time.toFixed(1)} s \u00b7 latency ` +
-      `${s.latency_ms.toFixed(0)} ms \u00b7 ${updates} updates`;
+      `${s.latency_ms.toFixed(0)} ms \u00b7 ${modelUpdates} model updates \u00b7 ${updates} steps`;
     document.body.dataset.updates = String(updates);
   }
 
@@ -61,6 +61,7 @@
     $("overflows").textContent = String(st.overflows);
     $("xruns").textContent = String(st.xruns);
     $("skipped").textContent = String(st.skipped);
+    modelUpdates = st.updates;
     if (st.source) $("source").textContent = st.source;
   }
 
