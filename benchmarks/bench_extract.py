@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from paths import shared_data  # benchmarks/paths.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def run_one(list_file: str, extractor: str, device: str, jobs: int, threads: int
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    shared = Path(os.environ.get("M2E_SHARED_DATA", REPO.parent / "shared" / "data"))
+    shared = shared_data()
     ap.add_argument("--data", type=Path, default=shared / "4q-dev",
                     help="folder with Q1..Q4/*.mp3 (default ../shared/data/4q-dev)")
     ap.add_argument("--n", type=int, default=24, help="number of clips (default 24)")

@@ -26,7 +26,6 @@ Needs fluidsynth and a General MIDI soundfont (Debian: ``fluidsynth timgm6mb-sou
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from m2e_plugin.audio import load_audio
 from m2e_plugin.harmony import estimate_key, key_from_chords, recognize_chords
 from m2e_plugin.harmony.evaluation import chord_totals
 from m2e_plugin.harmony.vocabulary import PITCH_CLASSES, QUALITY_INTERVALS, chord_pitch_classes, split_label
+from paths import shared_data  # benchmarks/paths.py
 
 SR = 22050
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2",
@@ -179,7 +179,7 @@ def bench_vgmidi(k: int, renderings: list[str]):
     from m2e_plugin.harmony.renderings import rendering
     from m2e_plugin.harmony.vgmidi_eval import vgmidi_files, vgmidi_pieces
 
-    shared = Path(os.environ.get("M2E_SHARED_DATA", ROOT_PATH.parent / "shared" / "data"))
+    shared = shared_data()
     if not vgmidi_files(shared / "vgmidi", k):
         print("\nVGMIDI: skipped (../shared/data/vgmidi not found)")
         return

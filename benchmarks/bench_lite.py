@@ -18,13 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from paths import shared_data  # benchmarks/paths.py
 
 
 def _default_clip(tmp: str) -> str:
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "4q-dev"
+    shared = shared_data() / "4q-dev"
     clips = sorted(shared.glob("Q*/*.mp3")) if shared.is_dir() else []
     if clips:
         return str(clips[0])

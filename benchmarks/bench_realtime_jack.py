@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from paths import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_S = 30.0
 
@@ -77,11 +79,6 @@ done.wait()
 print(json.dumps({"overflows": overflows[0], "callbacks": callbacks[0], "frames": n[0]}), flush=True)
 import os; os._exit(0)
 """
-
-
-def shared_data() -> Path:
-    env = os.environ.get("M2E_SHARED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
 def playlist(n_pairs: int, out: Path) -> None:

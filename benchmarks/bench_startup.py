@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from paths import shared_data  # benchmarks/paths.py
+
 HERE = Path(__file__).resolve().parent
 M2E = [sys.executable, "-m", "m2e_plugin"]
 
@@ -59,7 +61,7 @@ def _run(cmd: list[str]) -> tuple[float, float]:
 def _clip(arg: str | None, tmp: Path) -> str:
     if arg:
         return arg
-    shared = Path(os.environ.get("M2E_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
+    shared = shared_data()
     found = sorted((shared / "4q-dev").glob("Q*/*.mp3"))
     if found:
         return str(found[0])

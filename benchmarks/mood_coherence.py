@@ -8,8 +8,8 @@ axis (``labels.MOOD_SIDES``) is the less probable one. This script measures what
 true quadrants: the quadrant probabilities are the product's cross-validation (``training.lite.out_of_fold``: lite's
 config, its artist-grouped folds, the temperature fitted on the pooled out-of-fold logits), so no clip is scored by
 a head that saw it; the moods are the shipped tagger's on the whole clip (a 4Q clip is one 30 s block), cached in
-``~/.cache/m2e/features/lite-moods/fourq``. A mood *contradicts* a clip when it sits on the other side of an axis
-than the clip's true quadrant (e.g. "happy" on a Q2/Q3 clip, "calm" on a Q1/Q2 clip); side-less tags (film, epic,
+``$M2E_CACHE/features/lite-moods/fourq/<digest>`` (the digest of the tagger, its calibration and the level
+module). A mood *contradicts* a clip when it sits on the other side of an axis than the clip's true quadrant (e.g. "happy" on a Q2/Q3 clip, "calm" on a Q1/Q2 clip); side-less tags (film, epic,
 ...) never do. Rows: the tagger alone, then ``cohere_moods`` with the side probability at which a mood keeps its
 full weight (the product: 0.5), then other values to show the choice.
 """
@@ -24,16 +24,32 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-MOOD_CACHE = Path.home() / ".cache" / "m2e" / "features" / "lite-moods" / "fourq"
 
 
-def clip_moods(data_home: Path, track_ids: list[str], cache: Path = MOOD_CACHE) -> np.ndarray:
+def mood_cache() -> Path:
+    """Where the clips' moods are cached: under ``$M2E_CACHE``, in a folder named after what the moods depend on
+    (the tagger's weights and card, with its calibration, and the level module), so that a new tagger or
+    calibration never reuses the old moods (the table of lite 2.2 was first printed from lite 2.1's)."""
+    import hashlib
+
+    from m2e_plugin.backbones import level, moodtheme
+    from m2e_plugin.cache import cache_root
+
+    digest = hashlib.sha256()
+    for path in (moodtheme.WEIGHTS_DIR / moodtheme.WEIGHTS_NAME, moodtheme.WEIGHTS_DIR / moodtheme.CARD_NAME,
+                 Path(level.__file__), Path(moodtheme.__file__)):
+        digest.update(path.read_bytes())
+    return cache_root() / "features" / "lite-moods" / "fourq" / digest.hexdigest()[:16]
+
+
+def clip_moods(data_home: Path, track_ids: list[str], cache: Path | None = None) -> np.ndarray:
     """(clips, 56) calibrated tagger probabilities of each whole clip (cached per clip)."""
     from m2e_plugin import loaders
     from m2e_plugin.audio import load_audio, to_mono
     from m2e_plugin.backbones.moodtheme import MoodTagger
     from m2e_plugin.progress import native_stderr_captured
 
+    cache = cache or mood_cache()
     cache.mkdir(parents=True, exist_ok=True)
     dataset = loaders.initialize("fourq", data_home=str(data_home))
     tagger = None

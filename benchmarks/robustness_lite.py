@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from paths import shared_data  # benchmarks/paths.py
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = shared_data()
 
 
 def _holdout_head(tmp: str, n: int):

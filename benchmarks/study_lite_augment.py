@@ -50,9 +50,10 @@ from m2e_plugin.training.lite import FourQFeatures, member_configs  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling study's table row
 from study_lite_features import table_row  # noqa: E402
+from paths import cache_dir  # benchmarks/paths.py
 
-DEFAULT_OUT = Path.home() / ".cache" / "m2e" / "features" / "lite-augment" / "fourq"
-DEFAULT_LITE_CACHE = Path.home() / ".cache" / "m2e" / "features" / "lite" / "fourq"
+DEFAULT_OUT = cache_dir("features", "lite-augment", "fourq")
+DEFAULT_LITE_CACHE = cache_dir("features", "lite", "fourq")
 AUGMENT_VERSION = "lite-augment-1-{kind}"  # kind: speed or pitch
 AUG_KEYS = {"msd_penultimate": "penultimate", "mtt_pooled": "mtt_pooled"}
 

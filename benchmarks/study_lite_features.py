@@ -43,9 +43,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from paths import cache_dir  # benchmarks/paths.py
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-DEFAULT_OUT = Path.home() / ".cache" / "m2e" / "features" / "lite-study" / "fourq"
+DEFAULT_OUT = cache_dir("features", "lite-study", "fourq")
 # name -> [(feature sets, C), ...]: one member = one regression, several = an ensemble
 CONFIGS = {
     "msd_pen (the shipped representation)": [(("msd_pen",), 0.03)],

@@ -79,8 +79,9 @@ from m2e_plugin.training.lite import FourQFeatures  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling study's table row
 from study_lite_features import table_row  # noqa: E402
+from paths import cache_dir  # benchmarks/paths.py
 
-DEFAULT_OUT = Path.home() / ".cache" / "m2e" / "features" / "lite-finetune" / "fourq"
+DEFAULT_OUT = cache_dir("features", "lite-finetune", "fourq")
 FINETUNE_VERSION = "lite-finetune-1-musicnn-msd-mtt-front"
 FRONT_CHANNELS = 561  # the front end's five branches after the max over frequency (204 + 204 + 3 x 51)
 

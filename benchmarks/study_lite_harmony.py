@@ -30,10 +30,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from paths import cache_dir  # benchmarks/paths.py
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling study's table format
-DEFAULT_OUT = Path.home() / ".cache" / "m2e" / "features" / "lite-harmony" / "fourq"
+DEFAULT_OUT = cache_dir("features", "lite-harmony", "fourq")
 # name -> [(feature kinds, C), ...]: one member = one regression on the concatenated kinds; several = an ensemble
 CONFIGS = {
     "harmony alone (C 0.03)": [(("harmony",), 0.03)],

@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from paths import shared_data  # benchmarks/paths.py
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -149,7 +150,7 @@ def main() -> int:
         from m2e_plugin.harmony.evaluation import DEFAULT_CACHE
         from m2e_plugin.harmony.vgmidi_eval import vgmidi_pieces
 
-        shared = Path(os.environ.get("M2E_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+        shared = shared_data()
         for r in chosen:
             t1 = time.time()
             vgmidi[r.name] = [{**p, **features(p)} for p in vgmidi_pieces(shared / "vgmidi", args.vgmidi, r,

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from paths import shared_data  # benchmarks/paths.py
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -280,7 +281,7 @@ def main() -> int:
         from m2e_plugin.harmony.evaluation import DEFAULT_CACHE
         from m2e_plugin.harmony.vgmidi_eval import vgmidi_pieces
 
-        shared = Path(os.environ.get("M2E_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+        shared = shared_data()
         cands = cue_candidates()
         corpus = {n: cue_scores(data[n], cands) for n in names}
         vgmidi = {}
