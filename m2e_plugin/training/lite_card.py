@@ -32,6 +32,17 @@ def _musicnn_source(checkpoint: str, dataset: str) -> dict:
             "converter": meta.get("converter")}
 
 
+def _trainer_text(members: dict[str, dict]) -> str:
+    """How each member was trained, as its config says (fixed epochs, or early stopping)."""
+    ways = []
+    for kind, member in members.items():
+        fixed = member.get("fixed_epochs")
+        ways.append(f"{kind}: {fixed} epochs in every CV fold and in the final fit on all clips (no early stopping)"
+                    if fixed else f"{kind}: early stopping per CV fold; final fit on all clips for the median best "
+                                  "epoch count")
+    return "m2e_plugin.training.trainer.Trainer, one run per member (Adam; " + "; ".join(ways) + ")"
+
+
 def model_card(config: dict, data, metrics: dict | None, epochs: dict, command: str | None) -> dict:
     from m2e_plugin import __version__
     from m2e_plugin.backbones import level, moodtheme
@@ -98,9 +109,8 @@ def model_card(config: dict, data, metrics: dict | None, epochs: dict, command: 
         },
         "training": {"config": config, "final_epochs": epochs, "command": command,
                      "rebuild": ["m2e features --model lite --dataset fourq --data-home <4Q folder>",
-                                 "m2e train --model lite --data-home <4Q folder> --out <weights>.safetensors"],
-                     "trainer": "m2e_plugin.training.trainer.Trainer, one run per member (Adam, early stopping per "
-                                "CV fold; final fit on all clips for the member's median best epoch count)"},
+                                 "m2e train --model lite --data-home <4Q folder> -o <weights>.safetensors"],
+                     "trainer": _trainer_text(member_configs(config))},
         "metrics": ({"cross_validation": metrics,
                      "protocol": f"{config['folds']}-fold CV, stratified by quadrant, grouped by artist, seed "
                                  f"{config['seed']}; pooled out-of-fold predictions of whole 30 s clips (the "
