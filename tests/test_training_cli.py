@@ -70,6 +70,11 @@ def test_evaluate_errors_name_the_cause(tmp_path, capsys):
                  "--progress", "never"]) == 2
     err = capsys.readouterr().err
     assert "0 tracks could be predicted" in err and "first: " in err and "MEMD_audio" in err
+    # the faithful model's inputs reach the model (evaluate had no --mert/--chords/--chord-model: the paper's table
+    # could get BTC chords only through environment variables)
+    assert main(["evaluate", "--dataset", "fourq", "--data-home", str(fourq), "--mert", "some/mert",
+                 "--progress", "never"]) == 2
+    assert "model 'lite' takes no mert option" in capsys.readouterr().err
 
 
 def test_evaluate_undefined_metric_is_null(tmp_path, capsys):

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from m2e_plugin.cli.options import (add_data_home, add_device, add_format, add_progress, checkpoint_option,
-                                    data_home_for, progress_mode)
+from m2e_plugin.cli.options import (add_data_home, add_device, add_format, add_model_files, add_progress,
+                                    data_home_for, model_file_options, progress_mode)
 
 
 def register(subparsers) -> None:
@@ -25,8 +25,7 @@ def register(subparsers) -> None:
                    help="train, validation, test (default) or all (the default for 4Q, which has no official split)")
     p.add_argument("--limit", type=int, default=None, help="only the first N tracks")
     add_device(p)
-    p.add_argument("--checkpoint", default=None,
-                   help="another checkpoint for the model's head (lite: .safetensors with its card beside it)")
+    add_model_files(p, key_input=True)
     add_format(p, help="json (default) or table (the paper's markdown table)")
     add_progress(p)
     p.set_defaults(func=run)
@@ -35,7 +34,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from m2e_plugin.training.evaluate import evaluate_model, format_table
 
-    options = checkpoint_option(args.model, args.checkpoint)
+    options = model_file_options(args, args.model)
     try:
         home = data_home_for(args.data_home, args.dataset)
         result = evaluate_model(args.model, args.dataset, home, args.split, limit=args.limit,

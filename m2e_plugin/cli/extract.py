@@ -13,8 +13,9 @@ import json
 import shlex
 import sys
 
-from m2e_plugin.cli.options import (add_data_home, add_device, add_format, add_output, add_progress,
-                                    checkpoint_option, data_home_for, progress_mode, window_hop_problem)
+from m2e_plugin.cli.options import (add_data_home, add_device, add_format, add_model_files, add_output,
+                                    add_progress, data_home_for, model_file_options, progress_mode,
+                                    window_hop_problem)
 
 
 def register(subparsers) -> None:
@@ -47,13 +48,7 @@ def register(subparsers) -> None:
     p.add_argument("--window", type=float, default=None, help="statistics window in seconds (model default)")
     p.add_argument("--hop", type=float, default=None, help="statistics hop in seconds (model default)")
     p.add_argument("--frames", action="store_true", help="also write the per-window series")
-    p.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
-                   help="music2emo: chord recogniser, as in predict (auto = BTC when its weights are available)")
-    p.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory, as in predict")
-    p.add_argument("--checkpoint", default=None,
-                   help="another checkpoint for the model's head, as in predict (music2emo: .ckpt / .safetensors; "
-                   "lite: .safetensors with its card beside it)")
-    p.add_argument("--chord-model", default=None, help="music2emo: BTC chord model (.pt), as in predict")
+    add_model_files(p)
     p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra extractor option (value parsed as JSON when it can be), repeatable")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default 1 when jobs > 1)")
@@ -66,11 +61,11 @@ def register(subparsers) -> None:
 def extractor_options(args: argparse.Namespace) -> dict:
     """Options for the extractor class: only those the user gave, so plugins need not accept the built-ins'."""
     options = {}
-    for name in ("device", "threshold", "window", "hop", "chords", "mert", "chord_model"):
+    for name in ("device", "threshold", "window", "hop"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value
-    options.update(checkpoint_option(args.extractor, args.checkpoint))
+    options.update(model_file_options(args, args.extractor))
     if args.frames:
         options["frames"] = True
     for item in args.option:

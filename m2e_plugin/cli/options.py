@@ -112,6 +112,33 @@ def data_home_for(values, dataset: str | None) -> str | None:
     return homes.get(dataset)
 
 
+def add_model_files(parser, *, key_input: bool = False) -> None:
+    """``--checkpoint`` and the faithful model's inputs (``--mert``, ``--chord-model``, ``--chords``; with
+    ``key_input`` also ``--key-input``), spelt and explained the same in every subcommand that builds a model."""
+    parser.add_argument("--checkpoint", default=None,
+                        help="another checkpoint for the model's head (music2emo: .ckpt / .safetensors; lite: "
+                        ".safetensors with its card beside it)")
+    parser.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
+    parser.add_argument("--chord-model", default=None, help="music2emo: BTC chord model (.pt)")
+    parser.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
+                        help="music2emo: chord recogniser (auto = BTC when its weights are available, else offline "
+                        "with a warning in the output; btc = BTC or exit 2)")
+    if key_input:
+        parser.add_argument("--key-input", choices=("estimated", "major"), default=None,
+                            help="music2emo: key-mode token fed to the head (major = the reference script's "
+                            "constant 0)")
+
+
+def model_file_options(args, model: str) -> dict[str, str]:
+    """The backend keywords for what :func:`add_model_files` registered, only those given (a plugin need not
+    take the built-ins' options)."""
+    options = {key: getattr(args, name) for key, name in (("mert", "mert"), ("chord_model", "chord_model"),
+                                                           ("chords", "chords"), ("key_input", "key_input"))
+               if getattr(args, name, None) is not None}
+    options.update(checkpoint_option(model, args.checkpoint))
+    return options
+
+
 def checkpoint_option(model: str, checkpoint: str | None) -> dict[str, str]:
     """The backend keyword for ``--checkpoint``: ``lite`` calls its weights file ``weights``, others ``checkpoint``."""
     if not checkpoint:

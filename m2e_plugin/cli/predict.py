@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from m2e_plugin.cli.options import (add_device, add_format, add_progress, checkpoint_option, progress_mode,
-                                    window_hop_problem)
+from m2e_plugin.cli.options import (add_device, add_format, add_model_files, add_progress, model_file_options,
+                                    progress_mode, window_hop_problem)
 
 
 def register(subparsers) -> None:
@@ -32,16 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--plot", metavar="OUT.png", default=None,
                    help="write a PNG per file: valence/arousal over time, the quadrant plane, top moods (OUT.png "
                         "for one file, OUT-<name>.png for several; needs matplotlib; implies --timeline)")
-    p.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
-    p.add_argument("--checkpoint", default=None,
-                   help="another checkpoint for the model's head (music2emo: .ckpt / .safetensors; lite: .safetensors "
-                        "with its card beside it)")
-    p.add_argument("--chord-model", default=None, help="music2emo: BTC chord model (.pt)")
-    p.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
-                   help="music2emo: chord recogniser (auto = BTC when its weights are available, else offline "
-                   "with a warning in the output; btc = BTC or exit 2)")
-    p.add_argument("--key-input", choices=("estimated", "major"), default=None,
-                   help="music2emo: key-mode token fed to the head (major = the reference script's constant 0)")
+    add_model_files(p, key_input=True)
     p.set_defaults(func=run)
 
 
@@ -60,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from m2e_plugin.predictor import Music2emo
     from m2e_plugin.progress import Progress
 
-    options = {k: v for k, v in (("mert", args.mert), ("chord_model", args.chord_model), ("chords", args.chords),
-                                 ("key_input", args.key_input)) if v is not None}
-    options.update(checkpoint_option(args.model, args.checkpoint))
+    options = model_file_options(args, args.model)
     try:
         model = Music2emo(model=args.model, device=args.device, threshold=args.threshold, **options)
     except Exception as exc:  # model cannot be built: nothing to do for any file

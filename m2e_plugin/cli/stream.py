@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from m2e_plugin.cli.options import add_device, checkpoint_option
+from m2e_plugin.cli.options import add_device, add_model_files, model_file_options
 
 
 def register(subparsers) -> None:
@@ -51,11 +51,7 @@ def register(subparsers) -> None:
     mod.add_argument("--hop", type=float, default=None, help="seconds between analyses (default: set by --latency)")
     mod.add_argument("--batch", type=int, default=None,
                      help="windows analysed together when the model falls behind (default: 4 on a GPU, 1 on a CPU)")
-    mod.add_argument("--mert", default=None, help="music2emo: MERT hub id or local directory")
-    mod.add_argument("--checkpoint", default=None, help="music2emo: head checkpoint")
-    mod.add_argument("--chord-model", default=None, help="music2emo: BTC chord model")
-    mod.add_argument("--chords", choices=("auto", "btc", "offline"), default=None,
-                     help="music2emo: chord recogniser, as in predict (auto = BTC when its weights are available)")
+    add_model_files(mod)
 
     out = p.add_argument_group("output")
     out.add_argument("--osc", action="append", default=[], metavar="HOST:PORT[@PROFILE]",
@@ -253,9 +249,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
     monitor = next((x for x in servers if isinstance(x, MonitorServer)), None)
 
     # 2. The model loads (and warms up) on a thread while the input opens.
-    options = {k: v for k, v in (("mert", args.mert), ("chord_model", args.chord_model), ("chords", args.chords))
-               if v is not None}
-    options.update(checkpoint_option(args.model, args.checkpoint))
+    options = model_file_options(args, args.model)
     loaded: dict = {}
 
     def load():
