@@ -59,8 +59,9 @@ def test_front_end_matches_librosa(reference):
 def test_network_matches_tensorflow(reference, exact):
     model = M.load_musicnn(exact=exact)
     taggram, penultimate, _ = M.embed_patches(model, torch.from_numpy(reference["mel"]))
-    np.testing.assert_allclose(taggram, reference["taggram"], atol=5e-6)
-    np.testing.assert_allclose(penultimate, reference["penultimate"], atol=5e-5)
+    # The README quotes 4.2e-7 and 4.4e-6 (measured); the bounds leave about 2x for other BLAS builds.
+    np.testing.assert_allclose(taggram, reference["taggram"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(penultimate, reference["penultimate"], rtol=0, atol=1e-5)
     # The check has teeth: the taggram differs between the two patches by far more than the tolerance.
     assert np.abs(reference["taggram"][0] - reference["taggram"][1]).max() > 1e-2
 
