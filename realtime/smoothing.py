@@ -154,6 +154,11 @@ class MoodHysteresis:
         return self.tags[self.current]
 
 
+def _quadrant(positive: bool, active: bool) -> int:
+    """Russell quadrant 1-4 of the valence and arousal sides."""
+    return (1 if positive else 2) if active else (4 if positive else 3)
+
+
 class QuadrantHysteresis:
     """A Russell quadrant that never flaps: the point must be ``margin`` past an axis (0-1 scale) and stay in the
     new quadrant for ``dwell`` seconds before the quadrant changes.
@@ -189,8 +194,7 @@ class QuadrantHysteresis:
         cur = self.current
         pv = None if cur is None else cur in (1, 4)
         pa = None if cur is None else cur in (1, 2)
-        v_pos, a_pos = self._side(valence01, pv), self._side(arousal01, pa)
-        q = (1 if v_pos else 2) if a_pos else (4 if v_pos else 3)
+        q = _quadrant(self._side(valence01, pv), self._side(arousal01, pa))
         if cur is None:
             self.current = q
             return q, True
@@ -211,7 +215,7 @@ class QuadrantHysteresis:
         self._candidate = None
         if self.current is not None:
             return self.current, False
-        return (1 if valence01 >= 0.5 else 2) if arousal01 >= 0.5 else (4 if valence01 >= 0.5 else 3), False
+        return _quadrant(valence01 >= 0.5, arousal01 >= 0.5), False
 
 
 class EdgeTrigger:

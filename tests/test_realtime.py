@@ -812,7 +812,7 @@ def test_pending_windows_are_batched_when_the_model_is_busy(backends, wav, monke
 
 
 def test_a_file_input_names_what_the_user_gave_in_its_warnings(wav, monkeypatch, caplog):
-    """Standard input is read from a temporary copy; its warnings named the copy (/tmp/m2e-input-...), not `-`."""
+    """Standard input is read from a temporary copy; its warnings named the copy's temporary file, not `-`."""
     import m2e_plugin.realtime.capture as capture
 
     def damaged(path, sr, *, block_seconds, warnings):
