@@ -270,8 +270,14 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
     spool = contextlib.ExitStack()  # stdin or a pipe given as --input: a temporary copy, removed at the end
     # The monitor page and the heartbeat say "warming up" while the model loads (seconds; more for music2emo),
     # instead of a page that does not answer and receivers that hear nothing.
+    def warming_up() -> dict:  # the heartbeat's fields until the sidecar reports its own
+        return {"state": "warming up", "uptime": time.monotonic() - launched, "updates": 0, "skipped": 0,
+                "overflows": getattr(source, "overflows", 0), "model": args.model, "level_db": -120.0,
+                "xruns": getattr(source, "xruns", 0), "input": getattr(source, "state", "live")}
+
     if monitor is not None:
         monitor.info = {"model": args.model, "source": ""}
+        monitor.status = warming_up
         monitor.start()
     osc = OscOut(destinations)
     try:
@@ -281,7 +287,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
                 source = FileSource(os.fspath(path), pace=not args.no_pace, loop=args.loop, name=args.input)
             else:
                 source = DeviceSource(args.input_device, samplerate=args.samplerate, channels=args.channels,
-                                      blocksize=args.blocksize if args.blocksize is not None else 1024)
+                                      **({"blocksize": args.blocksize} if args.blocksize is not None else {}))
             if source.realtime:
                 # Live or paced audio fills the ring while the model loads, so the first values come as soon as
                 # the model is ready (a replayed file stands for a live input: it plays from launch). A file read
@@ -291,14 +297,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             return fail(exc)
         if stopping.is_set():
             raise _Stopping
-
-        def warming_up():
-            fields = {"state": "warming up", "uptime": time.monotonic() - launched, "updates": 0, "skipped": 0,
-                      "overflows": getattr(source, "overflows", 0), "model": args.model, "level_db": -120.0,
-                      "xruns": getattr(source, "xruns", 0), "input": getattr(source, "state", "live")}
-            osc.send_status(status_args(fields, 0.0))
-
-        _wait_thread(loader, stopping, every_second=warming_up)
+        _wait_thread(loader, stopping, every_second=lambda: osc.send_status(status_args(warming_up(), 0.0)))
         if "error" in loaded:
             return fail(f"cannot load model {args.model!r}: {loaded['error']}")
         runner, window = loaded["runner"], loaded["window"]
