@@ -176,3 +176,13 @@ def test_quiet_keeps_the_status_line_out_but_not_the_failures(tmp_path, capsys):
     assert said == []  # "1 already done, 1 failed before ..." is a status line
     batch.run_batch(tracks, out, extractor=RmsExtractor, progress="never", log=said.append)
     assert said and "already done" in said[0]
+
+
+def test_a_track_that_fails_gets_its_error_not_a_decoder_warning_too(tmp_path, capfd):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "bad.mp3").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    result = _run(src, tmp_path / "out")
+    assert result.failed == 1
+    err = capfd.readouterr().err
+    assert "failed bad.mp3" in err and "decoder reported" not in err, err

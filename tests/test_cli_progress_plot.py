@@ -82,6 +82,16 @@ def corrupt_mp3(tmp_path):
     return bad
 
 
+def test_a_file_that_fails_gets_its_error_not_a_decoder_warning_too(tmp_path, capfd):
+    """Random bytes named .mp3 gave the error and also "the decoder reported 6 problem(s) (damaged frames are
+    skipped)", as if part of the file had been usable."""
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    assert main(["predict", "--device", "cpu", str(bad)]) == 1
+    out, err = capfd.readouterr()
+    assert "not a readable audio file" in out and "decoder reported" not in err, err
+
+
 def test_predict_turns_decoder_noise_into_one_warning(corrupt_mp3, capfd):
     assert main(["predict", "--device", "cpu", str(corrupt_mp3)]) == 0
     out, err = capfd.readouterr()

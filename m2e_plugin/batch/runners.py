@@ -73,7 +73,8 @@ def _attempt(extractor, track: Track, on_audio=None) -> tuple[Track, str, Any, s
             outcome = track, "ok", pool
         except Exception as exc:
             outcome = track, "error", _error_record(track, exc, extractor.name)
-    return (*outcome, decoder_warning(track.path, noise))
+    # a failed track is reported by its error record; what the decoder said while failing adds nothing
+    return (*outcome, decoder_warning(track.path, noise) if outcome[1] == "ok" else None)
 
 
 # Process-pool workers: one extractor (one model) per worker process, built once by the initializer.

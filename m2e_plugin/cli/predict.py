@@ -111,7 +111,8 @@ def _predict_one(model, path: str, source, args: argparse.Namespace, timeline: b
                                                  on_audio=on_audio)}
         except Exception as exc:
             out = {"file": path, "error": str(exc), "error_type": type(exc).__name__}
-    warning = decoder_warning(path, noise)
+    # A file that failed is reported by its error; what the decoder said while failing adds nothing.
+    warning = decoder_warning(path, noise) if "error" not in out else None
     if warning:
         bar.write(f"m2e predict: {warning}")
     return out
