@@ -101,7 +101,8 @@ def test_monitor_page_in_headless_chromium(sidecar_with_monitor, tmp_path):
         while not page.evaluate(ready):
             assert time.monotonic() < deadline, "the monitor page did not finish loading"
             time.sleep(0.1)
-        probe = ("JSON.stringify({updates: +document.body.dataset.updates, state: document.body.dataset.state,"
+        probe = ("JSON.stringify({steps: +document.body.dataset.steps,"
+                 " model_updates: +document.body.dataset.modelUpdates, state: document.body.dataset.state,"
                  " cx: +document.getElementById('point').getAttribute('cx'),"
                  " cy: +document.getElementById('point').getAttribute('cy'),"
                  " valence: document.getElementById('valence').textContent,"
@@ -113,17 +114,18 @@ def test_monitor_page_in_headless_chromium(sidecar_with_monitor, tmp_path):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             seen.append(json.loads(page.evaluate(probe)))
-            if seen[-1]["updates"] >= 40 and len({s["cy"] for s in seen}) >= 3:
+            if seen[-1]["steps"] >= 40 and len({s["cy"] for s in seen}) >= 3:
                 break
             time.sleep(0.2)
         last = seen[-1]
-        assert last["state"] == "live" and last["updates"] >= 40, last
+        assert last["state"] == "live" and last["steps"] >= 40, last
+        assert 1 <= last["model_updates"] <= last["steps"], last  # the model answers windows, not every step
         assert 0 <= float(last["valence"]) <= 1
         assert last["moods"] and last["rows"] == 8 and last["quadrant_lit"] == 1
         assert last["plane"] >= 800, "the plane should fill a full-HD second screen"
         # Drawn inside the plane, and moving: the loud/quiet halves move the point vertically.
-        assert all(10 <= s["cx"] <= 410 and 10 <= s["cy"] <= 410 for s in seen if s["updates"])
-        assert len({s["cy"] for s in seen if s["updates"]}) >= 3, seen
+        assert all(10 <= s["cx"] <= 410 and 10 <= s["cy"] <= 410 for s in seen if s["steps"])
+        assert len({s["cy"] for s in seen if s["steps"]}) >= 3, seen
         # The state follows the stream: paused, then live again.
         sidecar_with_monitor.engine.pause()
         state = "document.body.dataset.state"

@@ -7,7 +7,7 @@
                    "model error": "model error", "stopped": "stopped" };
   const $ = (id) => document.getElementById(id);
   const trail = [];
-  let updates = 0, lastEvent = 0, modelUpdates = 0;  // output steps drawn; windows the model answered
+  let steps = 0, lastEvent = 0, modelUpdates = 0;  // output steps drawn; windows the model answered
 
   // 0-1 -> SVG coordinates (arousal grows upwards).
   const x = (v) => PAD + Math.min(1, Math.max(0, v)) * SPAN;
@@ -52,8 +52,9 @@
       $("tempo").textContent = f.tempo ? f.tempo.toFixed(0) + " BPM" : "\u2013";
     }
     $("status").textContent = `${s.model} \u00b7 t=${s.stream_time.toFixed(1)} s \u00b7 latency ` +
-      `${s.latency_ms.toFixed(0)} ms \u00b7 ${modelUpdates} model updates \u00b7 ${updates} steps`;
-    document.body.dataset.updates = String(updates);
+      `${s.latency_ms.toFixed(0)} ms \u00b7 ${modelUpdates} model updates \u00b7 ${steps} steps`;
+    document.body.dataset.steps = String(steps);
+    document.body.dataset.modelUpdates = String(modelUpdates);
   }
 
   function renderStatus(st) {
@@ -69,7 +70,7 @@
   source.onmessage = (ev) => {
     let s;
     try { s = JSON.parse(ev.data); } catch (e) { return; }
-    updates += 1;
+    steps += 1;
     render(s);
   };
   source.addEventListener("status", (ev) => {
