@@ -199,5 +199,10 @@ def test_evaluate_harmony_scores_the_key_on_vgmidi_pieces_per_rendering(tmp_path
     assert out["vgmidi_key"] == {"pieces": 2, "key": 1.0}  # the unreadable file is left out
     assert "key (audio), VGMIDI" in captured.err and f"| {rendering} | 1 |" in captured.err
     assert len(list((tmp_path / "cache" / "vgmidi" / rendering).glob("*.npz"))) == 2
+    assert f"{rendering}: rendering and scoring" in captured.err
+    assert main(argv + ["-q"]) == 0  # -q drops the progress lines, never the table (the renders are cached now)
+    quiet = capsys.readouterr()
+    assert "rendering and scoring" not in quiet.err and f"| {rendering} | 1 |" in quiet.err
+    assert json.loads(quiet.out)[rendering]["vgmidi_key"] == out["vgmidi_key"]
     bad = ["evaluate-harmony", "--rendering", rendering, "--vgmidi", str(tmp_path / "nowhere")]
     assert main(bad) == 2 and "no VGMIDI MIDI files" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from m2e_plugin.cli.options import add_format
+from m2e_plugin.cli.options import add_format, add_progress, progress_mode
 
 
 def register(subparsers) -> None:
@@ -40,6 +40,7 @@ def register(subparsers) -> None:
                    help="how many VGMIDI pieces (the first N by name; first 60 s of each)")
     add_format(p, help="json: the results as JSON on stdout, the table on stderr (default); table: the table only")
     p.add_argument("--verbose", action="store_true", help="per-piece results on stderr")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -55,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"m2e evaluate-harmony: {exc.name} is not installed (pip install 'm2e[harmony]')", file=sys.stderr)
         return 2
 
+    quiet = progress_mode(args) == "never"
+
     def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        if not quiet:  # progress only: warnings, errors and the table are printed whatever the mode
+            print(message, file=sys.stderr, flush=True)
 
     cache = Path(args.cache) if args.cache else ev.DEFAULT_CACHE
     problem = ("--bpm must be a positive tempo" if not 0 < args.bpm < float("inf") else
