@@ -186,3 +186,53 @@ def test_a_track_that_fails_gets_its_error_not_a_decoder_warning_too(tmp_path, c
     assert result.failed == 1
     err = capfd.readouterr().err
     assert "failed bad.mp3" in err and "decoder reported" not in err, err
+
+
+def _failing_writes(monkeypatch, after: int):
+    """Every ``write_atomic`` of the batch fails with EROFS (``after`` 0) or ENOSPC after ``after`` writes."""
+    import errno
+
+    real, count = batch.write_atomic, {"n": 0}
+
+    def write(path, data):
+        count["n"] += 1
+        if count["n"] > after:
+            raise OSError(errno.ENOSPC if after else errno.EROFS, os.strerror(errno.ENOSPC if after else errno.EROFS))
+        real(path, data)
+
+    monkeypatch.setattr(batch, "write_atomic", write)
+    monkeypatch.setattr(batch.outputs, "write_atomic", write)
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """A read-only output folder gave a traceback from the first write (an audit on a read-only mount)."""
+    src, out = _clips(tmp_path / "in"), tmp_path / "out"
+    out.mkdir()
+    _failing_writes(monkeypatch, after=0)
+    RmsExtractor.calls = 0
+    with pytest.raises(batch.BatchError, match="cannot write to the output folder .*Read-only file system"):
+        _run(src, out)
+    assert RmsExtractor.calls == 0
+
+
+def test_a_disk_that_fails_mid_batch_stops_it_keeping_the_finished_tracks(tmp_path, monkeypatch):
+    src, out = _clips(tmp_path / "in", n=4), tmp_path / "out"
+    # the probe, the manifest, the run record, then two tracks' pools (each followed by nothing else written
+    # through write_atomic), then the disk is full
+    _failing_writes(monkeypatch, after=5)
+    with pytest.raises(batch.OutputUnwritable, match="No space left on device; the 2 track.* kept"):
+        _run(src, out)
+    monkeypatch.undo()
+    assert len(list(out.glob("*.json"))) == 2 and not list(out.rglob("*.tmp*"))
+    again = _run(src, out)
+    assert (again.already_done, again.done) == (2, 2)
+
+
+def test_the_run_record_counts_the_ignored_files(tmp_path, capsys):
+    src, out = _clips(tmp_path / "in"), tmp_path / "out"
+    (src / "notes.txt").write_text("not audio")
+    assert main(["extract", str(src), "-o", str(out), "--extractor", "lite", "-q", "--progress", "never",
+                 "--format", "csv"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    run = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
+    assert summary["ignored_files"] == 1 and run["counts"]["ignored_files"] == 1

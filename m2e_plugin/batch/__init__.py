@@ -41,9 +41,10 @@ from m2e_plugin.batch.outputs import (ABSENT_SOURCE, ERRORS_FILE, FORMATS, STATE
                                       write_atomic, write_run)
 from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_inline, run_pool, run_ray
 
-__all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "TABLE_FORMATS",
-           "Track", "build_table", "expand_inputs", "extract_track", "nest", "output_path", "read_errors",
-           "run_batch", "serialise", "spool_streams", "to_builtin", "write_atomic", "ERRORS_FILE", "STATE_DIR", "TMP_SUFFIX"]
+__all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "OutputUnwritable",
+           "TABLE_FORMATS", "Track", "build_table", "expand_inputs", "extract_track", "nest", "output_path",
+           "read_errors", "run_batch", "serialise", "spool_streams", "to_builtin", "write_atomic", "ERRORS_FILE",
+           "STATE_DIR", "TMP_SUFFIX"]
 
 
 @dataclass
@@ -78,12 +79,16 @@ class BatchResult:
                 "errors_file": self.errors_file, "table": self.table, "ignored_files": self.ignored_files}
 
 
+class OutputUnwritable(BatchError):
+    """The output folder stopped taking results mid-batch (a full or failing disk); finished tracks are kept."""
+
+
 def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor: str | type = "lite",
               options: dict[str, Any] | None = None, fmt: str = "json", jobs: int = 1, backend: str = "local",
               ray_address: str | None = None, retry_failed: bool = False, overwrite: bool = False,
               flat: bool = False, progress: str | bool | None = "auto", threads: int | None = None,
-              log: Callable[[str], None] | None = None, command: str | None = None, quiet: bool = False
-              ) -> BatchResult:
+              log: Callable[[str], None] | None = None, command: str | None = None, quiet: bool = False,
+              ignored_files: int = 0) -> BatchResult:
     """Extract descriptors for ``tracks`` into ``out_dir``; failures go to ``errors.jsonl`` and never stop the batch.
 
     Parameters
@@ -120,6 +125,9 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         The command line, for the run manifest (``OUT/runs.jsonl``).
     quiet : bool
         No status line (how many tracks were already done); warnings and failures are still logged.
+    ignored_files : int
+        Files without an audio extension that :func:`expand_inputs` left out: counted in the summary and the run
+        record.
 
     Returns
     -------
@@ -154,11 +162,13 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
                          ) from None
     except OSError as exc:
         raise BatchError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    check_writable(out)
     settings = check_manifest(out, cls, options, fmt, overwrite)
     sweep_tmp(out)
 
     started = time.perf_counter()
-    result = BatchResult(total=len(tracks), output=str(out), errors_file=str(out / ERRORS_FILE))
+    result = BatchResult(total=len(tracks), output=str(out), errors_file=str(out / ERRORS_FILE),
+                         ignored_files=int(ignored_files))
     errors = read_errors(out)
     sources = read_sources(out)
     stamps = {t.id: source_stamp(t.copy or t.path) for t in tracks}
@@ -202,7 +212,18 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     mode = {None: "auto", True: "always", False: "never"}.get(progress, progress)
     bar = Progress(len(todo), f"m2e extract ({cls.name})", unit="track", mode=mode)
 
+    unwritable: list[OutputUnwritable] = []
+
     def record(outcome: tuple[Track, str, Any, str | None]) -> None:
+        try:
+            _record(outcome)
+        except OSError as exc:  # a full or failing disk: stop, keeping every track already written
+            unwritable.append(OutputUnwritable(
+                f"cannot write the results to {out}: {exc.strerror or exc}; the {result.done} track(s) finished "
+                "in this run are kept, run again to resume"))
+            raise unwritable[-1] from None
+
+    def _record(outcome: tuple[Track, str, Any, str | None]) -> None:
         track, status, payload, warning = outcome
         if warning:
             bar.write(f"m2e extract: {warning}")
@@ -252,10 +273,25 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         if fmt in TABLE_FORMATS:  # always: the rows are this command's inputs, even when nothing was to do
             result.table = str(build_table(out, fmt, tracks))
         result.seconds = time.perf_counter() - started
-        run.update(status="interrupted" if result.interrupted else "finished", finished=_iso(time.time()),
-                   counts=result.as_dict())
-        write_run(out, run)
+        run.update(status="interrupted" if result.interrupted else "failed" if unwritable else "finished",
+                   finished=_iso(time.time()), counts=result.as_dict())
+        try:
+            write_run(out, run)
+        except OSError:
+            if not unwritable:  # else the disk's first error is the one to report
+                raise
     return result
+
+
+def check_writable(out: Path) -> None:
+    """Refuse, before any work, an output folder that exists but cannot be written (a read-only mount, no
+    permission): the alternative is a traceback at the first result."""
+    probe = out / STATE_DIR / f".writable.{os.getpid()}"
+    try:
+        write_atomic(probe, b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BatchError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
 
 
 def _iso(seconds: float) -> str:

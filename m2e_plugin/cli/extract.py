@@ -96,7 +96,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from pluggy import PluginValidationError
 
-    from m2e_plugin.batch import BatchError, expand_inputs, run_batch, spool_streams
+    from m2e_plugin.batch import BatchError, OutputUnwritable, expand_inputs, run_batch, spool_streams
 
     if not args.inputs and not args.dataset:
         print("m2e extract: give INPUT files/folders/lists or --dataset NAME", file=sys.stderr)
@@ -118,13 +118,16 @@ def run(args: argparse.Namespace) -> int:
                            jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
                            retry_failed=args.retry_failed, overwrite=args.overwrite, flat=args.flat,
                            progress=progress_mode(args), threads=args.threads,
-                           command=" ".join(shlex.quote(a) for a in ["m2e", *sys.argv[1:]]), quiet=args.quiet)
+                           command=" ".join(shlex.quote(a) for a in ["m2e", *sys.argv[1:]]), quiet=args.quiet,
+                           ignored_files=ignored)
+    except OutputUnwritable as exc:  # started, then the disk failed: the tracks written so far are kept
+        print(f"m2e extract: {exc}", file=sys.stderr)
+        return 1
     except (BatchError, ValueError, PluginValidationError) as exc:  # the batch cannot start (ValueError includes
         print(f"m2e extract: {exc}", file=sys.stderr)  # AudioError: standard input that is a terminal or empty)
         return 2
     finally:
         spooled.close()
-    result.ignored_files = ignored
     summary = result.as_dict()
     print(json.dumps(summary), flush=True)
     rate = f", {60 * result.done / result.seconds:.1f} tracks/min" if result.done and result.seconds > 0 else ""
