@@ -119,7 +119,15 @@ def load_plugins() -> pluggy.PluginManager:
                 if not keys & allowed:
                     continue
                 matched |= keys & allowed
-            if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            if pm.is_blocked(ep.name):
+                continue
+            if pm.has_plugin(ep.name):  # another distribution took the name: say so, or one plugin just vanishes
+                owner = _state.info.get(ep.name)
+                taken_by = f"distribution {owner.distribution!r}" if owner and owner.distribution else "another plugin"
+                info = PluginInfo(f"{ep.name} ({dist_name or ep.value})", dist_version, dist_name, builtin=False)
+                _state.info[info.name] = info
+                _fail(info, f"the plugin name {ep.name!r} is already taken by {taken_by}; one of the two must "
+                            f"rename its entry point")
                 continue
             info = PluginInfo(ep.name, dist_version, dist_name, builtin=False)
             _state.info[ep.name] = info
@@ -309,7 +317,9 @@ def _forget_registries() -> None:
 
 
 def _failed_hint() -> str:
-    failed = [i.name for i in _state.info.values() if i.error]
+    # Only plugins that serve nothing: one that skipped a duplicate model name still serves its other models.
+    serving = {entry.plugin for entry in (_state.models or {}).values()} | set(_state.extractor_owner.values())
+    failed = [i.name for name, i in _state.info.items() if i.error and name not in serving]
     return f" (plugins that failed to load: {', '.join(failed)}; see `m2e plugins`)" if failed else ""
 
 

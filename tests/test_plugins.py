@@ -171,6 +171,8 @@ def test_plugin_that_raises_or_registers_junk_is_reported_and_skipped():
         def m2e_register_extractors(self, register):
             register(type("FakeLite", (), {"name": "lite", "version": "9", "sample_rate": 1, "outputs": (),
                                           "compute": lambda self, a, s: {}}))
+            register(type("Own", (), {"name": "thief-own", "version": "1", "sample_rate": 100, "outputs": ("x.y",),
+                                     "compute": lambda self, a, s: {"x.y": 0.0}}))
 
     for name, obj in (("exploding", Exploding()), ("junk", Junk()), ("thief", Thief())):
         plugins.register_plugin(obj, name=name)
@@ -184,6 +186,10 @@ def test_plugin_that_raises_or_registers_junk_is_reported_and_skipped():
     assert "no-outputs" not in extractors
     errors = {p["name"]: p.get("error") for p in plugins.list_plugins()}
     assert "boom" in errors["exploding"] and "lacks outputs" in errors["junk"]
+    # The unknown-name hint lists the plugins that serve nothing, not the thief, whose own extractor works.
+    assert "thief-own" in extractors and "already registered" in errors["thief"]
+    with pytest.raises(ValueError, match=r"failed to load: exploding, junk; see"):
+        plugins.get_extractor_class("nosuch")
 
 
 def test_misspelt_hook_fails_loudly():
@@ -243,6 +249,27 @@ def test_misspelt_entry_point_plugin_is_listed_with_the_hook_name_and_skipped(tm
     listed = {p["name"]: p for p in plugins.list_plugins()}
     assert "unknown hook 'm2e_register_extractor'" in listed["misspelt"]["error"]
     assert listed["misspelt"]["hooks"] == [] and not plugins.get_plugin_manager().has_plugin("misspelt")
+
+
+def test_a_second_plugin_with_a_taken_name_is_listed_not_dropped(plugin_site, monkeypatch):
+    """Two distributions with the same entry-point name: the second vanished from `m2e plugins` without a word."""
+    (plugin_site / "other_toy").mkdir()
+    (plugin_site / "other_toy" / "__init__.py").write_text(textwrap.dedent(MISSPELT_MODULE))
+    info = plugin_site / "m2e_other-0.5.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: m2e-other\nVersion: 0.5\n")
+    (info / "entry_points.txt").write_text("[m2e]\ntoy = other_toy\n")
+    importlib.invalidate_caches()
+    with pytest.warns(plugins.PluginLoadWarning, match="the plugin name 'toy' is already taken by distribution"):
+        listed = {p["name"]: p for p in plugins.list_plugins()}
+    loser = next(name for name in listed if name.startswith("toy ("))
+    winner = listed["toy"]
+    assert "already taken" in listed[loser]["error"] and "error" not in winner
+    assert {winner["distribution"], listed[loser]["distribution"]} == {"m2e-toy", "m2e-other"}
+    # the unknown-name hint names plugins that did not load: the duplicate and the broken one, not the winner
+    with pytest.raises(ValueError) as err:
+        plugins.get_extractor_class("nosuch")
+    assert f"(plugins that failed to load: broken, {loser}; see `m2e plugins`)" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------- out of tree, via the CLI
