@@ -18,7 +18,7 @@ import numpy as np
 from mirdata import annotations
 
 from m2e_plugin.loaders.io import (DatasetFileError, _read_text, check_nine_point, file_exists, find_column,
-                                   normalise_id, optional_column, parse_float, read_csv_dicts)
+                                   normalise_id, optional_column, parse_float, read_csv_dicts, read_csv_lines)
 
 #: Units for :class:`VAData` values.
 VA_UNITS = {
@@ -102,24 +102,26 @@ def read_static_va(path: str, *, scale: str = "nine_point", std_scale: Optional[
         std_path (str or None): separate file holding the standard deviations (PMEmo's ``static_annotations_std.csv``)
 
     Raises:
-        DatasetFileError: bad header, non-numeric cell, duplicate id or a value outside 1-9 after rescaling
+        DatasetFileError: bad header, non-numeric cell, empty or duplicate id or a value outside 1-9 after rescaling
 
     """
     std_scale = std_scale or scale
-    rows = read_csv_dicts(path)
+    rows = read_csv_lines(path)
     out: Dict[str, dict] = {}
     if not rows:
         # A header alone (or a binary/garbage file read as one "header" line) used to give a silent 0-track dataset.
         raise DatasetFileError(path, "no rows under the header (truncated, or not a CSV label file)")
-    keys = list(rows[0].keys())
+    keys = list(rows[0][1].keys())
     id_col = find_column(keys, _ID_ALIASES, path, "song id")
     cols = {k: find_column(keys, _COLUMN_ALIASES[k], path, k) for k in ("valence", "arousal")}
     for k in ("valence_std", "arousal_std"):
         col = optional_column(keys, _COLUMN_ALIASES[k])
         if col:
             cols[k] = col
-    for row in rows:
+    for line, row in rows:
         tid = normalise_id(row[id_col])
+        if not tid:  # would become a track with id ''
+            raise DatasetFileError(path, f"line {line}: the {id_col!r} cell is empty")
         if tid in out:
             raise DatasetFileError(path, f"song id {tid!r} appears twice")
         entry = {"valence_std": None, "arousal_std": None}
@@ -168,12 +170,19 @@ def _check_std(value: float, scale: str, path: str, tid: str, col: str) -> float
     return std
 
 
-def read_wide_dynamic(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+def read_wide_dynamic(path: str, *, scale: Optional[str] = None, std: bool = False
+                      ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """Read a wide per-time annotation file: ``song_id, sample_15000ms, sample_15500ms, ...``.
 
     DEAM (``dynamic (per second annotations)/{valence,arousal}.csv``) and EmoMusic
     (``{valence,arousal}_cont_{average,std}.csv``) use this layout. Songs shorter than the longest one leave trailing
     cells empty (or NaN); those are dropped.
+
+    Args:
+        path (str): the file
+        scale (str or None): when given, the file's scale (as in :func:`load_wide_va`): every value is checked to lie
+            on it (``std``: to be a possible standard deviation on it), else a DatasetFileError names line and column
+        std (bool): the file holds standard deviations
 
     Returns:
         dict: ``{track_id: (times_seconds, values)}`` with float arrays in the file's own scale
@@ -204,6 +213,9 @@ def read_wide_dynamic(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
             cell = cell.strip()
             if cell and cell.lower() != "nan":
                 vals[i] = parse_float(cell, path, track_id, header[i + 1])
+                if scale is not None:
+                    _check_dynamic(vals[i], scale, std, path,
+                                   f"line {reader.line_num} (song {track_id!r}), column {header[i + 1]!r}")
         keep = ~np.isnan(vals)
         out[track_id] = (times_arr[: len(cells)][keep], vals[keep])
     return out
@@ -225,10 +237,33 @@ def _rescale(values: np.ndarray, scale: str) -> np.ndarray:
 
 _STD_FACTOR = {"bipolar": 4.0, "unit": 8.0, "nine_point": 1.0}
 _SCALE_RANGE = {"bipolar": (-1.0, 1.0), "unit": (0.0, 1.0), "nine_point": (1.0, 9.0)}
+#: How far a per-time value may pass the end of its scale (float round-off, clipped away); beyond it the value is
+#: another scale's (PMEmo's 0-1 file already on 1-9) or bad data, and clipping would hide it.
+_ROUND_OFF = 1e-6
+#: The largest sample standard deviation (n - 1 denominator) of ratings on 1-9: two ratings, at 1 and 9. PMEmo's
+#: per-frame stds reach 0.50006 on [0, 1] (4.0005 in 1-9 units), so the static check's 4 would be too strict here.
+_MAX_SAMPLE_STD = 8.0 / np.sqrt(2.0)
+
+
+def _check_dynamic(value: float, scale: str, std: bool, path: str, where: str) -> float:
+    """A per-time value checked on its file's own scale, as the static labels are (``where``: line and column)."""
+    if std:
+        std_nine = value * _STD_FACTOR[scale]
+        if not -_ROUND_OFF <= std_nine <= _MAX_SAMPLE_STD + _ROUND_OFF:
+            raise DatasetFileError(path, f"{where}: a standard deviation of {value} is {std_nine:g} in 1-9 units, "
+                                         f"outside 0 to {_MAX_SAMPLE_STD:.2f}, the most ratings on that scale can "
+                                         "spread (another dataset's labels, or the wrong scale?)")
+        return value
+    low, high = _SCALE_RANGE[scale]
+    if not low - _ROUND_OFF <= value <= high + _ROUND_OFF:
+        hint = " (already on the 1-9 scale?)" if scale != "nine_point" and 1.0 <= value <= 9.0 else ""
+        raise DatasetFileError(path, f"{where}: {value} is outside the {low:g} to {high:g} scale of this file{hint}")
+    return value
 
 
 def _make_vadata(times, valence, arousal, vstd, astd, scale: str, path: str, track_id: str) -> VAData:
-    v = np.clip(_rescale(valence, scale), 1.0, 9.0)  # clip only float round-off at the ends of the scale
+    # The values were checked on the file's scale (_check_dynamic): clipping removes only round-off at its ends.
+    v = np.clip(_rescale(valence, scale), 1.0, 9.0)
     a = np.clip(_rescale(arousal, scale), 1.0, 9.0)
     try:
         return VAData(
@@ -259,7 +294,7 @@ def _aligned(times_list, values_list):
 @functools.lru_cache(maxsize=8)
 def _wide_va_cached(paths: Tuple[Optional[str], ...], scale: str, _mtimes: Tuple[float, ...]) -> Dict[str, VAData]:
     vpath, apath, vstd_path, astd_path = paths
-    series = [read_wide_dynamic(p) if file_exists(p) else None for p in paths]
+    series = [read_wide_dynamic(p, scale=scale, std=i >= 2) if file_exists(p) else None for i, p in enumerate(paths)]
     vtab, atab, vstab, astab = series
     out = {}
     for track_id in vtab:
@@ -292,6 +327,10 @@ def load_wide_va(valence_path, arousal_path, valence_std_path=None, arousal_std_
         dict: ``{track_id: VAData}`` for songs present in both files, on the time stamps both files share.
         Cached per file modification time, so tracks of one dataset share one parse.
 
+    Raises:
+        DatasetFileError: a value off the file's scale by more than float round-off (which is clipped), or a
+            standard deviation no ratings on it can have; the error names file, line and column
+
     """
     paths = (valence_path, arousal_path, valence_std_path, arousal_std_path)
     return _wide_va_cached(paths, scale, tuple(_mtime(p) for p in paths))
@@ -300,24 +339,21 @@ def load_wide_va(valence_path, arousal_path, valence_std_path=None, arousal_std_
 @functools.lru_cache(maxsize=8)
 def _long_va_cached(mean_path: str, std_path: Optional[str], scale: str, _mtimes) -> Dict[str, VAData]:
     def table(path, kind):
-        rows = read_csv_dicts(path)
+        rows = read_csv_lines(path)
         if not rows:
             return {}
-        keys = rows[0].keys()
+        keys = rows[0][1].keys()
         id_col = find_column(keys, ["musicId", "song_id", "id"], path, "song id")
         t_col = find_column(keys, ["frameTime", "time"], path, "time")
         a_col = find_column(keys, [f"Arousal({kind})", f"arousal_{kind}"], path, "arousal")
         v_col = find_column(keys, [f"Valence({kind})", f"valence_{kind}"], path, "valence")
         acc: Dict[str, list] = {}
-        for row in rows:
+        for line, row in rows:
             tid = normalise_id(row[id_col])
-            acc.setdefault(tid, []).append(
-                (
-                    parse_float(row[t_col], path, tid, t_col),
-                    parse_float(row[v_col], path, tid, v_col),
-                    parse_float(row[a_col], path, tid, a_col),
-                )
-            )
+            t = parse_float(row[t_col], path, tid, t_col)
+            v, a = (_check_dynamic(parse_float(row[col], path, tid, col), scale, kind == "std", path,
+                                   f"line {line} (song {tid!r}, {t:g} s), column {col!r}") for col in (v_col, a_col))
+            acc.setdefault(tid, []).append((t, v, a))
         out = {}
         for tid, vals in acc.items():
             arr = np.asarray(sorted(vals), dtype=float)
@@ -347,6 +383,9 @@ def load_long_va(mean_path, std_path=None, *, scale="unit"):
 
     Returns:
         dict: ``{track_id: VAData}`` on the 1-9 scale, cached per file modification time
+
+    Raises:
+        DatasetFileError: as :func:`load_wide_va`
 
     """
     return _long_va_cached(mean_path, std_path, scale, (_mtime(mean_path), _mtime(std_path)))

@@ -28,7 +28,7 @@ from m2e_plugin.loaders.annotations import (VA_UNITS, VAData, bipolar_to_nine, l
                                             read_static_va, read_wide_dynamic, unit_to_nine)
 from m2e_plugin.loaders.io import (SPLIT_NAMES, DatasetFileError, _read_id_list, check_audio_file, check_nine_point,
                                    file_exists, find_column, join_metadata, load_audio, normalise_id, optional_column,
-                                   parse_float, read_csv_dicts, read_package_split)
+                                   parse_float, read_csv_dicts, read_csv_lines, read_package_split)
 
 INDEX_VERSION = "1.0"
 #: The Music2Emo repository's label copies (``dataset/<name>/meta/``, shared as ``music2emo-meta/``) of DEAM, EmoMusic
@@ -36,6 +36,9 @@ INDEX_VERSION = "1.0"
 MUSIC2EMO_COPY_DIRS = ("music2emo-meta", "meta")
 MUSIC2EMO_COPY_MARKS = {"songs_info.csv": ("emomusic",), "metadata.csv": ("pmemo",),
                         "dynamic_annotations.csv": ("pmemo",), "split": ("deam", "emomusic")}
+#: Marks that only count when the folder holds none of the loading dataset's own: Music2Emo keeps a ``split/`` in
+#: PMEmo's copy too, so ``split/`` says "DEAM or EmoMusic" only beside no ``metadata.csv`` / dynamic file.
+MUSIC2EMO_WEAK_MARKS = ("split",)
 
 
 class MissingAudioError(FileNotFoundError):
@@ -127,7 +130,7 @@ class EmotionTrack(core.Track):
             * int - native sample rate
 
         """
-        if not file_exists(self.audio_path):
+        if not os.path.exists(self.audio_path):  # a directory there is not "missing": load_audio says what it is
             raise MissingAudioError(self.audio_path, self.track_id, self._dataset_name, self._download_info)
         return load_audio(self.audio_path)
 
@@ -193,6 +196,10 @@ class EmotionDataset(core.Dataset):
     """
 
     def __init__(self, data_home=None, version="default", **kwargs):
+        indexes = kwargs.get("indexes") or {}
+        if version not in indexes:  # mirdata's own message prints "dict_keys([...])"
+            raise ValueError(f"{kwargs.get('name')}: unknown dataset version {version!r}; available: "
+                             f"{', '.join(v for v in indexes if v != 'test')}")
         # Explicit base call: a subclass may also inherit a mirdata loader whose __init__ hard-codes its INDEXES.
         core.Dataset.__init__(self, data_home, version, **kwargs)
         self.data_home = os.fspath(self.data_home)
@@ -241,6 +248,8 @@ class EmotionDataset(core.Dataset):
         return path
 
     def _missing_labels(self, expected: Sequence[str]) -> FileNotFoundError:
+        if os.path.isfile(self.data_home):  # not "no label files under it": a folder was meant
+            return FileNotFoundError(f"{self.name}: data_home {self.data_home} is a file, not a folder")
         listing = "\n".join(f"  {os.path.join(self.data_home, p)}" for p in expected)
         return FileNotFoundError(
             f"{self.name}: no label files found under {self.data_home}. Expected one of:\n{listing}\n"
@@ -253,8 +262,10 @@ class EmotionDataset(core.Dataset):
         folder = os.path.dirname(os.path.join(self.data_home, static_relpath))
         if os.path.basename(folder) not in MUSIC2EMO_COPY_DIRS:
             return
-        for mark, owners in MUSIC2EMO_COPY_MARKS.items():
-            if self.name not in owners and os.path.exists(os.path.join(folder, mark)):
+        present = {m: o for m, o in MUSIC2EMO_COPY_MARKS.items() if os.path.exists(os.path.join(folder, m))}
+        own = any(self.name in owners for owners in present.values())
+        for mark, owners in present.items():
+            if self.name not in owners and not (own and mark in MUSIC2EMO_WEAK_MARKS):
                 raise DatasetFileError(folder, f"holds {mark}, which marks the Music2Emo copy of "
                                                f"{' or '.join(o + chr(39) + 's' for o in owners)} labels, not {self.name}'s: point data_home at "
                                                f"the {self.name} folder")
@@ -379,7 +390,7 @@ class EmotionDataset(core.Dataset):
 
         Returns:
             * dict - ``{track_id: [missing path]}``
-            * dict - ``{track_id: ["path: cause"]}`` for corrupt or unreadable audio
+            * dict - ``{track_id: ["path: cause"]}`` for corrupt or unreadable audio (a directory included)
 
         """
         from tqdm import tqdm
@@ -389,7 +400,7 @@ class EmotionDataset(core.Dataset):
         missing, invalid = {}, {}
         for track_id in tqdm(self.track_ids, disable=not verbose, desc=f"validate {self.name}", file=sys.stderr):
             path = self.track(track_id).audio_path
-            if not file_exists(path):
+            if not os.path.exists(path):  # a directory in its place is reported by check_audio_file, as corrupt
                 missing[track_id] = [path]
                 continue
             lost: list = []
@@ -420,6 +431,6 @@ __all__ = [
     "VAData", "VA_UNITS", "SPLIT_NAMES", "OfflineIndex", "EmotionTrack", "EmotionDataset", "MissingAudioError",
     "DatasetFileError", "metadata_property", "unit_to_nine", "bipolar_to_nine", "check_audio_file",
     "check_nine_point", "file_exists", "find_column", "join_metadata", "load_audio", "load_long_va", "load_wide_va",
-    "normalise_id", "optional_column", "parse_float", "read_csv_dicts", "read_package_split", "read_static_va",
-    "read_wide_dynamic",
+    "normalise_id", "optional_column", "parse_float", "read_csv_dicts", "read_csv_lines", "read_package_split",
+    "read_static_va", "read_wide_dynamic",
 ]

@@ -41,7 +41,7 @@ from .core import (
     load_audio,
     make_indexes,
     metadata_property,
-    read_csv_dicts,
+    read_csv_lines,
 )
 
 NAME = "fourq"
@@ -173,13 +173,17 @@ class Dataset(EmotionDataset):
         ann_path = os.path.join(self.data_home, ANNOTATIONS_FILE)
         if not os.path.isfile(ann_path):
             raise self._missing_labels([ANNOTATIONS_FILE])
-        rows = read_csv_dicts(ann_path)
+        rows = read_csv_lines(ann_path)
+        if not rows:
+            # A header alone (or binary junk read as one "header" line) gave a 0-track dataset that validated clean.
+            raise DatasetFileError(ann_path, "no rows under the header (truncated, or not a CSV label file)")
+        song_col = find_column(rows[0][1].keys(), ["Song", "song_id", "id"], ann_path, "song id")
+        quad_col = find_column(rows[0][1].keys(), ["Quadrant"], ann_path, "quadrant")
         meta = {}
-        if rows:
-            song_col = find_column(rows[0].keys(), ["Song", "song_id", "id"], ann_path, "song id")
-            quad_col = find_column(rows[0].keys(), ["Quadrant"], ann_path, "quadrant")
-        for row in rows:
+        for line, row in rows:
             song = row[song_col]
+            if not song:  # would become a track with id ''
+                raise DatasetFileError(ann_path, f"line {line}: the {song_col!r} cell is empty")
             quad = row[quad_col].upper()
             if quad not in QUADRANTS:
                 raise DatasetFileError(ann_path, f"row {song!r}: quadrant {row[quad_col]!r} is not one of Q1..Q4")

@@ -45,6 +45,11 @@ def read_csv_dicts(path: str, *, delimiter: str = ",") -> List[Dict[str, str]]:
         DatasetFileError: if the file has no header row
 
     """
+    return [row for _, row in read_csv_lines(path, delimiter=delimiter)]
+
+
+def read_csv_lines(path: str, *, delimiter: str = ",") -> List[Tuple[int, Dict[str, str]]]:
+    """:func:`read_csv_dicts` with the line number of each row (1 = the header), for errors that name the line."""
     raw = _read_text(path)
     # StringIO(newline="") leaves CRLF and quoted line breaks to csv; str.splitlines would also split at \x85 & co.
     reader = csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, skipinitialspace=True)
@@ -59,7 +64,7 @@ def read_csv_dicts(path: str, *, delimiter: str = ",") -> List[Dict[str, str]]:
         values = [v.strip() for v in values]
         if len(values) < len(header):
             values += [""] * (len(header) - len(values))
-        rows.append(dict(zip(header, values)))
+        rows.append((reader.line_num, dict(zip(header, values))))
     return rows
 
 

@@ -31,8 +31,8 @@
     The tracks are the annotated songs (767 in the full release); the 27 unannotated clips are not listed.
 
     Splits: Music2Emo's PMEmo split (536 / 116 / 115) is not shipped with m2e (its id lists were not available to
-    this project); ``get_track_splits()`` reads ``meta/split/{train,validation,test}.txt`` from data_home when
-    present, else raises NotImplementedError. ``get_random_track_splits`` always works.
+    this project); ``get_track_splits()`` reads ``meta/split/{train,validation,test}.txt`` (Music2Emo's own layout;
+    or ``music2emo-meta/split/``) from data_home when present, else raises NotImplementedError. ``get_random_track_splits`` always works.
 """
 
 from __future__ import annotations

@@ -136,9 +136,9 @@ def _cli(capsys, *argv):
 
 def test_cli_list_info_validate(tmp_path, capsys):
     home = build_home(tmp_path, "fourq", skip=(AUDIO["fourq"][3],))
-    rc, out, _ = _cli(capsys, "datasets", "--data-home", f"fourq={home}", "--data-home", f"deam={tmp_path / 'none'}")
+    rc, out, _ = _cli(capsys, "datasets", "--data-home", f"fourq={home}")
     rows = {r["name"]: r for r in json.loads(out)}
-    assert rc == 0 and rows["fourq"]["tracks"] == 4 and rows["deam"]["tracks"] is None
+    assert rc == 0 and rows["fourq"]["tracks"] == 4
     assert set(rows) == set(loaders.DATASETS)
 
     rc, out, _ = _cli(capsys, "datasets", "info", "fourq", "--data-home", str(home))
@@ -165,6 +165,48 @@ def test_cli_info_va_dataset_and_errors(tmp_path, capsys):
     assert rc == 2 and "static_annotations_averaged_songs_1_2000.csv" in err
     rc, _, err = _cli(capsys, "datasets", "--data-home", "nope=/x")
     assert rc == 2 and "unknown dataset" in err
+
+
+def test_cli_list_names_a_typed_data_home_that_is_not_a_folder(tmp_path, capsys):
+    """`m2e datasets --data-home fourq=/typo --data-home deam=FILE` exited 0 with "tracks": null and no error."""
+    home = build_home(tmp_path, "fourq")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    rc, out, err = _cli(capsys, "datasets", "--data-home", f"fourq={home}", "--data-home", f"deam={afile}",
+                        "--data-home", f"pmemo={tmp_path / 'typo'}")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rc == 2 and rows["fourq"]["tracks"] == 4 and "error" not in rows["fourq"]
+    assert rows["deam"]["tracks"] is None and rows["deam"]["error"] == f"{afile} is a file, not a folder"
+    assert rows["pmemo"]["error"] == f"{tmp_path / 'typo'} does not exist"
+    assert f"--data-home deam={afile}: {afile} is a file, not a folder" in err and "Traceback" not in err
+
+    rc, _, err = _cli(capsys, "datasets", "info", "fourq", "--data-home", str(afile))
+    assert rc == 2 and err == f"m2e datasets: fourq: data_home {afile} is a file, not a folder\n"
+    rc, _, err = _cli(capsys, "datasets", "info", "mtg_jamendo_moodtheme", "--data-home", str(afile))
+    assert rc == 2 and f"{afile} is a file, not a folder" in err
+
+
+def test_cli_data_home_tilde_is_expanded(tmp_path, capsys, monkeypatch):
+    """`--data-home=~/x` (and NAME=~/x): the shell leaves the ~ alone, so m2e must expand it."""
+    from m2e_plugin.cli.options import data_homes
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    build_home(tmp_path, "fourq")
+    rc, out, _ = _cli(capsys, "datasets", "info", "fourq", "--data-home=~/fourq")
+    assert rc == 0 and json.loads(out)["tracks"] == 4
+    rc, out, _ = _cli(capsys, "datasets", "--data-home=fourq=~/fourq")
+    assert rc == 0 and {r["name"]: r for r in json.loads(out)}["fourq"]["tracks"] == 4
+    assert data_homes(["~/a"], ["deam"]) == data_homes(["deam=~/a", "deam=" + str(tmp_path / "a")]) == \
+        {"deam": str(tmp_path / "a")}
+    assert data_homes(["fourq=~/c"], option="--cache") == {"fourq": str(tmp_path / "c")}
+
+
+def test_unknown_dataset_version_lists_the_versions():
+    """mirdata's message printed "Must be one of dict_keys(['default', 'test', '1.0'])"."""
+    for name in loaders.DATASETS:
+        with pytest.raises(ValueError) as err:
+            loaders.initialize(name, version="2.0")
+        assert str(err.value) == f"{name}: unknown dataset version '2.0'; available: default, 1.0"
 
 
 def test_csv_reader_quirks(tmp_path):
@@ -216,6 +258,7 @@ def _music2emo_copy(home, rows: str, *marks: str):
     ("deam", ("metadata.csv", "dynamic_annotations.csv"), "pmemo's"),
     ("deam", ("songs_info.csv",), "emomusic's"),
     ("emomusic", ("metadata.csv",), "pmemo's"),
+    ("deam", ("metadata.csv", "split"), "pmemo's"),          # Music2Emo's PMEmo copy has a split too
 ])
 def test_another_datasets_music2emo_copy_is_named(tmp_path, name, marks, owner):
     """DEAM, EmoMusic and PMEmo's Music2Emo copies share one layout: a data_home pointed at the wrong dataset used

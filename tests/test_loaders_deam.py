@@ -99,3 +99,35 @@ def test_bad_cell_names_file_row_and_column(tmp_path):
     f.write_text("song_id, valence_mean, valence_std, arousal_mean, arousal_std\n 2, abc, 0.1, 3, 0.6\n")
     with pytest.raises(ValueError, match=r"row '2', column 'valence_mean': 'abc' is not a number"):
         deam.Dataset(str(home)).track_ids
+
+
+DYNAMIC = "annotations/annotations averaged per song/dynamic (per second annotations)"
+
+
+def test_out_of_scale_dynamic_value_is_an_error(tmp_path):
+    """A dynamic value of 1.5 on DEAM's [-1, 1] scale was clipped to 9.0 silently; static labels were checked."""
+    home = build_home(tmp_path, "deam")
+    (home / DYNAMIC / "valence.csv").write_text("song_id,sample_15000ms,sample_15500ms\n2,0.1,0.2\n3,-0.5,1.5\n")
+    ds = deam.Dataset(str(home))
+    with pytest.raises(ValueError, match=r"valence\.csv: line 3 \(song '3'\), column 'sample_15500ms': 1\.5 is "
+                                         r"outside the -1 to 1 scale of this file"):
+        ds.track("2").dynamic
+
+
+def test_dynamic_round_off_is_clipped(tmp_path):
+    home = build_home(tmp_path, "deam")
+    (home / DYNAMIC / "valence.csv").write_text("song_id,sample_15000ms,sample_15500ms\n2,1.0000000001,-1.0000000001\n")
+    (home / DYNAMIC / "arousal.csv").write_text("song_id,sample_15000ms,sample_15500ms\n2,0.5,0.5\n")
+    dyn = deam.Dataset(str(home)).track("2").dynamic
+    assert list(dyn.valence) == [9.0, 1.0]
+
+
+@pytest.mark.parametrize("row", [",5,1,3,1\n", "  ,5,1,3,1\n"])
+def test_blank_song_id_named(tmp_path, row):
+    """A blank song_id made a track with id ''."""
+    home = tmp_path / "deam_m2e"
+    (home / "music2emo-meta").mkdir(parents=True)
+    (home / "music2emo-meta/static_annotations.csv").write_text(
+        "song_id,valence_mean,valence_std,arousal_mean,arousal_std\n2,3.1,0.94,3,0.63\n" + row)
+    with pytest.raises(ValueError, match=r"static_annotations\.csv: line 3: the 'song_id' cell is empty"):
+        deam.Dataset(str(home)).track_ids

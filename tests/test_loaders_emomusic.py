@@ -60,3 +60,12 @@ def test_without_songs_info_audio_falls_back_to_id(tmp_path):
     assert ds.track("3").artist is None
     with pytest.raises(NotImplementedError, match="songs_info"):
         ds.get_track_splits("mediaeval2013")
+
+
+def test_blank_song_id_named(tmp_path):
+    home = build_home(tmp_path, "emomusic")
+    f = home / "annotations/static_annotations.csv"
+    lines = f.read_text().splitlines(keepends=True)
+    f.write_text(lines[0] + "\n" + "," + lines[1].split(",", 1)[1])  # a blank line, then a row without its id
+    with pytest.raises(ValueError, match=r"static_annotations\.csv: line 3: the 'song_id' cell is empty"):
+        emomusic.Dataset(str(home)).track_ids

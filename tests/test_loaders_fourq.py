@@ -75,3 +75,36 @@ def test_stratified_random_split(tmp_path):
     again = ds.get_random_track_splits([0.8, 0.1, 0.1], seed=1, split_names=["train", "validation", "test"],
                                        stratify="quadrant")
     assert all(list(parts[k]) == list(again[k]) for k in parts)
+
+
+def test_header_only_annotations_are_an_error(tmp_path, capsys):
+    """A header alone gave a 0-track dataset that `validate` passed (exit 0); the VA loaders refuse the same file."""
+    from m2e_plugin.cli.main import main
+
+    home = build_home(tmp_path, "fourq")
+    (home / "panda_dataset_taffc_annotations.csv").write_text("Song,Quadrant\n")
+    with pytest.raises(ValueError, match=r"panda_dataset_taffc_annotations\.csv: no rows under the header"):
+        fourq.Dataset(str(home)).track_ids
+    assert main(["datasets", "validate", "fourq", "--data-home", str(home)]) == 2
+    assert "no rows under the header" in capsys.readouterr().err
+
+
+def test_blank_song_id_named(tmp_path):
+    home = build_home(tmp_path, "fourq")
+    (home / "panda_dataset_taffc_annotations.csv").write_text("Song,Quadrant\nMT1,Q1\n,Q2\n")
+    with pytest.raises(ValueError, match=r"panda_dataset_taffc_annotations\.csv: line 3: the 'Song' cell is empty"):
+        fourq.Dataset(str(home)).track_ids
+
+
+def test_audio_path_that_is_a_directory(tmp_path):
+    """A folder where the clip should be was reported as missing ("not on disk")."""
+    from m2e_plugin.audio import AudioError
+
+    home = build_home(tmp_path, "fourq", skip=("Q1/MT0000040632.mp3",))
+    (home / "Q1/MT0000040632.mp3").mkdir(parents=True)
+    ds = fourq.Dataset(str(home))
+    missing, invalid = ds.validate(verbose=False)
+    assert not missing
+    assert invalid == {"MT0000040632": [f"{home}/Q1/MT0000040632.mp3: is a directory, not an audio file"]}
+    with pytest.raises(AudioError, match="is a directory"):
+        ds.track("MT0000040632").audio

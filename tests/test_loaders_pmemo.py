@@ -72,3 +72,43 @@ def test_values_already_on_nine_point_in_publisher_file_are_rejected(tmp_path):
     # the error quotes the file's value and scale, not the value rescaled (1 + 8 x 5.6 = 45.8)
     with pytest.raises(ValueError, match=r"'Valence\(mean\)': 5\.6 is outside the 0-1 scale"):
         pmemo.Dataset(str(home)).track_ids
+
+
+def test_music2emo_meta_layout_with_its_split(tmp_path):
+    """Music2Emo's own ``dataset/pmemo/meta/`` holds ``split/`` beside metadata.csv: it was refused as DEAM's or
+    EmoMusic's copy, though metadata.csv marks it as PMEmo's and get_track_splits() reads meta/split/."""
+    import shutil
+
+    home = build_home(tmp_path, "pmemo", fixture="pmemo_music2emo")
+    meta = home / "meta"
+    shutil.move(str(home / "music2emo-meta"), str(meta))
+    (meta / "split").mkdir()
+    for name, ids in (("train", "1\n"), ("validation", "4\n"), ("test", "")):
+        (meta / "split" / f"{name}.txt").write_text(ids)
+    ds = pmemo.Dataset(str(home))
+    assert ds.track_ids == ["1", "4"]
+    assert ds.get_track_splits() == {"train": ["1"], "validation": ["4"], "test": []}
+    # split/ beside a static file alone still marks DEAM's or EmoMusic's copy
+    (meta / "metadata.csv").unlink()
+    (meta / "dynamic_annotations.csv").unlink()
+    with pytest.raises(ValueError, match="marks the Music2Emo copy of deam's or emomusic's labels, not pmemo's"):
+        pmemo.Dataset(str(home)).track_ids
+
+
+def test_dynamic_file_already_on_nine_point_is_an_error(tmp_path):
+    """Every value of a dynamic file already on 1-9 was clipped to 9.0 without a word."""
+    home = build_home(tmp_path, "pmemo", fixture="pmemo_music2emo")
+    (home / "music2emo-meta/dynamic_annotations.csv").write_text(
+        "musicId,frameTime,Arousal(mean),Valence(mean)\n1,15.5,4.501,0.5\n1,16.0,0.5,5.485\n")
+    with pytest.raises(ValueError, match=r"dynamic_annotations\.csv: line 2 \(song '1', 15\.5 s\), column "
+                                         r"'Arousal\(mean\)': 4\.501 is outside the 0 to 1 scale of this file "
+                                         r"\(already on the 1-9 scale\?\)"):
+        pmemo.Dataset(str(home)).track("1").dynamic
+
+
+def test_impossible_dynamic_standard_deviation_is_an_error(dataset):
+    path = f"{dataset.data_home}/annotations/dynamic_annotations_std.csv"
+    with open(path, "w") as fh:
+        fh.write("musicId,frameTime,Arousal(std),Valence(std)\n1,15.5,0.2,0.9\n")
+    with pytest.raises(ValueError, match=r"'Valence\(std\)': a standard deviation of 0\.9 is 7\.2 in 1-9 units"):
+        dataset.track("1").dynamic

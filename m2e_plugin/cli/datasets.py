@@ -7,7 +7,8 @@
                                                       (--decode: also damaged-but-usable tracks and what was lost)
 
 ``--data-home`` is ``[NAME=]DIR`` before or after the action. Without it a dataset is looked for where mirdata
-looks: ``~/mir_datasets/<name>``.
+looks: ``~/mir_datasets/<name>``. A folder the user typed that does not exist (or is a file) exits 2; the list
+still prints, that row with an ``error``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def _list(args) -> int:
               file=sys.stderr)
         return 2
     rows = []
+    failed = False
     for name in loaders.DATASETS:
         ds = _open(name, homes.get(name))
         row = {"name": name, "data_home": ds.data_home, "tracks": None}
@@ -72,10 +74,16 @@ def _list(args) -> int:
                 row["tracks"] = len(ds.track_ids)
             except (FileNotFoundError, ValueError) as exc:
                 row["error"] = str(exc).splitlines()[0]
+        elif name in homes:  # absent is fine for a default folder, not for one the user typed
+            row["error"] = (f"{ds.data_home} is a file, not a folder" if os.path.exists(ds.data_home)
+                            else f"{ds.data_home} does not exist")
+        if name in homes and "error" in row:
+            failed = True
+            print(f"m2e datasets: --data-home {name}={homes[name]}: {row['error']}", file=sys.stderr)
         rows.append(row)
     json.dump(rows, sys.stdout, indent=2)
     print()
-    return 0
+    return 2 if failed else 0
 
 
 def _range(values):

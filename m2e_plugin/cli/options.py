@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 DEVICE_HELP = "compute device: auto (default; GPU when present), cpu, cuda, cuda:N"
 PROGRESS_CHOICES = ("auto", "always", "never")
@@ -77,7 +78,8 @@ def add_data_home(parser, *, repeat: bool = False, required: bool = False, dest:
 
 
 def data_homes(values, datasets=(), *, option: str = "--data-home") -> dict[str, str]:
-    """``[NAME=]DIR`` values -> {name: dir}. A bare DIR belongs to the only dataset in ``datasets``.
+    """``[NAME=]DIR`` values -> {name: dir}. A bare DIR belongs to the only dataset in ``datasets``. A leading ``~``
+    is expanded: the shell leaves it alone in ``--data-home=~/x`` and ``NAME=~/x``.
 
     Raises ValueError for an empty part, a bare DIR when the dataset is ambiguous, or a NAME given twice.
     """
@@ -97,6 +99,7 @@ def data_homes(values, datasets=(), *, option: str = "--data-home") -> dict[str,
                 raise ValueError(f"{option} {value!r}: write NAME=DIR"
                                  + (f" (one of {', '.join(datasets)})" if datasets else ""))
             name = datasets[0]
+        path = os.path.expanduser(path)
         if name in out and out[name] != path:
             raise ValueError(f"{option} given twice for {name}: {out[name]} and {path}")
         out[name] = path
