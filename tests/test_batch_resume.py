@@ -236,3 +236,29 @@ def test_the_run_record_counts_the_ignored_files(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     run = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
     assert summary["ignored_files"] == 1 and run["counts"]["ignored_files"] == 1
+
+
+class BareExtractor:
+    """The README's minimal plugin extractor: no constructor arguments at all."""
+
+    name, version, sample_rate, outputs = "bare", "1", 8000, ("lowlevel.peak",)
+
+    def compute(self, audio, sr):
+        return {"lowlevel.peak": float(np.max(np.abs(audio)))}
+
+
+def test_an_extractor_gets_only_the_options_it_takes(tmp_path):
+    """`m2e extract ... --extractor mine --device cpu` failed: 'MyExtractor() takes no arguments'."""
+    src = _clips(tmp_path / "in")
+    tracks, _ = batch.expand_inputs([src])
+    done = batch.run_batch(tracks, tmp_path / "out", extractor=BareExtractor, options={"device": "cpu"},
+                           progress="never", log=lambda _: None)
+    assert done.done == 3 and done.failed == 0  # the device is a compute hint: dropped, not an error
+    with pytest.raises(batch.BatchError, match=r"extractor 'bare' does not take the option\(s\) threshold, window "
+                                               r"\(it takes: none\)"):
+        batch.run_batch(tracks, tmp_path / "other", extractor=BareExtractor, options={"threshold": 0.3, "window": 5},
+                        progress="never", log=lambda _: None)
+    with pytest.raises(batch.BatchError, match=r"does not take the option\(s\) frames \(it takes: device, gain\)"):
+        batch.run_batch(tracks, tmp_path / "rms", extractor=RmsExtractor, options={"frames": True},
+                        progress="never", log=lambda _: None)
+    assert not (tmp_path / "other").exists() or not list((tmp_path / "other").glob("*.json"))

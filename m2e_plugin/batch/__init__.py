@@ -150,6 +150,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     jobs = max(1, int(jobs))
     options = dict(options or {})
     cls = get_extractor_class(extractor) if isinstance(extractor, str) else extractor
+    options = accepted_options(cls, options)
     # An extractor may declare the torch thread count that suits it (lite: 1, its ops are too small to split).
     threads = threads or getattr(cls, "torch_threads", None)
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -281,6 +282,30 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
             if not unwritable:  # else the disk's first error is the one to report
                 raise
     return result
+
+
+# Compute hints that never change a result: dropped for an extractor that does not take them.
+NEUTRAL_OPTIONS = ("device",)
+
+
+def accepted_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` that ``cls(**options)`` accepts; ``--device`` is dropped for an extractor without one, and
+    any other option it does not take is a :class:`BatchError` naming it (before any work, not per track)."""
+    import inspect
+
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no introspectable signature: let the constructor decide
+        return options
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return options
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    kept = {k: v for k, v in options.items() if k in named or k not in NEUTRAL_OPTIONS}
+    unknown = sorted(set(kept) - named)
+    if unknown:
+        raise BatchError(f"extractor {cls.name!r} does not take the option(s) {', '.join(unknown)} "
+                         f"(it takes: {', '.join(sorted(named)) or 'none'})")
+    return kept
 
 
 def check_writable(out: Path) -> None:
