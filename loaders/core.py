@@ -377,7 +377,7 @@ class EmotionDataset(core.Dataset):
 
     # -- validation --------------------------------------------------------------------------------------------------
 
-    def validate(self, verbose: bool = True, decode: bool = False, damaged: Optional[dict] = None):
+    def validate(self, verbose: bool = True, decode: bool = False, damaged: Optional[dict] = None, progress=None):
         """Check every track's audio: present, and readable (header, or a full decode with ``decode=True``).
 
         Never raises for bad audio; everything is reported.
@@ -387,6 +387,8 @@ class EmotionDataset(core.Dataset):
             decode (bool): decode each file fully instead of only reading its header (slower, finds truncation)
             damaged (dict, optional): filled with ``{track_id: [warning, ...]}`` for usable tracks whose decode
                 lost audio (``decode=True``; see :func:`m2e_plugin.audio.stream_audio`)
+            progress (optional): a :class:`m2e_plugin.progress.Progress` advanced once per track, in place of the
+                tqdm bar (which ``verbose`` draws), so that a log gets plain progress lines too
 
         Returns:
             * dict - ``{track_id: [missing path]}``
@@ -395,28 +397,13 @@ class EmotionDataset(core.Dataset):
         """
         from tqdm import tqdm
 
-        from m2e_plugin.progress import native_stderr_captured
-
         missing, invalid = {}, {}
-        for track_id in tqdm(self.track_ids, disable=not verbose, desc=f"validate {self.name}", file=sys.stderr):
-            path = self.track(track_id).audio_path
-            if not os.path.exists(path):  # a directory in its place is reported by check_audio_file, as corrupt
-                missing[track_id] = [path]
-                continue
-            lost: list = []
-            with native_stderr_captured() as noise:  # libmpg123's raw lines name no file: reported per track
-                cause = check_audio_file(path, decode=decode, warnings=lost)
-            if cause is None and noise.lines and not lost:
-                lost.append({"code": "decoder_messages", "start": None, "seconds_lost": None,
-                             "message": f"the decoder reported {len(noise.lines)} problem(s) (damaged frames are "
-                                        f"skipped); first: {noise.lines[0]}"})
-            if cause is not None:
-                invalid[track_id] = [f"{path}: {cause}"]
-            elif lost:
-                if damaged is not None:
-                    damaged[track_id] = lost
-                if verbose:
-                    print(f"{path}: usable, but " + "; ".join(w["message"] for w in lost), file=sys.stderr)
+        tracks = tqdm(self.track_ids, disable=not verbose or progress is not None, desc=f"validate {self.name}",
+                      file=sys.stderr)
+        for track_id in tracks:
+            self._validate_track(track_id, decode, missing, invalid, damaged, verbose)
+            if progress is not None:
+                progress.update(1, failed=track_id in missing or track_id in invalid)
         if verbose:
             n = len(self.track_ids)
             print(
@@ -425,6 +412,28 @@ class EmotionDataset(core.Dataset):
                 file=sys.stderr,
             )
         return missing, invalid
+
+    def _validate_track(self, track_id, decode, missing, invalid, damaged, verbose) -> None:
+        from m2e_plugin.progress import native_stderr_captured
+
+        path = self.track(track_id).audio_path
+        if not os.path.exists(path):  # a directory in its place is reported by check_audio_file, as corrupt
+            missing[track_id] = [path]
+            return
+        lost: list = []
+        with native_stderr_captured() as noise:  # libmpg123's raw lines name no file: reported per track
+            cause = check_audio_file(path, decode=decode, warnings=lost)
+        if cause is None and noise.lines and not lost:
+            lost.append({"code": "decoder_messages", "start": None, "seconds_lost": None,
+                         "message": f"the decoder reported {len(noise.lines)} problem(s) (damaged frames are "
+                                    f"skipped); first: {noise.lines[0]}"})
+        if cause is not None:
+            invalid[track_id] = [f"{path}: {cause}"]
+        elif lost:
+            if damaged is not None:
+                damaged[track_id] = lost
+            if verbose:
+                print(f"{path}: usable, but " + "; ".join(w["message"] for w in lost), file=sys.stderr)
 
 
 __all__ = [

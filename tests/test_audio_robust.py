@@ -467,6 +467,15 @@ def test_datasets_validate_decode_lists_damaged_but_usable_tracks(mp3s, tmp_path
     assert report["corrupt"] == 1 and report["damaged"] == 1 and report["usable"] == report["tracks"] - 1
     [(track_id, lost)] = report["damaged_tracks"].items()
     assert [w["code"] for w in lost] == ["damaged"] and lost[0]["seconds_lost"] > 1.0
+    # --progress always: plain progress lines in a log (it printed none), the damaged track named; -q: neither
+    argv = ["datasets", "validate", "pmemo", "--data-home", str(home), "--decode"]
+    assert main([*argv, "--progress", "always"]) == 1
+    err = capsys.readouterr().err
+    n = report["tracks"]
+    assert f"m2e datasets validate pmemo: {n}/{n} tracks" in err and "1 failed" in err
+    assert "usable, but" in err and f"{n} tracks, {n - 1} with usable audio" in err
+    assert main([*argv, "-q"]) == 1
+    assert capsys.readouterr().err == ""
 
 
 def test_real_mp3s_whose_header_overstates_the_length_are_not_reported(shared_data):

@@ -138,13 +138,18 @@ def _info(args) -> int:
 
 def _validate(args) -> int:
     ds = _open(args.name, args.home)
-    from m2e_plugin.progress import terminal_bar
+    from m2e_plugin.progress import Progress
 
-    bar = terminal_bar(progress_mode(args))  # the loader's tqdm bar: never into a log
     damaged: dict = {}
-    missing, invalid = ds.validate(verbose=bar, decode=args.decode, damaged=damaged)
     n = len(ds.track_ids)
-    if not bar and not args.quiet:  # the summary the loader prints with its bar
+    # On a terminal a bar; with --progress always, plain lines in a log, as every long command
+    with Progress(n, f"m2e datasets validate {ds.name}", unit="track", mode=progress_mode(args)) as bar:
+        missing, invalid = ds.validate(verbose=False, decode=args.decode, damaged=damaged, progress=bar)
+        if not args.quiet:
+            for i in ds.track_ids:
+                if i in damaged:
+                    bar.write(f"{ds.track(i).audio_path}: usable, but " + "; ".join(w["message"] for w in damaged[i]))
+    if not args.quiet:
         print(f"{ds.name}: {n} tracks, {n - len(missing) - len(invalid)} with usable audio, {len(missing)} missing, "
               f"{len(invalid)} corrupt", file=sys.stderr)
     missing_ids = [i for i in ds.track_ids if i in missing]
