@@ -262,3 +262,19 @@ def test_an_extractor_gets_only_the_options_it_takes(tmp_path):
         batch.run_batch(tracks, tmp_path / "rms", extractor=RmsExtractor, options={"frames": True},
                         progress="never", log=lambda _: None)
     assert not (tmp_path / "other").exists() or not list((tmp_path / "other").glob("*.json"))
+
+
+def test_a_dataset_without_any_audio_is_one_error_not_a_failure_per_track(tmp_path, capsys):
+    """Labels without audio (DEAM's annotations alone) gave 1,802 'file not found' lines and exit 1."""
+    from loaders_testing import AUDIO, build_home
+
+    home = build_home(tmp_path, "deam", skip=AUDIO["deam"])
+    rc = main(["extract", "--dataset", "deam", "--data-home", str(home), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") > 1 and "failed" not in err
+    assert "none of its" in err and "has its audio on disk" in err and "Where to get it" in err
+    assert not (tmp_path / "out").exists()
+    # one clip present: the others are the usual per-track failures
+    home = build_home(tmp_path / "one", "deam", skip=AUDIO["deam"][1:])
+    assert main(["extract", "--dataset", "deam", "--data-home", str(home), "-o", str(tmp_path / "o2"), "-q",
+                 "--extractor", "lite"]) == 1

@@ -170,6 +170,14 @@ def _dataset_tracks(name: str, data_home: str | None, version: str) -> list[Trac
         track = ds.track(tid)
         path = getattr(track, "audio_path", None) or os.path.join(data_home or "", f"<no audio for {tid}>")
         tracks.append(Track(str(tid), str(path)))
+    if tracks and not any(os.path.exists(t.path) for t in tracks):
+        # Labels without audio (the usual first download): one message, not a failure line per track.
+        import textwrap
+
+        where = textwrap.dedent(getattr(ds, "_download_info", "") or "").strip()
+        raise BatchError(f"dataset {name!r} (data_home={ds.data_home}): none of its {len(tracks)} tracks has its "
+                         f"audio on disk (the first would be {tracks[0].path})"
+                         + (f".\nWhere to get it:\n{where}" if where else ""))
     return tracks
 
 
