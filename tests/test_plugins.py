@@ -397,3 +397,15 @@ def test_a_worker_that_dies_costs_only_its_own_track(plugin_site, tmp_path):
     assert sorted(p.name for p in out.glob("*.json")) == ["c0.wav.json", "c1.wav.json", "c3.wav.json", "c4.wav.json"]
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert [e["id"] for e in errors] == ["c2.wav"] and "worker process died" in errors[0]["error"]
+
+
+def test_the_plugin_table_keeps_a_multi_line_error_on_its_row():
+    from m2e_plugin.cli.plugins import _table
+
+    listing = [{"name": "ok", "version": "1", "hooks": ["m2e_register_models"], "models": ["a"], "extractors": ["a"]},
+               {"name": "bad", "version": None, "hooks": [], "models": [], "extractors": [],
+                "error": "failed to register: PluginValidationError: Plugin 'bad' for hook 'x'\nhookimpl definition: "
+                         "x(a)\nArgument(s) {'a'} are declared in the hookimpl but can not be found in the hookspec"}]
+    lines = _table(listing, extractors=False, models=False).splitlines()
+    assert len(lines) == 3 and lines[2].startswith("bad ")
+    assert "ERROR: failed to register: PluginValidationError: Plugin 'bad' for hook 'x' / hookimpl definition" in lines[2]

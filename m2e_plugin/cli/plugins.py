@@ -75,5 +75,7 @@ def _table(listing: list[dict], extractors: bool, models: bool) -> str:
         rows += [(p["name"], p["version"] or "-", ", ".join(p["hooks"]) or "-", ", ".join(p["models"]) or "-",
                   "ERROR: " + p["error"] if p.get("error") else ", ".join(p["extractors"]) or "-")
                  for p in listing]
+    # One line per row: a multi-line error (pluggy's signature errors) would break the columns; stderr has it whole.
+    rows = [tuple(" / ".join(part.strip() for part in cell.splitlines() if part.strip()) for cell in r) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
