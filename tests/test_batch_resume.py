@@ -186,6 +186,12 @@ def test_a_track_that_fails_gets_its_error_not_a_decoder_warning_too(tmp_path, c
     assert result.failed == 1
     err = capfd.readouterr().err
     assert "failed bad.mp3" in err and "decoder reported" not in err, err
+    # with progress lines (--progress always) the length probe's decoder lines stayed out of the log too
+    (src / "text.mp3").write_text("not audio at all\n" * 5000)
+    tracks, _ = batch.expand_inputs([src])
+    batch.run_batch(tracks, tmp_path / "out2", extractor=RmsExtractor, progress="always", log=lambda _: None)
+    err = capfd.readouterr().err
+    assert "failed text.mp3" in err and "libmpg123" not in err and "[src/" not in err, err
 
 
 def _failing_writes(monkeypatch, after: int):
@@ -278,3 +284,38 @@ def test_a_dataset_without_any_audio_is_one_error_not_a_failure_per_track(tmp_pa
     home = build_home(tmp_path / "one", "deam", skip=AUDIO["deam"][1:])
     assert main(["extract", "--dataset", "deam", "--data-home", str(home), "-o", str(tmp_path / "o2"), "-q",
                  "--extractor", "lite"]) == 1
+
+
+def test_a_symlink_loop_in_a_folder_fails_alone(tmp_path):
+    """A link to itself inside an input folder stopped the folder scan with a RuntimeError traceback."""
+    src = _clips(tmp_path / "in")
+    (src / "self.wav").symlink_to("self.wav")
+    result = _run(src, tmp_path / "out")
+    assert (result.done, result.failed) == (3, 1)
+    assert "symbolic links" in result.failures[0]["error"] and result.failures[0]["id"] == "self.wav"
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
+    """Two `extract` runs into one folder at once each redid every track (and could sweep the other's temporary
+    files); the second is refused, naming the first, and the folder is free again once the first ends."""
+    import subprocess
+    import sys
+    import textwrap
+
+    src, out = _clips(tmp_path / "in"), tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from m2e_plugin.batch import exclusive_use
+        with exclusive_use(Path({str(out)!r})):
+            print("held", flush=True)
+            sys.stdin.readline()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(batch.BatchError, match=rf"in use by another m2e extract run \(pid {holder.pid}, started"):
+            _run(src, out)
+        assert not list(out.glob("*.json"))
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert _run(src, out).done == 3  # released when the first run ends

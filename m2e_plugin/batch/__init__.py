@@ -24,6 +24,7 @@ size or modification time): those are redone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -42,9 +43,9 @@ from m2e_plugin.batch.outputs import (ABSENT_SOURCE, ERRORS_FILE, FORMATS, STATE
 from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_inline, run_pool, run_ray
 
 __all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "OutputUnwritable",
-           "TABLE_FORMATS", "Track", "build_table", "expand_inputs", "extract_track", "nest", "output_path",
-           "read_errors", "run_batch", "serialise", "spool_streams", "to_builtin", "write_atomic", "ERRORS_FILE",
-           "STATE_DIR", "TMP_SUFFIX"]
+           "TABLE_FORMATS", "Track", "build_table", "exclusive_use", "expand_inputs", "extract_track", "nest",
+           "output_path", "read_errors", "run_batch", "serialise", "spool_streams", "to_builtin", "write_atomic",
+           "ERRORS_FILE", "STATE_DIR", "TMP_SUFFIX"]
 
 
 @dataclass
@@ -164,124 +165,125 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
     except OSError as exc:
         raise BatchError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
     check_writable(out)
-    settings = check_manifest(out, cls, options, fmt, overwrite)
-    sweep_tmp(out)
+    with exclusive_use(out):  # a second run into the same folder would redo every track
+        settings = check_manifest(out, cls, options, fmt, overwrite)
+        sweep_tmp(out)
 
-    started = time.perf_counter()
-    result = BatchResult(total=len(tracks), output=str(out), errors_file=str(out / ERRORS_FILE),
-                         ignored_files=int(ignored_files))
-    errors = read_errors(out)
-    sources = read_sources(out)
-    stamps = {t.id: source_stamp(t.copy or t.path) for t in tracks}
-    todo: list[Track] = []
-    changed_ids: set[str] = set()
-    for t in tracks:
-        # A source whose size or mtime changed since its track was finished (or failed) is done again. Outputs
-        # from before the stamps were kept have no stamp: they are trusted.
-        record = sources.get(t.id)
-        changed = record is not None and stamps[t.id] is not None and stamp_of(record) != stamps[t.id]
-        # An output made with other settings (kept from before an --overwrite that changed them) is done again.
-        stale = (record is not None and record.get("settings") not in (None, settings)
-                 and output_path(out, t.id, fmt).exists())
-        if (changed or stale) and not overwrite:
-            result.source_changed += changed
-            result.settings_changed += stale and not changed
-            changed_ids.add(t.id)
-            todo.append(t)
-        elif not overwrite and output_path(out, t.id, fmt).exists():
-            result.already_done += 1
-        elif t.id in errors and not (retry_failed or overwrite):
-            result.previously_failed += 1
-        else:
-            todo.append(t)
-    if sources:
-        compact_sources(out, sources)
-    retried = {t.id for t in todo} & set(errors)
-    run = _run_record(cls, options, fmt, command)
-    write_run(out, run)
-    if retried:  # their old error lines go; a new failure writes a new one
-        rewrite_errors(out, {k: v for k, v in errors.items() if k not in retried})
-    if result.already_done or result.previously_failed or result.source_changed or result.settings_changed:
-        status(f"m2e extract: {result.already_done} already done, {result.previously_failed} failed before "
-               f"(not retried{'' if retry_failed else '; use --retry-failed'}), "
-               f"{f'{result.source_changed} redone (source file changed), ' if result.source_changed else ''}"
-               f"{f'{result.settings_changed} redone (made with other settings), ' if result.settings_changed else ''}"
-               f"{len(todo)} to do")
-
-    from m2e_plugin.progress import Progress
-
-    mode = {None: "auto", True: "always", False: "never"}.get(progress, progress)
-    bar = Progress(len(todo), f"m2e extract ({cls.name})", unit="track", mode=mode)
-
-    unwritable: list[OutputUnwritable] = []
-
-    def record(outcome: tuple[Track, str, Any, str | None]) -> None:
-        try:
-            _record(outcome)
-        except OSError as exc:  # a full or failing disk: stop, keeping every track already written
-            unwritable.append(OutputUnwritable(
-                f"cannot write the results to {out}: {exc.strerror or exc}; the {result.done} track(s) finished "
-                "in this run are kept, run again to resume"))
-            raise unwritable[-1] from None
-
-    def _record(outcome: tuple[Track, str, Any, str | None]) -> None:
-        track, status, payload, warning = outcome
-        if warning:
-            bar.write(f"m2e extract: {warning}")
-        if status == "fatal":
-            raise ExtractorUnavailable(f"extractor {cls.name!r} could not be created: {payload}")
-        if status == "ok":
-            pool, frames, provenance = split_pool(payload)
-            if provenance and "model" not in run:  # the loaded model's card, once per run
-                run["model"] = provenance
-                write_run(out, run)
-            stamp = stamps[track.id] or {}
-            # A copy of standard input or a pipe has a size, but its time is when it was copied: none is given.
-            pool.update({"metadata.run": run["run"], "metadata.input.size": stamp.get("size"),
-                         "metadata.input.mtime": _iso(stamp["mtime_ns"] / 1e9) if stamp and track.copy is None
-                         else None})
-            if frames:  # before the pool: a track counts as done when its pool exists
-                write_atomic(frames_path(out, track.id, fmt),
-                             serialise({**frames, "metadata.input.id": track.id, "metadata.run": run["run"]},
-                                       "yaml" if fmt == "yaml" else "json", flat=flat))
-            write_atomic(output_path(out, track.id, fmt), serialise(pool, fmt, flat=flat))
-            result.done += 1
-            append_source(out, track.id, stamps[track.id], settings)
-        else:
-            with open(out / ERRORS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(payload) + "\n")  # one write per line: a whole line or none
-            result.failed += 1
-            result.failures.append(payload)
-            # A source that could not even be read is remembered as absent: when it appears, it is a change.
-            append_source(out, track.id, stamps[track.id] or ABSENT_SOURCE)
-            if track.id in changed_ids:  # the old output describes another file, or other settings
-                output_path(out, track.id, fmt).unlink(missing_ok=True)
-            bar.write(f"m2e extract: failed {track.id}: {payload['error']}")
-        bar.update(1, failed=status != "ok")
-
-    try:
-        if todo:
-            if backend == "ray":
-                run_ray(todo, cls, options, jobs, ray_address, threads, record)
-            elif jobs == 1:
-                run_inline(todo, cls, options, threads, record, bar)
+        started = time.perf_counter()
+        result = BatchResult(total=len(tracks), output=str(out), errors_file=str(out / ERRORS_FILE),
+                             ignored_files=int(ignored_files))
+        errors = read_errors(out)
+        sources = read_sources(out)
+        stamps = {t.id: source_stamp(t.copy or t.path) for t in tracks}
+        todo: list[Track] = []
+        changed_ids: set[str] = set()
+        for t in tracks:
+            # A source whose size or mtime changed since its track was finished (or failed) is done again. Outputs
+            # from before the stamps were kept have no stamp: they are trusted.
+            record = sources.get(t.id)
+            changed = record is not None and stamps[t.id] is not None and stamp_of(record) != stamps[t.id]
+            # An output made with other settings (kept from before an --overwrite that changed them) is done again.
+            stale = (record is not None and record.get("settings") not in (None, settings)
+                     and output_path(out, t.id, fmt).exists())
+            if (changed or stale) and not overwrite:
+                result.source_changed += changed
+                result.settings_changed += stale and not changed
+                changed_ids.add(t.id)
+                todo.append(t)
+            elif not overwrite and output_path(out, t.id, fmt).exists():
+                result.already_done += 1
+            elif t.id in errors and not (retry_failed or overwrite):
+                result.previously_failed += 1
             else:
-                run_pool(todo, cls, options, jobs, threads, record, log)
-    except KeyboardInterrupt:
-        result.interrupted = True
-    finally:
-        bar.close()
-        if fmt in TABLE_FORMATS:  # always: the rows are this command's inputs, even when nothing was to do
-            result.table = str(build_table(out, fmt, tracks))
-        result.seconds = time.perf_counter() - started
-        run.update(status="interrupted" if result.interrupted else "failed" if unwritable else "finished",
-                   finished=_iso(time.time()), counts=result.as_dict())
+                todo.append(t)
+        if sources:
+            compact_sources(out, sources)
+        retried = {t.id for t in todo} & set(errors)
+        run = _run_record(cls, options, fmt, command)
+        write_run(out, run)
+        if retried:  # their old error lines go; a new failure writes a new one
+            rewrite_errors(out, {k: v for k, v in errors.items() if k not in retried})
+        if result.already_done or result.previously_failed or result.source_changed or result.settings_changed:
+            redone = "".join(f"{n} redone ({why}), " for n, why in (
+                (result.source_changed, "source file changed"), (result.settings_changed, "made with other settings"))
+                if n)
+            status(f"m2e extract: {result.already_done} already done, {result.previously_failed} failed before "
+                   f"(not retried{'' if retry_failed else '; use --retry-failed'}), {redone}{len(todo)} to do")
+
+        from m2e_plugin.progress import Progress
+
+        mode = {None: "auto", True: "always", False: "never"}.get(progress, progress)
+        bar = Progress(len(todo), f"m2e extract ({cls.name})", unit="track", mode=mode)
+
+        unwritable: list[OutputUnwritable] = []
+
+        def record(outcome: tuple[Track, str, Any, str | None]) -> None:
+            try:
+                _record(outcome)
+            except OSError as exc:  # a full or failing disk: stop, keeping every track already written
+                unwritable.append(OutputUnwritable(
+                    f"cannot write the results to {out}: {exc.strerror or exc}; the {result.done} track(s) finished "
+                    "in this run are kept, run again to resume"))
+                raise unwritable[-1] from None
+
+        def _record(outcome: tuple[Track, str, Any, str | None]) -> None:
+            track, status, payload, warning = outcome
+            if warning:
+                bar.write(f"m2e extract: {warning}")
+            if status == "fatal":
+                raise ExtractorUnavailable(f"extractor {cls.name!r} could not be created: {payload}")
+            if status == "ok":
+                pool, frames, provenance = split_pool(payload)
+                if provenance and "model" not in run:  # the loaded model's card, once per run
+                    run["model"] = provenance
+                    write_run(out, run)
+                stamp = stamps[track.id] or {}
+                # A copy of standard input or a pipe has a size, but its time is when it was copied: none is given.
+                pool.update({"metadata.run": run["run"], "metadata.input.size": stamp.get("size"),
+                             "metadata.input.mtime": _iso(stamp["mtime_ns"] / 1e9) if stamp and track.copy is None
+                             else None})
+                if frames:  # before the pool: a track counts as done when its pool exists
+                    write_atomic(frames_path(out, track.id, fmt),
+                                 serialise({**frames, "metadata.input.id": track.id, "metadata.run": run["run"]},
+                                           "yaml" if fmt == "yaml" else "json", flat=flat))
+                write_atomic(output_path(out, track.id, fmt), serialise(pool, fmt, flat=flat))
+                result.done += 1
+                append_source(out, track.id, stamps[track.id], settings)
+            else:
+                with open(out / ERRORS_FILE, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(payload) + "\n")  # one write per line: a whole line or none
+                result.failed += 1
+                result.failures.append(payload)
+                # A source that could not even be read is remembered as absent: when it appears, it is a change.
+                append_source(out, track.id, stamps[track.id] or ABSENT_SOURCE)
+                if track.id in changed_ids:  # the old output describes another file, or other settings
+                    output_path(out, track.id, fmt).unlink(missing_ok=True)
+                bar.write(f"m2e extract: failed {track.id}: {payload['error']}")
+            bar.update(1, failed=status != "ok")
+
         try:
-            write_run(out, run)
-        except OSError:
-            if not unwritable:  # else the disk's first error is the one to report
-                raise
-    return result
+            if todo:
+                if backend == "ray":
+                    run_ray(todo, cls, options, jobs, ray_address, threads, record)
+                elif jobs == 1:
+                    run_inline(todo, cls, options, threads, record, bar)
+                else:
+                    run_pool(todo, cls, options, jobs, threads, record, log)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        finally:
+            bar.close()
+            if fmt in TABLE_FORMATS:  # always: the rows are this command's inputs, even when nothing was to do
+                result.table = str(build_table(out, fmt, tracks))
+            result.seconds = time.perf_counter() - started
+            run.update(status="interrupted" if result.interrupted else "failed" if unwritable else "finished",
+                       finished=_iso(time.time()), counts=result.as_dict())
+            try:
+                write_run(out, run)
+            except OSError:
+                if not unwritable:  # else the disk's first error is the one to report
+                    raise
+        return result
 
 
 # Compute hints that never change a result: dropped for an extractor that does not take them.
@@ -306,6 +308,39 @@ def accepted_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         raise BatchError(f"extractor {cls.name!r} does not take the option(s) {', '.join(unknown)} "
                          f"(it takes: {', '.join(sorted(named)) or 'none'})")
     return kept
+
+
+LOCK_FILE = "lock"
+
+
+@contextlib.contextmanager
+def exclusive_use(out: Path):
+    """Hold ``OUT/.m2e/lock`` (an advisory lock the OS drops when the process ends, however it ends) for one run:
+    two runs into one folder would each redo every track, and one's start-up sweep could delete the other's
+    half-written files. A second run is refused, naming the first's process."""
+    lock_path = out / STATE_DIR / LOCK_FILE
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+", encoding="utf-8") as fh:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock; concurrent runs are the user's to avoid
+            yield
+            return
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise BatchError(f"{out} is in use by another m2e extract run ({holder}); wait for it to finish or "
+                             "choose another output folder") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}, started {_iso(time.time())}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def check_writable(out: Path) -> None:

@@ -80,7 +80,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], *, dataset: str | None = 
         if p.is_dir():
             found, skipped = _scan_folder(p, exts)
             ignored += skipped
-            tracks += [Track(f.relative_to(p).as_posix(), str(f.resolve())) for f in found]
+            tracks += [Track(f.relative_to(p).as_posix(), _resolved(f)) for f in found]
         elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
             loose += _read_list(p)
         else:  # a file, or a missing path: that one track fails with "file not found", the others still run
@@ -155,6 +155,15 @@ def _read_list(list_file: Path) -> list[Path]:
         p = Path(line).expanduser()
         paths.append(p if p.is_absolute() else list_file.parent / p)
     return paths
+
+
+def _resolved(path: Path) -> str:
+    """The file's real path; a symlink loop keeps its own path, so that track alone fails ("too many levels of
+    symbolic links") instead of the whole folder scan."""
+    try:
+        return str(path.resolve())
+    except (RuntimeError, OSError):  # RuntimeError: Python < 3.13's loop error
+        return os.path.abspath(path)
 
 
 def _dataset_tracks(name: str, data_home: str | None, version: str) -> list[Track]:

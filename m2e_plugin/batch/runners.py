@@ -129,11 +129,13 @@ def _position_reporter(bar, track: Track):
     if bar is None or not bar.enabled:
         return None
     from m2e_plugin.audio import info
+    from m2e_plugin.progress import native_stderr_captured
 
-    try:
-        total = info(track.audio).duration
-    except Exception:  # unreadable: the extraction reports it
-        total = None
+    with native_stderr_captured():  # the decoder's lines about this header: the extraction reports the file itself
+        try:
+            total = info(track.audio).duration
+        except Exception:  # unreadable: the extraction reports it
+            total = None
     return lambda seconds: bar.position(track.id, seconds, total)
 
 
