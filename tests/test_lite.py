@@ -386,3 +386,27 @@ def test_lite_on_cuda_matches_cpu(backend):
     # cuDNN runs convolutions in TF32 by default: agreement to 0.01 on the 1-9 scale, not bit for bit
     assert abs(cpu.valence - gpu.valence) < 0.01 and abs(cpu.arousal - gpu.arousal) < 0.01
     np.testing.assert_allclose(cpu.mood_probabilities, gpu.mood_probabilities, atol=1e-3)
+
+
+def test_quiet_inputs_quadrant_probabilities_follow_its_arousal(backend):
+    """The quiet glide moved arousal but not the quadrant probabilities: a faded 0.1 s clip's pool said Q4 at 0.245
+    while Q1 had 0.257. They now carry the glided arousal (and the same valence); silence is Q3/Q4 0.5 each."""
+    from m2e_plugin.backbones.level import measure_level
+    from m2e_plugin.models.lite import axis_probabilities, with_marginals
+
+    clip = synth_music(3.0, SR, seed=4)
+    level = measure_level(clip, SR).dbfs
+    for db in (-50.0, -62.0, -66.0, -69.0):
+        p = backend.predict_window((clip * 10 ** ((db - level) / 20)).astype(np.float32))
+        q = np.array([p.extras["quadrant_probabilities"][f"Q{i}"] for i in range(1, 5)])
+        pv, pa = axis_probabilities(q)
+        assert q.sum() == pytest.approx(1.0)
+        assert 5 + 2.5 * (2 * pv - 1) == pytest.approx(p.valence, abs=1e-6)
+        assert pa == pytest.approx(np.clip(0.5 + (p.arousal - 5) / 5, 0, 1), abs=1e-6)
+        if db < -65:  # arousal's side is settled by the level: the quadrant reported is the likeliest
+            assert q[int(quadrant(p.valence, p.arousal)[1]) - 1] == q.max()
+    silent = backend.predict_window(np.zeros(SR, np.float32)).extras["quadrant_probabilities"]
+    assert silent == {"Q1": 0.0, "Q2": 0.0, "Q3": 0.5, "Q4": 0.5}
+    # the fit keeps the odds inside each half
+    q = with_marginals([0.4, 0.1, 0.3, 0.2], 0.6, 0.2)
+    np.testing.assert_allclose(axis_probabilities(q), (0.6, 0.2), atol=1e-9)

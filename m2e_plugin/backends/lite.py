@@ -150,8 +150,8 @@ class LiteBackend(EmotionBackend):
 
     def _prediction(self, features: dict[str, np.ndarray], moods: np.ndarray, seconds: float, level_dbfs: float
                     ) -> Prediction:
-        from m2e_plugin.models.lite import (cohere_moods, pool_embeddings, quadrant_softmax, shrink_quadrants,
-                                            valence_arousal)
+        from m2e_plugin.models.lite import (axis_probabilities, cohere_moods, pool_embeddings, quadrant_softmax,
+                                            shrink_quadrants, valence_arousal, with_marginals)
 
         torch = self._torch
         x = {kind: torch.from_numpy(pool_embeddings(features[kind], self._pooling)[None]).to(self.device)
@@ -166,6 +166,8 @@ class LiteBackend(EmotionBackend):
         # ends where silence begins (it rose to 5 and then dropped to 1 at the floor). Short input at a normal
         # level still shrinks toward 5: a brief excerpt is not evidence of calm.
         arousal -= (5.0 - SILENT_AROUSAL) * (1.0 - by_level)
+        if by_level < 1.0:  # the quadrant probabilities follow the glide: a quiet pool said Q4 at 0.245 < Q1's 0.257
+            quad = with_marginals(quad, axis_probabilities(quad)[0], 0.5 + (arousal - 5.0) / (2.0 * self._va_scale))
         # The mood tagger answers a 0.1 s blip as firmly as a song (a dozen moods); its evidence is as thin as the
         # head's, so moods shrink with the same confidence, toward silence's "no mood". Then moods that contradict
         # the quadrant's more probable side fade (cohere_moods).
@@ -175,10 +177,11 @@ class LiteBackend(EmotionBackend):
                                   "confidence": round(confidence, 4)})
 
     def _silent_prediction(self) -> Prediction:
-        """Documented result for silence: valence 5 (undecided), arousal 1 (no energy), every mood 0."""
+        """Documented result for silence: valence 5 (undecided), arousal 1 (no energy), every mood 0; the quadrant
+        probabilities say the same: Q3 and Q4 0.5 each (the quadrant read off valence 5 is Q4)."""
         return Prediction(valence=5.0, arousal=SILENT_AROUSAL, mood_probabilities=np.zeros(len(self.mood_tags)),
                           extras={"silent": True, "confidence": 0.0,
-                                  "quadrant_probabilities": {f"Q{i + 1}": 0.25 for i in range(4)}})
+                                  "quadrant_probabilities": {"Q1": 0.0, "Q2": 0.0, "Q3": 0.5, "Q4": 0.5}})
 
     def predict_track(self, blocks: Iterable[np.ndarray]) -> Prediction:
         patches, moods, seconds, levels = [], [], [], []

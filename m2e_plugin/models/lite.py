@@ -147,6 +147,20 @@ def axis_probabilities(quad_probs) -> tuple[np.ndarray, np.ndarray]:
     return q[..., 0] + q[..., 3], q[..., 0] + q[..., 1]
 
 
+def with_marginals(quad_probs, p_valence: float, p_arousal: float, iterations: int = 50) -> np.ndarray:
+    """Quadrant probabilities (Q1..Q4) closest to ``quad_probs`` (iterative proportional fitting: the relative
+    odds inside each half are kept) whose P(valence positive) and P(arousal positive) are the given ones: what the
+    quadrants say once valence or arousal was moved by other evidence than the head's (quiet input's arousal)."""
+    q = np.clip(np.asarray(quad_probs, dtype=np.float64), 1e-12, None)
+    pv, pa = float(np.clip(p_valence, 0.0, 1.0)), float(np.clip(p_arousal, 0.0, 1.0))
+    positive_v, positive_a = np.array([1, 0, 0, 1], bool), np.array([1, 1, 0, 0], bool)
+    for _ in range(iterations):
+        for side, target in ((positive_a, pa), (positive_v, pv)):
+            q = np.where(side, q * target / max(q[side].sum(), 1e-300),
+                         q * (1.0 - target) / max(q[~side].sum(), 1e-300))  # a half at 0 stays at 0
+    return q / q.sum()
+
+
 def valence_arousal(quad_probs: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """(valence, arousal) on 1-9 from (..., 4) quadrant probabilities ordered Q1..Q4 (already shrunk)."""
     pv, pa = axis_probabilities(quad_probs)
