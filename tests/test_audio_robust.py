@@ -344,6 +344,22 @@ def test_batch_copies_pipes_once_in_the_parent(mp3s, tmp_path):
         run_batch(expand_inputs(["-"])[0], tmp_path / "out")
 
 
+@pytest.mark.skipif(shutil.which("bash") is None or not os.path.isdir("/dev/fd"), reason="needs bash and /dev/fd")
+def test_extract_warns_that_a_process_substitution_is_named_by_its_descriptor(mp3s, tmp_path):
+    """`m2e extract <(cat a.mp3) -o out` wrote out/63.json; the next `<(...)` silently replaced it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = (f"{sys.executable} -m m2e_plugin extract <(cat {mp3s['clean']}) -o {out} -q --progress never "
+           "--extractor lite")
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    [pool] = list(out.glob("*.json"))
+    assert f"/dev/fd/{pool.stem} is a pipe named by its descriptor" in proc.stderr
+
+
 @pytest.mark.parametrize("command", [["datasets", "validate", "pmemo"], ["features", "--dataset", "pmemo"],
                                      ["extract", "--dataset", "pmemo", "-o", "unused"]])
 def test_a_dataset_folder_cannot_be_standard_input(command, capsys):

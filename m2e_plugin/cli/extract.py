@@ -114,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
             print("m2e extract: no audio files found in the inputs", file=sys.stderr)
             return 2
         tracks = spool_streams(tracks, spooled)
+        for t in tracks:
+            if t.copy is not None and t.path.startswith(("/dev/fd/", "/proc/")):  # <(...): a name the shell reuses
+                print(f"m2e extract: warning: {t.path} is a pipe named by its descriptor; its output {t.id!r} is "
+                      "replaced by the next pipe given that descriptor (give files, or a list of paths)",
+                      file=sys.stderr)
         result = run_batch(tracks, args.output, extractor=args.extractor, options=options, fmt=args.format,
                            jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
                            retry_failed=args.retry_failed, overwrite=args.overwrite, flat=args.flat,
