@@ -55,10 +55,14 @@ def test_without_metadata_file(tmp_path):
     assert t.quadrant == "Q1" and t.moods == [] and t.artist is None and t.genres == []
 
 
-def test_bad_quadrant_named(tmp_path):
+@pytest.mark.parametrize("rows, message", [
+    ("MT1,Q5\n", r"row 'MT1': quadrant 'Q5'"),
+    ("MT1,Q1\n,Q2\n", r"line 3: the 'Song' cell is empty"),  # it became a track with id ''
+])
+def test_bad_annotation_row_named(tmp_path, rows, message):
     home = build_home(tmp_path, "fourq")
-    (home / "panda_dataset_taffc_annotations.csv").write_text("Song,Quadrant\nMT1,Q5\n")
-    with pytest.raises(ValueError, match=r"panda_dataset_taffc_annotations\.csv: row 'MT1': quadrant 'Q5'"):
+    (home / "panda_dataset_taffc_annotations.csv").write_text("Song,Quadrant\n" + rows)
+    with pytest.raises(ValueError, match=r"panda_dataset_taffc_annotations\.csv: " + message):
         fourq.Dataset(str(home)).track_ids
 
 
@@ -87,13 +91,6 @@ def test_header_only_annotations_are_an_error(tmp_path, capsys):
         fourq.Dataset(str(home)).track_ids
     assert main(["datasets", "validate", "fourq", "--data-home", str(home)]) == 2
     assert "no rows under the header" in capsys.readouterr().err
-
-
-def test_blank_song_id_named(tmp_path):
-    home = build_home(tmp_path, "fourq")
-    (home / "panda_dataset_taffc_annotations.csv").write_text("Song,Quadrant\nMT1,Q1\n,Q2\n")
-    with pytest.raises(ValueError, match=r"panda_dataset_taffc_annotations\.csv: line 3: the 'Song' cell is empty"):
-        fourq.Dataset(str(home)).track_ids
 
 
 def test_audio_path_that_is_a_directory(tmp_path):
