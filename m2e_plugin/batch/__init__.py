@@ -175,27 +175,8 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         errors = read_errors(out)
         sources = read_sources(out)
         stamps = {t.id: source_stamp(t.copy or t.path) for t in tracks}
-        todo: list[Track] = []
-        changed_ids: set[str] = set()
-        for t in tracks:
-            # A source whose size or mtime changed since its track was finished (or failed) is done again. Outputs
-            # from before the stamps were kept have no stamp: they are trusted.
-            record = sources.get(t.id)
-            changed = record is not None and stamps[t.id] is not None and stamp_of(record) != stamps[t.id]
-            # An output made with other settings (kept from before an --overwrite that changed them) is done again.
-            stale = (record is not None and record.get("settings") not in (None, settings)
-                     and output_path(out, t.id, fmt).exists())
-            if (changed or stale) and not overwrite:
-                result.source_changed += changed
-                result.settings_changed += stale and not changed
-                changed_ids.add(t.id)
-                todo.append(t)
-            elif not overwrite and output_path(out, t.id, fmt).exists():
-                result.already_done += 1
-            elif t.id in errors and not (retry_failed or overwrite):
-                result.previously_failed += 1
-            else:
-                todo.append(t)
+        todo, changed_ids = _plan(tracks, out, fmt, settings, errors, sources, stamps, overwrite, retry_failed,
+                                  result)
         if sources:
             compact_sources(out, sources)
         retried = {t.id for t in todo} & set(errors)
@@ -284,6 +265,33 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
                 if not unwritable:  # else the disk's first error is the one to report
                     raise
         return result
+
+
+def _plan(tracks, out: Path, fmt: str, settings: str, errors: dict, sources: dict, stamps: dict, overwrite: bool,
+          retry_failed: bool, result: BatchResult) -> tuple[list[Track], set[str]]:
+    """The tracks to do now and, among them, those whose old output is stale; counts the others in ``result``."""
+    todo: list[Track] = []
+    changed_ids: set[str] = set()
+    for t in tracks:
+        # A source whose size or mtime changed since its track was finished (or failed) is done again. Outputs
+        # from before the stamps were kept have no stamp: they are trusted.
+        record = sources.get(t.id)
+        changed = record is not None and stamps[t.id] is not None and stamp_of(record) != stamps[t.id]
+        # An output made with other settings (kept from before an --overwrite that changed them) is done again.
+        stale = (record is not None and record.get("settings") not in (None, settings)
+                 and output_path(out, t.id, fmt).exists())
+        if (changed or stale) and not overwrite:
+            result.source_changed += changed
+            result.settings_changed += stale and not changed
+            changed_ids.add(t.id)
+            todo.append(t)
+        elif not overwrite and output_path(out, t.id, fmt).exists():
+            result.already_done += 1
+        elif t.id in errors and not (retry_failed or overwrite):
+            result.previously_failed += 1
+        else:
+            todo.append(t)
+    return todo, changed_ids
 
 
 # Compute hints that never change a result: dropped for an extractor that does not take them.
