@@ -75,6 +75,14 @@ def test_evaluate_errors_name_the_cause(tmp_path, capsys):
     assert main(["evaluate", "--dataset", "fourq", "--data-home", str(fourq), "--mert", "some/mert",
                  "--progress", "never"]) == 2
     assert "model 'lite' takes no mert option" in capsys.readouterr().err
+    # a model that cannot be built (an unknown device, missing weights) is exit 2 with its message, no traceback
+    assert main(["evaluate", "--dataset", "fourq", "--data-home", str(fourq), "--device", "tpu",
+                 "--progress", "never"]) == 2
+    assert "tpu" in (err := capsys.readouterr().err) and "Traceback" not in err
+    # scored without the clips that failed, and said so by the exit status (it was 0)
+    broken = build_home(tmp_path / "broken", "fourq", corrupt=AUDIO["fourq"][:1])
+    assert main(["evaluate", "--dataset", "fourq", "--data-home", str(broken), "--progress", "never"]) == 1
+    assert "1 tracks failed (scored without them" in capsys.readouterr().err
 
 
 def test_evaluate_undefined_metric_is_null(tmp_path, capsys):
@@ -106,6 +114,20 @@ def test_training_commands_check_their_options_first(tmp_path, capsys):
         (["evaluate-harmony", "--cache", str(a_file)], "is a file, not a folder"),
         (["train", "--model", "lite", "--dataset", "deam", "--data-home", str(tmp_path), "-o",
           str(tmp_path / "x.safetensors")], "--model lite trains on the 4Q clips only"),
+        (["evaluate", "--dataset", "fourq", "--data-home", str(tmp_path), "--limit", "0"],
+         "--limit must be at least 1"),  # it scored every clip
+    ]
+    m2e = ["train", "--model", "music2emo", "--dataset", "deam", "--data-home", str(tmp_path), "-o",
+           str(tmp_path / "s.safetensors")]
+    cases += [  # each one trained first and then crashed, or trained nonsense (found by a new user's audit)
+        (["train", "--model", "music2emo", "--dataset", "fourq", "--data-home", str(tmp_path), "-o", "s"],
+         "--model music2emo trains on mtg_jamendo_moodtheme, deam, emomusic, pmemo; got fourq"),
+        ([*m2e, "--batch-size", "0"], "--batch-size must be at least 1"),
+        ([*m2e, "--max-epochs", "0"], "--max-epochs must be at least 1"),
+        ([*m2e, "--patience", "-1"], "--patience must be at least 0"),
+        ([*m2e, "--kd-weight", "5"], "--kd-weight is a share between 0 and 1"),
+        ([*m2e, "--kd-temperature", "0"], "--kd-temperature must be a positive number"),
+        ([*m2e[:-1], str(tmp_path)], "is a folder; give the weights file"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from m2e_plugin.training.evaluate import evaluate_model, format_table
 
+    if args.limit is not None and args.limit < 1:  # 0 scored every track, -1 all but the last
+        print(f"m2e evaluate: --limit must be at least 1, got {args.limit}", file=sys.stderr)
+        return 2
     options = model_file_options(args, args.model)
     try:
         home = data_home_for(args.data_home, args.dataset)
@@ -43,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"m2e evaluate: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, allow_nan=False) if args.format == "json" else format_table(result))
-    if result["failed"]:
-        print(f"m2e evaluate: {len(result['failed'])} tracks failed", file=sys.stderr)
+    for warning in result["decoder_warnings"].values():
+        print(f"m2e evaluate: {warning}", file=sys.stderr)
+    if result["failed"]:  # scored on the others, as the exit status says (1: some inputs failed)
+        print(f"m2e evaluate: {len(result['failed'])} tracks failed (scored without them; see \"failed\")",
+              file=sys.stderr)
+        return 1
     return 0

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         datasets = args.dataset or []
         if not datasets:
             raise ValueError("give at least one --dataset for --model music2emo")
+        _check_music2emo_options(args, datasets)
         homes = data_homes(args.data_home, datasets)
         caches = data_homes(args.cache, datasets, option="--cache")
         cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
@@ -97,3 +98,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"m2e train: {exc}", file=sys.stderr)
         return 2
 
+
+
+# The datasets the Music2Emo recipe trains on (4Q has no official split and no MTG/VA labels of the recipe's).
+MUSIC2EMO_DATASETS = ("mtg_jamendo_moodtheme", "deam", "emomusic", "pmemo")
+
+
+def _check_music2emo_options(args: argparse.Namespace, datasets) -> None:
+    """Refuse, before any feature is read, what would crash or silently train nonsense after minutes of work."""
+    import math
+    from pathlib import Path
+
+    unknown = [d for d in datasets if d not in MUSIC2EMO_DATASETS]
+    problem = (
+        f"--model music2emo trains on {', '.join(MUSIC2EMO_DATASETS)}; got {', '.join(unknown)}" if unknown else
+        f"--batch-size must be at least 1, got {args.batch_size}" if args.batch_size < 1 else
+        f"--max-epochs must be at least 1, got {args.max_epochs}" if args.max_epochs < 1 else
+        f"--patience must be at least 0, got {args.patience}" if args.patience < 0 else
+        f"--kd-weight is a share between 0 and 1, got {args.kd_weight:g}"
+        if not (math.isfinite(args.kd_weight) and 0.0 <= args.kd_weight <= 1.0) else
+        f"--kd-temperature must be a positive number, got {args.kd_temperature:g}"
+        if not (math.isfinite(args.kd_temperature) and args.kd_temperature > 0) else
+        f"-o {args.output} is a folder; give the weights file to write (e.g. student.safetensors)"
+        if Path(args.output).is_dir() else None)
+    if problem:
+        raise ValueError(problem)

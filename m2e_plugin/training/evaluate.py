@@ -31,38 +31,45 @@ def evaluate_model(model: str, dataset: str, data_home, split: str | None = None
                    device: str = "auto", progress: str = "auto", **model_options) -> dict:
     """Predict every track of the split with ``Music2emo(model)`` and score it.
 
-    Returns a dict with ``model``, ``dataset``, ``split``, ``n_tracks``, ``failed`` and the metrics: for 4Q
+    Returns a dict with ``model``, ``dataset``, ``split``, ``n_tracks``, ``failed`` (``{track: error}``),
+    ``decoder_warnings`` (``{track: warning}``: the decoder's lines while reading it) and the metrics: for 4Q
     quadrant accuracy / macro-F1 and valence / arousal ROC-AUC; for DEAM, EmoMusic, PMEmo R^2 (and RMSE) per
     dimension; for MTG-Jamendo macro PR-AUC / ROC-AUC over the tags the model predicts. A metric the tracks do not
     define (an AUC over one class) is None. ``split`` None: :func:`default_split`. ``progress`` is a
     :class:`m2e_plugin.progress.Progress` mode (auto, always, never).
     """
-    from m2e_plugin.progress import Progress
-
     from m2e_plugin import loaders
     from m2e_plugin.predictor import Music2emo
+    from m2e_plugin.progress import Progress, decoder_warning, native_stderr_captured
     from m2e_plugin.training.metrics import binary_roc_auc, macro_f1, mood_scores, va_scores
 
     ds = loaders.initialize(dataset, data_home=str(data_home))
     split = default_split(ds) if split is None else split
     ids = split_track_ids(ds, dataset, split)[:limit] if limit else split_track_ids(ds, dataset, split)
-    m = Music2emo(model, device=device, **model_options)
+    try:
+        m = Music2emo(model, device=device, **model_options)
+    except Exception as exc:  # missing weights, an unknown device: nothing can be scored (ValueError: exit 2)
+        raise ValueError(str(exc)) from exc
     tags = [t for t in m.backend.mood_tags if t in MOOD_TAGS]
-    rows, failed = [], {}
+    rows, failed, decoder = [], {}, {}
     with Progress(len(ids), "m2e evaluate", unit="track", mode=progress) as bar:
         for tid in ids:
             track = ds.track(tid)
-            try:
-                out = m.predict(track.audio_path)
-                rows.append((track, out))
-            except Exception as exc:  # keep going: one bad file must not lose the evaluation
-                failed[tid] = str(exc)
+            with native_stderr_captured() as noise:  # libmpg123's raw lines name no file: one warning per track
+                try:
+                    out = m.predict(track.audio_path)
+                    rows.append((track, out))
+                except Exception as exc:  # keep going: one bad file must not lose the evaluation
+                    failed[tid] = str(exc)
+            if tid not in failed and noise.lines:
+                decoder[tid] = decoder_warning(track.audio_path, noise)
             bar.update(1, failed=tid in failed)
     if len(rows) < 2:
         causes = "; ".join(f"{tid}: {cause}" for tid, cause in list(failed.items())[:3])
         raise ValueError(f"{dataset}/{split}: only {len(rows)} tracks could be predicted ({len(failed)} failed"
                          + (f"; first: {causes}" if causes else "") + ")")
-    result = {"model": model, "dataset": dataset, "split": split, "n_tracks": len(rows), "failed": failed}
+    result = {"model": model, "dataset": dataset, "split": split, "n_tracks": len(rows), "failed": failed,
+              "decoder_warnings": decoder}
     if dataset == "fourq":
         y = np.array([int(t.quadrant[1]) - 1 for t, _ in rows])
         pred = np.array([int(o["quadrant"][1]) - 1 for _, o in rows])
@@ -122,6 +129,6 @@ def format_table(result: dict) -> str:
                   f"| {r['valence']['p5']:.2f}-{r['valence']['p95']:.2f} | {r['arousal']['p5']:.2f}-"
                   f"{r['arousal']['p95']:.2f} | {r['valence']['outside_1.5_8.5']:.3f} / "
                   f"{r['arousal']['outside_1.5_8.5']:.3f} | "
-                  + (f"{m['median_moods']:.0f} ({m['share_with_no_mood']:.3f}) | {m['antonym_pair_rate']:.3f} | "
+                  + (f"{m['median_moods']:g} ({m['share_with_no_mood']:.3f}) | {m['antonym_pair_rate']:.3f} | "
                      f"{m['share_contradicting_quadrant']:.3f} |" if m else "- | - | - |")]
     return "\n".join(lines)
