@@ -183,7 +183,12 @@ def _label(source) -> str:
 
 def _checked_path(source) -> tuple[str, bool]:
     """``(path, is_pipe)`` of a path source; AudioError for anything that is not a readable file or pipe."""
-    p = Path(os.fspath(source)).expanduser()
+    text = os.fsdecode(os.fspath(source))
+    if not text:  # Path("") is ".", which would be called a directory
+        raise AudioError("''", "an empty path")
+    if "://" in text and not Path(text).exists():  # Path() would fold the "//" and call it a missing file
+        raise AudioError(text, "a URL: m2e reads local files, standard input (-) and bytes; download it first")
+    p = Path(text).expanduser()
     try:
         mode = p.stat().st_mode
     except FileNotFoundError:

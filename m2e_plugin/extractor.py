@@ -130,12 +130,12 @@ class ModelExtractor:
                  hop: float | None = None, frames: bool = False, **model_options):
         from m2e_plugin.analysis import window_settings
         from m2e_plugin.backends.base import resolve_device
-        from m2e_plugin.predictor import Music2emo
+        from m2e_plugin.predictor import Music2emo, check_threshold
 
+        self.threshold = check_threshold(threshold)  # before the model loads
         backend = self.backend_class(device=resolve_device(device), **model_options)
-        self._model = Music2emo(model=backend, threshold=threshold)
+        self._model = Music2emo(model=backend, threshold=self.threshold)
         self.sample_rate = int(backend.sample_rate)
-        self.threshold = float(threshold)
         self.window, self.hop = window_settings(backend, window, hop)
         self.frames = bool(frames)
         self.outputs = descriptor_names(self.model_name, backend.mood_tags, key=backend.predicts_key,
@@ -147,8 +147,13 @@ class ModelExtractor:
 
         Raises :class:`m2e_plugin.audio.AudioError` for empty or non-finite audio.
         """
+        import os
+
         from m2e_plugin.analysis import decode_blocks
 
+        if isinstance(audio, (str, bytes, os.PathLike)) or hasattr(audio, "read"):
+            raise TypeError("compute() takes samples (an array and its sample rate); for a file, path or bytes use "
+                            "compute_file()")
         audio = np.asarray(audio)
         channels = 1 if audio.ndim == 1 else int(min(audio.shape))
         properties = {"sample_rate": int(sr), "number_channels": channels, "codec": None, "bit_rate": None,

@@ -39,9 +39,9 @@ class Music2emo:
 
     def __init__(self, model: str | EmotionBackend = "lite", device: str = "auto", *, threshold: float = 0.5,
                  **model_options):
+        self.threshold = check_threshold(threshold)  # before the model loads
         self.backend: EmotionBackend = (model if isinstance(model, EmotionBackend)
                                         else get_backend(model, device=device, **model_options))
-        self.threshold = float(threshold)
 
     @property
     def model_name(self) -> str:
@@ -76,7 +76,7 @@ class Music2emo:
         """
         from m2e_plugin.progress import reporting_blocks
 
-        threshold = self.threshold if threshold is None else float(threshold)
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
         window, hop = window_settings(self.backend, window, hop)  # checked before any decoding
         warnings: list[dict[str, Any]] = []
         with audio_source(audio) as source:  # stdin, pipes, bytes, file objects: spooled to a readable form
@@ -92,7 +92,7 @@ class Music2emo:
 
     def format(self, prediction: Prediction, threshold: float | None = None) -> dict[str, Any]:
         """Turn a backend :class:`Prediction` into the public result dict (no duration/timeline)."""
-        threshold = self.threshold if threshold is None else float(threshold)
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
         tags = self.backend.mood_tags
         probs = {t: float(p) for t, p in zip(tags, np.asarray(prediction.mood_probabilities, dtype=float))}
         predicted = [t for t, p in sorted(probs.items(), key=lambda kv: -kv[1]) if p > threshold]
@@ -131,3 +131,11 @@ class Music2emo:
             "quadrant": formatted["quadrant"],
             "top_moods": top_moods(probs, top_k),
         }
+
+
+def check_threshold(threshold) -> float:
+    """The mood threshold as a float, or ValueError: outside [0, 1] no tag (above 1) or every tag (below 0) passes."""
+    value = float(threshold)
+    if not 0.0 <= value <= 1.0:  # NaN included
+        raise ValueError(f"threshold is a probability between 0 and 1, got {threshold!r}")
+    return value

@@ -86,3 +86,33 @@ def test_silence_has_no_top_moods_and_music_has_them(music_wav):
     y, sr = sf.read(music_wav, dtype="float32")
     music = m.predict((y, sr), timeline=True, window=2, hop=1)
     assert any(e["top_moods"] for e in music["timeline"]) and all(len(e["top_moods"]) <= 3 for e in music["timeline"])
+
+
+def test_bad_api_arguments_are_named_before_any_work(tmp_path):
+    """Found by a new user's audit: threshold=2 silently predicted no mood and -1 every mood, device='tpu' dumped
+    torch's internal device list, compute(path) said 'min() arg is an empty sequence', a URL was 'file not found'
+    with its '//' folded, and '' was 'is a directory'."""
+    from m2e_plugin import Music2emo
+    from m2e_plugin.audio import AudioError, load_audio
+    from m2e_plugin.backends.base import resolve_device
+    from m2e_plugin.plugins import get_extractor
+
+    for bad in (2, -1, float("nan")):
+        with pytest.raises(ValueError, match="threshold is a probability between 0 and 1"):
+            Music2emo(threshold=bad)
+        with pytest.raises(ValueError, match="threshold is a probability between 0 and 1"):
+            get_extractor("lite", threshold=bad)
+    m = Music2emo()
+    clip = (np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.1, 22050)
+    with pytest.raises(ValueError, match="threshold is a probability"):
+        m.predict(clip, threshold=2)
+    for device in ("tpu", "CPU", "meta"):
+        with pytest.raises(ValueError, match=f"unknown device '{device}': use auto, cpu, cuda or cuda:N"):
+            resolve_device(device)
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(TypeError, match=r"compute\(\) takes samples .* use compute_file\(\)"):
+        get_extractor("lite").compute(str(tmp_path / "song.mp3"), 22050)
+    with pytest.raises(AudioError, match="https://example.com/song.mp3: a URL: m2e reads local files"):
+        load_audio("https://example.com/song.mp3")
+    with pytest.raises(AudioError, match="an empty path"):
+        load_audio("")

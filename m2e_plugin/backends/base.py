@@ -15,6 +15,8 @@ How a track is cut into windows and batched is decided here, on the backend (``w
 
 from __future__ import annotations
 
+import re
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -93,6 +95,8 @@ def resolve_device(device: str | None = "auto") -> str:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", str(device)):  # torch's list of internal types helps nobody
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
     if str(device).startswith("cuda"):
         import torch
 
