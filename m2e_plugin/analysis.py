@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from m2e_plugin.audio import AudioInput, load_audio, stream_audio
+from m2e_plugin.audio import AudioInput, _is_array, load_audio, stream_audio
 from m2e_plugin.backends.base import EmotionBackend, Prediction, check_prediction
 
 
@@ -83,7 +83,7 @@ def decode_blocks(backend: EmotionBackend, audio: AudioInput, sr: int | None = N
     memory whatever their length), arrays / ``(samples, sr)`` are resampled and cut. What decoding lost is appended
     to ``warnings`` (see :func:`m2e_plugin.audio.stream_audio`)."""
     rate = int(backend.sample_rate)
-    if isinstance(audio, (tuple, np.ndarray)):
+    if isinstance(audio, tuple) or _is_array(audio):  # a torch tensor too: it has __array__
         samples, _ = load_audio(audio, sr=sr, target_sr=rate)
         step = max(1, int(backend.block_seconds * rate))
         return (samples[i : i + step] for i in range(0, samples.size, step))

@@ -338,12 +338,17 @@ def load_audio(source: AudioInput, sr: int | None = None, *, target_sr: int | No
         Receives what decoding lost (see :func:`stream_audio`); ``None`` logs it instead.
     """
     if isinstance(source, tuple):
-        if len(source) != 2:
+        if len(source) != 2 or not (_is_array(source[0]) or isinstance(source[0], list)):
             raise TypeError("audio tuple must be (samples, sample_rate)")
+        if sr is not None and sr != source[1]:  # two rates for one array: neither may win silently
+            raise ValueError(f"two sample rates for one array: {source[1]!r} in the tuple and sr={sr!r}")
         source, sr = source
     if _is_array(source):
         if sr is None:
             raise TypeError("an audio array needs its sample rate: load_audio((samples, sr)) or sr=...")
+        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) and not (
+                isinstance(sr, (float, np.floating)) and float(sr).is_integer()):
+            raise TypeError(f"the sample rate must be a whole number of Hz, got {sr!r}")  # 22050.5, "22050"
         if int(sr) <= 0:
             raise AudioError("<array>", f"invalid sample rate {sr}")
         x = check_samples(to_mono(_pcm_to_float(np.asarray(source))), "<array>")

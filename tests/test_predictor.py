@@ -116,3 +116,22 @@ def test_bad_api_arguments_are_named_before_any_work(tmp_path):
         load_audio("https://example.com/song.mp3")
     with pytest.raises(AudioError, match="an empty path"):
         load_audio("")
+
+
+def test_sample_rates_of_arrays_are_one_and_whole():
+    """A tensor with sr= asked for the sample rate it was given; a tuple's rate silently beat sr=; 22050.5 and
+    "22050" were truncated or parsed."""
+    import torch
+
+    from m2e_plugin import Music2emo
+
+    m = Music2emo()
+    x = np.random.default_rng(1).standard_normal(22050 * 2).astype(np.float32) * 0.1
+    ref = m.predict((x, 22050))
+    assert m.predict(torch.from_numpy(x), sr=22050)["valence"] == ref["valence"]
+    assert m.predict(x, sr=22050.0)["valence"] == ref["valence"]
+    with pytest.raises(ValueError, match="two sample rates for one array: 22050 in the tuple and sr=16000"):
+        m.predict((x, 22050), sr=16000)
+    for bad in (22050.5, "22050"):
+        with pytest.raises(TypeError, match="whole number of Hz"):
+            m.predict(x, sr=bad)
