@@ -41,6 +41,11 @@ MUSIC2EMO_COPY_MARKS = {"songs_info.csv": ("emomusic",), "metadata.csv": ("pmemo
 MUSIC2EMO_WEAK_MARKS = ("split",)
 
 
+def damage_line(path, lost: list) -> str:
+    """The one line that reports a usable track whose decode lost audio (``lost``: its warnings)."""
+    return f"{path}: usable, but " + "; ".join(w["message"] for w in lost)
+
+
 class MissingAudioError(FileNotFoundError):
     """A track's audio file is absent. The message names the path and says where to get the audio."""
 
@@ -433,7 +438,7 @@ class EmotionDataset(core.Dataset):
             if damaged is not None:
                 damaged[track_id] = lost
             if verbose:
-                print(f"{path}: usable, but " + "; ".join(w["message"] for w in lost), file=sys.stderr)
+                print(damage_line(path, lost), file=sys.stderr)
 
 
 __all__ = [

@@ -138,6 +138,7 @@ def _info(args) -> int:
 
 def _validate(args) -> int:
     ds = _open(args.name, args.home)
+    from m2e_plugin.loaders.core import damage_line
     from m2e_plugin.progress import Progress
 
     damaged: dict = {}
@@ -148,7 +149,7 @@ def _validate(args) -> int:
         if not args.quiet:
             for i in ds.track_ids:
                 if i in damaged:
-                    bar.write(f"{ds.track(i).audio_path}: usable, but " + "; ".join(w["message"] for w in damaged[i]))
+                    bar.write(damage_line(ds.track(i).audio_path, damaged[i]))
     if not args.quiet:
         print(f"{ds.name}: {n} tracks, {n - len(missing) - len(invalid)} with usable audio, {len(missing)} missing, "
               f"{len(invalid)} corrupt", file=sys.stderr)
