@@ -7,13 +7,14 @@ is decoded), ``window_seconds``/``hop_seconds`` (the default windows) and ``wind
 
 Windows (:func:`sliding_windows`): ``window`` seconds every ``hop`` seconds from the start; audio shorter than a
 window gives one short window; a tail that a full hop would skip gets a final window ending at the end of the audio,
-so every sample is covered. The file is decoded once: the window pass and ``predict_track`` read the same blocks.
+so every sample is covered (unless the hop is longer than the window: :class:`SparseWindowsWarning`). The file is decoded once: the window pass and ``predict_track`` read the same blocks.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -73,8 +74,22 @@ def window_settings(backend: EmotionBackend, window: float | None = None, hop: f
                     ) -> tuple[float, float]:
     """The window and hop to use: the given ones, else the backend's defaults; checked."""
     # "is None", not "or": an explicit 0 is an error to report, not a request for the default.
-    return check_window_hop(backend.window_seconds if window is None else window,
-                            backend.hop_seconds if hop is None else hop)
+    window, hop = check_window_hop(backend.window_seconds if window is None else window,
+                                   backend.hop_seconds if hop is None else hop)
+    warn_if_sparse(window, hop)
+    return window, hop
+
+
+class SparseWindowsWarning(UserWarning):
+    """The hop is longer than the window: the audio between windows is not analysed."""
+
+
+def warn_if_sparse(window: float | None, hop: float) -> None:
+    """Warn when windows leave gaps: sampling a long file sparsely can be meant, but a swapped window/hop is the
+    common cause, and the result would not say that part of the audio was skipped."""
+    if window is not None and hop > window:
+        warnings.warn(f"hop {hop:g} s is longer than the window {window:g} s: {hop - window:g} s of audio after "
+                      f"each window is not analysed", SparseWindowsWarning, stacklevel=3)
 
 
 def decode_blocks(backend: EmotionBackend, audio: AudioInput, sr: int | None = None,
@@ -83,6 +98,10 @@ def decode_blocks(backend: EmotionBackend, audio: AudioInput, sr: int | None = N
     memory whatever their length), arrays / ``(samples, sr)`` are resampled and cut. What decoding lost is appended
     to ``warnings`` (see :func:`m2e_plugin.audio.stream_audio`)."""
     rate = int(backend.sample_rate)
+    if sr is not None and not (isinstance(audio, tuple) or _is_array(audio)):
+        # A file, bytes or a stream carries its own rate; an ignored sr= would hide a caller's mistake.
+        raise ValueError(f"sr= gives the sample rate of a sample array; a {type(audio).__name__} input carries its "
+                         f"own (got sr={sr!r})")
     if isinstance(audio, tuple) or _is_array(audio):  # a torch tensor too: it has __array__
         samples, _ = load_audio(audio, sr=sr, target_sr=rate)
         step = max(1, int(backend.block_seconds * rate))

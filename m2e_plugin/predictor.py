@@ -54,22 +54,27 @@ class Music2emo:
     def predict(
         self,
         audio: AudioInput,
-        sr: int | None = None,
         threshold: float | None = None,
         *,
+        sr: int | None = None,
         timeline: bool = False,
         window: float | None = None,
         hop: float | None = None,
         on_audio: Callable[[float], None] | None = None,
     ) -> dict[str, Any]:
-        """Predict emotion for a file path, ``"-"`` (stdin), bytes, a binary file object or ``(samples, sr)``.
+        """Predict emotion for a file path, ``"-"`` (stdin), bytes, a binary file object, ``(samples, sr)`` or
+        samples with ``sr=``.
+
+        ``threshold`` comes second, as in the original ``predict(audio_path, threshold=0.5)``; ``sr`` is keyword-only
+        (it gives a sample array's rate; a file carries its own, so ``sr=`` with one is an error).
 
         Returns a dict with ``valence``, ``arousal`` (1-9), ``predicted_moods`` (tags with probability >
         threshold, most probable first), ``mood_probabilities`` ({tag: p} for every tag the model predicts),
         ``quadrant`` ("Q1".."Q4"), ``model``, ``duration`` (seconds), ``key`` (when the model estimates one) and
         ``quadrant_probabilities`` (when the model gives them: ``lite``). With ``timeline=True`` it adds
         ``timeline``: one entry per window (``window``/``hop`` seconds, model defaults otherwise) with ``start``,
-        ``end``, ``valence``, ``arousal``, ``quadrant`` and ``top_moods``; the input is decoded once for both.
+        ``end``, ``valence``, ``arousal``, ``quadrant``, ``predicted_moods`` (above ``threshold``) and ``top_moods``
+        (the 3 most probable); the input is decoded once for both.
         ``warnings`` lists what decoding lost or the model had to fall back on (see
         :func:`m2e_plugin.audio.stream_audio`; empty when nothing went wrong).
         ``on_audio(seconds)`` is called as the audio is read (seconds read so far), for progress on long files.
@@ -112,30 +117,42 @@ class Music2emo:
                 out[name] = prediction.extras[name]
         return out
 
-    def timeline(self, audio: AudioInput, sr: int | None = None, *, window: float | None = None,
+    def timeline(self, audio: AudioInput, *, sr: int | None = None, window: float | None = None,
                  hop: float | None = None, threshold: float | None = None, top_k: int = 3) -> list[dict[str, Any]]:
-        """Per-window predictions over the whole input, streamed (constant memory in the file's length)."""
+        """Per-window predictions over the whole input, streamed (constant memory in the file's length): the
+        entries of ``predict(..., timeline=True)["timeline"]``, with ``top_k`` top moods."""
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
+        top_k = check_top_k(top_k)
         window, hop = window_settings(self.backend, window, hop)
         with audio_source(audio) as source:
             windows = iter_windows(self.backend, decode_blocks(self.backend, source, sr), window=window, hop=hop)
             return [self._timeline_entry(w, threshold, top_k) for w in windows]
 
-    def _timeline_entry(self, w: WindowPrediction, threshold: float | None, top_k: int = 3) -> dict[str, Any]:
+    def _timeline_entry(self, w: WindowPrediction, threshold: float, top_k: int = 3) -> dict[str, Any]:
         formatted = self.format(w.prediction, threshold)
-        probs = formatted["mood_probabilities"]
         return {
             "start": round(w.start, 3),
             "end": round(w.end, 3),
             "valence": formatted["valence"],
             "arousal": formatted["arousal"],
             "quadrant": formatted["quadrant"],
-            "top_moods": top_moods(probs, top_k),
+            "predicted_moods": formatted["predicted_moods"],
+            "top_moods": top_moods(formatted["mood_probabilities"], top_k),
         }
+
+
+def check_top_k(top_k) -> int:
+    """``top_k`` as an int >= 0, or ValueError (a negative one sliced from the end: -1 meant "all but one")."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+        raise ValueError(f"top_k is a number of moods >= 0, got {top_k!r}")
+    return int(top_k)
 
 
 def check_threshold(threshold) -> float:
     """The mood threshold as a float, or ValueError: outside [0, 1] no tag (above 1) or every tag (below 0) passes."""
     value = float(threshold)
     if not 0.0 <= value <= 1.0:  # NaN included
-        raise ValueError(f"threshold is a probability between 0 and 1, got {threshold!r}")
+        # predict(samples, 22050) reads 22050 as the threshold (the original's second argument): say where it goes.
+        hint = "; a sample rate goes in sr= or in a (samples, sr) tuple" if value >= 1000 else ""
+        raise ValueError(f"threshold is a probability between 0 and 1, got {threshold!r}{hint}")
     return value

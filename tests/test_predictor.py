@@ -135,3 +135,62 @@ def test_sample_rates_of_arrays_are_one_and_whole():
     for bad in (22050.5, "22050"):
         with pytest.raises(TypeError, match="whole number of Hz"):
             m.predict(x, sr=bad)
+
+
+def test_threshold_is_the_second_argument_as_in_the_original(music_wav):
+    """The original quickstart is predict(audio_path, threshold=0.5); ours took sr second, so predict(path, 0.3)
+    silently used 0.5 (the path ignored sr=). sr= with a path or bytes is an error; predict(samples, 22050) names sr=."""
+    from m2e_plugin import Music2emo
+
+    m = Music2emo()
+    loose = m.predict(str(music_wav), 0.05)
+    assert loose["predicted_moods"] == m.predict(str(music_wav), threshold=0.05)["predicted_moods"]
+    assert len(loose["predicted_moods"]) > len(m.predict(str(music_wav))["predicted_moods"])
+    for source in (str(music_wav), music_wav.read_bytes()):
+        with pytest.raises(ValueError, match="sr= gives the sample rate of a sample array"):
+            m.predict(source, sr=22050)
+    with pytest.raises(ValueError, match="a sample rate goes in sr= or in a"):
+        m.predict(np.zeros(22050, dtype=np.float32), 22050)
+
+
+def test_timeline_threshold_and_top_k_take_effect(music_wav):
+    """timeline()'s threshold did nothing (entries carried top moods only) and top_k=-1 meant all tags but one."""
+    from m2e_plugin import Music2emo
+
+    m = Music2emo()
+    loose = m.timeline(str(music_wav), window=2, hop=1, threshold=0.05, top_k=5)
+    strict = m.timeline(str(music_wav), window=2, hop=1, threshold=1.0, top_k=0)
+    assert [e["start"] for e in loose] == [e["start"] for e in strict]
+    assert any(e["predicted_moods"] for e in loose) and all(e["predicted_moods"] == [] for e in strict)
+    assert all(e["top_moods"] == [] for e in strict) and any(len(e["top_moods"]) > 3 for e in loose)
+    # The same entries as predict(timeline=True) with that threshold (top 3 moods there).
+    same = m.predict(str(music_wav), threshold=0.05, timeline=True, window=2, hop=1)["timeline"]
+    assert [e["predicted_moods"] for e in same] == [e["predicted_moods"] for e in loose]
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="top_k is a number of moods >= 0"):
+            m.timeline(str(music_wav), top_k=bad)
+    with pytest.raises(ValueError, match="threshold is a probability"):
+        m.timeline(str(music_wav), threshold=-1)
+
+
+def test_a_hop_longer_than_the_window_warns(music_wav):
+    """window=1, hop=3 analyses a third of the audio; it was accepted without a word (a swapped pair, often)."""
+    import warnings
+
+    from m2e_plugin import Music2emo
+    from m2e_plugin.analysis import SparseWindowsWarning
+
+    m = Music2emo()
+    with pytest.warns(SparseWindowsWarning, match="hop 3 s is longer than the window 1 s: 2 s of audio"):
+        m.predict(str(music_wav), timeline=True, window=1, hop=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.predict(str(music_wav), timeline=True, window=2, hop=2)  # contiguous windows: no warning
+
+
+def test_cli_says_sparse_windows_in_one_line(music_wav, capsys):
+    from m2e_plugin.cli.main import main
+
+    assert main(["predict", str(music_wav), "--timeline", "--window", "1", "--hop", "3", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "m2e: hop 3 s is longer than the window 1 s" in err and "SparseWindowsWarning" not in err

@@ -16,6 +16,9 @@ import warnings
 
 from m2e_plugin.signals import Terminated
 
+#: Warning classes shown as one plain "m2e: ..." line (m2e_plugin.plugins / m2e_plugin.analysis).
+PLAIN_WARNINGS = ("PluginLoadWarning", "SparseWindowsWarning")
+
 # Module names under m2e_plugin.cli, in the order `m2e --help` lists them.
 SUBCOMMANDS = (
     "predict",
@@ -95,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     show_warning = warnings.showwarning
 
     def show_plugin_warning_plainly(message, category, *rest, **kwargs):
-        # A plugin that failed to load is the user's news, not a Python warning: one "m2e: ..." line on stderr
-        # without the warning's source line; other warnings as Python shows them.
-        if category.__name__ == "PluginLoadWarning":  # by name: the CLI does not import the plugin machinery
+        # A plugin that failed to load or windows that skip audio are the user's news, not a Python warning: one
+        # "m2e: ..." line on stderr without the warning's source line; other warnings as Python shows them.
+        if category.__name__ in PLAIN_WARNINGS:  # by name: the CLI does not import the plugin machinery
             print(f"m2e: {message}", file=sys.stderr)
         else:
             show_warning(message, category, *rest, **kwargs)

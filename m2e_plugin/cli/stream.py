@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                         format="m2e stream: %(message)s", stream=sys.stderr)
     log = logging.getLogger("m2e.realtime")
 
-    from m2e_plugin.analysis import check_window_hop
+    from m2e_plugin.analysis import check_window_hop, warn_if_sparse
     from m2e_plugin.realtime.capture import MAX_WINDOW_S
     from m2e_plugin.realtime.memory import steady_heap
     from m2e_plugin.realtime.osc import get_mapping, parse_destination
@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         window = args.window if args.window is not None else window
         hop = args.hop if args.hop is not None else hop
         check_window_hop(window, hop, max_seconds=MAX_WINDOW_S)
+        warn_if_sparse(window, hop)
         # "not x >= 0" rather than "x < 0": NaN is rejected too
         if not args.rate >= 0 or args.rate == math.inf:
             raise ValueError("--rate must be a number >= 0 (0: only fresh values)")
