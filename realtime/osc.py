@@ -14,8 +14,10 @@ last latency (ms), model name, input level of the latest window (dBFS), xruns, i
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
 from pythonosc.parsing import osc_types
 
 from m2e_plugin.realtime.mapping import Mapping, MappingError, load_mapping
@@ -136,15 +140,17 @@ class Destination:
                     return
                 packets = self._queue.popleft()
                 self._cond.notify_all()  # room for a producer waiting in put()
-            if not self._resolve():
-                continue
-            try:
-                for data in packets:
-                    self._sock.sendto(data, self.address)
-                    self.datagrams += 1
-                self.sent += 1
-            except OSError as exc:  # refused, unreachable, buffer full: this destination only
-                self._fail(f"send failed: {exc}")
+            if self._resolve():
+                self._deliver(packets)
+
+    def _deliver(self, packets: list[bytes]) -> None:
+        try:
+            for data in packets:
+                self._sock.sendto(data, self.address)
+                self.datagrams += 1
+            self.sent += 1
+        except OSError as exc:  # refused, unreachable, buffer full: this destination only
+            self._fail(f"send failed: {exc}")
 
     def _resolve(self) -> bool:
         if self.address is not None:
@@ -177,15 +183,95 @@ class Destination:
                         self.label, why, self.errors)
 
 
-def parse_destination(text: str, default_profile: str = "default") -> Destination:
+class PrintDestination(Destination):
+    """``-``: a dry run. Each step's datagrams, decoded again, as text lines on standard output, one per message:
+    ``<timetag, Unix seconds> <address> <arguments>`` (strings quoted). Decoding the bytes a receiver would get
+    checks a mapping without one; steps are never dropped (the writer waits, as a pipe makes it).
+
+    ``on_closed`` is called once when standard output goes away (``| head``): the stream stops instead of
+    analysing for no one.
+    """
+
+    def __init__(self, profile: str = "default", *, on_closed=None, stream=None):
+        super().__init__("-", 0, profile)
+        self.on_closed = on_closed
+        self.stream = stream  # None: sys.stdout when written (so it follows a redirection)
+        self._closed = False
+
+    @property
+    def label(self) -> str:
+        return f"-@{self.profile}"
+
+    def put(self, packets: list[bytes], wait: float = 0.0) -> None:
+        super().put(packets, wait=max(wait, 1.0))  # a dry run shows every step; live audio never waits on it
+
+    def _resolve(self) -> bool:
+        return True
+
+    def _deliver(self, packets: list[bytes]) -> None:
+        if self._closed:
+            self.dropped += 1
+            return
+        lines = [format_message(address, args, timetag) for data in packets
+                 for timetag, address, args in decode_datagram(data)]
+        try:
+            out = self.stream if self.stream is not None else sys.stdout
+            out.write("".join(line + "\n" for line in lines))
+            out.flush()
+        except (BrokenPipeError, ValueError, OSError) as exc:  # ValueError: a closed file object
+            self._closed = True
+            self.errors += 1  # not _fail's warning: the reader leaving (`| head`) is how a dry run ends
+            self.last_error = f"standard output closed ({exc.__class__.__name__})"
+            if self.on_closed is not None:
+                self.on_closed()
+            return
+        self.datagrams += len(packets)
+        self.sent += 1
+
+
+def decode_datagram(data: bytes) -> list[tuple[float, str, list]]:
+    """``(timetag, address, args)`` of every message in an OSC datagram (bundles unpacked; timetag as Unix seconds,
+    0.0 for a bare message)."""
+    # Not OscPacket: it replaces every timetag already past with the time of decoding.
+    if OscBundle.dgram_is_bundle(data):
+        out = []
+        bundle = OscBundle(data)
+        for content in bundle:
+            if isinstance(content, OscBundle):
+                out.extend(decode_datagram(content.dgram))
+            else:
+                out.append((float(bundle.timestamp), content.address, list(content.params)))
+        return out
+    message = OscMessage(data)
+    return [(0.0, message.address, list(message.params))]
+
+
+def format_message(address: str, args: list, timetag: float = 0.0) -> str:
+    """One message as a text line: ``<timetag> <address> <args...>`` (floats to 6 significant digits)."""
+    def text(value) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        if isinstance(value, str):
+            return json.dumps(value, ensure_ascii=False)
+        return str(value)
+
+    return " ".join([f"{timetag:.3f}", address, *(text(a) for a in args)])
+
+
+def parse_destination(text: str, default_profile: str = "default", *, on_closed=None) -> Destination:
     """Parse ``host:port``, ``host:port@profile``, ``:port`` or ``port`` (host 127.0.0.1), or a host alone
-    (``host``, ``host@profile``, ``[::1]``; the profile's port)."""
+    (``host``, ``host@profile``, ``[::1]``; the profile's port); ``-`` or ``-@profile`` prints the messages on
+    standard output instead (:class:`PrintDestination`, which calls ``on_closed`` when standard output goes away)."""
     spec, _, profile = str(text).strip().partition("@")
     profile = profile or default_profile
     try:
         mapping = get_mapping(profile)
     except MappingError as exc:
         raise ValueError(f"OSC destination {text!r}: {exc}") from None
+    if spec == "-":
+        return PrintDestination(profile, on_closed=on_closed)
     host, sep, port_text = spec.rpartition(":")
     if not sep:
         host, port_text = "", spec

@@ -826,3 +826,19 @@ def test_a_file_input_names_what_the_user_gave_in_its_warnings(wav, monkeypatch,
         assert wait_for(lambda: source.warnings)
         source.stop()
     assert "input -: undecodable data at 1.00 s" in caplog.text and str(wav) not in caplog.text
+
+
+def test_printed_messages_keep_their_timetag():
+    """python-osc's OscPacket replaces a timetag already past with the time of decoding; the dry run's lines must
+    show the bundle's own (a step's messages share one timetag, across split bundles too)."""
+    from m2e_plugin.realtime.osc import build_bundles, decode_datagram, format_message
+
+    messages = [(f"/m2e/mood/tag{i:02d}", [i]) for i in range(60)] + [("/m2e/moods", ["happy", "calm"]),
+                                                                           ("/m2e/flag", [True])]
+    datagrams = build_bundles(messages, 1_000_000_000.25)
+    assert len(datagrams) > 1
+    decoded = [item for data in datagrams for item in decode_datagram(data)]
+    assert [(a, args) for _, a, args in decoded] == [(a, args) for a, args in messages]
+    assert [t for t, _, _ in decoded] == [pytest.approx(1_000_000_000.25, abs=1e-6)] * len(messages)
+    assert format_message("/m2e/moods", ["happy", "calm"], 1_000_000_000.25) == '1000000000.250 /m2e/moods "happy" "calm"'
+    assert format_message("/x", [0.123456789, 3, False]) == "0.000 /x 0.123457 3 false"

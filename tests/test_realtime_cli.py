@@ -322,3 +322,39 @@ def test_stream_names_a_mapped_mood_the_model_lacks(music_wav, collector, tmp_pa
     assert proc.returncode == 0, err
     assert f"{show}: events[0] names mood 'hapy', which the model does not have (did you mean 'happy'?)" in err
     assert json.loads(out.strip().splitlines()[-1])["updates"] >= 3
+
+
+def test_osc_dash_prints_what_a_receiver_gets(music_wav, collector):
+    """A dry run (`--osc -`): the messages as text lines on standard output, decoded from the same datagrams a
+    receiver gets (the field's ask: check a mapping without a receiver); the JSON summary stays the last line."""
+    proc = m2e("stream", "--input", str(music_wav), "--no-pace", "--model", "rt-feature", "--device", "cpu",
+               "--window", "2", "--hop", "1", "--rate", "0", "--osc", "-", "--osc", f"127.0.0.1:{collector.port}",
+               "-q")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    *lines, last = out.strip().splitlines()
+    summary = json.loads(last)
+    printed = [line.split(" ", 2) for line in lines]
+    assert all(float(t) > 1e9 for t, _, _ in printed)  # Unix time of the bundle's timetag
+    valences = [float(rest) for _, address, rest in printed if address == "/m2e/valence_raw"]
+    received = [m["/m2e/valence_raw"][0] for _, m in collector.bundles()]
+    assert len(valences) == summary["updates"] >= 3
+    assert valences == pytest.approx(received, abs=1e-5)  # same steps, same values (6 significant digits)
+    assert any(address == "/m2e/moods" and rest.startswith('"') for _, address, rest in printed)
+    assert {d["destination"] for d in summary["destinations"]} == {"-@default", f"127.0.0.1:{collector.port}@default"}
+
+
+def test_a_dry_run_stops_when_its_reader_goes_away(music_wav):
+    """`m2e stream --osc - --loop | head`: once head exits, the stream stops (exit 141, as a broken pipe stops every
+    m2e command) instead of analysing a looping input for no one."""
+    proc = m2e("stream", "--input", str(music_wav), "--loop", "--model", "rt-feature", "--device", "cpu",
+               "--window", "2", "--hop", "0.5", "--osc", "-", "-q")
+    try:
+        first = proc.stdout.readline()
+        assert first.split(" ", 2)[1] == "/m2e/status"
+        proc.stdout.close()  # the reader leaves
+        assert proc.wait(timeout=60) == 141
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()

@@ -55,8 +55,9 @@ def register(subparsers) -> None:
 
     out = p.add_argument_group("output")
     out.add_argument("--osc", action="append", default=[], metavar="HOST:PORT[@PROFILE]",
-                     help="OSC destination (host:port, [IPv6]:port, or a host alone on the profile's port); "
-                     "repeat for several (default: 127.0.0.1 on the profile's port)")
+                     help="OSC destination (host:port, [IPv6]:port, or a host alone on the profile's port; "
+                     "'-' prints the messages on standard output instead, a dry run); repeat for several "
+                     "(default: 127.0.0.1 on the profile's port)")
     out.add_argument("--profile", default="default", metavar="PROFILE",
                      help="mapping for destinations without @PROFILE: default, resolume, touchdesigner, wekinator, "
                      "max, or a .yaml/.toml mapping file (default: default)")
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         specs = args.osc or [f"127.0.0.1:{get_mapping(args.profile).port}"]
-        destinations = [parse_destination(s, args.profile) for s in specs]
+        destinations = [parse_destination(s, args.profile, on_closed=lambda: on_stdout_closed()) for s in specs]
         if args.no_pace and args.input is None:
             raise ValueError("--no-pace only applies to --input FILE")
         if args.input is not None and args.input_device is not None:
@@ -186,14 +187,23 @@ def run(args: argparse.Namespace) -> int:
             log.error("shutdown did not finish within %.1f s; exiting now", STOP_DEADLINE_S)
             _flush_and_exit(128 + holder["signal"])
 
-    def on_signal(signum, _frame):
+    def stop_with(signum, reason):
         if stopping.is_set():
             _flush_and_exit(128 + signum)
         holder["signal"] = signum
         stopping.set()
         if "sidecar" in holder:
-            holder["sidecar"].request_stop(f"signal {signal.Signals(signum).name}")
+            holder["sidecar"].request_stop(reason)
         threading.Thread(target=watchdog, name="m2e-stop-watchdog", daemon=True).start()
+
+    def on_signal(signum, _frame):
+        stop_with(signum, f"signal {signal.Signals(signum).name}")
+
+    def on_stdout_closed():  # called by a `--osc -` destination's thread
+        # `m2e stream --osc - | head`: no one reads any more. Stop as a broken pipe stops every m2e command (141).
+        if not stopping.is_set():
+            log.info("standard output closed: stopping")
+            stop_with(signal.SIGPIPE, "standard output closed")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
