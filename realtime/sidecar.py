@@ -43,6 +43,9 @@ class Sidecar:
         The monitor page's server, already bound.
     batch : int
         Windows analysed together when the model is busy (see :class:`Engine`).
+    launched : float, optional
+        ``time.monotonic()`` when the program started: the heartbeat's uptime counts from it (default: from
+        :meth:`start`).
     **output_options
         Passed to :class:`~m2e_plugin.realtime.output.Output` (rate, smoothing, amount, dwell, margin, top_k,
         threshold...).
@@ -53,8 +56,10 @@ class Sidecar:
     def __init__(self, source: Source, runner: ModelRunner, destinations: list[Destination], *,
                  window: float, hop: float, control: ControlServer | None = None,
                  monitor: MonitorServer | None = None, batch: int = 1, osc: OscOut | None = None,
-                 **output_options):
+                 launched: float | None = None, **output_options):
         self.source = source
+        # The heartbeat ran while the model loaded: a receiver must not see its uptime restart from 0.
+        self._launched = launched
         self.runner = runner
         # ``osc``: the destinations' sender, when it already runs (the heartbeat went out while the model loaded).
         self.osc = osc if osc is not None else OscOut(destinations) if destinations else None
@@ -103,7 +108,8 @@ class Sidecar:
             self._warned_no_input = False
             state = ("paused" if e.paused else "model error" if e.failing
                      else "running" if self.output.sent_fresh else "warming up")
-        return {"state": state, "uptime": now - self._started if self._started else 0.0,
+        start = self._launched or self._started
+        return {"state": state, "uptime": now - start if start else 0.0,
                 "updates": e.updates, "skipped": e.skipped, "overflows": self.source.overflows,
                 "xruns": self.source.xruns, "input": self.source.state, "model": self.runner.name,
                 "level_db": e.level_db}

@@ -358,3 +358,13 @@ def test_a_dry_run_stops_when_its_reader_goes_away(music_wav):
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_heartbeat_uptime_never_restarts_when_the_model_is_ready(music_wav, collector):
+    """The heartbeat goes out from launch while the model loads; its uptime restarted from 0 when the sidecar took
+    over (2.03 s, then 0.002 s), which a receiver graphing it reads as a restart."""
+    summary = run_stream(music_wav, collector, "--window", "2", "--hop", "0.5", "--rate", "10")
+    assert summary["stop_reason"] == "end of input"
+    uptimes = [args[1] for _, _, messages in collector.packets for address, args in messages
+               if address == "/m2e/status"]
+    assert len(uptimes) >= 3 and uptimes == sorted(uptimes), uptimes

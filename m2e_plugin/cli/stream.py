@@ -318,7 +318,8 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
                 log.warning("%s", problem)
         batch = args.batch or (4 if str(backend.device).startswith("cuda") else 1)
         try:
-            sidecar = Sidecar(source, runner, destinations, osc=osc, window=window, hop=hop, control=control,
+            sidecar = Sidecar(source, runner, destinations, osc=osc, launched=launched, window=window, hop=hop,
+                              control=control,
                               monitor=monitor, batch=batch, rate=args.rate, smoothing=args.smoothing,
                               amount=_smooth_amount(args), mood_tau=args.mood_tau, margin=args.margin,
                               dwell=args.dwell, top_k=args.top, threshold=args.threshold,
