@@ -3,7 +3,11 @@
 Addresses (one argument where a value is needed; ints and floats are both accepted for numbers):
 
 ``/m2e/ctl/pause``, ``/m2e/ctl/resume``
-    Stop / restart inference (OSC keeps flowing with the last values; the heartbeat says ``paused``).
+    Stop / restart inference (OSC keeps flowing with the last values; the heartbeat says ``paused``). With no
+    argument, or one that is true / non-zero: a control surface's momentary button sends 1 on press and 0 on
+    release, so the press acts and the release (0) is ignored.
+``/m2e/ctl/paused <0|1>``
+    For a toggle: 1 pauses, 0 resumes.
 ``/m2e/ctl/window <seconds>``, ``/m2e/ctl/hop <seconds>``
     Window length and hop, from the next window on (live and paced input; a file read without pace is analysed
     in one pass with the windows it started with, so these are refused there).
@@ -102,9 +106,16 @@ class ControlServer:
         if sc is None:
             raise ValueError("the stream is still starting")
         if command in ("pause", "resume"):
-            _expect(args, 0, command)
+            if len(args) > 1:
+                raise TypeError(f"{command} takes no argument or one (a button's 1 / 0), got {len(args)}")
+            if args and not _switch(args[0]):
+                return  # a momentary button's release
             (sc.engine.pause if command == "pause" else sc.engine.resume)()
             log.info("control: %s", command)
+        elif command == "paused":
+            _expect(args, 1, command)
+            (sc.engine.pause if _switch(args[0]) else sc.engine.resume)()
+            log.info("control: %s", "pause" if sc.engine.paused else "resume")
         elif command in ("window", "hop"):
             _expect(args, 1, command)
             value = _number(args[0])
@@ -135,6 +146,15 @@ class ControlServer:
 def _expect(args: list, n: int, command: str) -> None:
     if len(args) != n:
         raise TypeError(f"{command} takes {n} argument{'s' if n != 1 else ''}, got {len(args)}")
+
+
+def _switch(value) -> bool:
+    """A button's or toggle's state: a bool, or a number (non-zero = on), as control surfaces send them."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value == value:  # not NaN
+        return value != 0
+    raise TypeError(f"expected 1/0 or true/false, got {type(value).__name__} {value!r}")
 
 
 def _number(value) -> float:

@@ -842,3 +842,42 @@ def test_printed_messages_keep_their_timetag():
     assert [t for t, _, _ in decoded] == [pytest.approx(1_000_000_000.25, abs=1e-6)] * len(messages)
     assert format_message("/m2e/moods", ["happy", "calm"], 1_000_000_000.25) == '1000000000.250 /m2e/moods "happy" "calm"'
     assert format_message("/x", [0.123456789, 3, False]) == "0.000 /x 0.123457 3 false"
+
+
+def test_control_takes_buttons_and_toggles():
+    """A control surface's momentary button sends /m2e/ctl/pause 1.0 on press and 0.0 on release; both were refused
+    ('pause takes 0 arguments'), so a TouchOSC button could not pause the show. A toggle has /m2e/ctl/paused."""
+    from types import SimpleNamespace
+
+    class Engine:
+        paused = False
+
+        def pause(self):
+            self.paused = True
+
+        def resume(self):
+            self.paused = False
+
+    control = ControlServer(None, 0)
+    try:
+        control.sidecar = SimpleNamespace(engine=Engine())
+        engine = control.sidecar.engine
+        control.apply("/m2e/ctl/pause", [1.0])
+        assert engine.paused
+        control.apply("/m2e/ctl/pause", [0.0])  # the release
+        assert engine.paused
+        control.apply("/m2e/ctl/resume", [True])
+        assert not engine.paused
+        control.apply("/m2e/ctl/resume", [0])
+        control.apply("/m2e/ctl/pause", [])
+        assert engine.paused
+        for state, paused in ((0, False), (1.0, True), (False, False), (True, True)):
+            control.apply("/m2e/ctl/paused", [state])
+            assert engine.paused is paused
+        for address, args in (("/m2e/ctl/pause", ["on"]), ("/m2e/ctl/pause", [1, 1]), ("/m2e/ctl/paused", []),
+                              ("/m2e/ctl/paused", [float("nan")])):
+            with pytest.raises(TypeError):
+                control.apply(address, args)
+        assert engine.paused  # nothing changed by the malformed ones
+    finally:
+        control.stop()
