@@ -155,10 +155,13 @@ class ModelExtractor:
             raise TypeError("compute() takes samples (an array and its sample rate); for a file, path or bytes use "
                             "compute_file()")
         audio = np.asarray(audio)
+        # Decoding checks the shape and the rate first (as predict() does): int(sr) here silently truncated a
+        # fractional rate (16000.5), and a 0-d array failed in min(shape) with an unrelated message.
+        blocks = decode_blocks(self._model.backend, (audio, sr))
         channels = 1 if audio.ndim == 1 else int(min(audio.shape))
         properties = {"sample_rate": int(sr), "number_channels": channels, "codec": None, "bit_rate": None,
                       "lossless": None, "md5_encoded": None}
-        return self._compute_blocks(decode_blocks(self._model.backend, (audio, int(sr))), properties)
+        return self._compute_blocks(blocks, properties)
 
     def compute_file(self, path, on_audio=None) -> dict[str, Any]:
         """Descriptors for an audio file, decoded block by block: memory stays bounded whatever its length.

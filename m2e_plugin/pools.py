@@ -166,6 +166,8 @@ def audio_properties(path: str | os.PathLike) -> dict[str, Any]:
     except Exception:
         return {**out, **_ffprobe_properties(path)}
     base = _CODECS.get(info.subtype, str(info.subtype).lower())
+    if info.format == "FLAC":  # libsndfile gives a FLAC file's sample format (PCM_16, PCM_24) as its subtype:
+        base = "flac"          # the codec is flac, and its bit rate the file's average, not the PCM rate
     codec = base
     if base.startswith("pcm_") and base not in ("pcm_u8", "pcm_s8"):  # multi-byte PCM names its byte order
         codec += "be" if info.endian == "BIG" or info.format in ("AIFF", "AU") else "le"

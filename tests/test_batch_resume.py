@@ -86,6 +86,27 @@ def test_the_table_is_this_commands_inputs_even_when_nothing_is_to_do(tmp_path):
     assert rows("t0.wav", "t1.wav") == (0, ["t0.wav", "t1.wav"])  # it kept one
 
 
+def test_a_resumed_run_does_not_mix_nested_and_flat_files(tmp_path):
+    """`--flat` was not part of the folder's settings: resuming a nested folder with --flat (or the reverse) wrote
+    the new tracks flat beside the old nested ones, and a loader reading the folder met two layouts."""
+    src, out = _clips(tmp_path / "in"), tmp_path / "out"
+    (src / "t2.wav").rename(tmp_path / "later.wav")
+    assert _run(src, out).done == 2
+    (tmp_path / "later.wav").rename(src / "t2.wav")
+    with pytest.raises(batch.BatchError, match="other settings.*layout"):
+        _run(src, out, flat=True)
+    assert not (out / "t2.wav.json").exists()
+    assert _run(src, out).done == 1  # the same layout resumes
+    assert all("lowlevel" in json.loads((out / f"t{i}.wav.json").read_text()) for i in range(3))  # all nested
+
+    flat_out = tmp_path / "flat"
+    assert _run(src, flat_out, flat=True).done == 3 and _run(src, flat_out, flat=True).already_done == 3
+    with pytest.raises(batch.BatchError, match="other settings.*layout: 'flat' then, None now"):
+        _run(src, flat_out)
+    assert _run(src, tmp_path / "table", fmt="csv").done == 3  # tables have one layout: --flat changes nothing
+    assert _run(src, tmp_path / "table", fmt="csv", flat=True).already_done == 3
+
+
 def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
     src = _clips(tmp_path / "in", n=1)
     (tmp_path / "afile").write_text("x")
@@ -295,6 +316,20 @@ def test_a_symlink_loop_in_a_folder_fails_alone(tmp_path):
     assert "symbolic links" in result.failures[0]["error"] and result.failures[0]["id"] == "self.wav"
 
 
+def test_a_symlinked_sub_folder_is_scanned_once_and_a_link_to_an_ancestor_does_not_loop(tmp_path):
+    """os.walk does not follow folder links: a catalogue of links to album folders lost their tracks silently (not
+    even counted as ignored files)."""
+    album = _clips(tmp_path / "store" / "album")
+    src = _clips(tmp_path / "in", n=1)
+    (src / "linked album").symlink_to(album, target_is_directory=True)
+    (src / "up").symlink_to(src, target_is_directory=True)  # a link to its own folder: read once
+    tracks, ignored = batch.expand_inputs([src])
+    assert sorted(t.id for t in tracks) == ["linked album/t0.wav", "linked album/t1.wav", "linked album/t2.wav",
+                                            "t0.wav"]
+    by_id = {t.id: t.path for t in tracks}
+    assert ignored == 0 and by_id["linked album/t0.wav"] == str((album / "t0.wav").resolve())
+
+
 def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
     """Two `extract` runs into one folder at once each redid every track (and could sweep the other's temporary
     files); the second is refused, naming the first, and the folder is free again once the first ends."""
@@ -319,3 +354,46 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
     finally:
         holder.communicate("\n", timeout=30)
     assert _run(src, out).done == 3  # released when the first run ends
+
+
+class MixedTypeExtractor(RmsExtractor):
+    """A plugin whose descriptor is a label for quiet tracks and a number for the others."""
+
+    name = "mixed-test"
+
+    def compute(self, audio, sr):
+        rms = float(np.sqrt(np.mean(np.square(audio))))
+        return {"lowlevel.rms": "quiet" if rms < 0.01 else rms}
+
+
+def test_a_parquet_table_of_mixed_types_is_a_clear_error_keeping_the_tracks(tmp_path):
+    """A descriptor that changed type between tracks crashed the end of the run with an Arrow traceback, leaving
+    the run "running" in runs.jsonl and no word of which descriptor or which tracks."""
+    pytest.importorskip("pyarrow")
+    src, out = _clips(tmp_path / "in", n=2), tmp_path / "out"
+    sf.write(src / "quiet.wav", np.zeros(4000), 8000)
+    tracks, _ = batch.expand_inputs([src])
+    with pytest.raises(batch.OutputUnwritable, match=r"'lowlevel.rms' has values of different types .*str in "
+                                                     r"'quiet.wav', float in 't0.wav'.*3 finished track"):
+        batch.run_batch(tracks, out, extractor=MixedTypeExtractor, fmt="parquet", progress="never",
+                        log=lambda _: None)
+    run = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
+    assert run["status"] == "failed" and "lowlevel.rms" in run["error"]
+    assert len(list((out / batch.STATE_DIR / "parts").glob("*.json"))) == 3  # the finished work is kept
+
+
+def test_a_file_name_too_long_for_its_output_name_fails_alone(tmp_path):
+    """A name that fits the file system but not with `.json` (and a temporary suffix) added: its write failed like a
+    full disk and stopped the batch -- at the same track on every re-run. Names that fit with `.json` now work."""
+    src, out = _clips(tmp_path / "in", n=2), tmp_path / "out"
+    if os.pathconf(src, "PC_NAME_MAX") != 255:
+        pytest.skip("needs a file system with 255-byte names")
+    fits, too_long = "a" * 246 + ".wav", "b" * 248 + ".wav"  # 250 + .json = 255 bytes; 252 + .json = 257
+    for name in (fits, too_long):
+        sf.write(src / name, synth_music(0.5, 8000, seed=5), 8000)
+    result = _run(src, out)
+    assert result.done == 3 and result.failed == 1 and not result.interrupted
+    assert (out / f"{fits}.json").exists() and (out / "t1.wav.json").exists()
+    error = batch.read_errors(out)[too_long]
+    assert "output file name is too long" in error["error"]
+    assert _run(src, out).previously_failed == 1  # a re-run goes on as for any failed track

@@ -119,6 +119,17 @@ def test_lite_extractor_rejects_empty_audio(lite):
         lite.compute(np.zeros(0, dtype=np.float32), 22050)
 
 
+def test_compute_checks_the_rate_and_shape_as_predict_does(lite):
+    """compute() took int(sr): a rate of 16000.5 ran silently at 16000 (predict refuses it), and a 0-d array failed
+    with 'min() arg is an empty sequence'."""
+    with pytest.raises(TypeError, match="whole number of Hz"):
+        lite.compute(np.zeros(16000, dtype=np.float32), 16000.5)
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        lite.compute(np.float32(0.3), 16000)
+    pool = lite.compute(np.zeros(16000, dtype=np.float32), 16000.0)  # a whole number as a float is a rate
+    assert pool["metadata.audio_properties.sample_rate"] == 16000
+
+
 def test_music2emo_extractor_with_local_weights(tmp_path):
     """The paper model's extractor on tiny local weights in the published formats (HF is not reachable in tests):
     same layout, plus the key it feeds the head, and weight provenance."""
@@ -181,6 +192,11 @@ def test_expand_inputs(tmp_path):
     lst.write_text("# my picks\nmusic/a.wav\n\n" + str(root / "sub" / "b.flac") + "\n")
     tracks, _ = batch.expand_inputs([lst])
     assert [t.id for t in tracks] == ["a.wav", "sub/b.flac"]  # ids relative to the common parent
+    # A playlist saved with a byte-order mark (Windows .m3u8): the mark made '#EXTM3U' a track that failed.
+    m3u = tmp_path / "list.m3u8"
+    m3u.write_bytes("\ufeff#EXTM3U\n#EXTINF:12,A\r\nmusic/a.wav\r\n".encode("utf-8"))
+    tracks, _ = batch.expand_inputs([m3u])
+    assert [(t.id, t.path) for t in tracks] == [("a.wav", str(root / "a.wav"))]
     tracks, _ = batch.expand_inputs([root / "sub" / "c.ogg", root / "sub" / "c.ogg"])
     assert [t.id for t in tracks] == ["c.ogg"]  # the same file twice is one track
 

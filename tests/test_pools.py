@@ -66,6 +66,17 @@ def test_audio_properties_of_pcm_and_mp3(tmp_path):
     assert 8_000 < p["bit_rate"] < 400_000
 
 
+@pytest.mark.parametrize("subtype, bits", [("PCM_16", 16), ("PCM_24", 24)])
+def test_audio_properties_of_flac_name_the_codec_and_the_files_bit_rate(tmp_path, subtype, bits):
+    """libsndfile reports a FLAC file's subtype as PCM_16/PCM_24: the pool said codec pcm_s24le and the PCM rate."""
+    flac = tmp_path / "a.flac"
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 2) / 44100)
+    sf.write(flac, np.stack([tone, tone], axis=1), 44100, subtype=subtype)
+    p = pools.audio_properties(flac)
+    assert p["codec"] == "flac" and p["lossless"] is True
+    assert p["bit_rate"] == round(flac.stat().st_size * 8 / 2.0) < 44100 * 2 * bits  # the file's average
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 def test_md5_encoded_ignores_tags(tmp_path):
     """The MD5 of the audio packets: the same for two files that differ only in their tags."""

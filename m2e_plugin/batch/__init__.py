@@ -25,6 +25,7 @@ size or modification time): those are redone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -40,7 +41,8 @@ from m2e_plugin.batch.outputs import (ABSENT_SOURCE, ERRORS_FILE, FORMATS, STATE
                                       frames_path, nest, output_path, read_errors, read_sources, rewrite_errors,
                                       serialise, source_stamp, split_pool, stamp_of, sweep_tmp, to_builtin,
                                       write_atomic, write_run)
-from m2e_plugin.batch.runners import ExtractorUnavailable, extract_track, run_inline, run_pool, run_ray
+from m2e_plugin.batch.runners import (ExtractorUnavailable, _error_record, extract_track, run_inline, run_pool,
+                                      run_ray)
 
 __all__ = ["BatchError", "BatchResult", "ExtractorUnavailable", "FORMATS", "LIST_EXTENSIONS", "OutputUnwritable",
            "TABLE_FORMATS", "Track", "build_table", "exclusive_use", "expand_inputs", "extract_track", "nest",
@@ -166,7 +168,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         raise BatchError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
     check_writable(out)
     with exclusive_use(out):  # a second run into the same folder would redo every track
-        settings = check_manifest(out, cls, options, fmt, overwrite)
+        settings = check_manifest(out, cls, options, fmt, overwrite, flat)
         sweep_tmp(out)
 
         started = time.perf_counter()
@@ -200,7 +202,18 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
 
         def record(outcome: tuple[Track, str, Any, str | None]) -> None:
             try:
-                _record(outcome)
+                try:
+                    _record(outcome)
+                except OSError as exc:
+                    if exc.errno != errno.ENAMETOOLONG or outcome[1] != "ok":
+                        raise
+                    # The track's own name is too long for an output name (<name>.json in 255 bytes): its error
+                    # line, as for an unreadable file; stopping here made it stop every re-run of the batch.
+                    track = outcome[0]
+                    changed_ids.discard(track.id)  # no old output can exist under that name
+                    _record((track, "error", _error_record(track, OSError(
+                        f"its output file name is too long for the file system ({exc.strerror}); shorten the "
+                        "file's name"), cls.name), None))
             except OSError as exc:  # a full or failing disk: stop, keeping every track already written
                 unwritable.append(OutputUnwritable(
                     f"cannot write the results to {out}: {exc.strerror or exc}; the {result.done} track(s) finished "
@@ -242,6 +255,7 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
                 bar.write(f"m2e extract: failed {track.id}: {payload['error']}")
             bar.update(1, failed=status != "ok")
 
+        table_error: OutputUnwritable | None = None
         try:
             if todo:
                 if backend == "ray":
@@ -255,15 +269,25 @@ def run_batch(tracks: Sequence[Track], out_dir: str | os.PathLike, *, extractor:
         finally:
             bar.close()
             if fmt in TABLE_FORMATS:  # always: the rows are this command's inputs, even when nothing was to do
-                result.table = str(build_table(out, fmt, tracks))
+                try:
+                    result.table = str(build_table(out, fmt, tracks))
+                except BatchError as exc:  # a table Arrow cannot type: a clear error and a closed run record,
+                    # not a traceback leaving the run "running"; each track's descriptors stay in the parts
+                    table_error = OutputUnwritable(f"{exc}; the descriptors of the {result.done + result.already_done}"
+                                                   f" finished track(s) are kept in {out / STATE_DIR / 'parts'}")
+                    unwritable.append(table_error)
             result.seconds = time.perf_counter() - started
             run.update(status="interrupted" if result.interrupted else "failed" if unwritable else "finished",
                        finished=_iso(time.time()), counts=result.as_dict())
+            if unwritable:  # the manifest says why the run failed, not only that it did
+                run["error"] = str(unwritable[0])
             try:
                 write_run(out, run)
             except OSError:
                 if not unwritable:  # else the disk's first error is the one to report
                     raise
+        if table_error is not None:
+            raise table_error
         return result
 
 
@@ -279,13 +303,14 @@ def _plan(tracks, out: Path, fmt: str, settings: str, errors: dict, sources: dic
         changed = record is not None and stamps[t.id] is not None and stamp_of(record) != stamps[t.id]
         # An output made with other settings (kept from before an --overwrite that changed them) is done again.
         stale = (record is not None and record.get("settings") not in (None, settings)
-                 and output_path(out, t.id, fmt).exists())
+                 and os.path.exists(output_path(out, t.id, fmt)))
         if (changed or stale) and not overwrite:
             result.source_changed += changed
             result.settings_changed += stale and not changed
             changed_ids.add(t.id)
             todo.append(t)
-        elif not overwrite and output_path(out, t.id, fmt).exists():
+        # os.path.exists: False, not OSError, for a name too long to exist (Path.exists raises it on Python 3.11)
+        elif not overwrite and os.path.exists(output_path(out, t.id, fmt)):
             result.already_done += 1
         elif t.id in errors and not (retry_failed or overwrite):
             result.previously_failed += 1

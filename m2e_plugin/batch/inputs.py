@@ -130,7 +130,19 @@ def _is_pipe(path: str) -> bool:
 
 def _scan_folder(folder: Path, exts: tuple[str, ...]) -> tuple[list[Path], int]:
     found, ignored = [], 0
-    for root, dirs, files in os.walk(folder):
+    seen: set[tuple[int, int]] = set()
+    # Symlinked sub-folders are followed (os.walk skipped them silently: a catalogue of links to album folders
+    # lost those tracks without a word); each real folder is read once, so a link to an ancestor cannot loop.
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            st = None
+        if st is not None:
+            if (st.st_dev, st.st_ino) in seen:
+                dirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith("."):
@@ -144,7 +156,9 @@ def _scan_folder(folder: Path, exts: tuple[str, ...]) -> tuple[list[Path], int]:
 
 def _read_list(list_file: Path) -> list[Path]:
     try:
-        text = list_file.read_text(encoding="utf-8")
+        # utf-8-sig: playlists saved on Windows (.m3u8) often start with a byte-order mark, which made their first
+        # line (#EXTM3U, or the first path) a bogus track
+        text = list_file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise BatchError(f"{list_file}: cannot read the list of paths ({exc})") from None
     paths = []

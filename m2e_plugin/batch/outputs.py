@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -84,11 +85,16 @@ def write_run(out: Path, run: dict[str, Any]) -> None:
     write_atomic(path, "\n".join(kept) + "\n")
 
 
+_TMP_COUNTER = itertools.count()
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place (all or nothing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    # A short name, not the target's plus a suffix: a track whose output name fits the file system's 255 bytes
+    # must not fail because its temporary name does not.
+    tmp = path.with_name(f".{os.getpid()}-{next(_TMP_COUNTER)}{TMP_SUFFIX}")
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
         with open(tmp, "wb") as fh:
@@ -192,12 +198,33 @@ def build_table(out_dir: str | os.PathLike, fmt: str, tracks: Iterable[Track] | 
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows],
-                                     schema=None) if rows else pa.table({c: [] for c in columns})
+        try:
+            table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows],
+                                         schema=None) if rows else pa.table({c: [] for c in columns})
+        except pa.ArrowException:  # an extractor whose descriptor changes type between tracks (str, then float)
+            raise BatchError(f"cannot build {target.name}: {_mixed_column(rows, columns)}") from None
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         write_atomic(target, sink.getvalue().to_pybytes())
     return target
+
+
+def _mixed_column(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Which column Arrow cannot type, with the tracks that disagree (for :func:`build_table`'s error)."""
+    import pyarrow as pa
+
+    for c in columns:
+        try:
+            pa.array([r.get(c) for r in rows])
+        except pa.ArrowException:
+            kinds: dict[str, str] = {}
+            for r in rows:
+                if r.get(c) is not None:
+                    kinds.setdefault(type(r[c]).__name__, str(r.get("metadata.input.id")))
+            found = ", ".join(f"{kind} in {tid!r}" for kind, tid in kinds.items())
+            return (f"descriptor {c!r} has values of different types across tracks ({found}), and a parquet column "
+                    "takes one type; the extractor should return one type per descriptor (or use --format csv)")
+    return "the descriptors cannot be stored as parquet columns"
 
 
 def effective_settings(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -228,20 +255,24 @@ def effective_settings(cls, options: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=str, sort_keys=True))
 
 
-def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite: bool) -> str:
+def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite: bool, flat: bool = False) -> str:
     """Refuse a folder holding results made with other settings (unless ``overwrite``); record this run's. Returns
     the settings' fingerprint, recorded with each track's source so that a track made with other settings (kept
     from before an ``--overwrite`` that changed them) is redone when it is given again."""
     manifest = {"extractor": cls.name, "extractor_version": cls.version, "format": fmt,
                 "settings": effective_settings(cls, options)}
+    if flat and fmt not in TABLE_FORMATS:
+        # --flat changes the files' layout: a resumed run must not mix nested and flat files in one folder. Only
+        # recorded when set, so folders made before it was kept (nested) still resume.
+        manifest["layout"] = "flat"
     path = out / STATE_DIR / "manifest.json"
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         previous = None
     if previous is not None and previous != manifest and not overwrite:
-        diff = ", ".join(f"{k}: {previous.get(k)!r} then, {manifest[k]!r} now" for k in manifest
-                         if previous.get(k) != manifest[k])
+        diff = ", ".join(f"{k}: {previous.get(k)!r} then, {manifest.get(k)!r} now"
+                         for k in {**manifest, **previous} if previous.get(k) != manifest.get(k))
         raise BatchError(f"{out} holds results made with other settings ({diff}); use another output folder "
                          "or --overwrite to recompute everything")
     if previous != manifest:
