@@ -43,8 +43,26 @@ ENV_CHECKPOINT = "M2E_CHECKPOINT"
 ENV_CHORD_MODEL = "M2E_CHORD_MODEL"
 
 
+def _how_to_provide(what: str) -> str:
+    """How to provide one missing piece (the key of ``WeightsUnavailableError.missing``): its local path option,
+    argument and environment variable, and where the hub cache keeps it."""
+    if what.startswith("MERT"):
+        return (f"--mert DIR / mert=DIR / ${ENV_MERT} (DIR = config.json + model.safetensors or "
+                f"pytorch_model.bin), or the hub cache of {MERT_REPO}")
+    if what.startswith("head"):
+        return (f"--checkpoint FILE / checkpoint=FILE / ${ENV_CHECKPOINT} (J_all.ckpt or a .safetensors head), "
+                f"or the hub cache of {HEAD_REPO} {HEAD_FILE}")
+    if what.startswith("BTC"):
+        return (f"--chord-model FILE / chord_model=FILE / ${ENV_CHORD_MODEL}, or the hub cache of the Space "
+                f"{BTC_REPO} {BTC_FILE}; or choose --chords offline / chords='offline'")
+    return ""
+
+
 class WeightsUnavailableError(RuntimeError):
-    """The ``music2emo`` weights could not be found locally or fetched; the message says how to provide them."""
+    """The ``music2emo`` weights could not be found locally or fetched; the message says how to provide them.
+
+    Every missing piece is listed at once, each with how to provide it, so a user fixes them all in one go.
+    """
 
     def __init__(self, missing: dict[str, str], offline: bool):
         self.missing = dict(missing)
@@ -53,14 +71,14 @@ class WeightsUnavailableError(RuntimeError):
                  + (" (offline: HF_HUB_OFFLINE is set or local_files_only=True)" if offline else "") + "."]
         for what, why in missing.items():
             lines.append(f"  - {what}: {why}")
+            how = _how_to_provide(what)
+            if how:
+                lines.append(f"      provide: {how}")
         lines += [
-            "Provide them in one of these ways:",
-            f"  * go online once so huggingface_hub caches {MERT_REPO}, {HEAD_REPO}:{HEAD_FILE} and the Space "
-            f"{BTC_REPO}:{BTC_FILE} (standard HF cache; unset HF_HUB_OFFLINE);",
-            "  * or give local paths: Music2emo(model='music2emo', mert=DIR, checkpoint='J_all.ckpt', "
-            "chord_model='btc_model_large_voca.pt'), CLI --mert/--checkpoint/--chord-model, or the environment "
-            f"variables {ENV_MERT}, {ENV_CHECKPOINT}, {ENV_CHORD_MODEL} "
-            "(MERT DIR = config.json + model.safetensors or pytorch_model.bin).",
+            ("The hub cache ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub) fills on a run with "
+             "network access" + (" (unset HF_HUB_OFFLINE)" if offline else "") + "; HF_HUB_OFFLINE=1 then reads it "
+             "only. Local paths can be given in the API too: Music2emo(model='music2emo', mert=DIR, "
+             "checkpoint='J_all.ckpt', chord_model='btc_model_large_voca.pt')."),
             "The embedded model works offline with nothing to download: Music2emo(model='lite') / m2e predict "
             "--model lite.",
         ]
@@ -72,7 +90,7 @@ class Music2EmoWeights:
     """Resolved locations: a MERT directory, the head checkpoint, and the BTC weights (``None`` if unavailable)."""
 
     mert: Path
-    checkpoint: Path
+    checkpoint: Path | None  # None only when the head was not asked for (``use_head=False``: training features)
     chord_model: Path | None
     sources: dict[str, str] = field(default_factory=dict)  # piece -> "argument" | "env M2E_..." | "hub ..."
     notes: dict[str, str] = field(default_factory=dict)  # why an optional piece is missing
@@ -174,7 +192,11 @@ def _find_file(value_how, repo, filename, repo_type, *, cache_only: bool, offlin
     """``(path, where it came from)`` for an explicit file or a hub file; ``(None, why not)`` when unavailable."""
     value, how = value_how
     if value is not None:
+        if not os.fspath(value).strip():  # Path("") is ".": say what was given, not "'.' not found"
+            return None, f"an empty path (given by {how})"
         p = Path(os.fspath(value)).expanduser()
+        if p.is_dir():  # "not found" was wrong: it exists, as a folder
+            return None, f"{p} is a folder, not a file (given by {how})"
         return (p, how) if p.is_file() else (None, f"{p} not found (given by {how})")
     try:
         p = _download(repo, filename, repo_type=repo_type, local_files_only=cache_only, cache_dir=cache_dir)
@@ -198,7 +220,8 @@ def find_chord_model(chord_model: str | os.PathLike | None = None, *, local_file
 def resolve_music2emo_weights(mert: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
                               chord_model: str | os.PathLike | None = None, *,
                               local_files_only: bool | None = None, cache_dir=None,
-                              use_btc: bool = True, require_btc: bool = False) -> Music2EmoWeights:
+                              use_btc: bool = True, require_btc: bool = False,
+                              use_head: bool = True) -> Music2EmoWeights:
     """Find (or fetch) the three pieces of the ``music2emo`` model.
 
     Parameters
@@ -217,6 +240,8 @@ def resolve_music2emo_weights(mert: str | os.PathLike | None = None, checkpoint:
         ``False`` skips looking for BTC (the backend then uses the offline chord recogniser).
     require_btc : bool
         BTC missing is an error (``chords="btc"``), listed with the other missing pieces.
+    use_head : bool
+        ``False`` skips the head (training features need MERT and chords only); ``checkpoint`` is then ``None``.
 
     Raises
     ------
@@ -233,28 +258,47 @@ def resolve_music2emo_weights(mert: str | os.PathLike | None = None, checkpoint:
     # MERT: a directory, or a hub id.
     mert_value, how = _explicit(mert, ENV_MERT)
     mert_dir = None
-    if mert_value is not None and Path(os.fspath(mert_value)).expanduser().is_dir():
-        mert_dir, sources["mert"] = Path(os.fspath(mert_value)).expanduser(), how
+    if mert_value is not None and not os.fspath(mert_value).strip():  # Path("") would be the working directory
+        missing["MERT"] = f"an empty path (given by {how})"
+    elif mert_value is not None and Path(os.fspath(mert_value)).expanduser().is_dir():
+        folder = Path(os.fspath(mert_value)).expanduser()
+        # Checked here, not only when MERT loads, so that a folder without MERT's files is listed with the other
+        # missing pieces instead of being reported only once they are provided.
+        lacks = [name for name, ok in (("config.json", (folder / "config.json").is_file()),
+                                       ("model.safetensors or pytorch_model.bin",
+                                        (folder / "model.safetensors").is_file()
+                                        or (folder / "pytorch_model.bin").is_file())) if not ok]
+        if lacks:
+            missing["MERT"] = f"{folder} has no {' and no '.join(lacks)} (given by {how})"
+        else:
+            mert_dir, sources["mert"] = folder, how
     else:
         repo = str(mert_value) if mert_value is not None else MERT_REPO
-        if mert_value is not None and (not HUB_ID.match(repo) or Path(repo).expanduser().exists()):
+        if mert_value is not None and Path(repo).expanduser().is_file():
+            missing["MERT"] = f"{repo} is a file; MERT is a folder (config.json + weights) or a hub id (given by {how})"
+        elif mert_value is not None and (not HUB_ID.match(repo) or Path(repo).expanduser().exists()):
             missing["MERT"] = f"{repo} is not a MERT directory or hub id (given by {how})"
         else:
             try:
                 mert_dir = fetch_mert(repo, local_files_only=offline, cache_dir=cache_dir)
                 sources["mert"] = f"hub {repo}"
             except WeightsUnavailableError as exc:
+                if mert_value is not None:  # "models/mert" reads as a hub id too: a mistyped local folder
+                    exc.missing = {what: f"{why}; no local folder {repo} either (given by {how})"
+                                   for what, why in exc.missing.items()}
                 missing.update(exc.missing)
                 if any("could not be reached" in why for why in exc.missing.values()):
                     cache_only = True  # hub unreachable: the other pieces come from the cache or not at all,
                     # instead of paying huggingface_hub's retries once more per file
 
-    head, how = _find_file(_explicit(checkpoint, ENV_CHECKPOINT), HEAD_REPO, HEAD_FILE, None,
-                           cache_only=cache_only, offline=offline, cache_dir=cache_dir)
-    if head is None:
-        missing["head checkpoint (J_all.ckpt)"] = how
-    else:
-        sources["checkpoint"] = how
+    head = None
+    if use_head:
+        head, how = _find_file(_explicit(checkpoint, ENV_CHECKPOINT), HEAD_REPO, HEAD_FILE, None,
+                               cache_only=cache_only, offline=offline, cache_dir=cache_dir)
+        if head is None:
+            missing["head checkpoint (J_all.ckpt)"] = how
+        else:
+            sources["checkpoint"] = how
     btc = None
     if use_btc:
         btc, how = _find_file(_explicit(chord_model, ENV_CHORD_MODEL), BTC_REPO, BTC_FILE, BTC_REPO_TYPE,

@@ -7,6 +7,7 @@ for a file of random bytes; :func:`load_weights_only` says what the file is inst
 
 from __future__ import annotations
 
+import errno
 import re
 
 
@@ -25,6 +26,10 @@ def load_weights_only(path, *, allow=()):
 def why_not_loadable(exc: BaseException, path=None) -> str:
     """The cause of a failed ``torch.load(weights_only=True)``, without torch's advice to load unsafely."""
     text = str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.EINVAL:
+        # torch's zip reader on a truncated torch.save file (cut within its first ~64 KB): "[Errno 22] Invalid
+        # argument", which reads like a bad option rather than a damaged file.
+        return "not a PyTorch checkpoint (unrecognised or damaged data)"
     if path is not None and "GLOBAL" not in text:
         with open(path, "rb") as fh:
             start = fh.read(2)

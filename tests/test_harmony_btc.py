@@ -96,6 +96,9 @@ def test_load_btc_errors_name_the_file(tmp_path):
     torch.save({"model": build_btc(**TINY).state_dict()}, tmp_path / "nostats.pt")
     with pytest.raises(ValueError, match="'mean'"):
         load_btc(tmp_path / "nostats.pt")
+    torch.save({"state_dict": {"model.w": torch.zeros(2)}, "epoch": 1}, tmp_path / "J_all.ckpt")  # the head's file
+    with pytest.raises(ValueError, match=r"J_all.ckpt: not a BTC checkpoint \(btc_model_large_voca.pt\)"):
+        load_btc(tmp_path / "J_all.ckpt")
     state = build_btc(**TINY).state_dict()
     del state["self_attn_layers.layer_norm.gamma"]
     torch.save({"model": state, "mean": 0.0, "std": 1.0}, tmp_path / "partial.pt")

@@ -62,6 +62,11 @@ def test_load_mert_errors(tmp_path):
     (d2 / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 9}))
     with pytest.raises(MertLoadError, match="lack"):
         load_mert(d2)
+    # a truncated model.safetensors: safetensors' message named no file
+    d3 = make_mert_dir(tmp_path / "m3", safetensors=True, **SMALL)
+    (d3 / "model.safetensors").write_bytes((d3 / "model.safetensors").read_bytes()[:5000])
+    with pytest.raises(MertLoadError, match=r"m3/model.safetensors: not a readable safetensors file"):
+        load_mert(d3)
 
 
 def test_embedding_is_layers_6_and_7_averaged_over_30s_segments(small_mert):

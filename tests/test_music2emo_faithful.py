@@ -135,3 +135,84 @@ def test_features_cli_chords_option(weights, offline_hub, tmp_path, capsys, monk
     assert manifest["done"] == ["t0"] and manifest["description"]["chords_method"] == "btc"
     with pytest.raises(SystemExit):
         main(base + ["--chord-method", "offline"])
+
+
+@pytest.mark.parametrize("command", ["api", "predict", "extract", "evaluate", "stream", "features"])
+def test_one_error_lists_every_missing_piece_and_how_to_provide_it(command, offline_hub, clip, tmp_path, capsys,
+                                                                     monkeypatch):
+    """Nothing provided and --chords btc: MERT, the head (not for features) and BTC in one error, each with its
+    option / environment variable / hub location; `features` named BTC alone, and MERT only once BTC was there."""
+    from m2e_plugin import Music2emo
+    from m2e_plugin.hub import WeightsUnavailableError
+
+    for var in ("M2E_MERT", "M2E_CHECKPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    if command == "api":
+        with pytest.raises(WeightsUnavailableError) as info:
+            Music2emo(model="music2emo", device="cpu", chords="btc")
+        err = str(info.value)
+    else:
+        args = {"predict": ["predict", "--model", "music2emo", str(clip)],
+                "extract": ["extract", "--extractor", "music2emo", str(clip), "-o", str(tmp_path / "out"),
+                            "--progress", "never"],
+                "evaluate": ["evaluate", "--model", "music2emo", "--dataset", "deam", "--data-home",
+                             str(tmp_path / "deam"), "--split", "all", "--progress", "never"],
+                "stream": ["stream", "--model", "music2emo", "--input", str(clip), "--no-pace", "-q"],
+                "features": ["features", "--model", "music2emo", "--dataset", "fourq", "--data-home", str(tmp_path),
+                             "-o", str(tmp_path / "cache"), "--progress", "never"]}[command]
+        if command == "evaluate":
+            meta = tmp_path / "deam" / "music2emo-meta"
+            meta.mkdir(parents=True)
+            (meta / "static_annotations.csv").write_text("song_id, valence_mean, valence_std, arousal_mean, "
+                                                         "arousal_std\n2,3.1,0.9,3.0,0.8\n")
+        monkeypatch.setattr("m2e_plugin.cli.features.dataset_tracks", lambda name, home: [("t0", str(clip))])
+        code = main([*args, "--device", "cpu", "--chords", "btc"])
+        captured = capsys.readouterr()
+        err = captured.err
+        assert code == 2 and "Traceback" not in err, err
+    pieces = ["MERT (m-a-p/MERT-v1-95M)", "BTC chord model"] + (["head checkpoint"] if command != "features" else [])
+    for piece in pieces:
+        assert f"  - {piece}" in err, (piece, err)
+    for how in ("--mert DIR", "$M2E_MERT", "--chord-model FILE", "$M2E_CHORD_MODEL", "hub cache of m-a-p/MERT-v1-95M",
+                *(("--checkpoint FILE", "$M2E_CHECKPOINT") if command != "features" else ())):
+        assert how in err, (how, err)
+    assert err.count("provide:") == len(pieces)
+
+
+def test_features_honour_m2e_mert_and_refuse_a_contradiction(weights, offline_hub, clip, monkeypatch):
+    """README: M2E_MERT gives MERT's folder; features looked only at --mert and the hub. And --chord-model with
+    --chords offline is refused as in predict (features ignored the BTC weights it was given)."""
+    from m2e_plugin.training.features import music2emo_extractor
+
+    mert, _, btc = weights
+    monkeypatch.setenv("M2E_MERT", str(mert))
+    extract, desc = music2emo_extractor(chords="offline", device="cpu")
+    assert desc["mert"] == str(mert) and desc["chords_method"] == "offline"
+    assert extract(str(clip))["mert"].shape == (1, 1536)
+    with pytest.raises(ValueError, match="contradict"):
+        music2emo_extractor(chords="offline", chord_model=str(btc), device="cpu")
+
+
+def test_no_fallback_notice_before_a_checkpoint_that_fails_to_load(weights, offline_hub, clip, tmp_path, capsys):
+    mert, ckpt, _ = weights
+    broken = tmp_path / "J_all.ckpt"
+    broken.write_bytes(ckpt.read_bytes()[:100000])
+    code, out, err = _predict(capsys, ["--model", "music2emo", "--device", "cpu", "--mert", str(mert),
+                                       "--checkpoint", str(broken), str(clip)])
+    assert code == 2 and out == [] and "not a PyTorch checkpoint" in err
+    assert "BTC chord weights unavailable" not in err  # chords of a model that never ran: noise before the error
+
+
+def test_an_empty_checkpoint_option_is_refused_not_replaced(weights, offline_hub, clip, capsys, monkeypatch):
+    """`--checkpoint "$UNSET"` was dropped, so $M2E_CHECKPOINT (or the hub's J_all.ckpt) ran instead, silently."""
+    mert, ckpt, _ = weights
+    monkeypatch.setenv("M2E_CHECKPOINT", str(ckpt))
+    code, out, err = _predict(capsys, ["--model", "music2emo", "--device", "cpu", "--mert", str(mert),
+                                       "--checkpoint", "", "--chords", "offline", str(clip)])
+    assert code == 2 and out == [] and "head checkpoint (J_all.ckpt): an empty path (given by argument)" in err
+
+
+def test_an_empty_checkpoint_option_is_refused_for_lite_too(clip, capsys):
+    """`--checkpoint ""` reaches lite as weights="" now that it is no longer dropped: the embedded weights ran."""
+    code, out, err = _predict(capsys, ["--checkpoint", "", str(clip)])
+    assert code == 2 and out == [] and "an empty path" in err

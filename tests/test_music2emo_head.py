@@ -192,6 +192,12 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         resized[f"{key}.bias"] = torch.zeros(rows)
         with pytest.raises(CheckpointError, match=what):
             load_music2emo_head(make_lightning_ckpt(tmp_path / f"{rows}.ckpt", resized))
+    # NaN weights loaded, then every file failed with "valence nan" (exit 1) instead of one error before any work
+    damaged = random_head_state()
+    damaged["regression_branch.2.bias"] = torch.tensor([float("nan"), 5.0])
+    with pytest.raises(CheckpointError,
+                       match=r"nan.ckpt: 1 tensor\(s\) hold NaN or infinite values.*regression_branch"):
+        load_music2emo_head(make_lightning_ckpt(tmp_path / "nan.ckpt", damaged))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -94,6 +94,64 @@ def test_wrong_explicit_paths_are_reported(tmp_path, pieces, monkeypatch):
     assert "no-mert is not a MERT directory" in text and "no.ckpt not found" in text and "no-btc.pt not found" in text
 
 
+def test_every_missing_piece_is_listed_with_how_to_provide_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve_music2emo_weights(cache_dir=tmp_path / "empty", require_btc=True)
+    assert list(info.value.missing) == ["MERT (m-a-p/MERT-v1-95M)", "head checkpoint (J_all.ckpt)", "BTC chord model"]
+    lines = str(info.value).splitlines()
+    for piece, how in (("MERT", ("--mert DIR", "mert=DIR", "$M2E_MERT", "hub cache of m-a-p/MERT-v1-95M")),
+                       ("head checkpoint", ("--checkpoint FILE", "checkpoint=FILE", "$M2E_CHECKPOINT",
+                                            "hub cache of amaai-lab/music2emo saved_models/J_all.ckpt")),
+                       ("BTC chord model", ("--chord-model FILE", "chord_model=FILE", "$M2E_CHORD_MODEL",
+                                            "inference/data/btc_model_large_voca.pt", "--chords offline"))):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"  - {piece}"))
+        assert lines[at + 1].strip().startswith("provide:"), lines[at + 1]
+        for needed in how:  # each piece says how to provide it, on its own line
+            assert needed in lines[at + 1], (piece, needed)
+
+
+def test_a_mert_folder_without_its_files_is_listed_with_the_other_missing_pieces(tmp_path, pieces, monkeypatch):
+    """A folder given for MERT that lacks config.json/weights was accepted here and failed only when MERT loaded,
+    after a missing BTC had been reported alone."""
+    _, ckpt, _ = pieces
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "mert").mkdir()
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve_music2emo_weights(tmp_path / "mert", ckpt, cache_dir=tmp_path / "empty", require_btc=True)
+    assert set(info.value.missing) == {"MERT", "BTC chord model"}
+    assert "has no config.json and no model.safetensors or pytorch_model.bin" in info.value.missing["MERT"]
+
+
+def test_wrong_kinds_of_paths_are_named_for_what_they_are(tmp_path, pieces, monkeypatch):
+    mert, ckpt, _ = pieces
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(WeightsUnavailableError) as info:  # a folder where a file is expected was "not found"
+        resolve_music2emo_weights(mert, folder, folder, cache_dir=tmp_path / "empty")
+    why = f"{folder} is a folder, not a file (given by argument)"
+    assert info.value.missing == {"head checkpoint (J_all.ckpt)": why, "BTC chord model": why}
+    with pytest.raises(WeightsUnavailableError) as info:  # a file where MERT's folder is expected
+        resolve_music2emo_weights(ckpt, ckpt, cache_dir=tmp_path / "empty", use_btc=False)
+    assert info.value.missing["MERT"].startswith(f"{ckpt} is a file; MERT is a folder")
+    # An empty path is the working directory to pathlib: it was taken as the MERT folder.
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve_music2emo_weights("", ckpt, "", cache_dir=tmp_path / "empty")
+    assert info.value.missing == {"MERT": "an empty path (given by argument)",
+                                  "BTC chord model": "an empty path (given by argument)"}
+    # a mistyped local folder ("models/mert") also reads as a hub id: the error says both were tried
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve_music2emo_weights("models/mert", ckpt, cache_dir=tmp_path / "empty", use_btc=False)
+    assert info.value.missing == {"MERT (models/mert)": "not in the local Hugging Face cache; no local folder "
+                                                        "models/mert either (given by argument)"}
+    monkeypatch.setenv(hub.ENV_CHECKPOINT, str(folder))
+    with pytest.raises(WeightsUnavailableError,
+                       match=f"is a folder, not a file \\(given by env {hub.ENV_CHECKPOINT}\\)"):
+        resolve_music2emo_weights(mert, cache_dir=tmp_path / "empty", use_btc=False)
+
+
 def test_predictor_reports_missing_weights(tmp_path, monkeypatch):
     from m2e_plugin import Music2emo
 

@@ -31,7 +31,10 @@ def test_a_pickle_that_would_run_code_is_refused_and_named(tmp_path):
 @pytest.mark.parametrize("make", [*(lambda p, seed=seed: p.write_bytes(random.Random(seed).randbytes(4000))
                                     for seed in range(20)),  # random bytes fail in the unpickler in many ways
                                   lambda p: (torch.save({"w": torch.zeros(3)}, p),
-                                             p.write_bytes(p.read_bytes()[:100]))])
+                                             p.write_bytes(p.read_bytes()[:100])),
+                                  # cut within its first ~64 KB, torch's zip reader says "[Errno 22] Invalid argument"
+                                  lambda p: (torch.save({"w": torch.zeros(40000)}, p),
+                                             p.write_bytes(p.read_bytes()[:5000]))])
 def test_random_or_truncated_bytes_are_not_a_checkpoint(tmp_path, make):
     path = tmp_path / "x.ckpt"
     make(path)

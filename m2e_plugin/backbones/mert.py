@@ -75,7 +75,10 @@ def _read_state_dict(directory: Path) -> dict:
     if st.is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(st), device="cpu")
+        try:
+            return load_file(str(st), device="cpu")
+        except Exception as exc:  # safetensors' own message ("invalid header length") names no file
+            raise MertLoadError(f"{st}: not a readable safetensors file ({exc})") from None
     if pt.is_file():
         from m2e_plugin.torch_load import load_weights_only
 

@@ -82,7 +82,9 @@ class LiteBackend(EmotionBackend):
         from m2e_plugin.models.lite import load_lite
 
         self.device = str(device)
-        self.weights_path = Path(weights) if weights else default_weights()
+        if weights is not None and not str(weights).strip():  # --checkpoint "" (an unset shell variable)
+            raise ValueError("weights: an empty path (leave it out for the embedded weights)")
+        self.weights_path = Path(weights) if weights is not None else default_weights()
         self._head, self._card = load_lite(self.weights_path, device=self.device)
         self._pooling = str(self._card.get("features", {}).get("pooling", "mean"))
         per_patch = {"msd_penultimate": PENULTIMATE_DIM, "mtt_pooled": POOLED_DIM}

@@ -27,11 +27,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from m2e_plugin.backbones.level import SILENCE_FLOOR_DBFS
 from m2e_plugin.backends.base import EmotionBackend, Prediction
 from m2e_plugin.labels import MOOD_TAGS
 
 KEY_INPUTS = ("estimated", "major")
 CHORD_METHODS = ("auto", "btc", "offline")
+# A track whose peak stays below the level module's silence floor is silent.
+SILENT_PEAK = 10 ** (SILENCE_FLOOR_DBFS / 20)
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +153,6 @@ class Music2EmoBackend(EmotionBackend):
                                                  cache_dir=cache_dir, use_btc=chords != "offline",
                                                  require_btc=chords == "btc")
         self.warnings: list[dict[str, str]] = []  # carried by every prediction
-        if chords == "auto" and self.weights.chord_model is None:
-            self.warnings.append(chords_fallback_warning(self.weights.notes.get("chord_model", "unavailable")))
         # Layers after the last one Music2Emo reads (7 of 12) would cost 5/12 of MERT's time for nothing.
         self.mert = load_mert(self.weights.mert, device=self.device, last_layer=max(MUSIC2EMO_LAYERS))
         self.head = load_music2emo_head(self.weights.checkpoint, device=self.device)
@@ -166,6 +167,10 @@ class Music2EmoBackend(EmotionBackend):
             raise ValueError(f"MERT {self.weights.mert} (hidden {self.mert.config.hidden_size}) does not match head "
                              f"{self.weights.checkpoint} (expects {self.head.input_proj[0].in_features - 9}-d input)")
         self.harmony = Music2EmoHarmony(self.weights.chord_model, device=self.device)
+        if chords == "auto" and self.weights.chord_model is None:
+            # Said once the model has loaded: a checkpoint that then failed to load was preceded by a fallback
+            # notice about chords for a model that never ran.
+            self.warnings.insert(0, chords_fallback_warning(self.weights.notes.get("chord_model", "unavailable")))
         self._torch = torch
         # MERT batch size for equal-length timeline windows: batching pays off on a GPU, not on a CPU.
         self.window_batch = 8 if self.device.startswith("cuda") else 1
@@ -211,11 +216,18 @@ class Music2EmoBackend(EmotionBackend):
             )
             return torch.sigmoid(logits).float().cpu().numpy(), va.float().cpu().numpy()
 
-    def _prediction(self, probs, va, key, n_chords: int, n_segments: int) -> Prediction:
+    def _prediction(self, probs, va, key, n_chords: int, n_segments: int, peak: float | None = None) -> Prediction:
+        warnings = list(self.warnings)
+        if peak is not None and peak < SILENT_PEAK:
+            # The faithful head has no notion of confidence: on silence it still answers (its biases, many moods).
+            # The answer is kept, as the reference gives it, but not passed off as a reading of music.
+            warnings.append({"code": "silent_input",
+                             "message": f"the audio is silent (peak below {SILENCE_FLOOR_DBFS:.0f} dBFS): valence, "
+                                        "arousal and moods reflect the model's biases, not the music"})
         return Prediction(valence=float(va[0]), arousal=float(va[1]), mood_probabilities=np.asarray(probs),
                           key=key, extras={"chord_recognizer": self.harmony.method, "key_input": self.key_input,
                                            "chord_segments": n_chords, "mert_segments": n_segments,
-                                           "warnings": list(self.warnings)})
+                                           "warnings": warnings})
 
     def predict_track(self, blocks: Iterable[np.ndarray]) -> Prediction:
         """Whole-track prediction from consecutive 30 s blocks at 24 kHz (see the module docstring)."""
@@ -226,6 +238,7 @@ class Music2EmoBackend(EmotionBackend):
         n_segments = 0
         chords: list[tuple[float, float, str]] = []
         offset = 0.0
+        peak = 0.0
         iterator = iter(blocks)
         while True:
             t0 = time.perf_counter()
@@ -238,6 +251,7 @@ class Music2EmoBackend(EmotionBackend):
             block = np.asarray(block, dtype=np.float32)
             if block.size == 0:
                 continue
+            peak = max(peak, float(np.max(np.abs(block))))
             t0 = time.perf_counter()
             emb = segment_embedding(self.mert, block).astype(np.float64)
             total = emb if total is None else total + emb
@@ -256,7 +270,7 @@ class Music2EmoBackend(EmotionBackend):
         timings["harmony"] += t1 - t0
         timings["head"] += time.perf_counter() - t1
         self.last_timings = timings
-        return self._prediction(probs[0], va[0], key, len(chords), n_segments)
+        return self._prediction(probs[0], va[0], key, len(chords), n_segments, peak)
 
     def predict_windows(self, windows: list[np.ndarray]) -> list[Prediction]:
         """Timeline windows: MERT batched over equal-length windows (GPU-friendly), chords per window."""

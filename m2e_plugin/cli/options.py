@@ -144,6 +144,6 @@ def model_file_options(args, model: str) -> dict[str, str]:
 
 def checkpoint_option(model: str, checkpoint: str | None) -> dict[str, str]:
     """The backend keyword for ``--checkpoint``: ``lite`` calls its weights file ``weights``, others ``checkpoint``."""
-    if not checkpoint:
-        return {}
+    if checkpoint is None:  # an empty --checkpoint "" (an unset shell variable) is passed on and refused by
+        return {}           # music2emo, not swapped silently for the default or $M2E_CHECKPOINT
     return {"weights" if model == "lite" else "checkpoint": checkpoint}

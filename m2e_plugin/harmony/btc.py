@@ -298,7 +298,8 @@ def load_btc(path: str | os.PathLike, device: str = "cpu") -> BTCRecognizer:
         raise ValueError(f"{p}: not a loadable BTC checkpoint: {exc}") from None
     if not isinstance(ckpt, dict) or not {"model", "mean", "std"} <= set(ckpt):
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{p}: expected a dict with 'model', 'mean' and 'std', got {keys}")
+        raise ValueError(f"{p}: not a BTC checkpoint (btc_model_large_voca.pt): expected a dict with 'model', "
+                         f"'mean' and 'std', got {keys}")
     state = ckpt["model"]
     try:
         model = build_btc(**_config_from_state_dict(state))

@@ -51,22 +51,24 @@ def music2emo_extractor(*, mert: str | None = None, chords: str = "auto", chord_
     from m2e_plugin.backbones import mert as mert_mod
     from m2e_plugin.backends.base import resolve_device
     from m2e_plugin.backends.music2emo import CHORD_METHODS, Music2EmoHarmony, chords_fallback_warning, join_chords
-    from m2e_plugin.hub import ENV_CHORD_MODEL, WeightsUnavailableError, find_chord_model, hub_offline
+    from m2e_plugin.hub import ENV_MERT, MERT_REPO, resolve_music2emo_weights
 
     if chords not in CHORD_METHODS:
         raise ValueError(f"chords must be one of {', '.join(CHORD_METHODS)}, got {chords!r}")
+    if chords == "offline" and chord_model is not None:  # as in the backend: a contradiction, not a silent choice
+        raise ValueError(f"chord_model={chord_model!r} (--chord-model) and chords='offline' (--chords offline) "
+                         "contradict each other: BTC is not used offline; drop one")
     device = resolve_device(device)
-    btc = None
-    if chords != "offline":
-        btc, why = find_chord_model(chord_model, local_files_only=local_files_only)
-        if btc is None and (chords == "btc" or chord_model is not None or os.environ.get(ENV_CHORD_MODEL)):
-            offline = hub_offline() if local_files_only is None else bool(local_files_only)
-            raise WeightsUnavailableError({"BTC chord model": why}, offline)
-        if btc is None:
-            chords_fallback_warning(why)
+    # MERT and BTC resolved together, as inference does (minus the head): one error lists every missing piece
+    # (BTC alone was named before, MERT only once BTC was provided), and $M2E_MERT is honoured as documented.
+    weights = resolve_music2emo_weights(mert, None, chord_model, local_files_only=local_files_only,
+                                        use_btc=chords != "offline", require_btc=chords == "btc", use_head=False)
+    btc = weights.chord_model
     harmony = Music2EmoHarmony(btc, device=device)
-    mert_source = mert or "m-a-p/MERT-v1-95M"
-    encoder = mert_mod.load_mert(mert_source, device=device, last_layer=max(mert_mod.MUSIC2EMO_LAYERS))
+    mert_source = mert or os.environ.get(ENV_MERT) or MERT_REPO  # what the user named (the manifest's record)
+    encoder = mert_mod.load_mert(weights.mert, device=device, last_layer=max(mert_mod.MUSIC2EMO_LAYERS))
+    if chords == "auto" and btc is None:  # once everything loaded: no fallback notice before a failure
+        chords_fallback_warning(weights.notes.get("chord_model", "unavailable"))
     mert_sr = int(mert_mod.MERT_SAMPLE_RATE)
 
     def extract(path: str) -> dict[str, np.ndarray]:
