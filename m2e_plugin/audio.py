@@ -65,6 +65,9 @@ def complete_tolerance(promised_seconds: float) -> float:
 
 # Frames per soundfile read.
 _SOUNDFILE_CHUNK = 8192
+# A 16-24 kHz MP3 up to this many samples (64 MB as float32: 5.8 min of 24 kHz stereo) is read whole; longer ones
+# are streamed by ffmpeg (see _decode).
+_WHOLE_READ_MAX_SAMPLES = 1 << 24
 
 log = logging.getLogger(__name__)
 
@@ -398,27 +401,43 @@ def _decode(path: str, label: str, block_seconds: float, warnings: list | None) 
     """``(native rate, channels, mono blocks of block_seconds)``; raises AudioError when nothing can be decoded."""
     import soundfile as sf
 
+    def block(rate: int) -> int:
+        return max(1, int(round(block_seconds * rate)))
+
     try:
         handle = sf.SoundFile(path)
-    except Exception as exc:
-        handle, sf_error = None, exc
-    if handle is not None:
-        native, channels = int(handle.samplerate), int(handle.channels)
-        chunks = _soundfile_then_ffmpeg(handle, path, label, warnings)
-    else:
+    except Exception as sf_error:
         probe = _ffprobe(path)
         if probe is None or probe.channels <= 0 or probe.sample_rate <= 0 or shutil.which("ffmpeg") is None:
             missing = "; ffmpeg is not installed to try" if shutil.which("ffmpeg") is None else ""
             streams = _stream_types(path)
             if streams and "audio" not in streams:
                 raise AudioError(label, f"no audio stream (the file holds {', '.join(sorted(set(streams)))} only)")
-            raise AudioError(label, f"not a readable audio file ({_short(sf_error)}{missing})")
-        native, channels = probe.sample_rate, probe.channels
-        chunks = _ffmpeg_only(path, label, probe, warnings)
-    return native, channels, _reblock(chunks, max(1, int(round(block_seconds * native))))
+            raise AudioError(label, f"not a readable audio file ({_short(sf_error)}{missing})") from None
+        return probe.sample_rate, probe.channels, _reblock(_ffmpeg_only(path, label, probe, warnings),
+                                                           block(probe.sample_rate))
+    native, channels = int(handle.samplerate), int(handle.channels)
+    chunk = _SOUNDFILE_CHUNK
+    if handle.format == "MP3" and native < 32000:  # soundfile names libsndfile's MPEG major format "MP3"
+        # MPEG-2/2.5 layer III (16-24 kHz MP3): libsndfile 1.2's decode depends on the read size. Read in chunks,
+        # a valid file could come out with garbled frames (a 32 kb/s tone: samples off by 0.09; 2 of the 600 4Q
+        # clips: by up to 0.26) and libmpg123's "part2_3_length too large" lines, reported as damage. One
+        # whole-file read decodes exactly (it equals ffmpeg's decode on those files); a file too long to hold
+        # whole is streamed by ffmpeg.
+        if handle.frames * channels <= _WHOLE_READ_MAX_SAMPLES:
+            chunk = max(1, int(handle.frames))
+        elif shutil.which("ffmpeg") is not None:
+            probe = AudioInfo(path, native, channels, int(handle.frames))
+            handle.close()
+            return native, channels, _reblock(_ffmpeg_only(path, label, probe, warnings), block(native))
+        else:
+            _warn(warnings, label, "unreliable_decoder", None, 0.0,
+                  "a long 16-24 kHz MP3 decoded in chunks by libsndfile, which can garble some of its frames; "
+                  "install ffmpeg for an exact decode")
+    return native, channels, _reblock(_soundfile_then_ffmpeg(handle, path, label, warnings, chunk), block(native))
 
 
-def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray]:
+def _soundfile_then_ffmpeg(handle, path, label, warnings, chunk: int = _SOUNDFILE_CHUNK) -> Iterator[np.ndarray]:
     """soundfile's blocks; if it stops short of the header's length, ffmpeg's decode of the rest."""
     native, channels, expected = int(handle.samplerate), int(handle.channels), int(handle.frames)
     if handle.format in ("WAV", "WAVEX"):  # libsndfile gives a cut WAV the length of what is there
@@ -429,7 +448,7 @@ def _soundfile_then_ffmpeg(handle, path, label, warnings) -> Iterator[np.ndarray
             try:
                 # Small reads: a read that fails returns nothing, so this bounds what a failure hides (and
                 # locates damage to within 0.2 s at 44.1 kHz); _reblock makes the blocks.
-                data = handle.read(_SOUNDFILE_CHUNK, dtype="float32", always_2d=True)
+                data = handle.read(chunk, dtype="float32", always_2d=True)
             except Exception as exc:  # damaged or cut data part-way
                 failure = exc
                 break

@@ -458,3 +458,18 @@ def test_an_option_the_model_does_not_take_is_named():
     # a model switched to live keeps only what it takes (music2emo's --mert does not stop a switch to lite)
     assert accepted_options("lite", {"mert": "x", "weights": "w.safetensors"}) == {"weights": "w.safetensors"}
     assert accepted_options("music2emo", {"mert": "x", "chords": "offline"}) == {"mert": "x", "chords": "offline"}
+
+
+def test_limit_takes_the_first_tracks_of_the_inputs(tmp_path, capsys):
+    """A quick look at a dataset or a large folder: --limit N (evaluate had it; extract needed a list file)."""
+    src = tmp_path / "in"
+    names = _write_clips(src)
+    out = tmp_path / "out"
+    assert main(["extract", str(src), "-o", str(out), "--limit", "2", "--progress", "never"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["done"] == 2
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.json") if ".m2e" not in p.parts)
+    assert written == [f"{n}.json" for n in names[:2]], written  # the inputs' order: a.wav, then sub/
+    for bad in ("0", "-1"):
+        assert main(["extract", str(src), "-o", str(out), "--limit", bad]) == 2
+        assert "--limit must be at least 1" in capsys.readouterr().err

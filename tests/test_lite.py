@@ -304,7 +304,7 @@ def test_a_fade_out_meets_silence_without_a_jump(backend):
     arousal = np.array([p.arousal for p in track])
     assert track[-1].extras.get("silent") and track[-1].arousal == 1.0 and track[-1].valence == 5.0
     assert np.abs(np.diff(arousal)).max() < 0.7, arousal.round(2)
-    assert np.all(np.diff(arousal) <= 1e-9), arousal.round(2)  # quieter never means more energetic
+    assert np.all(np.diff(arousal) <= 1e-6), arousal.round(2)  # quieter never more energetic (float noise aside)
 
 
 def test_backend_track_pools_blocks(backend):

@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", default=None, help="extract a dataset's tracks (see `m2e datasets`), e.g. fourq")
     add_data_home(p, help="the --dataset's folder")
     p.add_argument("--dataset-version", default="default", help="the dataset index version")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N tracks of the inputs (a quick look at a dataset or a large folder)")
     add_device(p, default=None, help="compute device of the built-in extractors: auto (default; GPU when present), "
                "cpu, cuda, cuda:N")
     p.add_argument("--threshold", type=float, default=None, help="mood threshold (built-in extractors; 0.5)")
@@ -103,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     spooled = contextlib.ExitStack()  # copies of standard input and pipes, removed when the batch ends
     try:
+        if args.limit is not None and args.limit < 1:  # [:0] would do nothing, [:-1] all but the last
+            raise ValueError(f"--limit must be at least 1, got {args.limit}")
         _check_numbers(args)
         options = extractor_options(args)
         data_home = data_home_for(args.data_home, args.dataset) if args.dataset else None
@@ -113,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         if not tracks:
             print("m2e extract: no audio files found in the inputs", file=sys.stderr)
             return 2
+        tracks = tracks[: args.limit]
         tracks = spool_streams(tracks, spooled)
         for t in tracks:
             if t.copy is not None and t.path.startswith(("/dev/fd/", "/proc/")):  # <(...): a name the shell reuses

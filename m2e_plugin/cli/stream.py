@@ -56,7 +56,7 @@ def register(subparsers) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--osc", action="append", default=[], metavar="HOST:PORT[@PROFILE]",
                      help="OSC destination (host:port, [IPv6]:port, or a host alone on the profile's port; "
-                     "'-' prints the messages on standard output instead, a dry run); repeat for several "
+                     "'-' or --osc=-@PROFILE prints the messages on standard output instead, a dry run); repeat for several "
                      "(default: 127.0.0.1 on the profile's port)")
     out.add_argument("--profile", default="default", metavar="PROFILE",
                      help="mapping for destinations without @PROFILE: default, resolume, touchdesigner, wekinator, "
