@@ -5,6 +5,7 @@ weights lift `lite`'s CV? A study on the 600 shared 4Q clips (issue 11). It read
     python benchmarks/study_lite_heads.py trainer --data-home ../shared/data/4q-dev     # ~9 min of one thread
     python benchmarks/study_lite_heads.py weights --data-home ../shared/data/4q-dev     # ~4 min
     python benchmarks/study_lite_heads.py sklearn --data-home ../shared/data/4q-dev     # ~12 min on two threads
+    python benchmarks/study_lite_heads.py views --data-home ../shared/data/4q-dev       # ~20 min of one thread
 
 Result (README, lite section): none beats lite 2.2; the product keeps its heads.
 
@@ -15,6 +16,10 @@ the member standardises them (``l2``), at the MTT member's weight decay 0.3 (the
 ``weights`` trains each member alone (:func:`~m2e_plugin.training.lite.out_of_fold`, same folds) and scores the
 weighted product of experts ``w log p(MSD) + (1 - w) log p(MTT)``, its quadrant read off the valence and arousal
 halves as the product does (uncalibrated; lite averages with w = 0.5).
+
+``views`` trains both members on more views of each training clip than the product's ``even`` and ``odd``
+patch halves: also the clip's first and second half (``halves``), or eight random half-size patch subsets
+(``rand8``), the within-clip variety as augmentation.
 
 ``sklearn`` is a second harness, scikit-learn on the same folds and rows (training clips' ``even`` and ``odd``
 rows, test clips' ``even`` row): standardised logistic regression (C 0.03 MSD, 0.003 MTT, the study's
@@ -57,6 +62,20 @@ class UnitRows(FourQFeatures):
 
     unit: tuple[str, ...] = ()
 
+    def view(self, i, name, kind="msd_penultimate"):
+        """The product's views, plus the ``views`` study's patch subsets: ``halves`` (the first and the second half
+        of the clip's patches) and ``rand8`` (eight random half-size subsets, seeded by the clip, so both members
+        see the same patches)."""
+        p = self.patches[kind][i]
+        if name in ("halves", "rand8") and len(p) < 2:
+            return [p]
+        if name == "halves":
+            return [p[: len(p) // 2], p[len(p) // 2:]]
+        if name == "rand8":
+            rng = np.random.default_rng(1000 + int(i))
+            return [p[np.sort(rng.choice(len(p), size=len(p) // 2, replace=False))] for _ in range(8)]
+        return super().view(i, name, kind)
+
     def rows(self, idx, views, pooling, kind="msd_penultimate"):
         x, y = super().rows(idx, views, pooling, kind)
         return (unit_length(x).astype(np.float32) if kind in self.unit else x), y
@@ -86,6 +105,27 @@ def cmd_trainer(args) -> None:
             per_seed.append(m := cross_validate({**config, "seed": seed}, data, progress=False))
             print(f"{name} seed {seed}: {m['quadrant_accuracy']:.4f} ({time.perf_counter() - start:.0f} s)",
                   file=sys.stderr, flush=True)
+        rows.append(table_row(name, per_seed))
+    print(HEADER + "\n" + "\n".join(rows))
+
+
+def cmd_views(args) -> None:
+    """More training views per clip (patch subsets: within-clip variety as augmentation), both members."""
+    from m2e_plugin.training.lite import cross_validate
+
+    data = load(args.data_home)
+    base = load_config()
+    variants = [("even, odd + temporal halves", ["even", "odd", "halves"]),
+                ("even, odd + 8 random half-size subsets", ["even", "odd", "rand8"])]
+    rows = []
+    for name, views in variants:
+        config = copy.deepcopy(base)
+        for member in config["members"].values():
+            member["views"] = views
+        per_seed = []
+        for seed in SEEDS:
+            per_seed.append(m := cross_validate({**config, "seed": seed}, data, progress=False))
+            print(f"{name} seed {seed}: {m['quadrant_accuracy']:.4f}", file=sys.stderr, flush=True)
         rows.append(table_row(name, per_seed))
     print(HEADER + "\n" + "\n".join(rows))
 
@@ -171,11 +211,11 @@ def cmd_sklearn(args) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("trainer", "weights", "sklearn"):
+    for name in ("trainer", "weights", "sklearn", "views"):
         s = sub.add_parser(name, help=f"{name} (see the module docstring)")
         s.add_argument("--data-home", required=True, help="the 4Q dataset (../shared/data/4q-dev)")
     args = p.parse_args(argv)
-    {"trainer": cmd_trainer, "weights": cmd_weights, "sklearn": cmd_sklearn}[args.cmd](args)
+    {"trainer": cmd_trainer, "weights": cmd_weights, "sklearn": cmd_sklearn, "views": cmd_views}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,22 @@ def test_the_trainer_standardises_the_unit_rows(study):
     model, _ = fit_lite(config, data, np.arange(8), kind="mtt_pooled", epochs=1)
     unit, _ = data.rows(range(8), config["views"], "mean", "mtt_pooled")
     np.testing.assert_allclose(model.feature_mean.numpy(), unit.mean(0), atol=1e-6)
+
+
+def test_patch_subset_views_pool_the_right_patches(study):
+    data = _data(study)
+    p = data.patches["msd_penultimate"][3]
+    first, second = data.view(3, "halves")
+    np.testing.assert_array_equal(first, p[:2])
+    np.testing.assert_array_equal(second, p[2:])
+    subsets = data.view(3, "rand8")
+    assert len(subsets) == 8 and all(s.shape == (2, 5) for s in subsets)
+
+    def picked(patches, sets):  # which patches each subset holds
+        return [sorted(int(np.flatnonzero((patches == row).all(1))[0]) for row in s) for s in sets]
+
+    msd = picked(p, subsets)
+    mtt = picked(data.patches["mtt_pooled"][3], data.view(3, "rand8", "mtt_pooled"))
+    assert msd == mtt and len({tuple(x) for x in msd}) > 1  # both members the same patches; not all one subset
+    x, y = data.rows(range(8), ["even", "odd", "rand8"], "mean", "msd_penultimate")
+    assert x.shape[0] == len(y) == 8 * 10
