@@ -123,6 +123,9 @@ class ControlServer:
                 raise ValueError(f"{command} cannot change with --no-pace (the file is analysed in one pass)")
             (sc.engine.set_window if command == "window" else sc.engine.set_hop)(value)
             log.info("control: %s = %g s", command, value)
+            if sc.engine.window is not None and sc.engine.hop > sc.engine.window:  # as SparseWindowsWarning says
+                log.warning("control: hop %g s is longer than the window %g s: %g s of audio after each window is "
+                            "not analysed", sc.engine.hop, sc.engine.window, sc.engine.hop - sc.engine.window)
         elif command == "threshold":
             _expect(args, 1, command)
             value = _number(args[0])

@@ -217,3 +217,10 @@ def test_plot_when_every_file_failed_says_so(tmp_path, capsys, light_model):
     png = tmp_path / "va.png"
     assert main(["predict", *light_model, "--plot", str(png), str(tmp_path / "missing.wav")]) == 1
     assert "not written" in capsys.readouterr().err and not png.exists()
+
+
+def test_a_folder_given_to_predict_points_to_extract(tmp_path, capsys):
+    (tmp_path / "album").mkdir()
+    assert main(["predict", str(tmp_path / "album")]) == 1
+    (out,) = _lines(capsys.readouterr().out)
+    assert "is a directory" in out["error"] and f"m2e extract {tmp_path / 'album'} -o OUT" in out["error"]

@@ -881,3 +881,27 @@ def test_control_takes_buttons_and_toggles():
         assert engine.paused  # nothing changed by the malformed ones
     finally:
         control.stop()
+
+
+def test_a_live_hop_longer_than_the_window_is_said(caplog):
+    from types import SimpleNamespace
+
+    class Engine:
+        file_mode, window, hop = False, 3.0, 0.5
+
+        def set_window(self, seconds):
+            self.window = seconds
+
+        def set_hop(self, seconds):
+            self.hop = seconds
+
+    control = ControlServer(None, 0)
+    try:
+        control.sidecar = SimpleNamespace(engine=Engine())
+        with caplog.at_level("WARNING", logger="m2e.realtime.control"):
+            control.apply("/m2e/ctl/hop", [2.0])
+            assert not caplog.records
+            control.apply("/m2e/ctl/window", [1.0])
+        assert "hop 2 s is longer than the window 1 s: 1 s of audio" in caplog.text
+    finally:
+        control.stop()

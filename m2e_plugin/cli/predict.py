@@ -110,7 +110,10 @@ def _predict_one(model, path: str, source, args: argparse.Namespace, timeline: b
             out = {"file": path, **model.predict(source, timeline=timeline, window=args.window, hop=args.hop,
                                                  on_audio=on_audio)}
         except Exception as exc:
-            out = {"file": path, "error": str(exc), "error_type": type(exc).__name__}
+            error = str(exc)
+            if isinstance(source, str) and os.path.isdir(source):  # a folder is extract's input, not predict's
+                error += f" (for every audio file in a folder: m2e extract {path} -o OUT)"
+            out = {"file": path, "error": error, "error_type": type(exc).__name__}
     # A file that failed is reported by its error; what the decoder said while failing adds nothing.
     warning = decoder_warning(path, noise) if "error" not in out else None
     if warning:
