@@ -128,7 +128,70 @@ def test_training_commands_check_their_options_first(tmp_path, capsys):
         ([*m2e, "--kd-weight", "5"], "--kd-weight is a share between 0 and 1"),
         ([*m2e, "--kd-temperature", "0"], "--kd-temperature must be a positive number"),
         ([*m2e[:-1], str(tmp_path)], "is a folder; give the weights file"),
+        # trained, then `predict/evaluate --checkpoint` refused the safetensors file by its name
+        ([*m2e[:-1], str(tmp_path / "s.ckpt")], "name the file *.safetensors"),
+        ([*m2e[:-1], str(tmp_path / "student")], "name the file *.safetensors"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def _music2emo_cache(home, cache, dataset):
+    """Cached inputs as `m2e features --model music2emo` writes them, for every track of a fixture copy."""
+    import numpy as np
+
+    from m2e_plugin import loaders
+
+    rng = np.random.default_rng(0)
+    cache.mkdir(parents=True)
+    for tid in loaders.initialize(dataset, data_home=str(home)).track_ids:
+        np.savez(cache / f"{tid}.npz", mert=rng.normal(size=(2, 1536)).astype(np.float32),
+                 root=rng.integers(0, 13, 100), attr=rng.integers(0, 13, 100), mode=np.asarray(0))
+
+
+def test_music2emo_training_keeps_its_weights_when_a_test_metric_is_undefined(tmp_path, capsys):
+    """The fixture MTG-Jamendo copy has one test track: the test metrics raised ValueError *after* training, exit 2,
+    no weights written; and PMEmo without split lists gave a NotImplementedError traceback."""
+    import json
+
+    from loaders_testing import build_home
+
+    mtg, deam = build_home(tmp_path, "mtg_jamendo_moodtheme"), build_home(tmp_path, "deam")
+    _music2emo_cache(mtg, tmp_path / "c_mtg", "mtg_jamendo_moodtheme")
+    _music2emo_cache(deam, tmp_path / "c_deam", "deam")
+    out = tmp_path / "student.safetensors"
+    assert main(["train", "--model", "music2emo", "--dataset", "mtg_jamendo_moodtheme", "--dataset", "deam",
+                 "--data-home", f"mtg_jamendo_moodtheme={mtg}", "--data-home", f"deam={deam}",
+                 "--cache", f"mtg_jamendo_moodtheme={tmp_path / 'c_mtg'}", "--cache", f"deam={tmp_path / 'c_deam'}",
+                 "-o", str(out), "--max-epochs", "2", "--progress", "never"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert printed["test_metrics"] == {"mtg_jamendo_moodtheme": {"pr_auc": None, "roc_auc": None}}
+    assert "mtg_jamendo_moodtheme: test metrics undefined" in captured.err
+    assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["test_metrics"] == printed["test_metrics"]
+    from m2e_plugin.models.music2emo import load_music2emo_head
+
+    load_music2emo_head(out)  # the checkpoint predict/evaluate --checkpoint take
+
+    pmemo = build_home(tmp_path, "pmemo")  # as published: no split lists
+    assert main(["train", "--model", "music2emo", "--dataset", "pmemo", "--data-home", str(pmemo), "--cache",
+                 str(tmp_path / "c_deam"), "-o", str(tmp_path / "p.safetensors"), "--progress", "never"]) == 2
+    err = capsys.readouterr().err
+    assert "split id lists" in err and "Traceback" not in err and not (tmp_path / "p.safetensors").exists()
+
+
+def test_music2emo_training_without_train_tracks_is_exit_2(tmp_path, capsys):
+    """A DEAM copy holding only a validation track: KeyError 'train' traceback from the trainer (found in an audit)."""
+    from loaders_testing import build_home
+
+    deam = build_home(tmp_path, "deam")
+    csv = deam / "annotations" / "annotations averaged per song" / "song_level" / \
+        "static_annotations_averaged_songs_1_2000.csv"
+    # tracks 2, 3, 5 (the train split) replaced by track 1, in no split; 2001 (validation) left
+    csv.write_text(csv.read_text().splitlines()[0] + "\n      1,         3.1 ,        0.94,         3   ,        0.63\n")
+    _music2emo_cache(deam, tmp_path / "c", "deam")
+    assert main(["train", "--model", "music2emo", "--dataset", "deam", "--data-home", str(deam), "--cache",
+                 str(tmp_path / "c"), "-o", str(tmp_path / "s.safetensors"), "--progress", "never"]) == 2
+    err = capsys.readouterr().err
+    assert "deam: no track of its train split" in err and "Traceback" not in err

@@ -64,3 +64,37 @@ def test_what_a_decoder_writes_to_fd_2_becomes_one_line_naming_the_track(tmp_pat
     err = capfd.readouterr().err
     assert "libmpg123" in err and err.count("\n") == 1  # the three raw lines became one
     assert "t0.mp3" in err and "reported 3 problem(s)" in err
+
+
+def test_a_cache_refuses_another_dataset_or_another_mert(tmp_path):
+    """Entries are keyed by track id: `m2e features --dataset emomusic -o <a DEAM cache>` took EmoMusic tracks "2"
+    and "3" as already cached (DEAM's features under EmoMusic's labels), and a run with another --mert added its
+    embeddings to the first MERT's, silently."""
+    calls = []
+
+    def extract(path):
+        calls.append(path)
+        return {"x": np.zeros(2)}
+
+    (tmp_path / "mert").mkdir()
+    deam = {"version": "v", "mert": str(tmp_path / "mert"), "dataset": "deam"}
+    out = tmp_path / "cache"
+    build_cache([("2", "a.mp3")], out, extract, deam, progress=False)
+    with pytest.raises(ValueError, match="dataset 'deam', not 'emomusic'.*another --out"):
+        build_cache([("2", "b.mp3"), ("3", "c.mp3")], out, extract, {**deam, "dataset": "emomusic"}, progress=False)
+    with pytest.raises(ValueError, match="mert .*, not 'm-a-p/MERT-v1-95M'"):
+        build_cache([("2", "a.mp3"), ("3", "c.mp3")], out, extract, {**deam, "mert": "m-a-p/MERT-v1-95M"},
+                    progress=False)
+    assert calls == ["a.mp3"]
+    # the same MERT folder named another way (relative) resumes; a manifest without the key (older) resumes too
+    import os
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        build_cache([("2", "a.mp3"), ("3", "c.mp3")], out, extract, {**deam, "mert": "mert"}, progress=False)
+    finally:
+        os.chdir(cwd)
+    assert calls == ["a.mp3", "c.mp3"]
+    build_cache([("4", "d.mp3")], tmp_path / "old", extract, {"version": "v"}, progress=False)
+    build_cache([("4", "d.mp3")], tmp_path / "old", extract, deam, progress=False)

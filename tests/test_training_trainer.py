@@ -114,3 +114,17 @@ def test_task_validation_and_frequency_weighted_bce():
     assert torch.isclose(t.loss(logits, target), expected)
     with pytest.raises(ValueError, match="disagree"):
         TaskData("bad", {"x": torch.zeros(3, 2)}, {"y": torch.zeros(4)})
+
+
+def test_recipe_lines_go_to_the_stderr_of_the_call(synthetic, monkeypatch):
+    """``log=sys.stderr`` was bound at import: after a redirect (a notebook, pytest's capture) closed that stream,
+    `m2e train` trained and then failed with "I/O operation on closed file" (exit 2, no weights written)."""
+    import io
+    import sys
+
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    sub = {"deam": {"train": synthetic["deam"]["train"]}}
+    train_recipe(sub, TrainConfig(batch_size=64, max_epochs=1, kd=False, seed=0), augment=False)
+    assert now.getvalue().startswith("student: best epoch 1")
+    assert "no validation tracks (last epoch kept)" in now.getvalue()  # it read "val loss inf"

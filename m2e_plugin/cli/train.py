@@ -86,17 +86,36 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"no --data-home for dataset {name}")
             cache = caches.get(name, default_cache_root() / "features" / "music2emo" / name)
             data[name] = M.load_splits(name, homes[name], cache, jamendo_split=args.jamendo_split)
+            if "train" not in data[name]:  # a KeyError traceback from the trainer before
+                raise ValueError(f"{name}: no track of its train split in {homes[name]}")
         student, _, histories = M.train_recipe(data, cfg)
-        metrics = {n: M.evaluate_head(student, s["test"]) for n, s in data.items() if "test" in s}
+        metrics = {n: _test_metrics(M, student, n, s["test"]) for n, s in data.items() if "test" in s}
         card = {"name": "music2emo-student", "datasets": datasets, "config": cfg.to_dict(), "command": command,
                 "best_epoch": histories["student"].best_epoch + 1, "test_metrics": metrics,
                 "outputs": {"moods": "56 MTG-Jamendo logits (sigmoid)", "va": "valence, arousal on 1-9"}}
         M.save_student(student, args.output, card)
         print(json.dumps({"output": args.output, "test_metrics": metrics}))
         return 0
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, NotImplementedError) as exc:  # NotImplementedError: no split lists (PMEmo)
         print(f"m2e train: {exc}", file=sys.stderr)
         return 2
+
+
+def _test_metrics(M, student, name, split) -> dict:
+    """Test metrics of the trained student; an undefined metric is None (null), as in `m2e evaluate`.
+
+    A test split of one track (or one where no tag has both classes) raised ValueError after training: exit 2 and
+    the trained weights never written. NaN was printed as ``NaN``, which is not JSON.
+    """
+    import math
+
+    try:
+        scores = M.evaluate_head(student, split)
+    except ValueError as exc:
+        print(f"m2e train: {name}: test metrics undefined ({exc})", file=sys.stderr)
+        return {k: None for k in (("pr_auc", "roc_auc") if M.task_of(name) == "moods" else
+                                  ("r2_valence", "r2_arousal", "rmse_valence", "rmse_arousal"))}
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in scores.items()}
 
 
 
@@ -120,6 +139,10 @@ def _check_music2emo_options(args: argparse.Namespace, datasets) -> None:
         f"--kd-temperature must be a positive number, got {args.kd_temperature:g}"
         if not (math.isfinite(args.kd_temperature) and args.kd_temperature > 0) else
         f"-o {args.output} is a folder; give the weights file to write (e.g. student.safetensors)"
-        if Path(args.output).is_dir() else None)
+        if Path(args.output).is_dir() else
+        # the weights are safetensors whatever the name; `--checkpoint` picks its reader by suffix, so `-o x.ckpt`
+        # or `-o x` trained, then predict/evaluate refused the file as "not a PyTorch checkpoint"
+        f"-o {args.output}: the weights are written as safetensors; name the file *.safetensors"
+        if Path(args.output).suffix != ".safetensors" else None)
     if problem:
         raise ValueError(problem)

@@ -103,6 +103,16 @@ def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,
         if old.get("description", {}).get("version") != description.get("version"):
             raise ValueError(f"{manifest_path}: cache holds {old.get('description', {}).get('version')!r} features, "
                              f"not {description.get('version')!r}; use another --out")
+        # Entries are keyed by track id alone: another dataset's ids ("2" is a DEAM and an EmoMusic id) or another
+        # MERT's embeddings were taken as already cached, mixing them silently into the training inputs.
+        def same(key, a, b):  # one MERT folder named two ways (relative, absolute) is one MERT
+            return a == b or (key == "mert" and os.path.isdir(a) and os.path.realpath(a) == os.path.realpath(b))
+
+        for key in ("dataset", "mert"):
+            was, now = old.get("description", {}).get(key), description.get(key)
+            if was is not None and now is not None and not same(key, was, now):
+                raise ValueError(f"{manifest_path}: cache holds features of {key} {was!r}, not {now!r}; "
+                                 "use another --out")
         manifest = old
         manifest["failed"] = {}  # failures are retried
     tracks = list(tracks)[:limit] if limit else list(tracks)

@@ -130,11 +130,15 @@ def build_teacher(task: str, input_size: int = 1536):
 
 
 def train_recipe(data: dict[str, dict[str, SplitArrays]], config: TrainConfig, *, augment: bool = True,
-                 teachers: dict | None = None, log=sys.stderr) -> tuple[torch.nn.Module, dict, dict]:
+                 teachers: dict | None = None, log=None) -> tuple[torch.nn.Module, dict, dict]:
     """Teachers (one per dataset, unless given) then the multitask student with KD when ``config.kd``.
 
-    Returns ``(student, teachers, histories)``; the student is the bare MTAttnCK (``.module``).
+    Returns ``(student, teachers, histories)``; the student is the bare MTAttnCK (``.module``). ``log``: where the
+    per-model lines go (default: ``sys.stderr`` at call time).
     """
+    # looked up per call: a default bound at import kept the stream of that moment, which a redirect (a notebook,
+    # pytest's capture) may since have closed -> "I/O operation on closed file" after training
+    log = sys.stderr if log is None else log
     input_size = next(iter(data.values()))["train"].segments.shape[-1]
     teachers = dict(teachers or {})
     histories = {}
@@ -149,7 +153,7 @@ def train_recipe(data: dict[str, dict[str, SplitArrays]], config: TrainConfig, *
             hist = Trainer(teacher, {task: TASKS[task]}, config).fit([splits["train"].task_data(augment=augment)], val)
             teachers[name] = teacher
             histories[f"teacher:{name}"] = hist
-            print(f"teacher {name}: best epoch {hist.best_epoch + 1}, val loss {hist.best_val_loss:.4f}", file=log)
+            print(f"teacher {name}: best epoch {hist.best_epoch + 1}, {_val_loss(hist)}", file=log)
     torch.manual_seed(config.seed)
     student = build_student(input_size)
     train = [s["train"].task_data(augment=augment, teacher=teachers.get(n) if config.kd else None)
@@ -157,8 +161,13 @@ def train_recipe(data: dict[str, dict[str, SplitArrays]], config: TrainConfig, *
     val = [s["validation"].task_data(augment=False) for s in data.values() if "validation" in s] or None
     hist = Trainer(student, TASKS, config).fit(train, val)
     histories["student"] = hist
-    print(f"student: best epoch {hist.best_epoch + 1}, val loss {hist.best_val_loss:.4f} ({hist.stopped})", file=log)
+    print(f"student: best epoch {hist.best_epoch + 1}, {_val_loss(hist)} ({hist.stopped})", file=log)
     return student.module, teachers, histories
+
+
+def _val_loss(hist) -> str:
+    # without validation tracks (EmoMusic's copy without them) this read "val loss inf": no early stopping either
+    return f"val loss {hist.best_val_loss:.4f}" if hist.val_loss else "no validation tracks (last epoch kept)"
 
 
 def evaluate_head(model, split: SplitArrays) -> dict:
