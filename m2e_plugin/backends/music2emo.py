@@ -39,6 +39,16 @@ SILENT_PEAK = 10 ** (SILENCE_FLOOR_DBFS / 20)
 log = logging.getLogger(__name__)
 
 
+def check_chords(chords: str, chord_model) -> None:
+    """ValueError for an unknown chord method, or BTC weights given with ``chords='offline'`` (a contradiction, not
+    a choice to make silently); inference and the training features both check their options here."""
+    if chords not in CHORD_METHODS:
+        raise ValueError(f"chords must be one of {', '.join(CHORD_METHODS)}, got {chords!r}")
+    if chords == "offline" and chord_model is not None:
+        raise ValueError(f"chord_model={chord_model!r} (--chord-model) and chords='offline' (--chords offline) "
+                         "contradict each other: BTC is not used offline; drop one")
+
+
 def chords_fallback_warning(why: str) -> dict[str, str]:
     """The warning ``--chords auto`` gives when BTC's weights cannot be had (logged, and carried by every result):
     the offline recogniser's chords are not those ``J_all.ckpt`` was trained with."""
@@ -142,11 +152,7 @@ class Music2EmoBackend(EmotionBackend):
 
         if key_input not in KEY_INPUTS:
             raise ValueError(f"key_input must be one of {KEY_INPUTS}, got {key_input!r}")
-        if chords not in CHORD_METHODS:
-            raise ValueError(f"chords must be one of {', '.join(CHORD_METHODS)}, got {chords!r}")
-        if chords == "offline" and chord_model is not None:  # a contradiction, not a choice to make silently
-            raise ValueError(f"chord_model={chord_model!r} (--chord-model) and chords='offline' (--chords offline) "
-                             "contradict each other: BTC is not used offline; drop one")
+        check_chords(chords, chord_model)
         self.device = str(device)
         self.key_input = key_input
         self.weights = resolve_music2emo_weights(mert, checkpoint, chord_model, local_files_only=local_files_only,

@@ -50,14 +50,10 @@ def music2emo_extractor(*, mert: str | None = None, chords: str = "auto", chord_
     from m2e_plugin.audio import stream_audio
     from m2e_plugin.backbones import mert as mert_mod
     from m2e_plugin.backends.base import resolve_device
-    from m2e_plugin.backends.music2emo import CHORD_METHODS, Music2EmoHarmony, chords_fallback_warning, join_chords
+    from m2e_plugin.backends.music2emo import Music2EmoHarmony, check_chords, chords_fallback_warning, join_chords
     from m2e_plugin.hub import ENV_MERT, MERT_REPO, resolve_music2emo_weights
 
-    if chords not in CHORD_METHODS:
-        raise ValueError(f"chords must be one of {', '.join(CHORD_METHODS)}, got {chords!r}")
-    if chords == "offline" and chord_model is not None:  # as in the backend: a contradiction, not a silent choice
-        raise ValueError(f"chord_model={chord_model!r} (--chord-model) and chords='offline' (--chords offline) "
-                         "contradict each other: BTC is not used offline; drop one")
+    check_chords(chords, chord_model)
     device = resolve_device(device)
     # MERT and BTC resolved together, as inference does (minus the head): one error lists every missing piece
     # (BTC alone was named before, MERT only once BTC was provided), and $M2E_MERT is honoured as documented.
