@@ -132,9 +132,37 @@ def test_training_commands_check_their_options_first(tmp_path, capsys):
         ([*m2e[:-1], str(tmp_path / "s.ckpt")], "name the file *.safetensors"),
         ([*m2e[:-1], str(tmp_path / "student")], "name the file *.safetensors"),
     ]
+    lite = ["train", "--model", "lite", "--data-home", str(tmp_path), "-o", str(tmp_path / "l.safetensors")]
+    cases += [  # options of the other model, or unused folders, were ignored without a word
+        ([*lite, "--lr", "0.1", "--max-epochs", "3"], "--lr, --max-epochs: options of --model music2emo only"),
+        ([*lite, "--no-kd"], "--no-kd: options of --model music2emo only"),
+        ([*lite, "--device", "cpu"], "--device: options of --model music2emo only"),
+        ([*m2e, "--config", "c.json"], "--config: options of --model lite only"),
+        ([*m2e, "--no-cv"], "--no-cv: options of --model lite only"),
+        ([*m2e, "--no-kd", "--kd-weight", "0.5"], "--kd-weight: options of the distillation, which --no-kd turns off"),
+        ([*m2e, "--no-kd", "--kd-temperature", "2"], "--kd-temperature: options of the distillation"),
+        ([*m2e[:6], f"deam={tmp_path}", "--data-home", f"pmemo={tmp_path}", *m2e[7:]],
+         "--data-home names pmemo, which this training does not use (datasets: deam)"),
+        ([*m2e, "--cache", f"emomusic={tmp_path}"], "--cache names emomusic, which this training does not use"),
+        ([*lite[:4], f"fourq={tmp_path}", "--data-home", f"deam={tmp_path}", *lite[5:]],
+         "--data-home names deam, which this training does not use (datasets: fourq)"),
+    ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def test_lite_training_takes_a_seed(tmp_path, monkeypatch, capsys):
+    """`--seed N` is the config's seed (folds and initialisation; the README's seeds 1 and 2 needed a config copy);
+    without it the committed config's seed stands."""
+    from m2e_plugin.training import lite
+
+    seen = []
+    monkeypatch.setattr(lite, "train_lite", lambda home, cache, *, config, **kw: (seen.append(config), (None, {
+        "metrics": {}}))[1])
+    argv = ["train", "--model", "lite", "--data-home", str(tmp_path), "-o", str(tmp_path / "l.safetensors")]
+    assert main([*argv, "--seed", "2"]) == 0 and main(argv) == 0
+    assert [c["seed"] for c in seen] == [2, lite.load_config()["seed"]]
 
 
 def _music2emo_cache(home, cache, dataset):
@@ -195,3 +223,19 @@ def test_music2emo_training_without_train_tracks_is_exit_2(tmp_path, capsys):
                  str(tmp_path / "c"), "-o", str(tmp_path / "s.safetensors"), "--progress", "never"]) == 2
     err = capsys.readouterr().err
     assert "deam: no track of its train split" in err and "Traceback" not in err
+
+
+def test_music2emo_training_names_a_dataset_without_validation_first(tmp_path, capsys):
+    """The EmoMusic fixture has no validation track: nothing stops its teacher (or a lone student) early. That was
+    said only after training ("no validation tracks"); now before any epoch, once per dataset."""
+    from loaders_testing import build_home
+
+    emo = build_home(tmp_path, "emomusic")
+    _music2emo_cache(emo, tmp_path / "c", "emomusic")
+    assert main(["train", "--model", "music2emo", "--dataset", "emomusic", "--data-home", str(emo), "--cache",
+                 str(tmp_path / "c"), "-o", str(tmp_path / "s.safetensors"), "--max-epochs", "2",
+                 "--progress", "never"]) == 0
+    err = capsys.readouterr().err
+    first = err.index("emomusic: no validation tracks: its teacher trains all 2 epochs")
+    student = err.index("student: no validation tracks in any dataset: all 2 epochs")
+    assert first < student < err.index("teacher emomusic:")

@@ -98,3 +98,27 @@ def test_a_cache_refuses_another_dataset_or_another_mert(tmp_path):
     assert calls == ["a.mp3", "c.mp3"]
     build_cache([("4", "d.mp3")], tmp_path / "old", extract, {"version": "v"}, progress=False)
     build_cache([("4", "d.mp3")], tmp_path / "old", extract, deam, progress=False)
+
+
+
+def test_a_btc_cache_refuses_other_btc_weights(tmp_path):
+    """The cache compared the chord method ("btc"), not the BTC weights: another BTC file's chord tokens were mixed
+    into a cache silently. The same file by another path, or a byte-identical copy, resumes."""
+    calls = []
+
+    def extract(path):
+        calls.append(path)
+        return {"x": np.zeros(2)}
+
+    for name, content in (("btc.pt", b"weights A"), ("copy.pt", b"weights A"), ("other.pt", b"weights B")):
+        (tmp_path / name).write_bytes(content)
+    desc = {"version": "music2emo-features-2-btc", "dataset": "deam", "chord_model": str(tmp_path / "btc.pt")}
+    out = tmp_path / "cache"
+    build_cache([("2", "a.mp3")], out, extract, desc, progress=False)
+    with pytest.raises(ValueError, match="chord_model .*btc.pt', not .*other.pt'.*another --out"):
+        build_cache([("3", "b.mp3")], out, extract, {**desc, "chord_model": str(tmp_path / "other.pt")},
+                    progress=False)
+    build_cache([("3", "b.mp3")], out, extract, {**desc, "chord_model": str(tmp_path / "copy.pt")}, progress=False)
+    build_cache([("4", "c.mp3")], out, extract, {**desc, "chord_model": str(tmp_path / ".." / tmp_path.name /
+                                                                              "btc.pt")}, progress=False)
+    assert calls == ["a.mp3", "b.mp3", "c.mp3"]

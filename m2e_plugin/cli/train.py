@@ -31,18 +31,19 @@ def register(subparsers) -> None:
     p.add_argument("--config", default=None, help="lite: JSON config (default: the committed configs/lite.json)")
     p.add_argument("--no-cv", action="store_true", help="lite: skip cross-validation (final fit only)")
     p.add_argument("--no-kd", action="store_true", help="music2emo: no teachers / distillation")
-    p.add_argument("--kd-weight", type=float, default=0.8,
+    p.add_argument("--kd-weight", type=float, default=None,
                    help="music2emo: weight of the distillation loss against the labels (default 0.8)")
-    p.add_argument("--kd-temperature", type=float, default=1.0,
+    p.add_argument("--kd-temperature", type=float, default=None,
                    help="music2emo: softmax/sigmoid temperature of the teachers' targets (default 1)")
-    p.add_argument("--lr", type=float, default=1e-4, help="music2emo: Adam learning rate (default 1e-4)")
-    p.add_argument("--batch-size", type=int, default=8, help="music2emo: tracks per batch (default 8)")
-    p.add_argument("--max-epochs", type=int, default=500, help="music2emo: epoch limit (default 500)")
-    p.add_argument("--patience", type=int, default=10,
+    p.add_argument("--lr", type=float, default=None, help="music2emo: Adam learning rate (default 1e-4)")
+    p.add_argument("--batch-size", type=int, default=None, help="music2emo: tracks per batch (default 8)")
+    p.add_argument("--max-epochs", type=int, default=None, help="music2emo: epoch limit (default 500)")
+    p.add_argument("--patience", type=int, default=None,
                    help="music2emo: stop after this many epochs without validation improvement (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="music2emo: random seed (default 0)")
-    add_device(p, help="music2emo: compute device: auto (default; GPU when present), cpu, cuda, cuda:N")
-    p.add_argument("--jamendo-split", type=int, default=0, choices=range(5), metavar="{0..4}",
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (default: lite's config's, 0; music2emo 0); for lite it also draws the folds")
+    add_device(p, default=None, help="music2emo: compute device: auto (default; GPU when present), cpu, cuda, cuda:N")
+    p.add_argument("--jamendo-split", type=int, default=None, choices=range(5), metavar="{0..4}",
                    help="MTG-Jamendo official split number (default 0)")
     add_progress(p)
     p.set_defaults(func=run)
@@ -59,10 +60,14 @@ def run(args: argparse.Namespace) -> int:
             other = [d for d in (args.dataset or []) if d != "fourq"]
             if other:
                 raise ValueError(f"--model lite trains on the 4Q clips only (--dataset fourq); got {', '.join(other)}")
-            home = data_homes(args.data_home, ["fourq"])["fourq"]
-            caches = data_homes(args.cache, ["fourq"], option="--cache")
+            _check_model_options(args)
+            home = _homes(args.data_home, ["fourq"])["fourq"]
+            caches = _homes(args.cache, ["fourq"], option="--cache")
             cache = caches.get("fourq", default_cache_root() / "features" / "lite" / "fourq")
-            _, card = train_lite(home, cache, config=load_config(args.config), out=args.output, cv=not args.no_cv,
+            config = load_config(args.config)
+            if args.seed is not None:
+                config["seed"] = args.seed
+            _, card = train_lite(home, cache, config=config, out=args.output, cv=not args.no_cv,
                                  progress=progress_mode(args) != "never", command=command)
             print(json.dumps({"output": args.output, "metrics": card["metrics"]}))
             return 0
@@ -73,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
         datasets = args.dataset or []
         if not datasets:
             raise ValueError("give at least one --dataset for --model music2emo")
+        _check_model_options(args)
+        for key, value in MUSIC2EMO_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
         _check_music2emo_options(args, datasets)
-        homes = data_homes(args.data_home, datasets)
-        caches = data_homes(args.cache, datasets, option="--cache")
+        homes = _homes(args.data_home, datasets)
+        caches = _homes(args.cache, datasets, option="--cache")
         cfg = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
                           kd=not args.no_kd, kd_weight=args.kd_weight, kd_temperature=args.kd_temperature,
                           seed=args.seed, device=resolve_device(args.device),
@@ -117,6 +126,42 @@ def _test_metrics(M, student, name, split) -> dict:
                                   ("r2_valence", "r2_arousal", "rmse_valence", "rmse_arousal"))}
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in scores.items()}
 
+
+
+# Options of one model only (None = not given): given to the other, they were silently ignored.
+MUSIC2EMO_DEFAULTS = {"kd_weight": 0.8, "kd_temperature": 1.0, "lr": 1e-4, "batch_size": 8, "max_epochs": 500,
+                      "patience": 10, "seed": 0, "device": "auto", "jamendo_split": 0}
+LITE_ONLY = ("config", "no_cv")
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _check_model_options(args: argparse.Namespace) -> None:
+    """Refuse an option the chosen model does not read (it was ignored without a word)."""
+    if args.model == "lite":
+        unread = [k for k in MUSIC2EMO_DEFAULTS if k != "seed" and getattr(args, k) is not None]
+        unread += ["no_kd"] if args.no_kd else []
+        problem = "options of --model music2emo only; lite's recipe is its --config (configs/lite.json)"
+    else:
+        unread = [k for k in LITE_ONLY if getattr(args, k) not in (None, False)]
+        problem = "options of --model lite only"
+        if not unread and args.no_kd:
+            unread = [k for k in ("kd_weight", "kd_temperature") if getattr(args, k) is not None]
+            problem = "options of the distillation, which --no-kd turns off"
+    if unread:
+        raise ValueError(f"{', '.join(_option(k) for k in unread)}: {problem}")
+
+
+def _homes(values, datasets, *, option: str = "--data-home") -> dict[str, str]:
+    """:func:`data_homes`, refusing a NAME this training does not use (a typo trained without that folder)."""
+    homes = data_homes(values, datasets, option=option)
+    unused = sorted(set(homes) - set(datasets))
+    if unused:
+        raise ValueError(f"{option} names {', '.join(unused)}, which this training does not use "
+                         f"(datasets: {', '.join(datasets)})")
+    return homes
 
 
 # The datasets the Music2Emo recipe trains on (4Q has no official split and no MTG/VA labels of the recipe's).

@@ -15,6 +15,7 @@ recorded with its error in the manifest and the run goes on.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 from pathlib import Path
@@ -101,10 +102,14 @@ def build_cache(tracks: Iterable[tuple[str, str]], out: str | os.PathLike,
                              f"not {description.get('version')!r}; use another --out")
         # Entries are keyed by track id alone: another dataset's ids ("2" is a DEAM and an EmoMusic id) or another
         # MERT's embeddings were taken as already cached, mixing them silently into the training inputs.
-        def same(key, a, b):  # one MERT folder named two ways (relative, absolute) is one MERT
-            return a == b or (key == "mert" and os.path.isdir(a) and os.path.realpath(a) == os.path.realpath(b))
+        def same(key, a, b):  # one MERT folder or BTC file named two ways (relative, absolute, a copy) is one
+            if a == b or key == "dataset" or not os.path.exists(a):
+                return a == b
+            return os.path.realpath(a) == os.path.realpath(b) or (
+                os.path.isfile(a) and os.path.isfile(b) and filecmp.cmp(a, b, shallow=False))
 
-        for key in ("dataset", "mert"):
+        # chord_model: BTC weights trained otherwise give other chord tokens under the same method name
+        for key in ("dataset", "mert", "chord_model"):
             was, now = old.get("description", {}).get(key), description.get(key)
             if was is not None and now is not None and not same(key, was, now):
                 raise ValueError(f"{manifest_path}: cache holds features of {key} {was!r}, not {now!r}; "

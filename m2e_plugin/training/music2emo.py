@@ -142,6 +142,14 @@ def train_recipe(data: dict[str, dict[str, SplitArrays]], config: TrainConfig, *
     input_size = next(iter(data.values()))["train"].segments.shape[-1]
     teachers = dict(teachers or {})
     histories = {}
+    # said before the work, not after it: without validation tracks nothing stops training early
+    for name in (n for n, s in data.items() if "validation" not in s):
+        print(f"{name}: no validation tracks: {'its teacher trains' if config.kd else 'it adds'} "
+              f"{'all ' + str(config.max_epochs) + ' epochs' if config.kd else 'no early-stopping signal'}",
+              file=log)
+    if not any("validation" in s for s in data.values()):
+        print(f"student: no validation tracks in any dataset: all {config.max_epochs} epochs, last epoch kept",
+              file=log)
     if config.kd:
         for name, splits in data.items():
             if name in teachers:
