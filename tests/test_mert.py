@@ -67,6 +67,15 @@ def test_load_mert_errors(tmp_path):
     (d3 / "model.safetensors").write_bytes((d3 / "model.safetensors").read_bytes()[:5000])
     with pytest.raises(MertLoadError, match=r"m3/model.safetensors: not a readable safetensors file"):
         load_mert(d3)
+    # NaN weights loaded, then every file failed alone with an error that named no weights
+    d4 = make_mert_dir(tmp_path / "m4", safetensors=True, **SMALL)
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(d4 / "model.safetensors"))
+    state["encoder.layers.1.attention.k_proj.weight"][0, 0] = float("nan")
+    save_file(state, str(d4 / "model.safetensors"))
+    with pytest.raises(MertLoadError, match=r"m4: 1 MERT tensor\(s\) hold NaN .*encoder.layers.1.attention.k_proj"):
+        load_mert(d4)
 
 
 def test_embedding_is_layers_6_and_7_averaged_over_30s_segments(small_mert):
