@@ -18,6 +18,9 @@ Addresses (one argument where a value is needed; ints and floats are both accept
 
 Anything else (unknown address, wrong argument count or type, a datagram that is not OSC) is ignored with a
 log line; the stream is never affected.
+
+The methods are one table, :data:`COMMANDS`: the port dispatches on it and OSCQuery (:mod:`.oscquery`) advertises
+it, with each method's type, range and current setting.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pythonosc import osc_packet
@@ -101,49 +106,116 @@ class ControlServer:
         """Apply one control message; raises ValueError/TypeError for malformed ones (nothing is changed)."""
         if not address.startswith(PREFIX):
             raise ValueError(f"unknown address (control messages start with {PREFIX})")
-        command = address[len(PREFIX):]
         sc = self.sidecar
         if sc is None:
             raise ValueError("the stream is still starting")
-        if command in ("pause", "resume"):
-            if len(args) > 1:
-                raise TypeError(f"{command} takes no argument or one (a button's 1 / 0), got {len(args)}")
-            if args and not _switch(args[0]):
-                return  # a momentary button's release
-            (sc.engine.pause if command == "pause" else sc.engine.resume)()
-            log.info("control: %s", command)
-        elif command == "paused":
-            _expect(args, 1, command)
-            (sc.engine.pause if _switch(args[0]) else sc.engine.resume)()
-            log.info("control: %s", "pause" if sc.engine.paused else "resume")
-        elif command in ("window", "hop"):
-            _expect(args, 1, command)
-            value = _number(args[0])
-            if sc.engine.file_mode:  # it said "window = 5 s" and went on with the windows it started with
-                raise ValueError(f"{command} cannot change with --no-pace (the file is analysed in one pass)")
-            (sc.engine.set_window if command == "window" else sc.engine.set_hop)(value)
-            log.info("control: %s = %g s", command, value)
-            if sc.engine.window is not None and sc.engine.hop > sc.engine.window:  # as SparseWindowsWarning says
-                log.warning("control: hop %g s is longer than the window %g s: %g s of audio after each window is "
-                            "not analysed", sc.engine.hop, sc.engine.window, sc.engine.hop - sc.engine.window)
-        elif command == "threshold":
-            _expect(args, 1, command)
-            value = _number(args[0])
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"threshold must be in [0, 1], got {value}")
-            sc.output.threshold = value
-            log.info("control: threshold = %g", value)
-        elif command == "model":
-            _expect(args, 1, command)
-            if not isinstance(args[0], str) or not args[0]:
-                raise TypeError("model needs a name (string)")
-            from m2e_plugin.plugins import get_model
-
-            get_model(args[0])  # ValueError naming the registered models for an unknown name
-            sc.runner.request(args[0])
-            log.info("control: loading model %s", args[0])
-        else:
+        command = COMMANDS.get(address[len(PREFIX):])
+        if command is None:
             raise ValueError("unknown control command")
+        command.apply(sc, args)
+
+
+def _pause_or_resume(name: str):
+    def apply(sc, args: list) -> None:
+        if len(args) > 1:
+            raise TypeError(f"{name} takes no argument or one (a button's 1 / 0), got {len(args)}")
+        if args and not _switch(args[0]):
+            return  # a momentary button's release
+        (sc.engine.pause if name == "pause" else sc.engine.resume)()
+        log.info("control: %s", name)
+    return apply
+
+
+def _set_paused(sc, args: list) -> None:
+    _expect(args, 1, "paused")
+    (sc.engine.pause if _switch(args[0]) else sc.engine.resume)()
+    log.info("control: %s", "pause" if sc.engine.paused else "resume")
+
+
+def _window_or_hop(name: str):
+    def apply(sc, args: list) -> None:
+        _expect(args, 1, name)
+        value = _number(args[0])
+        if sc.engine.file_mode:  # it said "window = 5 s" and went on with the windows it started with
+            raise ValueError(f"{name} cannot change with --no-pace (the file is analysed in one pass)")
+        (sc.engine.set_window if name == "window" else sc.engine.set_hop)(value)
+        log.info("control: %s = %g s", name, value)
+        if sc.engine.window is not None and sc.engine.hop > sc.engine.window:  # as SparseWindowsWarning says
+            log.warning("control: hop %g s is longer than the window %g s: %g s of audio after each window is "
+                        "not analysed", sc.engine.hop, sc.engine.window, sc.engine.hop - sc.engine.window)
+    return apply
+
+
+def _set_threshold(sc, args: list) -> None:
+    _expect(args, 1, "threshold")
+    value = _number(args[0])
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {value}")
+    sc.output.threshold = value
+    log.info("control: threshold = %g", value)
+
+
+def _set_model(sc, args: list) -> None:
+    _expect(args, 1, "model")
+    if not isinstance(args[0], str) or not args[0]:
+        raise TypeError("model needs a name (string)")
+    from m2e_plugin.plugins import get_model
+
+    get_model(args[0])  # ValueError naming the registered models for an unknown name
+    sc.runner.request(args[0])
+    log.info("control: loading model %s", args[0])
+
+
+def _seconds_range() -> list[dict]:
+    from m2e_plugin.realtime.capture import MAX_WINDOW_S
+
+    from m2e_plugin.analysis import MIN_WINDOW_HOP_S
+
+    return [{"MIN": MIN_WINDOW_HOP_S, "MAX": MAX_WINDOW_S}]
+
+
+def _model_names() -> list[dict]:
+    from m2e_plugin.plugins import get_models
+
+    return [{"VALS": sorted(get_models())}]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One control method: how a message is applied, and how OSCQuery (:mod:`.oscquery`) describes it.
+
+    ``type`` holds the OSC type tags of its argument ("": none needed), ``value`` the current setting of a running
+    sidecar (None: nothing to read back), ``writable`` whether a message can change it now, ``range`` the
+    OSCQuery RANGE entries."""
+
+    apply: Callable[[Any, list], None]
+    description: str
+    type: str = ""
+    value: Callable[[Any], list] | None = None
+    writable: Callable[[Any], bool] = lambda sc: True
+    range: Callable[[], list[dict]] | None = None
+
+
+def _live_windows(sc) -> bool:
+    return not sc.engine.file_mode
+
+
+# The one table of control methods: ControlServer.apply dispatches on it and OSCQuery advertises it.
+COMMANDS: dict[str, Command] = {
+    "pause": Command(_pause_or_resume("pause"), "stop inference (no argument, or a button's 1; its 0 is ignored)"),
+    "resume": Command(_pause_or_resume("resume"), "restart inference (no argument, or a button's 1)"),
+    "paused": Command(_set_paused, "inference paused (a toggle: 1 pauses, 0 resumes)", "T",
+                      lambda sc: [bool(sc.engine.paused)]),
+    "window": Command(_window_or_hop("window"), "analysis window, seconds (fixed with --no-pace)", "f",
+                      lambda sc: [] if sc.engine.window is None else [float(sc.engine.window)], _live_windows,
+                      _seconds_range),
+    "hop": Command(_window_or_hop("hop"), "seconds between analyses (fixed with --no-pace)", "f",
+                   lambda sc: [float(sc.engine.hop)], _live_windows, _seconds_range),
+    "threshold": Command(_set_threshold, "probability a secondary tag needs to be listed in the moods", "f",
+                         lambda sc: [float(sc.output.threshold)], range=lambda: [{"MIN": 0.0, "MAX": 1.0}]),
+    "model": Command(_set_model, "the model (a new one loads in the background and is switched to when ready)",
+                     "s", lambda sc: [str(sc.runner.name)], range=_model_names),
+}
 
 
 def _expect(args: list, n: int, command: str) -> None:

@@ -61,6 +61,17 @@ EVENT_KEYS = {"event", "address", "args", "mood", "threshold", "hysteresis", "dw
 PRESETS = ("default", "resolume", "touchdesigner", "wekinator", "max")
 
 
+@dataclass
+class SentAddress:
+    """One address a mapping sends to: example arguments (their types are the message's), one RANGE entry per
+    argument (``{"MIN", "MAX"}``, ``{"VALS"}`` or None: unbounded) and a description (see :meth:`Mapping.outputs`)."""
+
+    address: str
+    args: list
+    ranges: list
+    description: str
+
+
 class MappingError(ValueError):
     """A mapping file is malformed (the message names the file and the rule)."""
 
@@ -110,7 +121,7 @@ class ValueRule:
             return list(value)
         base = name.split(".")[0] if name.startswith("mood.") else name
         lo, hi = self.in_range or NATURAL.get(base, (0.0, 1.0))
-        if self.out_range is None and self.in_range is None and base in PASS_THROUGH:
+        if self._passes_through(base):
             # sent as it is (a quadrant, a tempo in BPM): `type` converts it, nothing scales it to 0-1
             raw = float(value)
             return [int(round(raw))] if self.type == "int" else [raw != 0] if self.type == "bool" else [raw]
@@ -123,6 +134,17 @@ class ValueRule:
         if self.type == "bool":
             return [bool(y >= (olo + ohi) / 2)]
         return [float(y)]
+
+    def _passes_through(self, base: str) -> bool:
+        return self.out_range is None and self.in_range is None and base in PASS_THROUGH
+
+    def output_range(self, name: str) -> tuple[float, float] | None:
+        """The interval :meth:`convert` keeps ``name``'s number in (None: sent as it is, unbounded, or a bool)."""
+        base = name.split(".")[0] if name.startswith("mood.") else name
+        if name == "moods" or self.type == "bool" or self._passes_through(base):
+            return None
+        lo, hi = self.out_range or (0.0, 1.0)
+        return (round(lo), round(hi)) if self.type == "int" else (lo, hi)
 
     def messages(self, values: dict[str, Any], tags) -> Messages:
         if self.wildcard:
@@ -149,10 +171,9 @@ class EventRule:
         if self.on == "quadrant":
             if not state.quadrant_changed:
                 return []
-            q = int(state.quadrant)
-            return [(self.address.replace("{quadrant}", str(q)), list(self.args) if self.args is not None else [q])]
+            return [self._message("quadrant", int(state.quadrant))]
         if self.on == "beat":
-            return [(self.address, list(self.args) if self.args is not None else [1])] if state.beat else []
+            return [self._message(None, 1)] if state.beat else []
         want = "onset" if self.on == "mood_onset" else "offset"
         tags = state.tags if self.mood == "*" else [self.mood]
         out: Messages = []
@@ -162,9 +183,24 @@ class EventRule:
                 trigger = self.triggers[tag] = EdgeTrigger(self.threshold, self.hysteresis, self.dwell)
             edge = trigger.update(float(values.get(f"mood.{tag}", 0.0)), now)
             if edge == want:
-                out.append((self.address.replace("{tag}", tag),
-                            list(self.args) if self.args is not None else [tag]))
+                out.append(self._message("tag", tag))
         return out
+
+    def _message(self, placeholder: str | None, value) -> tuple[str, list]:
+        """The address with ``{placeholder}`` filled in, and the rule's args (default: the value itself)."""
+        address = self.address.replace("{" + placeholder + "}", str(value)) if placeholder else self.address
+        return address, list(self.args) if self.args is not None else [value]
+
+    def possible_messages(self, tags) -> Messages:
+        """Every address this rule can send to with ``tags`` (the running model's), with example arguments."""
+        if self.on == "quadrant":
+            lo, hi = NATURAL["quadrant"]
+            candidates = [self._message("quadrant", q) for q in range(int(lo), int(hi) + 1)]
+        elif self.on == "beat":
+            candidates = [self._message(None, 1)]
+        else:
+            candidates = [self._message("tag", t) for t in (tags if self.mood == "*" else [self.mood])]
+        return list(dict(candidates).items())  # one per address (a fixed address takes every quadrant)
 
 
 class Mapping:
@@ -277,6 +313,35 @@ class Mapping:
             problems.append(f"{self.origin}: {where} names mood {mood!r}, which the model does not have{hint}; "
                             "it stays 0 and its events never fire")
         return problems
+
+    def outputs(self, tags, top_k: int) -> list[SentAddress]:
+        """Every address this mapping sends to, for a model with ``tags`` and ``top_k`` strings at most in
+        ``moods``: the value rules' messages built from sample values (so types and addresses come from the code
+        that sends them), then the events'. The first rule naming an address describes it."""
+        sample: dict[str, Any] = {name: lo for name, (lo, _) in NATURAL.items()}
+        sample["moods"] = [tags[0] if tags else ""] * max(1, int(top_k))
+        sample.update({f"mood.{t}": 0.0 for t in tags})
+        out: dict[str, SentAddress] = {}
+        for rule in self.values:
+            sources = [[f"mood.{t}"] for t in tags] if rule.wildcard else [rule.sources]
+            for names, (address, args) in zip(sources, rule.messages(sample, tags)):
+                ranges: list = []
+                for name in names:
+                    if name == "moods":
+                        ranges += [{"VALS": list(tags)} if tags else None] * len(sample["moods"])
+                    else:
+                        bounds = rule.output_range(name)
+                        ranges.append({"MIN": bounds[0], "MAX": bounds[1]} if bounds else None)
+                what = ", ".join(names)
+                out.setdefault(address, SentAddress(address, args, ranges, f"{what} (profile {self.origin})"))
+        for rule in self.events:
+            what = f"{rule.on} event" + (f" ({rule.mood})" if rule.mood not in (None, "*") else "")
+            for address, args in rule.possible_messages(tags):
+                ranges = [{"MIN": int(NATURAL["quadrant"][0]), "MAX": int(NATURAL["quadrant"][1])}] \
+                    if rule.on == "quadrant" and rule.args is None else [None] * len(args)
+                out.setdefault(address, SentAddress(address, args, ranges,
+                                                    f"{what}, sent once when it happens (profile {self.origin})"))
+        return list(out.values())
 
     def build(self, state, now: float) -> Messages:
         """Messages for one output step: every value rule, plus the events that fired now."""

@@ -33,14 +33,18 @@ def _asset(name: str) -> bytes:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    """A browser that closes a tab mid-request is routine, not a traceback on the sidecar's stderr."""
+    """A browser that closes a tab mid-request is routine, not a traceback on the sidecar's stderr. ``label`` names
+    the server in log lines (the OSCQuery server is one too)."""
+
+    label = "monitor"
+    daemon_threads = True
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
         if isinstance(exc, ConnectionError):
-            log.debug("monitor: %s went away (%s)", client_address[0], exc)
+            log.debug("%s: %s went away (%s)", self.label, client_address[0], exc)
         else:
-            log.warning("monitor: request from %s failed: %s: %s", client_address[0], type(exc).__name__, exc)
+            log.warning("%s: request from %s failed: %s: %s", self.label, client_address[0], type(exc).__name__, exc)
 
 
 class MonitorServer:
@@ -117,7 +121,6 @@ class MonitorServer:
             self._httpd = _QuietServer((host, int(port)), Handler)
         except OSError as exc:
             raise OSError(f"cannot bind the monitor page on {host}:{port}: {exc}") from exc
-        self._httpd.daemon_threads = True
         self.host, self.port = self._httpd.server_address[:2]
         self._thread: threading.Thread | None = None
 

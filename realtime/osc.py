@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ from m2e_plugin.realtime.mapping import Mapping, MappingError, load_mapping
 log = logging.getLogger("m2e.realtime.osc")
 
 Messages = list[tuple[str, list]]
+STATUS_ADDRESS = "/m2e/status"  # the heartbeat
 
 
 @dataclass
@@ -339,6 +341,9 @@ class OscOut:
         self.destinations = destinations
         self.wait = float(wait)  # seconds a step may wait for a busy destination (0 live; > 0 file without pace)
         self.bundles = 0
+        # Called with (mapping, messages) for each step's messages once built, per mapping, and with (None, messages)
+        # for the heartbeat: OSCQuery's VALUEs.
+        self.listeners: list[Callable[[Mapping | None, Messages], None]] = []
         self._last_timetag = 0.0
         for d in destinations:
             d.start()
@@ -358,16 +363,28 @@ class OscOut:
         for d in self.destinations:
             packets = cache.get(id(d.mapping))
             if packets is None:  # once per mapping and step: its event detectors advance exactly once
-                packets = cache[id(d.mapping)] = build_bundles(d.mapping.build(state, now), timetag)
+                messages = d.mapping.build(state, now)
+                packets = cache[id(d.mapping)] = build_bundles(messages, timetag)
+                self._tell(d.mapping, messages)
             d.put(packets, self.wait)
         self.bundles += 1
 
     def send_status(self, args: list, timetag: float | None = None) -> None:
         """The ``/m2e/status`` heartbeat, to every destination whose profile takes it."""
-        packets = build_bundles([("/m2e/status", args)], self._timetag(timetag))
+        messages = [(STATUS_ADDRESS, args)]
+        packets = build_bundles(messages, self._timetag(timetag))
         for d in self.destinations:
             if d.mapping.heartbeat:
                 d.put(packets)
+        if any(d.mapping.heartbeat for d in self.destinations):
+            self._tell(None, messages)
+
+    def _tell(self, mapping: Mapping | None, messages: Messages) -> None:
+        for listener in self.listeners:
+            try:
+                listener(mapping, messages)
+            except Exception as exc:  # an observer never stops the show
+                log.error("OSC listener failed: %s: %s", type(exc).__name__, exc)
 
     def idle(self) -> bool:
         return all(d.idle() for d in self.destinations)

@@ -18,6 +18,7 @@ from m2e_plugin.realtime.engine import Engine, ModelRunner
 from m2e_plugin.realtime.features import FastFeatures
 from m2e_plugin.realtime.monitor import MonitorServer
 from m2e_plugin.realtime.osc import Destination, OscOut
+from m2e_plugin.realtime.oscquery import OscQueryServer
 from m2e_plugin.realtime.output import Output
 
 log = logging.getLogger("m2e.realtime")
@@ -41,6 +42,8 @@ class Sidecar:
         at once).
     monitor : MonitorServer, optional
         The monitor page's server, already bound.
+    oscquery : OscQueryServer, optional
+        The OSCQuery server, already bound: it advertises what this sidecar sends and its control settings.
     batch : int
         Windows analysed together when the model is busy (see :class:`Engine`).
     launched : float, optional
@@ -55,8 +58,8 @@ class Sidecar:
 
     def __init__(self, source: Source, runner: ModelRunner, destinations: list[Destination], *,
                  window: float, hop: float, control: ControlServer | None = None,
-                 monitor: MonitorServer | None = None, batch: int = 1, osc: OscOut | None = None,
-                 launched: float | None = None, **output_options):
+                 monitor: MonitorServer | None = None, oscquery: OscQueryServer | None = None, batch: int = 1,
+                 osc: OscOut | None = None, launched: float | None = None, **output_options):
         self.source = source
         # The heartbeat ran while the model loaded: a receiver must not see its uptime restart from 0.
         self._launched = launched
@@ -81,6 +84,9 @@ class Sidecar:
         self._stopped = False
         self._warned_no_input = False
         self.stop_reason = ""
+        self.oscquery = oscquery
+        if oscquery is not None:
+            oscquery.attach(self)  # last: it reads the output and engine from now on
 
     def input_live(self) -> bool:
         """False while the input delivers nothing (device lost, stalled): values would be stale, so the output
@@ -125,6 +131,8 @@ class Sidecar:
         self.features.start()
         if self.control is not None:
             self.control.start()
+        if self.oscquery is not None:
+            self.oscquery.start()
         if not self.source.running:
             self.source.start()  # last: everything that consumes audio is ready
 
@@ -153,12 +161,13 @@ class Sidecar:
         return self.stop_reason
 
     def stop(self) -> None:
-        """Shut down in order: input, engine, output (final heartbeat ``stopped``), control, monitor, socket."""
+        """Shut down in order: input, engine, output (final heartbeat ``stopped``), control, monitor, OSCQuery,
+        socket."""
         if self._stopped:
             return
         self._stopped = True
         for step in (self.source.stop, self.engine.stop, self.features.stop, self.output.stop,
-                     *(x.stop for x in (self.control, self.monitor) if x is not None),
+                     *(x.stop for x in (self.control, self.monitor, self.oscquery) if x is not None),
                      *((self.osc.close,) if self.osc is not None else ()), self.source.close):
             try:
                 step()

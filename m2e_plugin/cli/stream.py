@@ -82,19 +82,24 @@ def register(subparsers) -> None:
     ctl.add_argument("--control-host", default="127.0.0.1", help="interface for --control (default 127.0.0.1)")
     ctl.add_argument("--monitor", type=_port, default=None, metavar="PORT",
                      help="serve a live monitor page on http://127.0.0.1:PORT/")
+    ctl.add_argument("--oscquery", type=lambda text: _port(text, lowest=0), nargs="?", const=0, default=None,
+                     metavar="PORT", help="describe the OSC addresses sent and the control methods over OSCQuery "
+                     "(HTTP + JSON) on this TCP port (no PORT or 0: any free port, logged at start); advertised over "
+                     "mDNS when zeroconf is installed (pip install 'm2e[oscquery]')")
+    ctl.add_argument("--oscquery-host", default="127.0.0.1", help="interface for --oscquery (default 127.0.0.1)")
     ctl.add_argument("--duration", type=float, default=None,
                      help="stop after this many seconds of streaming (counted once the model is ready)")
     ctl.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     p.set_defaults(func=run)
 
 
-def _port(text: str) -> int:
+def _port(text: str, lowest: int = 1) -> int:
     try:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range 1-65535")
+    if not lowest <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range {lowest}-65535")
     return port
 
 
@@ -242,6 +247,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
     from m2e_plugin.realtime.engine import ModelRunner
     from m2e_plugin.realtime.monitor import MonitorServer
     from m2e_plugin.realtime.osc import OscOut
+    from m2e_plugin.realtime.oscquery import OscQueryServer
     from m2e_plugin.realtime.output import status_args
     from m2e_plugin.realtime.sidecar import Sidecar
 
@@ -252,12 +258,16 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             servers.append(ControlServer(None, args.control, args.control_host))
         if args.monitor is not None:
             servers.append(MonitorServer(args.monitor))
+        if args.oscquery is not None:  # after the control port, whose methods and port it advertises
+            servers.append(OscQueryServer(args.oscquery, args.oscquery_host, top_k=args.top,
+                                          control=next((x for x in servers if isinstance(x, ControlServer)), None)))
     except OSError as exc:
         for server in servers:
             server.stop()
         return fail(exc)
     control = next((x for x in servers if isinstance(x, ControlServer)), None)
     monitor = next((x for x in servers if isinstance(x, MonitorServer)), None)
+    oscquery = next((x for x in servers if isinstance(x, OscQueryServer)), None)
 
     # 2. The model loads (and warms up) on a thread while the input opens.
     options = model_file_options(args, args.model)
@@ -291,6 +301,9 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
         monitor.status = warming_up
         monitor.start()
     osc = OscOut(destinations)
+    if oscquery is not None:  # answers while the model loads too (the heartbeat's VALUE says "warming up")
+        oscquery.watch(osc)
+        oscquery.start()
     try:
         try:
             if args.input is not None:
@@ -319,7 +332,7 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
         batch = args.batch or (4 if str(backend.device).startswith("cuda") else 1)
         try:
             sidecar = Sidecar(source, runner, destinations, osc=osc, launched=launched, window=window, hop=hop,
-                              control=control,
+                              control=control, oscquery=oscquery,
                               monitor=monitor, batch=batch, rate=args.rate, smoothing=args.smoothing,
                               amount=_smooth_amount(args), mood_tau=args.mood_tau, margin=args.margin,
                               dwell=args.dwell, top_k=args.top, threshold=args.threshold,
@@ -337,6 +350,9 @@ def _run(args, log, fail, destinations, window, hop, stopping, holder) -> int:
             log.info("control: OSC on %s:%d (/m2e/ctl/...)", control.host, control.port)
         if monitor is not None:
             log.info("monitor: %s", monitor.url)
+        if oscquery is not None:
+            log.info("OSCQuery: %s (%s)", oscquery.url, f"control methods on UDP {control.port}" if control is not None
+                     else "read-only: no --control, nothing receives OSC")
         servers, osc = [], None  # the sidecar owns them now
         source_owned = source
         source = None
