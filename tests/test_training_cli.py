@@ -236,6 +236,6 @@ def test_music2emo_training_names_a_dataset_without_validation_first(tmp_path, c
                  str(tmp_path / "c"), "-o", str(tmp_path / "s.safetensors"), "--max-epochs", "2",
                  "--progress", "never"]) == 0
     err = capsys.readouterr().err
-    first = err.index("emomusic: no validation tracks: its teacher trains all 2 epochs")
-    student = err.index("student: no validation tracks in any dataset: all 2 epochs")
+    first = err.index("emomusic: no validation tracks: its teacher trains for --max-epochs (2), the last epoch is")
+    student = err.index("student: no validation tracks in any dataset: it trains for --max-epochs (2)")
     assert first < student < err.index("teacher emomusic:")

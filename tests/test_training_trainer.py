@@ -126,5 +126,6 @@ def test_recipe_lines_go_to_the_stderr_of_the_call(synthetic, monkeypatch):
     monkeypatch.setattr(sys, "stderr", now)
     sub = {"deam": {"train": synthetic["deam"]["train"]}}
     train_recipe(sub, TrainConfig(batch_size=64, max_epochs=1, kd=False, seed=0), augment=False)
-    assert now.getvalue().startswith("student: best epoch 1")
+    assert now.getvalue().startswith("student: no validation tracks in any dataset: it trains for --max-epochs (1)")
+    assert "\nstudent: best epoch 1" in now.getvalue()
     assert "no validation tracks (last epoch kept)" in now.getvalue()  # it read "val loss inf"

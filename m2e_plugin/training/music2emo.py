@@ -143,13 +143,12 @@ def train_recipe(data: dict[str, dict[str, SplitArrays]], config: TrainConfig, *
     teachers = dict(teachers or {})
     histories = {}
     # said before the work, not after it: without validation tracks nothing stops training early
-    for name in (n for n, s in data.items() if "validation" not in s):
-        print(f"{name}: no validation tracks: {'its teacher trains' if config.kd else 'it adds'} "
-              f"{'all ' + str(config.max_epochs) + ' epochs' if config.kd else 'no early-stopping signal'}",
-              file=log)
+    for name in (n for n, s in data.items() if "validation" not in s and config.kd):
+        print(f"{name}: no validation tracks: its teacher trains for --max-epochs ({config.max_epochs}), "
+              "the last epoch is kept", file=log)
     if not any("validation" in s for s in data.values()):
-        print(f"student: no validation tracks in any dataset: all {config.max_epochs} epochs, last epoch kept",
-              file=log)
+        print(f"student: no validation tracks in any dataset: it trains for --max-epochs ({config.max_epochs}), "
+              "the last epoch is kept", file=log)
     if config.kd:
         for name, splits in data.items():
             if name in teachers:
