@@ -6,6 +6,7 @@ the feature extraction and the cross-validation it needs, stays in one place whe
         --data-home ../shared/data/4q-dev          # ~25 min of one thread on a loaded 2-core machine
     python benchmarks/study_lite_features.py extract-vgg --wheel /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl \
         --data-home ../shared/data/4q-dev          # musicnn's MSD vgg (benchmarks/musicnn_vgg.py), ~5 min
+    python benchmarks/study_lite_features.py extract-vgg --checkpoint MTT_vgg --wheel ... --data-home ...  # MTT vgg
     python benchmarks/study_lite_features.py extract-mode --data-home ../shared/data/4q-dev   # chroma, ~1 min
     python benchmarks/study_lite_features.py cv --data-home ../shared/data/4q-dev
 
@@ -16,7 +17,8 @@ the 753 channels the penultimate layer is computed from), the MTT musicnn's pool
 CNN's 64-d embedding and 56 logits of the whole clip (as the backend computes them, level-normalised).
 ``extract-vgg`` adds, in ``<cache>/msd_vgg/<clip>.npz`` (the existing files stay untouched), musicnn's MSD-trained
 vgg on the same patches (:mod:`musicnn_vgg`): its 256-d embedding (flattened pool5, the layer the tag output reads),
-512-d pooled conv4/conv5 maps and 50 MSD tag logits per patch. ``extract-mode`` adds, in ``<cache>/mode/``, per 3 s
+512-d pooled conv4/conv5 maps and 50 MSD tag logits per patch (``--checkpoint MTT_vgg``: the MTT-trained vgg in
+``<cache>/mtt_vgg/``, keys ``mttvgg_*``). ``extract-mode`` adds, in ``<cache>/mode/``, per 3 s
 patch the sums of a cheap STFT chroma of the level-normalised audio and major/minor triad frame counts, from which
 ``mode`` (16 key-profile / mode cues of any set of patches, :func:`mode_features`) is computed.
 
@@ -71,6 +73,15 @@ CONFIGS = {
     "msd_pen & mtt_pooled & vgg_pooled": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("vgg_pooled",), 0.003)],
     "msd_pen + vgg_pooled": [(("msd_pen", "vgg_pooled"), 0.003)],
     "msd_pen + vgg_logit": [(("msd_pen", "vgg_logit"), 0.01)],
+    # musicnn's MTT-trained vgg (extract-vgg --checkpoint MTT_vgg), same C as the MSD vgg's rows
+    "mttvgg_emb": [(("mttvgg_emb",), 0.01)],
+    "mttvgg_pooled": [(("mttvgg_pooled",), 0.003)],
+    "msd_pen & mttvgg_pooled": [(("msd_pen",), 0.03), (("mttvgg_pooled",), 0.003)],
+    "msd_pen & mtt_pooled & mttvgg_emb": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("mttvgg_emb",), 0.01)],
+    "msd_pen & mtt_pooled & mttvgg_pooled": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003),
+                                             (("mttvgg_pooled",), 0.003)],
+    "msd_pen & mtt_pooled & vgg_pooled & mttvgg_pooled": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003),
+                                                          (("vgg_pooled",), 0.003), (("mttvgg_pooled",), 0.003)],
     # run-time choices (issue 11, step 1): test views, separate valence/arousal heads, C by inner CV (None)
     "msd_pen, scored on even & odd": {"members": [(("msd_pen",), 0.03)], "test": "both"},
     "msd_pen, scored on all patches": {"members": [(("msd_pen",), 0.03)], "test": "all"},
@@ -155,21 +166,27 @@ def extract(wheel: Path, data_home: Path, out: Path, limit: int | None = None) -
         os.replace(out / f".{path.stem}.tmp.npz", target)
 
 
-def extract_vgg(wheel: Path, data_home: Path, out: Path, limit: int | None = None) -> None:
+VGG_SETS = {"MSD_vgg": ("msd_vgg", "vgg"), "MTT_vgg": ("mtt_vgg", "mttvgg")}  # checkpoint -> (folder, key prefix)
+
+
+def extract_vgg(wheel: Path, data_home: Path, out: Path, limit: int | None = None,
+                checkpoint: str = "MSD_vgg") -> None:
     import torch
     from musicnn_vgg import clip_patches, load_vgg, run_vgg
     from tqdm import tqdm
 
     torch.set_num_threads(1)
-    (out / "msd_vgg").mkdir(parents=True, exist_ok=True)
-    vgg = load_vgg(wheel)
-    for path in tqdm(sorted(data_home.glob("Q[1-4]/*.mp3"))[:limit], desc="vgg features", unit="clip"):
-        target = out / "msd_vgg" / f"{path.stem}.npz"
+    folder, prefix = VGG_SETS[checkpoint]
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    vgg = load_vgg(wheel, checkpoint)
+    for path in tqdm(sorted(data_home.glob("Q[1-4]/*.mp3"))[:limit], desc=f"{checkpoint} features", unit="clip"):
+        target = out / folder / f"{path.stem}.npz"
         if target.is_file():
             continue
         res = run_vgg(vgg, clip_patches(path))
-        tmp = out / "msd_vgg" / f".{path.stem}.tmp.npz"
-        np.savez(tmp, vgg_emb=res["embedding"], vgg_pooled=res["pooled"], vgg_logit=res["logits"])
+        tmp = out / folder / f".{path.stem}.tmp.npz"
+        np.savez(tmp, **{f"{prefix}_emb": res["embedding"], f"{prefix}_pooled": res["pooled"],
+                         f"{prefix}_logit": res["logits"]})
         os.replace(tmp, target)
 
 
@@ -429,9 +446,10 @@ def run_cv(data_home: Path, out: Path, only: list[str] | None = None) -> None:
     stored = [np.load(out / f"{t}.npz") for t in data.track_ids]
     feats = {"msd_pen": data.penultimate, **{k: [s[k] for s in stored] for k in stored[0].files}}
     feats["msd_pen_codec"] = data.codec["msd_penultimate"]
-    if all((out / "msd_vgg" / f"{t}.npz").is_file() for t in data.track_ids):
-        vgg = [np.load(out / "msd_vgg" / f"{t}.npz") for t in data.track_ids]
-        feats.update({k: [s[k] for s in vgg] for k in vgg[0].files})
+    for folder, _ in VGG_SETS.values():
+        if all((out / folder / f"{t}.npz").is_file() for t in data.track_ids):
+            vgg = [np.load(out / folder / f"{t}.npz") for t in data.track_ids]
+            feats.update({k: [s[k] for s in vgg] for k in vgg[0].files})
     from m2e_plugin import loaders
 
     tags = loaders.initialize("fourq", data_home=str(data_home))
@@ -467,7 +485,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("extract", help="compute the study features (resumable)")
-    v = sub.add_parser("extract-vgg", help="add musicnn's MSD vgg features (resumable)")
+    v = sub.add_parser("extract-vgg", help="add musicnn's MSD (or MTT) vgg features (resumable)")
+    v.add_argument("--checkpoint", choices=list(VGG_SETS), default="MSD_vgg",
+                   help="the wheel's vgg network (default MSD_vgg; MTT_vgg's keys are mttvgg_*)")
     for q, what in ((e, "MTT_musicnn"), (v, "MSD_vgg")):
         q.add_argument("--wheel", type=Path, required=True, help=f"musicnn-0.1.0-py3-none-any.whl (for {what})")
         q.add_argument("--limit", type=int, default=None, help="only the first N clips (a check)")
@@ -486,7 +506,7 @@ def main(argv=None) -> int:
     elif args.cmd == "extract-mode":
         extract_mode(args.data_home, args.output, args.limit)
     elif args.cmd == "extract-vgg":
-        extract_vgg(args.wheel, args.data_home, args.output, args.limit)
+        extract_vgg(args.wheel, args.data_home, args.output, args.limit, args.checkpoint)
     else:
         run_cv(args.data_home, args.output, args.only)
     return 0
