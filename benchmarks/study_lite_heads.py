@@ -6,6 +6,7 @@ weights lift `lite`'s CV? A study on the 600 shared 4Q clips (issue 11). It read
     python benchmarks/study_lite_heads.py weights --data-home ../shared/data/4q-dev     # ~4 min
     python benchmarks/study_lite_heads.py sklearn --data-home ../shared/data/4q-dev     # ~12 min on two threads
     python benchmarks/study_lite_heads.py views --data-home ../shared/data/4q-dev       # ~20 min of one thread
+    python benchmarks/study_lite_heads.py grouping --data-home ../shared/data/4q-dev    # ~15 min of one thread
 
 Result (README, lite section): none beats lite 2.2; the product keeps its heads.
 
@@ -20,6 +21,9 @@ halves as the product does (uncalibrated; lite averages with w = 0.5).
 ``views`` trains both members on more views of each training clip than the product's ``even`` and ``odd``
 patch halves: also the clip's first and second half (``halves``), or eight random half-size patch subsets
 (``rand8``), the within-clip variety as augmentation.
+
+``grouping`` compares the product's artist-grouped folds with clip-level folds (each clip its own group): what
+clips of artists the model has heard score, against the unseen artists the product's figure is about.
 
 ``sklearn`` is a second harness, scikit-learn on the same folds and rows (training clips' ``even`` and ``odd``
 rows, test clips' ``even`` row): standardised logistic regression (C 0.03 MSD, 0.003 MTT, the study's
@@ -130,6 +134,31 @@ def cmd_views(args) -> None:
     print(HEADER + "\n" + "\n".join(rows))
 
 
+def cmd_grouping(args) -> None:
+    """Unseen artists against unseen clips: lite's CV with artist-grouped folds (the product's) and with each clip
+    its own group (folds stratified by quadrant only), to read what a test set sharing artists with the training
+    clips would score."""
+    from m2e_plugin.training.lite import cross_validate
+
+    data = load(args.data_home)
+    _, per_artist = np.unique(data.groups, return_counts=True)
+    shared = per_artist[per_artist > 1].sum()
+    print(f"{len(data.y)} clips, {len(per_artist)} artists; {shared} clips ({shared / len(data.y):.1%}) share their "
+          f"artist with another clip; most clips by one artist: {per_artist.max()}", file=sys.stderr, flush=True)
+    artists = data.groups
+    rows = []
+    for name, groups in (("artist-grouped folds (the product's protocol)", artists),
+                         ("clip-level folds (an artist's clips may sit in training and test)", np.arange(len(data.y)))):
+        data.groups = groups
+        per_seed = []
+        for seed in SEEDS:
+            per_seed.append(m := cross_validate({**load_config(), "seed": seed}, data, progress=False))
+            print(f"{name} seed {seed}: {m['quadrant_accuracy']:.4f}", file=sys.stderr, flush=True)
+        rows.append(table_row(name, per_seed))
+    data.groups = artists
+    print(HEADER + "\n" + "\n".join(rows))
+
+
 def log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(1, keepdims=True)
     return z - np.log(np.exp(z).sum(1, keepdims=True))
@@ -211,11 +240,12 @@ def cmd_sklearn(args) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("trainer", "weights", "sklearn", "views"):
+    for name in ("trainer", "weights", "sklearn", "views", "grouping"):
         s = sub.add_parser(name, help=f"{name} (see the module docstring)")
         s.add_argument("--data-home", required=True, help="the 4Q dataset (../shared/data/4q-dev)")
     args = p.parse_args(argv)
-    {"trainer": cmd_trainer, "weights": cmd_weights, "sklearn": cmd_sklearn, "views": cmd_views}[args.cmd](args)
+    {"trainer": cmd_trainer, "weights": cmd_weights, "sklearn": cmd_sklearn, "views": cmd_views,
+     "grouping": cmd_grouping}[args.cmd](args)
 
 
 if __name__ == "__main__":
