@@ -6,7 +6,7 @@ weights lift `lite`'s CV? A study on the 600 shared 4Q clips (issue 11). It read
     python benchmarks/study_lite_heads.py weights --data-home ../shared/data/4q-dev     # ~4 min
     python benchmarks/study_lite_heads.py sklearn --data-home ../shared/data/4q-dev     # ~12 min on two threads
     python benchmarks/study_lite_heads.py views --data-home ../shared/data/4q-dev       # ~20 min of one thread
-    python benchmarks/study_lite_heads.py grouping --data-home ../shared/data/4q-dev    # ~15 min of one thread
+    python benchmarks/study_lite_heads.py grouping --data-home ../shared/data/4q-dev    # ~5 min of one thread
 
 Result (README, lite section): none beats lite 2.2; the product keeps its heads.
 
