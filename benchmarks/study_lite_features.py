@@ -61,6 +61,9 @@ CONFIGS = {
     "msd_pooled + mtt_pooled": [(("msd_pooled", "mtt_pooled"), 0.002)],
     "msd_pen & msd_pooled": [(("msd_pen",), 0.03), (("msd_pooled",), 0.003)],
     "msd_pen & mtt_pooled": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003)],
+    # the mood CNN as a third ensemble member (concatenated to MSD it lowered accuracy)
+    "msd_pen & mtt_pooled & mood_emb": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("mood_emb",), 0.01)],
+    "msd_pen & mtt_pooled & mood_logit": [(("msd_pen",), 0.03), (("mtt_pooled",), 0.003), (("mood_logit",), 0.01)],
     "msd_pen & msd_pooled & mtt_pooled": [(("msd_pen",), 0.03), (("msd_pooled",), 0.003), (("mtt_pooled",), 0.003)],
     "vgg_emb": [(("vgg_emb",), 0.01)],
     "vgg_pooled": [(("vgg_pooled",), 0.003)],
