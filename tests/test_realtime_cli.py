@@ -266,7 +266,7 @@ def test_devices_lists_inputs_or_says_there_are_none():
         assert "no audio input devices found" in err
 
 
-def test_busy_monitor_and_control_ports_fail_at_start(music_wav):
+def test_busy_monitor_control_and_oscquery_ports_fail_at_start(music_wav):
     import socket
 
     tcp = socket.socket()
@@ -276,7 +276,8 @@ def test_busy_monitor_and_control_ports_fail_at_start(music_wav):
         tcp.listen()
         udp.bind(("127.0.0.1", 0))
         for flag, port, what in (("--monitor", tcp.getsockname()[1], "monitor"),
-                                 ("--control", udp.getsockname()[1], "control")):
+                                 ("--control", udp.getsockname()[1], "control"),
+                                 ("--oscquery", tcp.getsockname()[1], "cannot bind the OSCQuery port 127.0.0.1")):
             # The model never finishes loading (hangs in its warm-up): the port must be checked before.
             proc = m2e("stream", "--input", str(music_wav), "--model", "rt-hang", "--device", "cpu",
                        "--osc", f"127.0.0.1:{free_udp_port()}", flag, str(port), "--duration", "5",
