@@ -67,6 +67,7 @@ def model_extractor(entry) -> type:
         "model_name": entry.name,
         "backend_class": backend,
         "registered_card": entry.registered_card(),
+        "model_version": card.get("version"),
         "sample_rate": int(card.get("sample_rate") or 0),
         "outputs": descriptor_names(entry.name, tuple(card.get("mood_tags", ())), key=bool(backend.predicts_key)),
         "torch_threads": backend.torch_threads,
@@ -109,6 +110,7 @@ class ModelExtractor:
     model_name = ""
     backend_class: type | None = None
     registered_card: dict[str, Any] = {}
+    model_version: str | None = None  # the model's static version (its card's): part of the effective settings
     version = LAYOUT_VERSION
     sample_rate = 0
     outputs: tuple[str, ...] = ()
@@ -124,6 +126,10 @@ class ModelExtractor:
         settings["hop"] = float(cls.backend_class.hop_seconds if hop is None else hop)
         settings["threshold"] = float(settings["threshold"])
         settings["frames"] = bool(settings["frames"])
+        if cls.model_version:
+            # Another version of the model (a plugin upgraded, retrained weights) is another run: resuming into a
+            # folder made with the old one mixed the two versions' values in one table.
+            settings["model_version"] = str(cls.model_version)
         return settings
 
     def __init__(self, *, device: str = "auto", threshold: float = 0.5, window: float | None = None,

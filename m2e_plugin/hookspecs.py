@@ -75,6 +75,9 @@ def m2e_register_models(register):
         * ``name: str`` -- the model name users give to ``--model`` / ``Music2emo(model=...)``;
         * ``version``, ``sample_rate``, ``block_seconds``, ``window_seconds``, ``hop_seconds``, ``window_batch``,
           ``mood_tags`` -- class attributes where they are known before loading (``m2e plugins`` shows them);
+          once built, ``sample_rate`` must be a positive whole number of Hz and ``mood_tags`` a tuple of distinct
+          names (empty for valence/arousal only), or building it is a ``ValueError`` naming the model; ``version``
+          is part of ``m2e extract``'s settings (a folder made with another version is not resumed);
         * ``predict_track(blocks) -> Prediction`` (and optionally ``predict_window``/``predict_windows``).
 
         The host builds it as ``BackendClass(device=..., **options)`` only when a user asks for that model.
@@ -85,5 +88,7 @@ def m2e_register_models(register):
     -----
     Return value is ignored. A plugin that raises here, or registers something that is not an
     ``EmotionBackend`` subclass with a name, is listed by ``m2e plugins`` with its error and skipped; only a model
-    the user asked for is fatal. Import heavy libraries in the backend's ``__init__``, not at import time.
+    the user asked for is fatal. A name already taken skips that model alone. A distribution whose ``Requires-Dist``
+    on ``m2e`` excludes the installed version is skipped before its import. Import heavy libraries in the backend's
+    ``__init__``, not at import time.
     """

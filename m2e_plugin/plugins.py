@@ -131,6 +131,10 @@ def load_plugins() -> pluggy.PluginManager:
                 continue
             info = PluginInfo(ep.name, dist_version, dist_name, builtin=False)
             _state.info[ep.name] = info
+            conflict = _host_conflict(ep)
+            if conflict:  # checked before importing it: a plugin built for another m2e may not even import
+                _fail(info, conflict)
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not take the host down
@@ -262,8 +266,10 @@ def _collect_models(pm: pluggy.PluginManager) -> None:
     for plugin_name, registered in _call_each(pm, "m2e_register_models", accept_model).items():
         for cls, card in registered:
             if cls.name in models:
+                owner = models[cls.name].plugin
                 _fail(_state.info[plugin_name], f"model name {cls.name!r} is already registered by "
-                      f"{models[cls.name].plugin!r}; {cls.__module__}.{cls.__qualname__} was skipped", keep=True)
+                      f"{owner!r}{_origin(_state.info.get(owner))}; {cls.__module__}.{cls.__qualname__} was skipped",
+                      keep=True)
                 continue
             models[cls.name] = ModelEntry(cls.name, cls, plugin_name, card)
     _state.models = models
@@ -288,7 +294,8 @@ def _collect_extractors(pm: pluggy.PluginManager) -> None:
         for cls in registered:
             if cls.name in extractors:
                 _fail(_state.info[plugin_name], f"extractor name {cls.name!r} is already registered by "
-                      f"{owner[cls.name]!r}; {cls.__module__}.{cls.__qualname__} was skipped", keep=True)
+                      f"{owner[cls.name]!r}{_origin(_state.info.get(owner[cls.name]))}; "
+                      f"{cls.__module__}.{cls.__qualname__} was skipped", keep=True)
                 continue
             extractors[cls.name] = cls
             owner[cls.name] = plugin_name
@@ -343,7 +350,39 @@ def _check_hooks(pm: pluggy.PluginManager, only: object | None = None) -> None:
 def _fail(info: PluginInfo, message: str, keep: bool = False) -> None:
     info.error = message if info.error is None else f"{info.error}; {message}"
     what = "" if keep else " and was skipped"
-    warnings.warn(f"m2e plugin {info.name!r}: {message}{what}", PluginLoadWarning, stacklevel=3)
+    warnings.warn(f"m2e plugin {info.name!r}{_origin(info)}: {message}{what}", PluginLoadWarning, stacklevel=3)
+
+
+def _origin(info: PluginInfo | None) -> str:
+    """`` (from DIST VERSION)`` for an installed plugin: the entry point's name is not what ``pip`` knows it by."""
+    if info is None or info.builtin or not info.distribution:
+        return ""
+    return f" (from {info.distribution}{f' {info.version}' if info.version else ''})"
+
+
+def _host_conflict(ep) -> str | None:
+    """Why the entry point's distribution cannot run on this m2e (its ``Requires-Dist: m2e...`` excludes the
+    installed version, e.g. after ``pip install m2e==<older>``, which only warns), or None."""
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:  # packaging comes with transformers and huggingface_hub; without it nothing is checked
+        return None
+    try:
+        requires = ep.dist.requires or []
+    except Exception:  # no distribution (a bare entry point) or broken metadata
+        return None
+    host = _own_version()
+    for line in requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if _norm(req.name) != hookspecs.PROJECT_NAME or (req.marker and not req.marker.evaluate({"extra": ""})):
+            continue
+        if not req.specifier.contains(host, prereleases=True):
+            return (f"requires {req.name}{req.specifier} but m2e {host} is installed (upgrade m2e, or install a "
+                    f"release of the plugin made for m2e {host})")
+    return None
 
 
 def _entry_points():

@@ -14,7 +14,7 @@ import numpy as np
 
 from m2e_plugin.analysis import WindowPrediction, analyse, decode_blocks, iter_windows, sliding_windows, window_settings
 from m2e_plugin.audio import AudioInput, audio_source
-from m2e_plugin.backends.base import EmotionBackend, Prediction, get_backend
+from m2e_plugin.backends.base import EmotionBackend, Prediction, check_backend, get_backend
 from m2e_plugin.labels import quadrant, top_moods
 
 __all__ = ["Music2emo", "sliding_windows"]  # sliding_windows lives in m2e_plugin.analysis; kept importable here
@@ -40,7 +40,7 @@ class Music2emo:
     def __init__(self, model: str | EmotionBackend = "lite", device: str = "auto", *, threshold: float = 0.5,
                  **model_options):
         self.threshold = check_threshold(threshold)  # before the model loads
-        self.backend: EmotionBackend = (model if isinstance(model, EmotionBackend)
+        self.backend: EmotionBackend = (check_backend(model) if isinstance(model, EmotionBackend)
                                         else get_backend(model, device=device, **model_options))
 
     @property

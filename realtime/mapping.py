@@ -300,19 +300,29 @@ class Mapping:
 
     def unknown_moods(self, tags) -> list[str]:
         """One message per mood this mapping names that ``tags`` (the running model's) lack: such a value stays 0
-        and such an event never fires, which a misspelt tag in a show file would otherwise do without a word."""
+        and such an event never fires, which a misspelt tag in a show file would otherwise do without a word. More
+        than 3 without a close tag (a model with other tags) are one message."""
         import difflib
 
         tags = list(tags)
-        problems = []
+        problems, unmatched = [], []
         for mood, where in self.named_moods().items():
             if mood in tags:
                 continue
             close = difflib.get_close_matches(mood, tags, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{self.origin}: {where} names mood {mood!r}, which the model does not have{hint}; "
-                            "it stays 0 and its events never fire")
-        return problems
+            if not close:
+                unmatched.append((mood, where))
+                continue
+            problems.append(f"{self.origin}: {where} names mood {mood!r}, which the model does not have (did you "
+                            f"mean {close[0]!r}?); it stays 0 and its events never fire")
+        if len(unmatched) > 3:
+            # A model with other tags (a plugin's) lacks most of a profile's 56 (wekinator's fixed vector): one line,
+            # not one per tag; a tag close to one of the model's (a typo) keeps its own line above.
+            names = ", ".join(repr(m) for m, _ in unmatched[:5])
+            return problems + [f"{self.origin}: {len(unmatched)} moods it names are not among the model's "
+                               f"{len(tags)} tags ({names}, ...); they stay 0 and their events never fire"]
+        return problems + [f"{self.origin}: {where} names mood {mood!r}, which the model does not have; it stays 0 "
+                           "and its events never fire" for mood, where in unmatched]
 
     def outputs(self, tags, top_k: int) -> list[SentAddress]:
         """Every address this mapping sends to, for a model with ``tags`` and ``top_k`` strings at most in

@@ -270,3 +270,179 @@ def test_values_beyond_the_scale_are_the_models_own():
     plugins.register_plugin(_Misbehaving(), name="misbehaving")
     out = Music2emo(model="well-behaved", device="cpu").predict((np.full(8000, 0.1, dtype=np.float32), 8000))
     assert out["valence"] == 12.0 and out["mood_probabilities"] == {"calm": 0.2, "sad": 0.3}
+
+
+# ------------------------------------------------------------------------- what a plugin author gets wrong
+
+LOUDCOPY_MODULE = '''
+from m2e_loudness import LoudnessModel
+from m2e_plugin import hookimpl
+
+
+class LoudCopy(LoudnessModel):
+    version = "9.9"
+
+
+@hookimpl
+def m2e_register_models(register):
+    register(LoudCopy)  # the name "loudness" is taken by m2e-loudness
+'''
+
+NEEDS_NEWER_M2E_MODULE = "raise AssertionError('a plugin for another m2e must not even be imported')\n"
+
+
+def _requires(site, dist: str, version: str, *lines: str) -> None:
+    metadata = site / f"{dist.replace('-', '_')}-{version}.dist-info" / "METADATA"
+    metadata.write_text(metadata.read_text() + "".join(f"Requires-Dist: {line}\n" for line in lines))
+
+
+def test_a_failing_plugin_is_named_with_its_distribution(tmp_path, monkeypatch):
+    """The lines named the entry point ('copy'), not what `pip` knows ('m2e-loudcopy'), nor the distribution holding
+    a taken model name; and a plugin requiring another m2e (after `pip install m2e==<older>`, which only warns) was
+    imported and run anyway. Now it is skipped before its import, in one line naming both versions."""
+    site = make_plugin_site(tmp_path, {
+        "m2e_loudness": ("m2e-loudness", "0.3.0", LOUDNESS_MODULE),
+        "m2e_copy": ("m2e-loudcopy", "2.0", LOUDCOPY_MODULE),
+        "m2e_future": ("m2e-future", "5.0", NEEDS_NEWER_M2E_MODULE),
+        "m2e_optional": ("m2e-optional", "1.0", JUNK_MODULE.replace("register(dict)", "pass")),
+    })
+    _requires(site, "m2e-future", "5.0", "m2e>=99")
+    _requires(site, "m2e-loudness", "0.3.0", "m2e>=0.0.1", "numpy")
+    _requires(site, "m2e-optional", "1.0", 'm2e>=99; extra == "gpu"')  # an extra's requirement: not this install's
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        models = plugins.get_models()
+    messages = [str(w.message) for w in caught]
+    from m2e_plugin import __version__
+
+    (future,) = [m for m in messages if "'future'" in m]
+    assert future.startswith("m2e plugin 'future' (from m2e-future 5.0): requires m2e>=99 but m2e "
+                             f"{__version__} is installed"), future
+    (copy,) = [m for m in messages if "'copy'" in m]  # m2e-loudness registered first (same folder: either order)
+    assert copy.startswith("m2e plugin 'copy' (from m2e-loudcopy 2.0): model name 'loudness' is already registered "
+                           "by 'loudness' (from m2e-loudness 0.3.0)") or \
+        copy.startswith("m2e plugin 'loudness' (from m2e-loudness 0.3.0): model name 'loudness' is already "
+                        "registered by 'copy' (from m2e-loudcopy 2.0)"), copy
+    assert {"lite", "music2emo", "loudness"} <= set(models)
+    listed = {p["name"]: p for p in plugins.list_plugins()}
+    assert "requires m2e>=99" in listed["future"]["error"] and listed["future"]["distribution"] == "m2e-future"
+    assert "error" not in listed["optional"]
+    proc = _m2e(["plugins"], _env(site))
+    assert proc.returncode == 0 and "m2e plugins: future (from m2e-future 5.0): requires m2e>=99" in proc.stderr
+
+
+class _Undeclared:
+    """Models whose declared attributes the host cannot run with."""
+
+    @hookimpl
+    def m2e_register_models(self, register):
+        from m2e_plugin import EmotionBackend, Prediction
+
+        def model(name, **attributes):
+            def predict_track(self, blocks):
+                for _ in blocks:
+                    pass
+                return Prediction(5.0, 5.0, np.full(len(self.mood_tags), 0.5))
+            return type(name, (EmotionBackend,), {"name": name, "version": "1.0", "sample_rate": 8000,
+                                                  "mood_tags": ("calm", "sad"), **attributes,
+                                                  "__init__": lambda self, device="cpu", **o: None,
+                                                  "predict_track": predict_track})
+
+        register(model("no-rate", sample_rate=0))  # forgot it: predict died in a ZeroDivisionError, stream in a
+        register(model("fractional-rate", sample_rate=16000.5))  # traceback about a ring buffer's capacity
+        register(model("tag-string", mood_tags="calm"))  # read as the tags 'c', 'a', 'l', 'm'
+        register(model("twice-calm", mood_tags=("calm", "calm")))  # one probability silently lost
+        register(model("no-moods", mood_tags=()))  # valence/arousal only: fine
+        register(model("float-rate", sample_rate=16000.0))  # a whole number of Hz: fine
+
+
+@pytest.mark.parametrize("name, cause", [("no-rate", "sample_rate 0"), ("fractional-rate", "sample_rate 16000.5"),
+                                         ("tag-string", "mood_tags 'calm'"),
+                                         ("twice-calm", r"mood_tags \('calm', 'calm'\)")])
+def test_a_model_the_host_cannot_run_is_refused_when_built_naming_it(name, cause):
+    from m2e_plugin import Music2emo
+    from m2e_plugin.plugins import get_extractor
+
+    plugins.register_plugin(_Undeclared(), name="undeclared")
+    with pytest.raises(ValueError, match=f"model {name!r} has {cause}"):
+        Music2emo(model=name, device="cpu")
+    backend = plugins.get_model(name).backend()
+    with pytest.raises(ValueError, match=f"model {name!r} has {cause}"):
+        Music2emo(model=backend)  # an instance built by the caller: checked too
+    with pytest.raises(ValueError, match=f"model {name!r} has {cause}"):
+        get_extractor(name, device="cpu")
+
+
+def test_models_without_moods_or_with_a_float_rate_still_run():
+    from m2e_plugin import Music2emo
+
+    plugins.register_plugin(_Undeclared(), name="undeclared")
+    samples = (np.full(8000, 0.1, dtype=np.float32), 8000)
+    assert Music2emo(model="no-moods", device="cpu").predict(samples)["mood_probabilities"] == {}
+    assert Music2emo(model="float-rate", device="cpu").predict(samples)["model"] == "float-rate"
+
+
+def test_m2e_stream_says_which_model_has_no_sample_rate(tmp_path, clip):
+    site = make_plugin_site(tmp_path, {"m2e_loudness": ("m2e-loudness", "0.3.0",
+                                                        LOUDNESS_MODULE.replace("sample_rate = 8000", "sample_rate = 0"))})
+    proc = _m2e(["stream", "--model", "loudness", "--input", str(clip), "--no-pace", "--osc", "-", "--device", "cpu"],
+                _env(site, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot load model 'loudness': model 'loudness' has sample_rate 0" in proc.stderr
+
+
+def _versioned(version):
+    class Plugin:
+        @hookimpl
+        def m2e_register_models(self, register):
+            from m2e_plugin import EmotionBackend, Prediction
+
+            class Versioned(EmotionBackend):
+                name, sample_rate, mood_tags = "versioned", 8000, ("calm",)
+
+                def __init__(self, device="cpu", **options):
+                    self.device = device
+
+                def predict_track(self, blocks):
+                    for _ in blocks:
+                        pass
+                    return Prediction(float(version.split(".")[-1]), 5.0, np.array([0.5]))
+
+            Versioned.version = version
+            register(Versioned)
+    return Plugin()
+
+
+def test_resuming_with_another_version_of_the_model_is_refused(tmp_path, clip):
+    """A plugin upgraded between two runs (retrained weights) resumed into the old folder: the old tracks counted as
+    done and the new ones got the new model, two versions' values in one table under one set of settings."""
+    from m2e_plugin import batch
+
+    tracks, _ = batch.expand_inputs([str(clip)])
+    out = tmp_path / "out"
+
+    def run(version, **kw):
+        for name in ("model-1.1", "model-1.2"):
+            if plugins.get_plugin_manager().has_plugin(name):
+                plugins.unregister_plugin(name)
+        plugins.register_plugin(_versioned(version), name=f"model-{version}")
+        return batch.run_batch(tracks, out, extractor="versioned", options={"device": "cpu"}, fmt="csv",
+                               progress="never", log=lambda _: None, **kw)
+
+    assert run("1.1").done == 1 and run("1.1").already_done == 1  # the same version resumes
+    with pytest.raises(batch.BatchError, match="other settings.*'model_version': '1.1'.* then.*'model_version': '1.2'.* now"):
+        run("1.2")
+    assert run("1.2", overwrite=True).done == 1
+    assert "2.0" in (out / "descriptors.csv").read_text()  # valence 2.0: the 1.2 model's
+
+
+def test_a_profiles_moods_a_plugin_model_lacks_are_one_line_not_one_per_tag():
+    """Wekinator's fixed 56-mood vector against a 2-tag plugin model logged 54 lines at every start."""
+    from m2e_plugin.realtime.mapping import load_mapping
+
+    (line,) = load_mapping("wekinator").unknown_moods(("calm", "energetic"))
+    assert line.startswith("wekinator: 54 moods it names are not among the model's 2 tags ('action', ")
+    typo = load_mapping("wekinator").unknown_moods(("calm", "energetic", "hapy"))
+    assert any("names mood 'happy', which the model does not have (did you mean 'hapy'?)" in p for p in typo)

@@ -89,6 +89,23 @@ def check_prediction(prediction: Prediction, backend: EmotionBackend) -> Predict
     return prediction
 
 
+def check_backend(backend: EmotionBackend) -> EmotionBackend:
+    """``backend`` if the host can run it, else a ValueError naming the model: a positive whole ``sample_rate``
+    (the rate its audio is decoded to; a plugin that left it 0 failed later as a division by zero or a traceback in
+    ``m2e stream``) and ``mood_tags`` as distinct tag names (a string was read as one tag per letter)."""
+    name = getattr(backend, "name", "") or type(backend).__name__
+    rate = getattr(backend, "sample_rate", None)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(rate) and rate > 0 and float(rate).is_integer()):
+        raise ValueError(f"model {name!r} has sample_rate {rate!r}: it must be the rate the model wants its audio at, "
+                         "a positive whole number of Hz (set on the class, or in __init__ at the latest)")
+    tags = getattr(backend, "mood_tags", ())
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags) or len(set(tags)) != len(tags):
+        raise ValueError(f"model {name!r} has mood_tags {tags!r}: it must be a tuple of distinct tag names "
+                         "(empty for a model without moods)")
+    return backend
+
+
 def resolve_device(device: str | None = "auto") -> str:
     """``"auto"`` picks CUDA when available, else CPU; other values are passed through (``"cuda:1"``, ``"cpu"``)."""
     if device in (None, "", "auto"):
@@ -120,7 +137,7 @@ def get_backend(name: str, *, device: str | None = "auto", **options) -> Emotion
         raise ValueError(f"model {name!r} takes no {', '.join(unknown)} option{'s' if len(unknown) > 1 else ''} "
                          f"(on the command line: {', '.join('--' + k.replace('_', '-') for k in unknown)}); "
                          f"it takes: {', '.join(sorted(takes - {'device'})) or 'no options'}")
-    return cls(device=resolve_device(device), **options)
+    return check_backend(cls(device=resolve_device(device), **options))
 
 
 def accepted_options(name: str, options: dict) -> dict:

@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         print(_table(listing, args.extractors, args.models))
     for p in listing:
         if p.get("error"):
-            print(f"m2e plugins: {p['name']}: {p['error']}", file=sys.stderr)
+            dist = None if p.get("builtin") else p.get("distribution")  # what `pip` knows the plugin by
+            origin = f" (from {' '.join(filter(None, (dist, p.get('version'))))})" if dist else ""
+            print(f"m2e plugins: {p['name']}{origin}: {p['error']}", file=sys.stderr)
     for w in caught:
         if issubclass(w.category, plugins.PluginLoadWarning) and not str(w.message).startswith("m2e plugin "):
             print(f"m2e plugins: {w.message}", file=sys.stderr)
