@@ -432,10 +432,48 @@ def test_resuming_with_another_version_of_the_model_is_refused(tmp_path, clip):
                                progress="never", log=lambda _: None, **kw)
 
     assert run("1.1").done == 1 and run("1.1").already_done == 1  # the same version resumes
-    with pytest.raises(batch.BatchError, match="other settings.*'model_version': '1.1'.* then.*'model_version': '1.2'.* now"):
+    with pytest.raises(batch.BatchError,
+                       match="other settings.*'model_version': '1.1'.* then.*'model_version': '1.2'.* now"):
         run("1.2")
     assert run("1.2", overwrite=True).done == 1
     assert "2.0" in (out / "descriptors.csv").read_text()  # valence 2.0: the 1.2 model's
+
+
+def test_a_folder_made_before_the_model_version_was_recorded_resumes_with_that_version(tmp_path, clip):
+    """Folders made by m2e before the model's version joined the settings have none in their manifest: an upgraded
+    m2e refused every such folder (a catalogue recomputed). Its run log names the version each run used: the same
+    version resumes with the tracks kept, another (or a run log that cannot tell) is refused."""
+    import json
+
+    from m2e_plugin import batch
+    from m2e_plugin.batch.outputs import settings_fingerprint
+
+    tracks, _ = batch.expand_inputs([str(clip)])
+    out = tmp_path / "out"
+    plugins.register_plugin(_versioned("1.1"), name="model-1.1")
+    run = lambda **kw: batch.run_batch(tracks, out, extractor="versioned", options={"device": "cpu"},  # noqa: E731
+                                       fmt="csv", progress="never", log=lambda _: None, **kw)
+
+    def as_made_before(version_in_log):
+        manifest_path = out / ".m2e" / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["settings"].pop("model_version", None)  # (kept so by a resume already)
+        manifest_path.write_text(json.dumps(manifest))
+        sources = out / ".m2e" / "sources.jsonl"  # each finished track carries the old manifest's fingerprint
+        sources.write_text("".join(json.dumps({**json.loads(line), "settings": settings_fingerprint(manifest)}) + "\n"
+                                   for line in sources.read_text().splitlines()))
+        runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+        for r in runs:
+            if "model" in r:  # (a run with every track already done loads no model)
+                r["model"]["model_card"]["version"] = version_in_log
+        (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+
+    assert run().done == 1
+    as_made_before("1.1")
+    assert run().already_done == 1
+    as_made_before("1.0")
+    with pytest.raises(batch.BatchError, match="other settings"):
+        run()
 
 
 def test_a_profiles_moods_a_plugin_model_lacks_are_one_line_not_one_per_tag():

@@ -270,6 +270,9 @@ def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         previous = None
+    if previous is not None and previous != manifest and not overwrite and _unversioned_same_model(out, previous,
+                                                                                                  manifest):
+        manifest = previous  # kept as it is: its fingerprint is the one its tracks carry
     if previous is not None and previous != manifest and not overwrite:
         diff = ", ".join(f"{k}: {previous.get(k)!r} then, {manifest.get(k)!r} now"
                          for k in {**manifest, **previous} if previous.get(k) != manifest.get(k))
@@ -277,7 +280,32 @@ def check_manifest(out: Path, cls, options: dict[str, Any], fmt: str, overwrite:
                          "or --overwrite to recompute everything")
     if previous != manifest:
         write_atomic(path, json.dumps(manifest, indent=1) + "\n")
+    return settings_fingerprint(manifest)
+
+
+def settings_fingerprint(manifest: dict) -> str:
+    """The fingerprint of a folder's manifest that each finished track records (:func:`check_manifest`)."""
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _unversioned_same_model(out: Path, previous: dict, manifest: dict) -> bool:
+    """A folder made before the model's version was part of the settings (m2e 0.1.0 before this check), by the
+    version in use now: every run in its run log names that version in its model card. Refusing it would make an
+    upgraded m2e recompute a whole catalogue that it would compute the same."""
+    version = manifest.get("settings", {}).get("model_version")
+    old_settings = previous.get("settings", {})
+    if version is None or "model_version" in old_settings or \
+            {**previous, "settings": {**old_settings, "model_version": version}} != manifest:
+        return False
+    try:
+        runs = [json.loads(line) for line in (out / RUNS_FILE).read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return False
+    # a run that loaded no model (every track already done, or stopped before) made nothing and names none
+    versions = {str(run["model"]["model_card"].get("version")) for run in runs
+                if isinstance(run.get("model"), dict) and isinstance(run["model"].get("model_card"), dict)}
+    return versions == {str(version)}
 
 
 def source_stamp(path: str | os.PathLike) -> dict[str, int] | None:
