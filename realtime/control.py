@@ -162,8 +162,7 @@ def _set_model(sc, args: list) -> None:
     from m2e_plugin.plugins import get_model
 
     get_model(args[0])  # ValueError naming the registered models for an unknown name
-    sc.runner.request(args[0])
-    log.info("control: loading model %s", args[0])
+    sc.runner.request(args[0], reason="control")
 
 
 def _seconds_range() -> list[dict]:

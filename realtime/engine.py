@@ -142,13 +142,16 @@ class ModelRunner:
         backend.predict_window(np.zeros(n, dtype=np.float32))
         return (time.perf_counter() - t0) * 1000.0
 
-    def request(self, name: str) -> bool:
+    def request(self, name: str, reason: str = "") -> bool:
         """Load ``name`` in the background and switch to it when ready; False when a load is already running."""
         with self._lock:
             if self.loading is not None:
                 log.warning("model %r requested while %r is still loading; ignored", name, self.loading)
                 return False
             self.loading = name
+        # said before the loader starts: a fast load's "switched to model" came before "loading model", and a
+        # request ignored above was still logged as loading
+        log.info("%sloading model %s", f"{reason}: " if reason else "", name)
         self._loader = threading.Thread(target=self._load, args=(name,), name="m2e-model-loader", daemon=True)
         self._loader.start()
         return True

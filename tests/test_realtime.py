@@ -905,3 +905,20 @@ def test_a_live_hop_longer_than_the_window_is_said(caplog):
         assert "hop 2 s is longer than the window 1 s: 1 s of audio" in caplog.text
     finally:
         control.stop()
+
+
+def test_a_model_switch_is_logged_before_it_loads_and_an_ignored_one_is_not(backends, caplog):
+    """A fast load logged "switched to model X" before "control: loading model X", and a request ignored because
+    another load was running was still logged as loading."""
+    import logging
+
+    runner = ModelRunner("rt-feature")
+    with caplog.at_level(logging.INFO, logger="m2e"):
+        assert runner.request("rt-feature", reason="control")
+        runner._loader.join(timeout=30)
+        runner.loading = "rt-slow"  # a load in progress
+        assert not runner.request("rt-feature", reason="control")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines.index("control: loading model rt-feature") < lines.index("switched to model rt-feature")
+    assert lines.count("control: loading model rt-feature") == 1
+    assert any("still loading; ignored" in line for line in lines)
