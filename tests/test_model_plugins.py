@@ -185,7 +185,8 @@ def test_in_memory_model_plugin_serves_the_realtime_control_check(monkeypatch):
 
     register_test_models(monkeypatch, FeatureBackend)
     requested = []
-    sidecar = type("S", (), {"runner": type("R", (), {"request": staticmethod(requested.append)})()})()
+    runner = type("R", (), {"request": staticmethod(lambda name, **_: requested.append(name))})()
+    sidecar = type("S", (), {"runner": runner})()
     server = ControlServer.__new__(ControlServer)
     server.sidecar = sidecar
     server.apply("/m2e/ctl/model", ["rt-feature"])
