@@ -34,7 +34,9 @@ from m2e_plugin.labels import MOOD_TAGS
 
 # Version of the descriptor layout written by the model extractors (not of the models: see metadata.model).
 # 2.0: Essentia-style {value, probability, all} blocks, full statistics, frames and provenance in their own pools.
-LAYOUT_VERSION = "2.0"
+# 2.1: the statistics weight the last, end-aligned window by the share of a hop it adds (pools.window_weights): a
+#      folder of 2.0 pools is not resumed into (two definitions of the statistics in one table).
+LAYOUT_VERSION = "2.1"
 
 
 def descriptor_names(model: str, tags=MOOD_TAGS, *, key: bool = False, frames: bool = False) -> tuple[str, ...]:
@@ -205,13 +207,15 @@ class ModelExtractor:
         valence = [float(w.prediction.valence) for w in result.windows]
         arousal = [float(w.prediction.arousal) for w in result.windows]
         window_quadrants = [quadrant(v, a) for v, a in zip(valence, arousal)]
+        weights = pools.window_weights([w.start for w in result.windows], self.hop)
 
         out: dict[str, Any] = {}
         for dim, series in (("valence", valence), ("arousal", arousal)):
-            out.update(pools.dimension_block(dim, track[dim], series))
+            out.update(pools.dimension_block(dim, track[dim], series, weights))
             out.update(pools.dimension_block(f"{dim}_norm", normalise_va(track[dim]),
-                                             [normalise_va(v) for v in series]))
-        out.update(pools.quadrant_block(track["quadrant"], track.get("quadrant_probabilities"), window_quadrants))
+                                             [normalise_va(v) for v in series], weights))
+        out.update(pools.quadrant_block(track["quadrant"], track.get("quadrant_probabilities"), window_quadrants,
+                                        weights))
         out[f"{pools.NS}.confidence"] = track.get("confidence")  # lite: lower for short or quiet input
         out.update(pools.mood_block(track["mood_probabilities"], self.threshold))
         if backend.predicts_key and track.get("key"):

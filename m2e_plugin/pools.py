@@ -20,7 +20,9 @@ Layout (one track; ``<dim>`` is ``valence`` or ``arousal``, 1-9; ``<dim>_norm`` 
 
 Statistics (:func:`window_stats`): ``var`` and ``stdev`` are population statistics (ddof 0, as Essentia);
 ``dmean``/``dvar`` are the mean and variance of the absolute difference between consecutive windows, ``dmean2``/
-``dvar2`` the same for the second difference (0 when there are too few windows).
+``dvar2`` the same for the second difference (0 when there are too few windows). Windows are weighted by
+:func:`window_weights`: 1 each, except the last window that ends at the end of the audio, which weighs the share of
+a hop it starts after the previous one (the window shares of the quadrant block too).
 """
 
 from __future__ import annotations
@@ -49,18 +51,52 @@ VALUE_RULES = {
 }
 
 
-def window_stats(series: Sequence[float]) -> dict[str, float]:
-    """The statistics of :data:`STATS` over a per-window series (NaN for an empty one)."""
+def window_weights(starts: Sequence[float], hop: float) -> np.ndarray:
+    """Each window's weight in the statistics: the share of a hop since the previous window started (1 for the
+    first). Regular windows weigh 1; the last window, which ends at the end of the audio, weighs what it adds: a
+    30.06 s clip's windows start at 0, 5, ..., 20 and 20.06, and counted as a full window that near-copy of the
+    20 s window weighted the last 10 s twice in mean and stdev and put a ~0 step into dmean."""
+    t = np.asarray(starts, dtype=float)
+    if t.size == 0:
+        return t
+    gaps = np.diff(t) / float(hop) if hop > 0 else np.ones(t.size - 1)
+    gaps[gaps > 1.0 - 1e-6] = 1.0  # a regular hop, whatever the float rounding of the starts
+    return np.concatenate([[1.0], np.clip(gaps, 0.0, 1.0)])
+
+
+def _weighted(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """(mean, population variance) of ``x`` with weights ``w``."""
+    mean = float(np.sum(w * x) / np.sum(w))
+    return mean, float(np.sum(w * (x - mean) ** 2) / np.sum(w))
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    """The value where half the weight is reached; equal weights give :func:`numpy.median` (the two middle values
+    averaged for an even count)."""
+    order = np.argsort(x, kind="stable")
+    xs, cw = x[order], np.cumsum(w[order]) / np.sum(w)
+    i = int(np.searchsorted(cw, 0.5 - 1e-12))
+    return float((xs[i] + xs[i + 1]) / 2) if abs(cw[i] - 0.5) <= 1e-12 and i + 1 < xs.size else float(xs[i])
+
+
+def window_stats(series: Sequence[float], weights: Sequence[float] | None = None) -> dict[str, float]:
+    """The statistics of :data:`STATS` over a per-window series (NaN for an empty one); ``weights`` (default all
+    1) from :func:`window_weights`. A difference counts with the weight of its later window; min and max take
+    every window."""
     x = np.asarray(series, dtype=float)
     if x.size == 0:
         return {s: float("nan") for s in STATS}
-    d1 = np.abs(np.diff(x))
-    d2 = np.abs(np.diff(x, n=2))
+    w = np.ones(x.size) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != x.shape:
+        raise ValueError(f"{w.size} weights for {x.size} windows")
+    mean, var = _weighted(x, w)
+    d1, d2 = np.abs(np.diff(x)), np.abs(np.diff(x, n=2))
+    dmean, dvar = _weighted(d1, w[1:]) if d1.size and w[1:].sum() > 0 else (0.0, 0.0)
+    dmean2, dvar2 = _weighted(d2, w[2:]) if d2.size and w[2:].sum() > 0 else (0.0, 0.0)
     return {
-        "mean": float(x.mean()), "stdev": float(x.std()), "var": float(x.var()), "median": float(np.median(x)),
+        "mean": mean, "stdev": float(np.sqrt(var)), "var": var, "median": _weighted_median(x, w),
         "min": float(x.min()), "max": float(x.max()),
-        "dmean": float(d1.mean()) if d1.size else 0.0, "dvar": float(d1.var()) if d1.size else 0.0,
-        "dmean2": float(d2.mean()) if d2.size else 0.0, "dvar2": float(d2.var()) if d2.size else 0.0,
+        "dmean": dmean, "dvar": dvar, "dmean2": dmean2, "dvar2": dvar2,
     }
 
 
@@ -72,9 +108,10 @@ def value_rule(value: float, stats: dict[str, float]) -> str:
     return "whole_track" if lo - 1e-9 <= value <= hi + 1e-9 else "whole_track_outside_windows"
 
 
-def dimension_block(name: str, value: float, series: Sequence[float]) -> dict[str, Any]:
+def dimension_block(name: str, value: float, series: Sequence[float],
+                    weights: Sequence[float] | None = None) -> dict[str, Any]:
     """``<NS>.<name>.{value, <stats>, value_rule}``."""
-    stats = window_stats(series)
+    stats = window_stats(series, weights)
     out = {f"{NS}.{name}.value": float(value)}
     out.update({f"{NS}.{name}.{k}": v for k, v in stats.items()})
     out[f"{NS}.{name}.value_rule"] = value_rule(float(value), stats)
@@ -82,7 +119,7 @@ def dimension_block(name: str, value: float, series: Sequence[float]) -> dict[st
 
 
 def quadrant_block(value: str, model_probabilities: dict[str, float] | None,
-                   window_quadrants: Sequence[str]) -> dict[str, Any]:
+                   window_quadrants: Sequence[str], weights: Sequence[float] | None = None) -> dict[str, Any]:
     """``<NS>.quadrant.{value, probability, all.Q1..Q4, source}``.
 
     ``all`` is the model's quadrant probabilities when it has them (``source = "model"``: ``lite``); otherwise the
@@ -92,8 +129,10 @@ def quadrant_block(value: str, model_probabilities: dict[str, float] | None,
     if model_probabilities:
         shares, source = {q: float(model_probabilities.get(q, 0.0)) for q in QUADRANTS}, "model"
     else:
-        n = len(window_quadrants)
-        shares = {q: (sum(1 for w in window_quadrants if w == q) / n if n else float(q == value)) for q in QUADRANTS}
+        w = [1.0] * len(window_quadrants) if weights is None else [float(x) for x in weights]
+        total = sum(w)
+        shares = {q: (sum(wi for wi, wq in zip(w, window_quadrants) if wq == q) / total if total else float(q == value))
+                  for q in QUADRANTS}
         source = "window_share"
     out = {f"{NS}.quadrant.value": value, f"{NS}.quadrant.probability": shares[value]}
     out.update({f"{NS}.quadrant.all.{q}": shares[q] for q in QUADRANTS})

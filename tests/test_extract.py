@@ -67,8 +67,12 @@ def test_lite_descriptors(lite):
         assert s["min"] <= s["median"] <= s["max"] and s["min"] <= s["mean"] <= s["max"] and s["stdev"] >= 0
         assert s["var"] == pytest.approx(s["stdev"] ** 2)
         series = np.array(pool[f"{FRAMES}.{dim}"])
-        assert s["mean"] == pytest.approx(series.mean()) and s["max"] == pytest.approx(series.max())
-        assert s["dmean"] == pytest.approx(np.abs(np.diff(series)).mean())
+        # 12 s: windows at 0 s and 2 s (the last ends at the end); the second adds 2 s of a 5 s hop: weight 0.4
+        weights = np.array([1.0, 0.4])
+        assert pool[f"{FRAMES}.frame_start"] == pytest.approx([0.0, 2.0], abs=1e-3)
+        assert s["mean"] == pytest.approx(np.average(series, weights=weights))
+        assert s["max"] == pytest.approx(series.max())
+        assert s["dmean"] == pytest.approx(np.abs(np.diff(series)).mean())  # one difference
         assert pool[f"{NS}.{dim}_norm.value"] == pytest.approx((s["value"] - 1) / 8)
         assert pool[f"{NS}.{dim}_norm.max"] == pytest.approx((s["max"] - 1) / 8)
         inside = s["min"] <= s["value"] <= s["max"]

@@ -26,6 +26,37 @@ def test_window_stats_full_set_by_hand():
     assert all(math.isnan(v) for v in pools.window_stats([]).values())
 
 
+def test_the_end_aligned_last_window_weighs_what_it_adds():
+    """A 30.06 s clip's windows (10 s every 5 s) start at 0, 5, 10, 15, 20 and 20.06: the last, there so that every
+    sample is analysed, nearly copies the one at 20 s. Counted as a full window it weighted the last 10 s twice
+    (mean, stdev, quadrant shares) and put a ~0 step into dmean."""
+    starts = [0.0, 5.0, 10.0, 15.0, 20.0, 20.06]
+    w = pools.window_weights(starts, 5.0)
+    assert w[:5].tolist() == [1.0] * 5 and w[5] == pytest.approx(0.012)
+    series = [3.0, 4.0, 5.0, 6.0, 8.0, 8.0]
+    s = pools.window_stats(series, w)
+    unique = pools.window_stats(series[:5])  # the clip as if its windows had ended at 30 s
+    plain = pools.window_stats(series)  # unweighted: the end counted twice
+    for k in pools.STATS:  # the last window adds 0.06 s of 5: within a few per cent (its 2nd difference is large)
+        assert s[k] == pytest.approx(unique[k], rel=0.06, abs=1e-3), k
+    for k in ("mean", "median", "dmean", "dmean2"):
+        assert abs(plain[k] - unique[k]) > 10 * abs(s[k] - unique[k]), k
+    assert plain["mean"] == pytest.approx(34 / 6)
+    assert pools.window_weights([0.0, 5.0, 7.5], 5.0).tolist() == [1.0, 1.0, 0.5]
+    assert pools.window_weights([0.0, 5.000000001, 10.0], 5.0).tolist() == [1.0, 1.0, 1.0]  # rounding of starts
+    b = pools.quadrant_block("Q1", None, ["Q1", "Q1", "Q2"], [1.0, 1.0, 0.5])
+    assert b["highlevel.music2emo.quadrant.all.Q2"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 11])
+def test_equal_weights_give_the_plain_statistics(n):
+    x = np.random.default_rng(n).normal(5, 1, n)
+    weighted, plain = pools.window_stats(x, np.ones(n)), pools.window_stats(x)
+    assert weighted == pytest.approx(plain) and plain["median"] == pytest.approx(float(np.median(x)))
+    with pytest.raises(ValueError, match="weights for"):
+        pools.window_stats(x, np.ones(n + 1))
+
+
 @pytest.mark.parametrize("value, rule", [(5.0, "whole_track"), (7.9, "whole_track"),
                                           (8.01, "whole_track_outside_windows"), (3.0, "whole_track_outside_windows")])
 def test_value_rule_says_when_the_track_value_leaves_the_windows(value, rule):
