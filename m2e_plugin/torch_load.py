@@ -23,6 +23,14 @@ def load_weights_only(path, *, allow=()):
         raise ValueError(why_not_loadable(exc, path)) from None
 
 
+def nonfinite_tensors(state: dict) -> list[str]:
+    """Names of the floating-point tensors of ``state`` holding NaN or inf. Such weights (a damaged download, a
+    diverged save) load fine and then fail every input one by one: loaders refuse them once, before any work."""
+    import torch
+
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def why_not_loadable(exc: BaseException, path=None) -> str:
     """The cause of a failed ``torch.load(weights_only=True)``, without torch's advice to load unsafely."""
     text = str(exc)

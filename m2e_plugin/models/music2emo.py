@@ -153,9 +153,9 @@ def _load_into(module: nn.Module, state: dict, path) -> nn.Module:
     if bad:
         raise CheckpointError(f"{path}: tensor shapes differ from the Music2Emo head, e.g. {bad[:3]} "
                               "(name, checkpoint shape, expected shape)")
-    # NaN/inf weights (a damaged or diverged save) load fine and then fail every file with "valence nan": refuse
-    # them here, once, before any work.
-    broken = [k for k, v in kept.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    from m2e_plugin.torch_load import nonfinite_tensors
+
+    broken = nonfinite_tensors(kept)  # they failed every file with "valence nan"
     if broken:
         raise CheckpointError(f"{path}: {len(broken)} tensor(s) hold NaN or infinite values, e.g. {broken[:3]} "
                               "(a damaged or diverged checkpoint)")
